@@ -1,0 +1,1 @@
+"""Streaming MIME: parser, transfer decoders, names, rewrite plan."""

@@ -1,0 +1,1 @@
+"""SMTP in (session, protocol) and SMTP/maildir out (relay)."""

@@ -1,0 +1,1 @@
+"""The web side: download pages, /metrics, /healthz."""
