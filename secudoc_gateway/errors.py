@@ -65,3 +65,17 @@ class RelayError(GatewayError):
 
 class StorageError(GatewayError):
     """The object store failed; the message gets a 451."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """
+    The object store has no object under the key.  A ``KeyError`` too,
+    as for a missing mapping key; shared by every backend.
+    """
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class ProducerStopped(StorageError):
+    """An object store's producer was stopped before the object was sent."""

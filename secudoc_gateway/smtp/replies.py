@@ -93,3 +93,11 @@ DUPLICATE_IN_FLIGHT = Reply(451, "4.3.0", "Same message is being relayed, try ag
 RELAY_REJECTED = Reply(554, "5.0.0", "{remote}")
 MIME_LIMIT = Reply(554, "5.6.0", "Message structure exceeds limits")
 TENANT_MISMATCH = Reply(550, "5.7.1", "Message does not belong to a known tenant")
+UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service")
+
+# Session additions (smtp/session.py)
+HELLO = Reply(250, "", "{hostname}")
+BDAT_RECEIVED = Reply(250, "2.0.0", "{size} octets received")
+TOO_MUCH_INPUT = Reply(421, "4.7.0", "Too much pipelined input, closing connection")
+BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax error in BDAT size, closing connection")
+CONNECT_TEMPFAIL = Reply(421, "4.3.0", "Temporary local problem, try again later")

@@ -1,0 +1,144 @@
+"""
+``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``
+and ``purge`` (SPEC section 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.utils
+import sys
+import uuid
+from typing import Optional, Sequence
+
+from secudoc_gateway.errors import ConfigError, RelayError
+
+DEFAULT_CONFIG = "etc/secudoc-gateway.toml"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _load(path: str):
+    from secudoc_gateway.config import loadConfig
+
+    try:
+        return loadConfig(path)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def checkConfig(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    print(f"{args.config}: ok ({len(config.tenants)} tenant(s))")
+    return EXIT_OK
+
+
+def testMessage(tenant, hostname: str, recipient: str) -> bytes:
+    """The seed's "Uw mailserver is ingesteld" check: a plain note, marked as ours."""
+    subject = {"nl": "Uw mailserver is ingesteld", "en": "Your mail server is set up"}[tenant.language]
+    body = {
+        "nl": "Dit is een testbericht van secudoc-gateway: de relay naar uw mailserver werkt.",
+        "en": "This is a test message from secudoc-gateway: relaying to your mail server works.",
+    }[tenant.language]
+    lines = [
+        f"From: {tenant.facility_sender}",
+        f"To: {recipient}",
+        f"Subject: {subject}",
+        f"Date: {email.utils.formatdate(localtime=False, usegmt=True)}",
+        f"Message-ID: <{uuid.uuid4().hex}@{hostname}>",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Transfer-Encoding: 7bit",
+        "X-SecuDoc: 1.0",
+        "X-SecuDoc-Status: passed; reason=test-relay",
+        "",
+        body,
+        "",
+    ]
+    return "\r\n".join(lines).encode("ascii")
+
+
+def testRelay(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    tenant = next((t for t in config.tenants if t.id == args.tenant), None)
+    if tenant is None:
+        print(f"{args.config}: no tenant {args.tenant!r}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from twisted.internet import task
+
+    from secudoc_gateway.envelope import Envelope
+    from secudoc_gateway.outgoing import OutgoingMessage
+    from secudoc_gateway.smtp.relay import relayFor
+    from secudoc_gateway.spool import MemoryBudget, Spool
+
+    recipient = args.to or tenant.facility_sender
+    def run(reactor):
+        relay = relayFor(tenant, config.smtp.hostname, reactor)
+        spool = Spool(MemoryBudget(1 << 20))
+        message = OutgoingMessage(spool, [testMessage(tenant, config.smtp.hostname, recipient)])
+        envelope = Envelope(sender=tenant.facility_sender, recipients=(recipient,))
+        d = relay.send(envelope, message)
+
+        def ok(reply: str) -> None:
+            print(f"relayed through {tenant.relay}: {reply}")
+
+        def failed(f) -> None:
+            f.trap(RelayError)
+            e = f.value
+            remote = f" (remote said: {e.reply.code} {e.reply.enhanced} {e.reply.text})" if e.reply else ""
+            print(f"relay through {tenant.relay} failed at {e.kind}: {e.message}{remote}",
+                  file=sys.stderr)
+            raise SystemExit(EXIT_FAILED)
+
+        return d.addCallbacks(ok, failed)
+
+    task.react(run, [])  # exits the process with 0, or with the SystemExit code
+    return EXIT_OK
+
+
+def purge(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from twisted.internet import task
+
+    from secudoc_gateway.purge import purgeOnce
+
+    def run(reactor):
+        d = purgeOnce(config, reactor)
+        d.addCallback(lambda n: print(f"purged {n} expired transfer(s)"))
+        return d
+
+    task.react(run, [])
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="secudoc-gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, helptext in [
+        ("check-config", checkConfig, "validate the config and every tenant file"),
+        ("test-relay", testRelay, "send a test message through a tenant's relay target"),
+        ("purge", purge, "delete expired transfers' objects and rows"),
+    ]:
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", default=DEFAULT_CONFIG)
+        p.set_defaults(func=func)
+        if name == "test-relay":
+            p.add_argument("tenant")
+            p.add_argument("--to", default="", help="recipient (default: the tenant's facility_sender)")
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""
+The gateway's mark on every relayed message: a ``Received:`` trace
+field (RFC 5321 section 4.4), ``X-SecuDoc: 1.0``, ``X-SecuDoc-Status``
+and, for a protected message, ``X-SecuDoc-Transfer``.  Incoming fields
+of those names are dropped first (SPEC section 5), so a relayed message
+carries exactly one ``X-SecuDoc``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from typing import Optional
+
+from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.policy import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
+
+_FIELD_START = re.compile(rb"(?:\r\n|\n|\r)(?![ \t])")
+_NAME = re.compile(rb"[!-9;-~]+")
+
+
+def lineEnding(block: bytes) -> bytes:
+    """The line ending the message uses, so our fields match it."""
+    at = block.find(b"\n")
+    return b"\r\n" if at > 0 and block[at - 1 : at] == b"\r" else b"\n" if at >= 0 else b"\r\n"
+
+
+def rawFields(block: bytes) -> list[bytes]:
+    """
+    A header block split into fields, each exactly as received (name,
+    folded value, line ending); joining them gives the block back.
+    """
+    fields = []
+    start = 0
+    for match in _FIELD_START.finditer(block):
+        fields.append(block[start : match.end()])
+        start = match.end()
+    if start < len(block):
+        fields.append(block[start:])
+    return fields
+
+
+def fieldName(field: bytes) -> Optional[str]:
+    match = _NAME.match(field)
+    if match is None or field[match.end() : match.end() + 1] != b":":
+        return None
+    return match.group().decode("ascii").lower()
+
+
+def withoutGatewayFields(block: bytes) -> bytes:
+    """The header block minus incoming X-SecuDoc, -Status and -Transfer."""
+    return b"".join(f for f in rawFields(block) if fieldName(f) not in GATEWAY_HEADERS)
+
+
+def _addressLiteral(peer: str) -> str:
+    return f"IPv6:{peer}" if ":" in peer else peer
+
+
+def received(envelope: Envelope, hostname: str, queueId: str, date: Optional[float] = None) -> str:
+    """
+    RFC 5321 4.4 trace field; ``with`` per RFC 3848 (ESMTPS when TLS
+    was on) and RFC 6531 (UTF8 variants for SMTPUTF8).
+    """
+    protocol = "UTF8SMTP" if envelope.smtputf8 else "ESMTP"
+    if envelope.tls:
+        protocol += "S"
+    helo = envelope.helo or "unknown"
+    forPart = f"\r\n\tfor <{envelope.recipients[0]}>" if len(envelope.recipients) == 1 else ""
+    return (
+        f"Received: from {helo} ([{_addressLiteral(envelope.peer)}])\r\n"
+        f"\tby {hostname} (secudoc-gateway) with {protocol} id {queueId}{forPart};\r\n"
+        f"\t{email.utils.formatdate(date, localtime=False, usegmt=True)}"
+    )
+
+
+def stampFields(
+    envelope: Envelope,
+    hostname: str,
+    queueId: str,
+    status: str,
+    transferId: Optional[str] = None,
+    eol: bytes = b"\r\n",
+    date: Optional[float] = None,
+) -> bytes:
+    """The gateway's fields, to put on top of the (filtered) header block."""
+    fields = [
+        received(envelope, hostname, queueId, date),
+        f"{SECUDOC}: {SECUDOC_VERSION}",
+        f"{SECUDOC_STATUS}: {status}",
+    ]
+    if transferId:
+        fields.append(f"{SECUDOC_TRANSFER}: {transferId}")
+    text = "\r\n".join(fields) + "\r\n"
+    if eol != b"\r\n":
+        text = text.replace("\r\n", eol.decode("ascii"))
+    # helo and addresses went through the SMTP session: ASCII, or UTF-8 with SMTPUTF8.
+    return text.encode("utf-8")

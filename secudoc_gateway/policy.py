@@ -1,0 +1,567 @@
+"""
+The per-tenant policy: SPEC section 5's rule table as pure functions.
+
+Theory of operation
+-------------------
+
+The pipeline asks twice.  When the top-level header block is complete
+it builds a `HeaderFacts` (`headerFacts`) and calls `earlyDecision`,
+which walks rules 1-7 in table order and returns the first rule that
+decides, or ``None`` when the message goes on to its content.  Only
+then, when the sender is unknown and the tenant creates users, does
+`userAction` say which user to create (rule 7's "otherwise": the user
+is created and processing goes on).  At the end of the message
+`finalDecision` applies rules 8 and 9.
+
+Recipients inside the tenant's domains or matching
+``exclude_recipients`` always get the original message
+(`splitRecipients`).  The table decides what happens to the message;
+the split decides who gets which copy: a protected message carries both
+lists, and when no recipient is left to protect the whole message
+passes with ``reason=internal-recipient``.  That check follows rules
+1-7 and comes before rule 8, so the pipeline knows at the headers
+already that it need not store any attachment.
+
+Address patterns (``exclude_senders``, ``exclude_recipients``,
+``users``) are ``name@*``, ``*@domain`` or an exact address, compared
+case-insensitively throughout: RFC 5321 section 2.4 lets a server treat
+local parts as case-sensitive, but an operator writing
+``Facturen@*`` means every spelling of it, and Exchange itself ignores
+case.  Domains are compared in their IDNA A-label form (RFC 5890), so a
+U-label and its A-label match.  ``*@domain`` names that domain only,
+not its subdomains.  Anything else (no ``@``) matches nothing: a policy
+that excludes from protection must not match more than it says.
+
+Nothing here does I/O or imports Twisted.
+"""
+
+from __future__ import annotations
+
+import functools
+from email.headerregistry import HeaderRegistry
+from email.utils import getaddresses
+from typing import Any, Callable, Iterable, Optional
+
+import attrs
+import idna
+
+from secudoc_gateway.smtp import replies
+from secudoc_gateway.smtp.replies import Reply
+
+# --- Header names ------------------------------------------------------------
+
+SECUDOC = "X-SecuDoc"
+SECUDOC_STATUS = "X-SecuDoc-Status"
+SECUDOC_TRANSFER = "X-SecuDoc-Transfer"
+SECUDOC_ENABLED = "X-SecuDoc-Enabled"
+CROSS_TENANT_ID = "X-MS-Exchange-CrossTenant-Id"
+NETWORK_MESSAGE_ID = "X-MS-Exchange-CrossTenant-Network-Message-Id"
+MESSAGE_ID = "Message-ID"
+CONTENT_TYPE = "Content-Type"
+FROM = "From"
+
+SECUDOC_VERSION = "1.0"
+"""The value of the ``X-SecuDoc`` header on every relayed message."""
+
+GATEWAY_HEADERS = frozenset(
+    name.lower() for name in (SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER)
+)
+"""Lowercased names removed from every incoming message (SPEC section 5)."""
+
+_SECUDOC = SECUDOC.lower()
+_SECUDOC_ENABLED = SECUDOC_ENABLED.lower()
+_CROSS_TENANT_ID = CROSS_TENANT_ID.lower()
+_NETWORK_MESSAGE_ID = NETWORK_MESSAGE_ID.lower()
+_MESSAGE_ID = MESSAGE_ID.lower()
+_CONTENT_TYPE = CONTENT_TYPE.lower()
+_FROM = FROM.lower()
+
+
+# --- Actions and reasons -----------------------------------------------------
+
+# The action values double as the ``status`` label of
+# ``secudoc_messages_total``.
+PROTECT = "protected"
+PASS = "passed"
+REJECT = "rejected"
+
+LOOP = "loop"
+EXCLUDED_SENDER = "excluded-sender"
+NOT_ENABLED = "not-enabled"
+REQUIRED_HEADER = "required-header"
+SIGNED = "signed"
+UNKNOWN_SENDER = "unknown-sender"
+NO_ATTACHMENT = "no-attachment"
+INTERNAL_RECIPIENT = "internal-recipient"
+TENANT_MISMATCH = "tenant-mismatch"
+
+# Tenant key values.
+MODE_OPT_IN = "opt-in"
+MODE_OPT_OUT = "opt-out"
+CREATE_NO = "no"
+CREATE_WELCOME = "welcome"
+CREATE_SILENT = "silent"
+UNKNOWN_PASS = "pass"
+UNKNOWN_REJECT = "reject"
+
+SIGNED_TYPES = frozenset(
+    {
+        "multipart/signed",
+        "multipart/encrypted",
+        "application/pkcs7-mime",
+        "application/x-pkcs7-mime",
+    }
+)
+"""Top-level types of a signed or encrypted message (RFC 1847, RFC 8551)."""
+
+DEFAULT_CONTENT_TYPE = "text/plain"
+"""RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
+
+# --- Addresses and patterns --------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def normaliseDomain(domain: str) -> str:
+    """
+    A domain as tenants compare it: lowercase A-labels, no trailing dot.
+
+    A name IDNA refuses (an underscore, an empty label) is still
+    compared, lowercased, rather than raising: an address in a message
+    is data, not configuration.
+    """
+    domain = domain.strip()
+    if domain.endswith("."):
+        domain = domain[:-1]
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return domain.lower()
+
+
+def splitAddress(address: str) -> tuple[str, str]:
+    """
+    ``(local part, normalised domain)``, split at the last ``@`` (a
+    quoted local part may hold one); ``(address, "")`` without one.
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if not at:
+        return address.strip(), ""
+    return local, normaliseDomain(domain)
+
+
+def matchesPattern(address: str, pattern: str) -> bool:
+    """
+    Whether ``address`` matches ``name@*``, ``*@domain`` or an exact
+    address; case-insensitive, domains compared as A-labels.
+    """
+    pLocal, at, pDomain = pattern.strip().rpartition("@")
+    if not at or not pLocal or not pDomain:
+        return False
+    aLocal, aAt, aDomain = address.strip().rpartition("@")
+    if not aAt or not aLocal or not aDomain:
+        return False
+    if pLocal != "*" and pLocal.lower() != aLocal.lower():
+        return False
+    if pDomain != "*" and normaliseDomain(pDomain) != normaliseDomain(aDomain):
+        return False
+    return True
+
+
+def matchesAny(address: str, patterns: Iterable[str]) -> bool:
+    """Whether ``address`` matches at least one of ``patterns``."""
+    return any(matchesPattern(address, pattern) for pattern in patterns)
+
+
+def isConfiguredUser(tenant: Any, address: str) -> bool:
+    """
+    Whether the tenant file's ``users`` names ``address``; the caller
+    adds the users the database knows to make rule 7's "known user".
+    """
+    return matchesAny(address, tenant.users)
+
+
+def isInternal(tenant: Any, address: str) -> bool:
+    """Whether ``address`` is in one of the tenant's own domains."""
+    _, domain = splitAddress(address)
+    if not domain:
+        return False
+    return domain in {normaliseDomain(d) for d in tenant.domains}
+
+
+def splitRecipients(
+    tenant: Any, recipients: Iterable[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """
+    ``(internal or excluded, others)``, each in envelope order: the
+    first always get the original message (SPEC section 5).
+    """
+    original: list[str] = []
+    others: list[str] = []
+    for recipient in recipients:
+        if isInternal(tenant, recipient) or matchesAny(
+            recipient, tenant.exclude_recipients
+        ):
+            original.append(recipient)
+        else:
+            others.append(recipient)
+    return tuple(original), tuple(others)
+
+
+# --- Header facts ------------------------------------------------------------
+
+
+def _normaliseValue(value: str) -> str:
+    """Whitespace runs as one space, trimmed, lowercased."""
+    return " ".join(value.split()).lower()
+
+
+def _mediaType(value: str) -> str:
+    """
+    ``type/subtype`` of a Content-Type value, lowercased, comments
+    (RFC 5322 section 3.2.2) skipped; the RFC 2045 default when it is
+    not a valid type.
+    """
+    out: list[str] = []
+    depth = 0
+    escaped = False
+    for ch in value:
+        if depth:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            continue
+        if ch == "(":
+            depth = 1
+        elif ch == ";":
+            break
+        elif not ch.isspace():
+            out.append(ch)
+    mediaType = "".join(out).lower()
+    kind, slash, subtype = mediaType.partition("/")
+    if not slash or not _isToken(kind) or not _isToken(subtype):
+        return DEFAULT_CONTENT_TYPE
+    return mediaType
+
+
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+
+
+def _isToken(text: str) -> bool:
+    """RFC 2045 section 5.1 ``token``."""
+    return bool(text) and all(
+        33 <= ord(ch) <= 126 and ch not in _TSPECIALS for ch in text
+    )
+
+
+_ADDRESS_HEADERS = HeaderRegistry()
+
+
+def parseFromAddress(value: str) -> str:
+    """
+    The first mailbox's bare address of a From value, or ``""``.
+
+    Display names (RFC 2047 encoded or not), comments, angle brackets
+    and groups are the standard library's RFC 5322 parser's job; a
+    value it cannot read yields its best effort, never an exception.
+    """
+    candidates: list[str]
+    try:
+        header = _ADDRESS_HEADERS(FROM, value)
+        candidates = [address.addr_spec for address in header.addresses]
+    except Exception:
+        candidates = [address for _, address in getaddresses([value])]
+    for candidate in candidates:
+        local, at, domain = candidate.rpartition("@")
+        if at and local and domain:
+            return candidate
+    return ""
+
+
+@attrs.frozen
+class HeaderFacts:
+    """
+    What the policy needs from the message's top-level header block.
+
+    ``fields`` keeps every field as ``(lowercased name, value)`` for
+    ``required_header``; the block is bounded by ``max_header_bytes``,
+    so this is too.  ``secudocEnabledValues`` keeps every
+    ``X-SecuDoc-Enabled`` value: one ``0`` among them opts out.
+    Repeated single-instance fields (Content-Type, From, the ids) are
+    read from their first occurrence.
+    """
+
+    crossTenantIds: tuple[str, ...] = ()
+    hasSecuDoc: bool = False
+    secudocEnabledValues: tuple[str, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
+    topContentType: str = DEFAULT_CONTENT_TYPE
+    fromAddress: str = ""
+    networkMessageId: Optional[str] = None
+    messageId: Optional[str] = None
+
+    @property
+    def secudocEnabled(self) -> Optional[str]:
+        """The first ``X-SecuDoc-Enabled`` value, if any."""
+        return self.secudocEnabledValues[0] if self.secudocEnabledValues else None
+
+    @property
+    def dedupId(self) -> Optional[str]:
+        """The id a resend is recognised by (SPEC section 4), if any."""
+        return self.networkMessageId or self.messageId
+
+    def has(self, name: str) -> bool:
+        """Whether a field called ``name`` (any case) is present."""
+        lowered = name.strip().lower()
+        return any(fieldName == lowered for fieldName, _ in self.fields)
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """Every value of the field ``name`` (any case), in order."""
+        lowered = name.strip().lower()
+        return tuple(value for fieldName, value in self.fields if fieldName == lowered)
+
+
+def headerFacts(pairs: Iterable[tuple[str, str]]) -> HeaderFacts:
+    """
+    Facts from the top-level header block given as unfolded
+    ``(name, value)`` pairs in message order.
+    """
+    fields: list[tuple[str, str]] = []
+    first: dict[str, str] = {}
+    crossTenantIds: list[str] = []
+    enabled: list[str] = []
+    for name, value in pairs:
+        lowered = name.strip().lower()
+        value = value.strip()
+        fields.append((lowered, value))
+        first.setdefault(lowered, value)
+        if lowered == _CROSS_TENANT_ID:
+            crossTenantIds.append(value)
+        elif lowered == _SECUDOC_ENABLED:
+            enabled.append(value)
+    contentType = first.get(_CONTENT_TYPE)
+    fromValue = first.get(_FROM)
+    return HeaderFacts(
+        crossTenantIds=tuple(crossTenantIds),
+        hasSecuDoc=_SECUDOC in first,
+        secudocEnabledValues=tuple(enabled),
+        fields=tuple(fields),
+        topContentType=(
+            DEFAULT_CONTENT_TYPE if contentType is None else _mediaType(contentType)
+        ),
+        fromAddress="" if fromValue is None else parseFromAddress(fromValue),
+        networkMessageId=first.get(_NETWORK_MESSAGE_ID) or None,
+        messageId=first.get(_MESSAGE_ID) or None,
+    )
+
+
+def effectiveSender(envelopeSender: str, facts: HeaderFacts) -> str:
+    """
+    The table's "sender": the envelope sender, or for the null
+    reverse-path (RFC 5321 section 4.5.5) the From address.
+    """
+    return envelopeSender or facts.fromAddress
+
+
+# --- Tenant identity (SPEC section 4, rule 1) --------------------------------
+
+
+def _guid(value: str) -> str:
+    return value.strip().lower()
+
+
+def tenantForNullSender(
+    facts: HeaderFacts, lookup: Callable[[str], Optional[Any]]
+) -> Optional[Any]:
+    """
+    The tenant of a ``MAIL FROM:<>`` message: only one named by exactly
+    one ``X-MS-Exchange-CrossTenant-Id``.
+
+    ``lookup`` (e.g. ``TenantRegistry.forMicrosoftTenantId``) is called
+    with the lowercased GUID; what it returns is checked again, so a
+    lookup that ignores the id cannot hand over another tenant.
+    """
+    if len(facts.crossTenantIds) != 1:
+        return None
+    wanted = _guid(facts.crossTenantIds[0])
+    if not wanted:
+        return None
+    tenant = lookup(wanted)
+    if tenant is None or _guid(tenant.microsoft_tenant_id) != wanted:
+        return None
+    return tenant
+
+
+def tenantIdMatches(tenant: Any, facts: HeaderFacts) -> bool:
+    """
+    Rule 1: with ``microsoft_tenant_id`` set, the message must carry
+    ``X-MS-Exchange-CrossTenant-Id`` exactly once with that GUID (any
+    case).
+    """
+    expected = _guid(tenant.microsoft_tenant_id)
+    if not expected:
+        return True
+    return len(facts.crossTenantIds) == 1 and _guid(facts.crossTenantIds[0]) == expected
+
+
+# --- Decisions ---------------------------------------------------------------
+
+
+@attrs.frozen
+class Decision:
+    """
+    What happens to one message.
+
+    ``originalRecipients`` get the message unprotected,
+    ``protectedRecipients`` the protected one; a rejected message goes
+    to nobody and carries the final SMTP ``reply``.
+    """
+
+    action: str
+    reason: Optional[str] = None
+    reply: Optional[Reply] = None
+    protectedRecipients: tuple[str, ...] = ()
+    originalRecipients: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """The ``X-SecuDoc-Status`` value (for a rejection: the log's)."""
+        if self.reason is None:
+            return self.action
+        return f"{self.action}; reason={self.reason}"
+
+
+def passed(reason: str, recipients: Iterable[str]) -> Decision:
+    """Everyone gets the original message."""
+    return Decision(PASS, reason, originalRecipients=tuple(recipients))
+
+
+def rejected(reason: str, reply: Reply) -> Decision:
+    return Decision(REJECT, reason, reply=reply)
+
+
+def noTenantDecision() -> Decision:
+    """A null-sender message no tenant claims (SPEC section 4)."""
+    return rejected(TENANT_MISMATCH, replies.TENANT_MISMATCH)
+
+
+def parseRequiredHeader(spec: str) -> tuple[str, Optional[str]]:
+    """
+    ``required_header`` as ``(lowercased name, normalised value or
+    None)``; ``"Name"`` and ``"Name:"`` ask for presence only.
+    """
+    name, colon, value = spec.partition(":")
+    normalised = _normaliseValue(value) if colon else ""
+    return name.strip().lower(), (normalised or None)
+
+
+def requiredHeaderPresent(spec: str, facts: HeaderFacts) -> bool:
+    """
+    Rule 5.  ``"Name: value"`` asks for a field with that value,
+    compared trimmed, whitespace runs as one space and case-insensitive
+    (flags like ``Yes``/``yes`` are set by hand in Outlook rules and
+    add-ins); ``"Name"`` for the field with any value.  An unset
+    ``required_header`` requires nothing.
+    """
+    if not spec.strip():
+        return True
+    name, value = parseRequiredHeader(spec)
+    if value is None:
+        return facts.has(name)
+    return any(_normaliseValue(v) == value for v in facts.values(name))
+
+
+def _notEnabled(tenant: Any, facts: HeaderFacts) -> bool:
+    """Rule 4: the add-in's opt-out, or opt-in mode without its opt-in."""
+    values = {value.strip() for value in facts.secudocEnabledValues}
+    if "0" in values:
+        return True
+    return tenant.mode == MODE_OPT_IN and "1" not in values
+
+
+def earlyDecision(
+    tenant: Any,
+    envelopeSender: str,
+    recipients: Iterable[str],
+    facts: HeaderFacts,
+    knownUser: bool,
+) -> Optional[Decision]:
+    """
+    Rules 1-7 in table order, then the recipient split; ``None`` when
+    the message goes on to its content (call `userAction` then).
+
+    ``knownUser``: the effective sender is in ``users``
+    (`isConfiguredUser`) or in the database.
+    """
+    recipients = tuple(recipients)
+    sender = effectiveSender(envelopeSender, facts)
+    if not tenantIdMatches(tenant, facts):
+        return rejected(TENANT_MISMATCH, replies.TENANT_MISMATCH)
+    if facts.hasSecuDoc:
+        return passed(LOOP, recipients)
+    if sender and matchesAny(sender, tenant.exclude_senders):
+        return passed(EXCLUDED_SENDER, recipients)
+    if _notEnabled(tenant, facts):
+        return passed(NOT_ENABLED, recipients)
+    if not requiredHeaderPresent(tenant.required_header, facts):
+        return passed(REQUIRED_HEADER, recipients)
+    if facts.topContentType in SIGNED_TYPES:
+        return passed(SIGNED, recipients)
+    if not knownUser and tenant.auto_create_users == CREATE_NO:
+        if tenant.unknown_sender == UNKNOWN_REJECT:
+            return rejected(UNKNOWN_SENDER, replies.UNKNOWN_SENDER)
+        return passed(UNKNOWN_SENDER, recipients)
+    _, others = splitRecipients(tenant, recipients)
+    if not others:
+        return passed(INTERNAL_RECIPIENT, recipients)
+    return None
+
+
+def userAction(tenant: Any, sender: str, knownUser: bool) -> Optional[str]:
+    """
+    Rule 7's "otherwise": ``"welcome"`` or ``"silent"`` when an unknown
+    sender is to be created before processing goes on, else ``None``.
+
+    Only an address in the tenant's own domains becomes a user: a null
+    sender's From may name anyone.
+    """
+    if knownUser or tenant.auto_create_users == CREATE_NO:
+        return None
+    if not sender or not isInternal(tenant, sender):
+        return None
+    if tenant.auto_create_users in (CREATE_WELCOME, CREATE_SILENT):
+        return str(tenant.auto_create_users)
+    return None
+
+
+def finalDecision(
+    tenant: Any,
+    envelopeSender: str,
+    recipients: Iterable[str],
+    facts: HeaderFacts,
+    largestAttachment: int,
+    attachmentCount: int,
+) -> Decision:
+    """
+    Rules 8 and 9, once the whole message was parsed: protected when
+    an attachment of at least ``min_attachment_size`` decoded bytes was
+    found, for the recipients that are neither internal nor excluded.
+
+    Call it only after `earlyDecision` returned ``None``; the sender and
+    facts are taken so both calls read alike, rules 8-9 need neither.
+    """
+    recipients = tuple(recipients)
+    original, others = splitRecipients(tenant, recipients)
+    if not others:
+        return passed(INTERNAL_RECIPIENT, recipients)
+    if attachmentCount == 0 or largestAttachment < tenant.min_attachment_size:
+        return passed(NO_ATTACHMENT, recipients)
+    return Decision(
+        PROTECT, None, protectedRecipients=others, originalRecipients=original
+    )

@@ -1,0 +1,109 @@
+"""
+The spool: where one message's bytes wait between ingress and relay.
+
+A small message stays in memory; past ``memoryLimit`` bytes, or when
+the process-wide ``MemoryBudget`` is used up, the spool moves to an
+anonymous temporary file.  Creating files is the dominant cost of a
+small message on these machines (anchors.md), and the budget keeps two
+thousand connections from holding gigabytes between them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import BinaryIO, Iterator, Optional
+
+READ_SIZE = 65536
+
+
+class MemoryBudget:
+    """Bytes of message data all spools together may hold in memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def reserve(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def release(self, n: int) -> None:
+        self.used -= n
+
+
+class Spool:
+    """Append-only store of one message, readable by byte range."""
+
+    def __init__(
+        self,
+        budget: MemoryBudget,
+        memoryLimit: int = 1 << 20,
+        tempdir: Optional[str] = None,
+    ) -> None:
+        self._budget = budget
+        self._memoryLimit = memoryLimit
+        self._tempdir = tempdir
+        self._memory: Optional[bytearray] = bytearray()
+        self._file: Optional[BinaryIO] = None
+        self._reserved = 0
+        self.size = 0
+
+    @property
+    def onDisk(self) -> bool:
+        return self._file is not None
+
+    def write(self, data: bytes) -> None:
+        if self._memory is not None:
+            wanted = len(data)
+            if self.size + wanted <= self._memoryLimit and self._budget.reserve(wanted):
+                self._reserved += wanted
+                self._memory += data
+                self.size += wanted
+                return
+            self._moveToDisk()
+        assert self._file is not None
+        self._file.write(data)
+        self.size += len(data)
+
+    def _moveToDisk(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="secudoc-spool-", dir=self._tempdir)
+        if self._memory:
+            self._file.write(self._memory)
+        self._memory = None
+        self._budget.release(self._reserved)
+        self._reserved = 0
+
+    def read(self, start: int = 0, end: Optional[int] = None, size: int = READ_SIZE) -> Iterator[bytes]:
+        """The bytes ``[start:end)`` in pieces of at most ``size`` bytes."""
+        end = self.size if end is None else min(end, self.size)
+        if self._memory is not None:
+            view = memoryview(self._memory)
+            for at in range(start, end, size):
+                yield bytes(view[at : min(at + size, end)])
+            return
+        assert self._file is not None
+        self._file.flush()
+        fd = self._file.fileno()
+        at = start
+        while at < end:
+            piece = os.pread(fd, min(size, end - at), at)
+            if not piece:
+                raise IOError(f"spool truncated at byte {at} of {end}")
+            at += len(piece)
+            yield piece
+
+    def readBytes(self, start: int, end: int) -> bytes:
+        """A small range in one piece (headers, text bodies to rewrite)."""
+        return b"".join(self.read(start, end))
+
+    def close(self) -> None:
+        if self._memory is not None:
+            self._budget.release(self._reserved)
+            self._reserved = 0
+            self._memory = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

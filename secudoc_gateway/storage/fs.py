@@ -1,0 +1,325 @@
+"""
+The embedded object store: one file per object under a folder.
+
+An object is written to a temporary name (``.tmp-<random>``) in the
+folder it will live in, flushed, fsynced and renamed into place, so a
+half-written object is never visible under its key and a crash leaves
+only temporary files (which no key can name: every key segment starts
+with a letter or digit).  ``rename`` within one folder is atomic on
+POSIX file systems.
+
+Reads are a streaming ``IPushProducer`` that reads one chunk per reactor
+turn (``callLater(0)``): a slow download pauses the reads instead of
+buffering the file, and a big file never holds the reactor for long.
+Writes are plain blocking writes on the reactor thread: local disk is
+the fast case, and ``IObjectWriter.write`` returning a fired Deferred
+keeps the door open for a backend that lags.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+from typing import IO, Any, Optional
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from secudoc_gateway.errors import ObjectNotFound, ProducerStopped, StorageError
+from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
+
+CHUNK_SIZE = 64 * 1024
+MAX_KEY_LENGTH = 1024
+TEMPORARY_PREFIX = ".tmp-"
+
+# A segment is a file name: at most 255 bytes (NAME_MAX on common file systems).
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"
+_KEY = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*\Z")
+
+
+def validateKey(key: str) -> str:
+    """
+    Return ``key`` if it is a safe object key, else raise ``ValueError``.
+
+    Keys are ``/``-separated segments of ``[A-Za-z0-9._-]``, each starting
+    with a letter or digit and at most 255 long, with no ``..`` anywhere: a key can name no
+    file outside the store and no temporary file inside it.
+    """
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"invalid object key {key!r}")
+    if ".." in key or _KEY.match(key) is None:
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+def _fsyncFolder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (the rename lives in the folder's entries)."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _openTemporary(folder: str) -> tuple[IO[bytes], str]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        path = os.path.join(folder, TEMPORARY_PREFIX + secrets.token_hex(8))
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue
+        return os.fdopen(fd, "wb"), path
+
+
+@implementer(IObjectWriter)
+class FileWriter:
+    """One object being written to a temporary file."""
+
+    def __init__(self, key: str, path: str) -> None:
+        self._key = key
+        self._path = path
+        self._file: Optional[IO[bytes]]
+        self._file, self._temporary = _openTemporary(os.path.dirname(path))
+        self._size = 0
+        self._closed = False
+
+    def _discard(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            os.unlink(self._temporary)
+        except FileNotFoundError:
+            pass
+
+    def write(self, data: bytes) -> Deferred[None]:
+        if self._file is None:
+            return fail(StorageError(f"object {self._key!r}: write after finish or abort"))
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self._discard()
+            return fail(StorageError(f"object {self._key!r}: {e}"))
+        self._size += len(data)
+        return succeed(None)
+
+    def finish(self) -> Deferred[int]:
+        if self._file is None:
+            return fail(StorageError(f"object {self._key!r}: finish after finish or abort"))
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.replace(self._temporary, self._path)
+        except OSError as e:
+            self._discard()
+            return fail(StorageError(f"object {self._key!r}: {e}"))
+        self._closed = True
+        try:
+            _fsyncFolder(os.path.dirname(self._path))
+        except OSError as e:
+            self._discard()
+            return fail(StorageError(f"object {self._key!r}: {e}"))
+        return succeed(self._size)
+
+    def abort(self) -> Deferred[None]:
+        self._discard()
+        return succeed(None)
+
+
+@implementer(IPushProducer)
+class FileProducer:
+    """
+    Streams an open file into a consumer, one chunk per reactor turn
+    while not paused.  ``deferred`` fires when every byte was written,
+    fails with ``ProducerStopped`` when the consumer stops it (a download
+    cut short), and can be cancelled.
+    """
+
+    def __init__(
+        self, file: IO[bytes], consumer: IConsumer, reactor: IReactorTime, chunkSize: int
+    ) -> None:
+        self._file = file
+        self._consumer = consumer
+        self._reactor = reactor
+        self._chunkSize = chunkSize
+        self._call: Optional[IDelayedCall] = None
+        self._paused = False
+        self._done = False
+        self.deferred: Deferred[None] = Deferred(self._cancel)
+
+    def start(self) -> None:
+        try:
+            self._consumer.registerProducer(self, True)
+        except BaseException:
+            self._end()
+            raise
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._call is None and not self._paused and not self._done:
+            self._call = self._reactor.callLater(0, self._readChunk)
+
+    def _unschedule(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _end(self) -> None:
+        self._done = True
+        self._unschedule()
+        self._file.close()
+
+    def _readChunk(self) -> None:
+        self._call = None
+        if self._paused or self._done:
+            return
+        try:
+            data = self._file.read(self._chunkSize)
+        except OSError as e:
+            self._end()
+            self._consumer.unregisterProducer()
+            self.deferred.errback(StorageError(f"read failed: {e}"))
+            return
+        if not data:
+            self._end()
+            self._consumer.unregisterProducer()
+            self.deferred.callback(None)
+            return
+        try:
+            # May call pauseProducing or stopProducing before it returns.
+            self._consumer.write(data)
+        except BaseException:
+            failure = Failure()
+            if not self._done:
+                self._end()
+                self.deferred.errback(failure)
+            return
+        self._schedule()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._unschedule()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        if self._done:
+            return
+        self._end()
+        self.deferred.errback(ProducerStopped("the consumer stopped the transfer"))
+
+    def _cancel(self, deferred: Deferred[None]) -> None:
+        if not self._done:
+            self._end()
+            self._consumer.unregisterProducer()
+
+
+@implementer(IObjectStore)
+class FilesystemStore:
+    """Objects as files under ``path``; see the module docstring."""
+
+    def __init__(self, path: str, reactor: Any = None, chunkSize: int = CHUNK_SIZE) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._root = os.path.abspath(path)
+        self._reactor = reactor
+        self._chunkSize = chunkSize
+        try:
+            os.makedirs(self._root, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"object folder {self._root}: {e}") from e
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self._root, *validateKey(key).split("/"))
+
+    def writer(self, key: str) -> FileWriter:
+        """Start writing ``key``; raises ``StorageError`` when the folder cannot be written."""
+        path = self._path(key)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return FileWriter(key, path)
+        except OSError as e:
+            raise StorageError(f"object {key!r}: {e}") from e
+
+    def produce(self, key: str, consumer: IConsumer, offset: int = 0) -> Deferred[None]:
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        path = self._path(key)
+        try:
+            file = open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return fail(ObjectNotFound(key))
+        except OSError as e:
+            return fail(StorageError(f"object {key!r}: {e}"))
+        try:
+            if offset:
+                file.seek(offset)
+        except OSError as e:
+            file.close()
+            return fail(StorageError(f"object {key!r}: {e}"))
+        producer = FileProducer(file, consumer, self._reactor, self._chunkSize)
+        producer.start()
+        return producer.deferred
+
+    def size(self, key: str) -> Deferred[int]:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return fail(ObjectNotFound(key))
+        except OSError as e:
+            return fail(StorageError(f"object {key!r}: {e}"))
+        if not os.path.isfile(path):
+            return fail(ObjectNotFound(key))
+        return succeed(st.st_size)
+
+    def delete(self, key: str) -> Deferred[None]:
+        """Remove ``key`` and any folders it leaves empty (purge removes whole transfers)."""
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return succeed(None)
+        except OSError as e:
+            return fail(StorageError(f"object {key!r}: {e}"))
+        folder = os.path.dirname(path)
+        while folder != self._root:
+            try:
+                os.rmdir(folder)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    return fail(StorageError(f"folder {folder}: {e}"))
+                break
+            folder = os.path.dirname(folder)
+        return succeed(None)
+
+    def check(self) -> Deferred[None]:
+        """Fires when a file can be created in the store's folder (for /healthz)."""
+        try:
+            os.makedirs(self._root, exist_ok=True)
+            file, temporary = _openTemporary(self._root)
+            try:
+                with file:
+                    file.write(b"ok")
+            finally:
+                os.unlink(temporary)
+        except OSError as e:
+            return fail(StorageError(f"object folder {self._root}: {e}"))
+        return succeed(None)

@@ -1,0 +1,201 @@
+"""
+The ``secudoc-gateway`` twistd plugin: ``Options`` and ``makeService``,
+the one place where every piece is built and wired together.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Union
+
+from prometheus_client import CollectorRegistry
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from secudoc_gateway.config import Config, loadConfig
+from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.metrics import Metrics
+from secudoc_gateway.tenants import TenantRegistry
+
+DEFAULT_CONFIG = "etc/secudoc-gateway.toml"
+DRAIN_GRACE_SECONDS = 60.0
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", DEFAULT_CONFIG, "Main configuration file (TOML)."],
+    ]
+
+
+def loadOrExit(path: str) -> Config:
+    """Load the config, or print every problem and exit 2 (SPEC section 2)."""
+    try:
+        return loadConfig(path)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        raise SystemExit(2)
+
+
+class ListeningService(Service):
+    """
+    Listens on one endpoint; unlike StreamServerEndpointService it says
+    where (``whenListening`` fires with the port), which tests, benches
+    and the start-up log need for ``tcp:0`` listeners.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: Any, factory: Any, description: str, reactor: Any) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.port: Any = None
+        self.whenListening: defer.Deferred = defer.Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+
+        def listening(port: Any) -> Any:
+            self.port = port
+            self.log.info("listening on {description} ({address})",
+                          description=self.description, address=port.getHost())
+            self.whenListening.callback(port)
+            return port
+
+        def failed(f: Any) -> None:
+            self.log.failure("cannot listen on {description}", f, description=self.description)
+            self.whenListening.errback(f)
+            if self.reactor.running:
+                self.reactor.stop()
+
+        self.endpoint.listen(self.factory).addCallbacks(listening, failed)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+class GatewayService(MultiService):
+    """
+    The listeners as children; on stop, listeners close first, then
+    in-flight transactions get up to ``DRAIN_GRACE_SECONDS`` to finish
+    (EXO retries whatever we tempfail), then the database closes.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any, metrics: Metrics, gateway: Any,
+                 smtpFactory: Any, database: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.metrics = metrics
+        self.gateway = gateway
+        self.smtpFactory = smtpFactory
+        self.database = database
+        self.smtpListeners: list[ListeningService] = []
+        self.webListeners: list[ListeningService] = []
+
+    def startService(self) -> None:
+        super().startService()
+        self._ready = defer.Deferred()
+        if self.database is None:
+            self._ready.callback(None)
+            return
+
+        def failed(f: Any) -> None:
+            self.log.failure("database could not be opened", f)
+            if self.reactor.running:
+                self.reactor.stop()
+
+        opened = self.database.open()
+        opened.addCallbacks(lambda _: None, failed)
+        opened.chainDeferred(self._ready)
+
+    def whenReady(self) -> defer.Deferred:
+        """Fires once the database is open and migrated."""
+        d: defer.Deferred = defer.Deferred()
+        self._ready.addBoth(lambda r: (d.callback(r), r)[1])
+        return d
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        yield super().stopService()
+        drained = self.smtpFactory.drain()
+        timeout = self.reactor.callLater(DRAIN_GRACE_SECONDS, drained.cancel)
+        try:
+            yield drained
+        except defer.CancelledError:
+            self.log.warn("grace period over with transactions still in flight")
+        finally:
+            if timeout.active():
+                timeout.cancel()
+        if self.database is not None:
+            yield self.database.close()
+
+
+def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
+                registry: Optional[CollectorRegistry] = None) -> IService:
+    """
+    Build the whole gateway.  ``config`` is a loaded ``Config``, or the
+    plugin's ``Options`` (twistd passes those).
+    """
+    if not isinstance(config, Config):
+        config = loadOrExit(config["config"])
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+
+    from secudoc_gateway.db import Database
+    from secudoc_gateway.pipeline import Gateway
+    from secudoc_gateway.smtp.protocol import SMTPFactory
+    from secudoc_gateway.storage.fs import FilesystemStore
+    from secudoc_gateway.tls import serverOptions
+    from secudoc_gateway.transfers import TransferStore
+    from secudoc_gateway.web.ops import HealthResource, MetricsResource
+    from secudoc_gateway.web.site import makeSite
+
+    metrics = Metrics(registry)
+    store = FilesystemStore(config.storage.path, reactor)
+    database = Database.fromURL(config.database.url, reactor)
+    transfers = TransferStore(database, reactor)
+    gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
+                      store=store, transfers=transfers)
+    smtp = config.smtp
+    smtpFactory = SMTPFactory(
+        gateway,
+        hostname=smtp.hostname,
+        tlsOptions=serverOptions(smtp.tls_certificate),
+        requireTLS=smtp.require_tls,
+        maxMessageSize=smtp.max_message_size,
+        maxRecipients=smtp.max_recipients,
+        maxConnections=smtp.max_connections,
+        maxConnectionsPerIP=smtp.max_connections_per_ip,
+        commandTimeout=smtp.command_timeout,
+        dataTimeout=smtp.data_timeout,
+        reactor=reactor,
+        metrics=metrics,
+    )
+    service = GatewayService(config, reactor, metrics, gateway, smtpFactory, database)
+    for description in smtp.listen:
+        listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)
+        listener.setServiceParent(service)
+        service.smtpListeners.append(listener)
+
+    site = makeSite({
+        b"metrics": MetricsResource(metrics.registry),
+        b"healthz": HealthResource([("storage", store.check), ("database", database.check)]),
+    })
+    for description in config.web.listen:
+        listener = ListeningService(serverFromString(reactor, description), site, description, reactor)
+        listener.setServiceParent(service)
+        service.webListeners.append(listener)
+    return service

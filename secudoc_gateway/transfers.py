@@ -1,0 +1,411 @@
+"""
+The records behind the gateway: transfers and their files, the download
+audit trail, known users, and the messages already relayed (dedup).
+
+Every method returns a Deferred and runs its statements in one
+transaction on the database's pool.  Times are Unix seconds from the
+injected clock, read in the reactor thread before the work is handed to
+the pool (a ``task.Clock`` is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable, Optional
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from secudoc_gateway.db import Database
+
+# SPEC 4: a message relayed in the last 24 hours is not relayed again.
+DEDUP_WINDOW = 24 * 60 * 60
+# A claim left "inflight" this long belongs to a process that died (or a
+# relay that hung past every SMTP timeout, RFC 5321 4.5.3.2): the next
+# copy may relay.  Longer than the slowest relay we expect of a 150 MB
+# message, shorter than EXO's retry schedule gives up on.
+INFLIGHT_TIMEOUT = 15 * 60
+
+# Answers of ``TransferStore.claim``.
+NEW = "new"
+INFLIGHT = "inflight"
+DONE = "done"
+
+# How a user came to be known (``users.how``).
+USER_SOURCES = ("config", "welcome", "silent")
+
+_DEDUP_VERSION = "secudoc-dedup-1"
+
+
+def normalizeAddress(address: str) -> str:
+    """
+    The form addresses are stored and compared in: stripped, lower-cased
+    whole, the domain in its IDNA A-label form without a trailing dot.
+
+    RFC 5321 2.4 lets a host treat local parts as case-sensitive, but
+    Exchange, which owns every mailbox this gateway sees, does not; so
+    ``Alice@X`` and ``alice@x`` are one user.
+    """
+    address = address.strip()
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.lower()
+    domain = domain.lower().rstrip(".")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return f"{local.lower()}@{domain}"
+
+
+@attrs.frozen
+class StoredFile:
+    """One file of a transfer: ``n`` is its 0-based place in the message."""
+
+    n: int
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    object_key: str
+
+
+def _files(files: Iterable[StoredFile]) -> tuple[StoredFile, ...]:
+    return tuple(files)
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Transfer:
+    """
+    One protected message's files (SPEC 7).  ``token_hash`` is the only
+    trace of the URL token; ``created`` and ``expires`` are Unix seconds.
+    """
+
+    id: str
+    token_hash: str
+    tenant: str
+    sender: str
+    recipients: tuple[str, ...] = attrs.field(converter=_strings)
+    subject: str
+    created: float
+    expires: float
+    files: tuple[StoredFile, ...] = attrs.field(default=(), converter=_files)
+    message_id: Optional[str] = None
+
+
+@attrs.frozen
+class Download:
+    """
+    One row of the audit trail (SPEC 8).  ``tenant`` and ``name`` are
+    copied from the transfer when recorded, so the row still says what
+    was downloaded after the transfer is purged.
+    """
+
+    id: int
+    transfer_id: str
+    n: int
+    tenant: Optional[str]
+    name: Optional[str]
+    at: float
+    client: Optional[str]
+    user_agent: Optional[str]
+
+
+_TRANSFER_COLUMNS = (
+    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id"
+)
+
+
+def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
+    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId) = row
+    txn.execute(
+        "SELECT n, name, content_type, size, sha256, object_key FROM files"
+        " WHERE transfer_id = ? ORDER BY n",
+        (id,),
+    )
+    files = tuple(StoredFile(*fileRow) for fileRow in txn.fetchall())
+    return Transfer(
+        id=id,
+        token_hash=tokenHash,
+        tenant=tenant,
+        sender=sender,
+        recipients=json.loads(recipients),
+        subject=subject,
+        created=created,
+        expires=expires,
+        files=files,
+        message_id=messageId,
+    )
+
+
+class TransferStore:
+    """
+    Transfers, users, downloads and dedup records on a ``Database``.
+    ``clock`` (an ``IReactorTime``) gives the time of every record.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Any = None,
+        dedupWindow: float = DEDUP_WINDOW,
+        inflightTimeout: float = INFLIGHT_TIMEOUT,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._db = database
+        self._clock = clock
+        self.dedupWindow = dedupWindow
+        self.inflightTimeout = inflightTimeout
+
+    # Transfers
+
+    def createTransfer(self, transfer: Transfer) -> Deferred[None]:
+        """Store ``transfer`` and its files, all or nothing."""
+
+        def create(txn: Any) -> None:
+            txn.execute(
+                f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    transfer.id,
+                    transfer.token_hash,
+                    transfer.tenant,
+                    transfer.sender,
+                    json.dumps(list(transfer.recipients), ensure_ascii=False),
+                    transfer.subject,
+                    transfer.created,
+                    transfer.expires,
+                    transfer.message_id,
+                ),
+            )
+            txn.executemany(
+                "INSERT INTO files (transfer_id, n, name, content_type, size, sha256, object_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (transfer.id, f.n, f.name, f.content_type, f.size, f.sha256, f.object_key)
+                    for f in transfer.files
+                ],
+            )
+
+        return self._db.runTransaction(create)
+
+    def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
+        """
+        The transfer whose token hashes to ``tokenHash``, its files in
+        message order; ``None`` when there is none.  Expired transfers
+        are returned until purged: the web side answers 410 for them.
+        """
+
+        def lookup(txn: Any) -> Optional[Transfer]:
+            txn.execute(
+                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE token_hash = ?", (tokenHash,)
+            )
+            row = txn.fetchone()
+            return None if row is None else _transferFromRow(txn, row)
+
+        return self._db.runReadTransaction(lookup)
+
+    def recordDownload(
+        self, transferId: str, n: int, client: Optional[str], userAgent: Optional[str]
+    ) -> Deferred[None]:
+        """
+        Write one download of file ``n`` to the audit trail.  Recorded
+        even when the transfer was purged meanwhile (tenant and name are
+        then unknown): the trail never loses a download.
+        """
+        now = self._clock.seconds()
+        return self._db.runOperation(
+            "INSERT INTO downloads (transfer_id, n, tenant, name, at, client, user_agent)"
+            " VALUES (?, ?,"
+            " (SELECT tenant FROM transfers WHERE id = ?),"
+            " (SELECT name FROM files WHERE transfer_id = ? AND n = ?),"
+            " ?, ?, ?)",
+            (transferId, n, transferId, transferId, n, now, client, userAgent),
+        )
+
+    def downloads(self, transferId: str) -> Deferred[list[Download]]:
+        """The audit trail of one transfer, oldest first."""
+        d = self._db.runQuery(
+            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent FROM downloads"
+            " WHERE transfer_id = ? ORDER BY id",
+            (transferId,),
+        )
+        d.addCallback(lambda rows: [Download(*row) for row in rows])
+        return d
+
+    def expiredTransfers(
+        self, now: Optional[float] = None, limit: int = 100
+    ) -> Deferred[list[Transfer]]:
+        """
+        Up to ``limit`` transfers whose expiry is at or before ``now``,
+        soonest expired first.  The purge deletes their objects, then
+        ``deleteTransfer``, and asks again until none is left.
+        """
+        if now is None:
+            now = self._clock.seconds()
+
+        def expired(txn: Any) -> list[Transfer]:
+            txn.execute(
+                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE expires <= ?"
+                " ORDER BY expires, id LIMIT ?",
+                (now, limit),
+            )
+            return [_transferFromRow(txn, row) for row in txn.fetchall()]
+
+        return self._db.runReadTransaction(expired)
+
+    def deleteTransfer(self, transferId: str) -> Deferred[bool]:
+        """
+        Delete a transfer and (by cascade) its files; the downloads stay
+        as the audit trail.  Fires with whether there was one.
+        """
+
+        def delete(txn: Any) -> bool:
+            txn.execute("DELETE FROM transfers WHERE id = ?", (transferId,))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(delete)
+
+    # Users
+
+    def isKnownUser(self, tenant: str, address: str) -> Deferred[bool]:
+        """
+        Whether ``address`` is a stored user of ``tenant`` (the tenant
+        file's ``users`` patterns are the policy's to check).
+        """
+        d = self._db.runQuery(
+            "SELECT 1 FROM users WHERE tenant = ? AND address = ?",
+            (tenant, normalizeAddress(address)),
+        )
+        d.addCallback(bool)
+        return d
+
+    def createUser(self, tenant: str, address: str, how: str) -> Deferred[bool]:
+        """
+        Make ``address`` a known user of ``tenant``; ``how`` is one of
+        ``USER_SOURCES``.  Fires with ``True`` only when the user is new,
+        so a welcome mail goes out once even when two messages race.
+        """
+        if how not in USER_SOURCES:
+            raise ValueError(f"how must be one of {USER_SOURCES}, not {how!r}")
+        now = self._clock.seconds()
+
+        def create(txn: Any) -> bool:
+            txn.execute(
+                "INSERT INTO users (tenant, address, created, how) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant, address) DO NOTHING",
+                (tenant, normalizeAddress(address), now, how),
+            )
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(create)
+
+    # Dedup (SPEC 4)
+
+    @staticmethod
+    def dedupKey(
+        tenant: str, messageId: str, sender: str, recipients: Iterable[str], leg: str
+    ) -> str:
+        """
+        The record key of one relay leg of one message: a SHA-256 over
+        the tenant, the message id (EXO's network message id, else the
+        ``Message-ID``, exactly as given), the normalised sender and the
+        set of normalised envelope recipients (order and repeats do not
+        matter), and the leg ("protected", "internal", ...).  JSON keeps
+        the fields apart whatever they contain.  A message without an id
+        is never a duplicate: there is no key for it.
+        """
+        messageId = messageId.strip()
+        if not messageId:
+            raise ValueError("a message without an id has no dedup key")
+        canonical = json.dumps(
+            [
+                _DEDUP_VERSION,
+                tenant,
+                messageId,
+                normalizeAddress(sender),
+                sorted({normalizeAddress(r) for r in recipients}),
+                leg,
+            ],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def claim(self, key: str, tenant: str = "") -> Deferred[str]:
+        """
+        Before relaying the leg ``key``.  Fires with:
+
+        - ``NEW``: relay it; the record now says "inflight".  Also when
+          the last record is a "done" older than the dedup window or an
+          "inflight" older than ``inflightTimeout`` (its process died).
+        - ``DONE``: relayed within the window: answer 250, relay nothing.
+        - ``INFLIGHT``: another copy is being relayed now: answer 451,
+          EXO retries later.
+
+        Read and write happen under one write lock, so of two copies
+        arriving together exactly one gets ``NEW``.
+        """
+        now = self._clock.seconds()
+
+        def claim(txn: Any) -> str:
+            txn.execute("SELECT state, updated FROM relayed WHERE dedup_key = ?", (key,))
+            row = txn.fetchone()
+            if row is not None:
+                state, updated = row
+                age = now - updated
+                if state == DONE and age < self.dedupWindow:
+                    return DONE
+                if state == INFLIGHT and age < self.inflightTimeout:
+                    return INFLIGHT
+            txn.execute(
+                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
+                " VALUES (?, ?, 'inflight', ?, ?)"
+                " ON CONFLICT (dedup_key) DO UPDATE SET tenant = excluded.tenant,"
+                " state = 'inflight', created = excluded.created, updated = excluded.updated",
+                (key, tenant, now, now),
+            )
+            return NEW
+
+        return self._db.runTransaction(claim)
+
+    def markDone(self, key: str, tenant: str = "") -> Deferred[None]:
+        """
+        The relay target accepted the leg ``key``: copies arriving within
+        the window get 250.  Works without a prior claim too.
+        """
+        now = self._clock.seconds()
+        return self._db.runOperation(
+            "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
+            " VALUES (?, ?, 'done', ?, ?)"
+            " ON CONFLICT (dedup_key) DO UPDATE SET state = 'done', updated = excluded.updated",
+            (key, tenant, now, now),
+        )
+
+    def release(self, key: str) -> Deferred[None]:
+        """
+        The relay of ``key`` failed: forget the claim so EXO's retry
+        relays.  A "done" record is kept.
+        """
+        return self._db.runOperation(
+            "DELETE FROM relayed WHERE dedup_key = ? AND state = 'inflight'", (key,)
+        )
+
+    def purgeDedup(self, now: Optional[float] = None) -> Deferred[int]:
+        """
+        Delete the records no claim would honour any more (last changed
+        a dedup window ago or earlier).  Fires with how many went.
+        """
+        if now is None:
+            now = self._clock.seconds()
+
+        def purge(txn: Any) -> int:
+            txn.execute("DELETE FROM relayed WHERE updated <= ?", (now - self.dedupWindow,))
+            return int(txn.rowcount)
+
+        return self._db.runTransaction(purge)

@@ -1,0 +1,66 @@
+"""
+The operator's endpoints: ``/metrics`` for Prometheus and ``/healthz``
+for the load balancer (200 only when storage and database answer).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+
+class MetricsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        return generate_latest(self._registry)
+
+
+class HealthResource(Resource):
+    """Each check returns a Deferred that fails when its backend is down."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, checks: Sequence[tuple[str, Callable[[], Deferred]]]) -> None:
+        super().__init__()
+        self._checks = list(checks)
+
+    def render_GET(self, request: Request) -> int:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+
+        def one(name: str, check: Callable[[], Deferred]) -> Deferred:
+            return maybeDeferred(check).addCallbacks(
+                lambda _: (name, None),
+                lambda f: (name, f.getErrorMessage() or f.type.__name__),
+            )
+
+        results = [one(name, check) for name, check in self._checks]
+
+        def done(outcomes: list) -> None:
+            failed = [(n, e) for n, e in outcomes if e is not None]
+            if failed:
+                request.setResponseCode(503)
+                for n, e in failed:
+                    self.log.warn("health check {name} failed: {error}", name=n, error=e)
+                body = "".join(f"{n}: down\n" for n, _ in failed)
+            else:
+                body = "ok\n"
+            request.write(body.encode("utf-8"))
+            request.finish()
+
+        gatherResults(results).addCallback(done)
+        return NOT_DONE_YET
+

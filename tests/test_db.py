@@ -1,0 +1,276 @@
+"""
+Tests for secudoc_gateway.db, against real SQLite files on the real
+reactor's thread machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from secudoc_gateway.db import MIGRATIONS, Database
+from secudoc_gateway.errors import ConfigError, GatewayError
+
+
+def tempPath(case: Any, *parts: str) -> str:
+    """An absolute path in a fresh folder of the test's own."""
+    return os.path.join(os.path.abspath(case.mktemp()), *parts)
+
+
+class FromURLTests(SynchronousTestCase):
+    """``Database.fromURL`` reads ``[database] url``."""
+
+    def test_sqlite(self) -> None:
+        path = tempPath(self, "gateway.sqlite3")
+        db = Database.fromURL("sqlite:" + path)
+        self.assertEqual(db.path, path)
+        self.assertEqual(db.dialect, "sqlite")
+
+    def test_postgresql(self) -> None:
+        """A PostgreSQL URL is refused by name, not taken for a path."""
+        for url in ("postgresql://gateway@db.example/gateway", "postgres://db/gateway"):
+            e = self.assertRaises(ConfigError, Database.fromURL, url)
+            [problem] = e.problems
+            self.assertTrue(problem.startswith("database.url: "), problem)
+            self.assertIn("PostgreSQL is not supported by this build yet", problem)
+
+    def test_relativeSQLite(self) -> None:
+        """The config resolves relative paths; one left relative is a bug."""
+        e = self.assertRaises(ConfigError, Database.fromURL, "sqlite:var/gateway.sqlite3")
+        self.assertIn("database.url", e.problems[0])
+        self.assertIn("absolute", e.problems[0])
+        self.assertRaises(ConfigError, Database.fromURL, "sqlite:")
+
+    def test_unknownScheme(self) -> None:
+        """Named by its scheme only: the rest may hold a password."""
+        e = self.assertRaises(ConfigError, Database.fromURL, "mysql://u:secret@db/gateway")
+        self.assertIn("database.url", e.problems[0])
+        self.assertIn("'mysql'", e.problems[0])
+        self.assertNotIn("secret", e.problems[0])
+
+
+class DatabaseTests(TestCase):
+    """Opening, migrating, querying and closing a real SQLite file."""
+
+    def setUp(self) -> None:
+        self.path = tempPath(self, "var", "db", "gateway.sqlite3")
+
+    @defer.inlineCallbacks
+    def openDatabase(self, migrations: Any = MIGRATIONS) -> Any:
+        db = Database(self.path, migrations=migrations)
+        self.addCleanup(db.close)
+        yield db.open()
+        return db
+
+    @defer.inlineCallbacks
+    def test_createsFolder(self) -> Any:
+        """The database's folder is created when missing (SPEC 3)."""
+        self.assertFalse(os.path.exists(os.path.dirname(self.path)))
+        db = yield self.openDatabase()
+        self.assertTrue(os.path.isfile(self.path))
+        self.assertEqual(db.path, self.path)
+
+    @defer.inlineCallbacks
+    def test_pragmas(self) -> Any:
+        """WAL, foreign keys, synchronous NORMAL and a busy timeout."""
+        db = yield self.openDatabase()
+        mode = yield db.runQuery("PRAGMA journal_mode")
+        self.assertEqual(mode, [("wal",)])
+        keys = yield db.runQuery("PRAGMA foreign_keys")
+        self.assertEqual(keys, [(1,)])
+        sync = yield db.runQuery("PRAGMA synchronous")
+        self.assertEqual(sync, [(1,)])  # NORMAL
+        timeout = yield db.runQuery("PRAGMA busy_timeout")
+        self.assertEqual(timeout, [(10000,)])
+        db.close()
+        # WAL is a property of the file: another client sees it too.
+        other = sqlite3.connect(self.path)
+        try:
+            self.assertEqual(other.execute("PRAGMA journal_mode").fetchall(), [("wal",)])
+        finally:
+            other.close()
+
+    @defer.inlineCallbacks
+    def test_schema(self) -> Any:
+        db = yield self.openDatabase()
+        rows = yield db.runQuery(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+        self.assertEqual(
+            [name for (name,) in rows],
+            ["downloads", "files", "relayed", "schema_version", "transfers", "users"],
+        )
+        versions = yield db.runQuery("SELECT version FROM schema_version")
+        self.assertEqual(versions, [(len(MIGRATIONS),)])
+
+    @defer.inlineCallbacks
+    def test_reopen(self) -> Any:
+        """Migrations run once: reopening keeps the rows and the version."""
+        db = yield self.openDatabase()
+        yield db.runOperation(
+            "INSERT INTO users (tenant, address, created, how) VALUES (?, ?, ?, ?)",
+            ("example", "alice@example.test", 1.0, "config"),
+        )
+        [(applied,)] = yield db.runQuery("SELECT applied FROM schema_version")
+        db.close()
+        db = yield self.openDatabase()
+        versions = yield db.runQuery("SELECT version, applied FROM schema_version")
+        self.assertEqual(versions, [(1, applied)])
+        users = yield db.runQuery("SELECT address FROM users")
+        self.assertEqual(users, [("alice@example.test",)])
+
+    @defer.inlineCallbacks
+    def test_newStep(self) -> Any:
+        """
+        A build with one more step applies only that step; the first
+        would fail if it ran twice (CREATE TABLE without IF NOT EXISTS).
+        """
+        first = ("CREATE TABLE a (x INTEGER)",)
+        second = ("CREATE TABLE b (y INTEGER)", "INSERT INTO b VALUES (7)")
+        db = yield self.openDatabase([first])
+        yield db.runOperation("INSERT INTO a VALUES (1)")
+        db.close()
+        db = yield self.openDatabase([first, second])
+        versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
+        self.assertEqual(versions, [(1,), (2,)])
+        a = yield db.runQuery("SELECT x FROM a")
+        b = yield db.runQuery("SELECT y FROM b")
+        self.assertEqual((a, b), ([(1,)], [(7,)]))
+
+    @defer.inlineCallbacks
+    def test_failedStepRollsBack(self) -> Any:
+        """A step is one transaction: a failing statement undoes the step."""
+        first = ("CREATE TABLE a (x INTEGER)",)
+        broken = ("CREATE TABLE b (y INTEGER)", "INSERT INTO nowhere VALUES (1)")
+        db = yield self.openDatabase([first])
+        db.close()
+        db = Database(self.path, migrations=[first, broken])
+        self.addCleanup(db.close)
+        yield self.assertFailure(db.open(), sqlite3.OperationalError)
+        # The failed open closed its pool; look with a plain client.
+        other = sqlite3.connect(self.path)
+        try:
+            tables = other.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            ).fetchall()
+            versions = other.execute("SELECT version FROM schema_version").fetchall()
+        finally:
+            other.close()
+        self.assertEqual(tables, [("a",), ("schema_version",)])
+        self.assertEqual(versions, [(1,)])
+
+    @defer.inlineCallbacks
+    def test_newerSchema(self) -> Any:
+        """A file migrated by a newer build is refused, not misread."""
+        steps = [("CREATE TABLE a (x INTEGER)",), ("CREATE TABLE b (y INTEGER)",)]
+        db = yield self.openDatabase(steps)
+        db.close()
+        db = Database(self.path, migrations=steps[:1])
+        self.addCleanup(db.close)
+        e = yield self.assertFailure(db.open(), GatewayError)
+        self.assertIn("newer", str(e))
+
+    @defer.inlineCallbacks
+    def test_twoOpenAtOnce(self) -> Any:
+        """
+        Two clients opening a new file at once (two workers starting)
+        apply each step once: the second waits for the write lock and
+        then finds the step done.
+        """
+        first = Database(self.path)
+        second = Database(self.path)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        yield defer.gatherResults([first.open(), second.open()], consumeErrors=True)
+        for db in (first, second):
+            versions = yield db.runQuery("SELECT version FROM schema_version")
+            self.assertEqual(versions, [(1,)])
+
+    @defer.inlineCallbacks
+    def test_runInteraction(self) -> Any:
+        """An interaction that raises leaves nothing behind."""
+        db = yield self.openDatabase()
+
+        def broken(txn: Any) -> None:
+            txn.execute(
+                "INSERT INTO users (tenant, address, created, how)"
+                " VALUES ('t', 'a@b', 0, 'config')"
+            )
+            raise RuntimeError("boom")
+
+        yield self.assertFailure(db.runTransaction(broken), RuntimeError)
+        rows = yield db.runQuery("SELECT COUNT(*) FROM users")
+        self.assertEqual(rows, [(0,)])
+
+        def count(txn: Any, table: str) -> int:
+            txn.execute(f"SELECT COUNT(*) FROM {table}")
+            return int(txn.fetchone()[0])
+
+        n = yield db.runInteraction(count, "users")
+        self.assertEqual(n, 0)
+        yield db.runOperation(
+            "INSERT INTO users (tenant, address, created, how) VALUES ('t', 'a@b', 0, 'config')"
+        )
+        n = yield db.runReadTransaction(count, "users")
+        self.assertEqual(n, 1)
+
+        def write(txn: Any) -> None:
+            txn.execute("DELETE FROM users")
+            raise RuntimeError("boom")
+
+        yield self.assertFailure(db.runReadTransaction(write), RuntimeError)
+        n = yield db.runReadTransaction(count, "users")
+        self.assertEqual(n, 1)
+
+    @defer.inlineCallbacks
+    def test_check(self) -> Any:
+        """``check`` answers while open and fails once closed (/healthz)."""
+        db = yield self.openDatabase()
+        result = yield db.check()
+        self.assertIsNone(result)
+        db.close()
+        yield self.assertFailure(db.check(), GatewayError)
+        yield self.assertFailure(db.runQuery("SELECT 1"), GatewayError)
+
+    @defer.inlineCallbacks
+    def test_openTwice(self) -> Any:
+        db = yield self.openDatabase()
+        yield self.assertFailure(db.open(), GatewayError)
+
+    @defer.inlineCallbacks
+    def test_unwritableFolder(self) -> Any:
+        """A folder that cannot be made fails ``open``, with no pool left."""
+        blocker = tempPath(self, "file")
+        os.makedirs(os.path.dirname(blocker))
+        with open(blocker, "w"):
+            pass
+        db = Database(os.path.join(blocker, "gateway.sqlite3"))
+        yield self.assertFailure(db.open(), OSError)
+        yield self.assertFailure(db.check(), GatewayError)
+
+    @defer.inlineCallbacks
+    def test_closeStopsThreads(self) -> Any:
+        """``close`` stops the pool's thread and may be called twice."""
+
+        def poolThreads() -> set[threading.Thread]:
+            # adbapi's pool is unnamed; the reactor's own pool is named.
+            return {
+                t
+                for t in threading.enumerate()
+                if t.name.startswith("PoolThread-") and "reactor" not in t.name
+            }
+
+        before = poolThreads()
+        db = Database(self.path)
+        yield db.open()
+        yield db.check()
+        self.assertEqual(len(poolThreads() - before), 1)
+        db.close()
+        db.close()
+        self.assertEqual(poolThreads() - before, set())
