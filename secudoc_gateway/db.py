@@ -37,6 +37,7 @@ from secudoc_gateway.errors import ConfigError, GatewayError
 T = TypeVar("T")
 
 SQLITE_PREFIX = "sqlite:"
+MEMORY = ":memory:"
 POSTGRESQL_PREFIXES = ("postgresql:", "postgres:")
 
 # Seconds a connection waits for another process's write lock before
@@ -179,11 +180,12 @@ class Database:
     def fromURL(cls, url: str, reactor: Any = None) -> "Database":
         """
         ``url`` is the config's ``[database] url`` with relative paths
-        already resolved: ``sqlite:/absolute/path``.
+        already resolved: ``sqlite:/absolute/path``, or ``sqlite::memory:``
+        (tests; gone when closed).
         """
         if url.startswith(SQLITE_PREFIX):
             path = url[len(SQLITE_PREFIX) :]
-            if not path or not os.path.isabs(path):
+            if path != MEMORY and not os.path.isabs(path):
                 raise ConfigError(
                     [f"database.url: the sqlite path must be absolute, got {path!r}"]
                 )
@@ -213,7 +215,7 @@ class Database:
             return defer.fail(GatewayError("database is already open"))
         try:
             folder = os.path.dirname(self.path)
-            if folder:
+            if folder and self.path != MEMORY:
                 os.makedirs(folder, exist_ok=True)
         except OSError as e:
             return defer.fail(e)

@@ -61,93 +61,17 @@ class SinkMessage:
     helo: str
 
 
-class SinkServerFactory(Factory):
-    """
-    ``replies`` maps a stage to the reply the sink gives there instead
-    of its usual one: ``greeting``, ``ehlo``, ``helo``, ``starttls``,
-    ``mail``, ``rcpt`` (or ``rcpt:<address>`` for one recipient),
-    ``data`` (the DATA command), ``bdat`` (a BDAT chunk that is not the
-    last) and ``message`` (the reply to the end of the data).  ``SILENT``
-    means no reply at all, ``DISCONNECT`` closing the connection instead;
-    a 421 reply closes it too.
-
-    With ``store`` false only ``messageCount`` and ``byteCount`` grow.
-    ``batches`` records, per read from the network, the commands that
-    read carried (so a test can see pipelining); kept only with
-    ``store``.
-    """
-
-    def __init__(
-        self,
-        hostname: str = "sink.test",
-        offerChunking: bool = True,
-        offerPipelining: bool = True,
-        offerStartTLS: bool = False,
-        tlsOptions: Any = None,
-        offer8BitMime: bool = True,
-        offerSmtpUtf8: bool = True,
-        maxSize: int = 0,
-        replies: Optional[dict[str, ProgrammedReply]] = None,
-        store: bool = True,
-    ) -> None:
-        if offerStartTLS and tlsOptions is None:
-            raise ValueError("offerStartTLS needs tlsOptions")
-        self.hostname = hostname
-        self.offerChunking = offerChunking
-        self.offerPipelining = offerPipelining
-        self.offerStartTLS = offerStartTLS
-        self.tlsOptions = tlsOptions
-        self.offer8BitMime = offer8BitMime
-        self.offerSmtpUtf8 = offerSmtpUtf8
-        self.maxSize = maxSize
-        self.replies: dict[str, ProgrammedReply] = dict(replies or {})
-        self.store = store
-        self.messages: list[SinkMessage] = []
-        self.messageCount = 0
-        self.byteCount = 0
-        self.batches: list[tuple[str, ...]] = []
-        self.connectionCount = 0
-        self._queueIds = itertools.count(1)
-        self._connections: set[SinkServerProtocol] = set()
-        self._idleWaiters: list[Deferred] = []
-
-    def buildProtocol(self, addr: Any) -> "SinkServerProtocol":
-        p = SinkServerProtocol()
-        p.factory = self
-        return p
-
-    def whenIdle(self) -> Deferred:
-        """Fires when no connection to the sink is open."""
-        if not self._connections:
-            return defer.succeed(None)
-        d: Deferred = Deferred()
-        self._idleWaiters.append(d)
-        return d
-
-    def nextQueueId(self) -> str:
-        return f"S{next(self._queueIds)}"
-
-    def _opened(self, p: "SinkServerProtocol") -> None:
-        self.connectionCount += 1
-        self._connections.add(p)
-
-    def _closed(self, p: "SinkServerProtocol") -> None:
-        self._connections.discard(p)
-        if not self._connections:
-            waiters, self._idleWaiters = self._idleWaiters, []
-            for d in waiters:
-                d.callback(None)
-
-
 class _Received:
     """One message's bytes: kept, or only counted."""
 
-    def __init__(self, store: bool) -> None:
-        self._pieces: Optional[list[bytes]] = [] if store else None
+    def __init__(self, factory: "SinkServerFactory") -> None:
+        self._factory = factory
+        self._pieces: Optional[list[bytes]] = [] if factory.store else None
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
+        self._factory.dataBytes += len(data)
         if self._pieces is not None and data:
             self._pieces.append(data)
 
@@ -347,7 +271,7 @@ class SinkServerProtocol(Protocol):
         self._send(reply)
         if reply is not None and reply.code == 354:
             self._mode = "data"
-            self._received = _Received(self.factory.store)
+            self._received = _Received(self.factory)
             self._dataBuffer = b"\r\n"
             self._dataFirst = True
 
@@ -363,7 +287,7 @@ class SinkServerProtocol(Protocol):
         self._bdatLast = len(words) == 2
         self._bdatOk = self._sender is not None and bool(self._recipients)
         if self._bdatOk and self._received is None:
-            self._received = _Received(self.factory.store)
+            self._received = _Received(self.factory)
         self._mode = "bdat"
         if self._bdatRemaining == 0:
             self._bdatChunkDone()
@@ -456,3 +380,86 @@ class SinkServerProtocol(Protocol):
             return None
         name = certificate.get_subject().commonName
         return str(name) if name is not None else None
+
+
+class SinkServerFactory(Factory):
+    """
+    ``replies`` maps a stage to the reply the sink gives there instead
+    of its usual one: ``greeting``, ``ehlo``, ``helo``, ``starttls``,
+    ``mail``, ``rcpt`` (or ``rcpt:<address>`` for one recipient),
+    ``data`` (the DATA command), ``bdat`` (a BDAT chunk that is not the
+    last) and ``message`` (the reply to the end of the data).  ``SILENT``
+    means no reply at all, ``DISCONNECT`` closing the connection instead;
+    a 421 reply closes it too.
+
+    With ``store`` false only ``messageCount`` and ``byteCount`` (bytes
+    of accepted messages) grow.  ``dataBytes`` counts message bytes as
+    they arrive, accepted or not, finished or not.
+    ``batches`` records, per read from the network, the commands that
+    read carried (so a test can see pipelining); kept only with
+    ``store``.
+    """
+
+    protocol = SinkServerProtocol  # a test may put a subclass here
+
+    def __init__(
+        self,
+        hostname: str = "sink.test",
+        offerChunking: bool = True,
+        offerPipelining: bool = True,
+        offerStartTLS: bool = False,
+        tlsOptions: Any = None,
+        offer8BitMime: bool = True,
+        offerSmtpUtf8: bool = True,
+        maxSize: int = 0,
+        replies: Optional[dict[str, ProgrammedReply]] = None,
+        store: bool = True,
+    ) -> None:
+        if offerStartTLS and tlsOptions is None:
+            raise ValueError("offerStartTLS needs tlsOptions")
+        self.hostname = hostname
+        self.offerChunking = offerChunking
+        self.offerPipelining = offerPipelining
+        self.offerStartTLS = offerStartTLS
+        self.tlsOptions = tlsOptions
+        self.offer8BitMime = offer8BitMime
+        self.offerSmtpUtf8 = offerSmtpUtf8
+        self.maxSize = maxSize
+        self.replies: dict[str, ProgrammedReply] = dict(replies or {})
+        self.store = store
+        self.messages: list[SinkMessage] = []
+        self.messageCount = 0
+        self.byteCount = 0
+        self.dataBytes = 0
+        self.batches: list[tuple[str, ...]] = []
+        self.connectionCount = 0
+        self._queueIds = itertools.count(1)
+        self._connections: set[SinkServerProtocol] = set()
+        self._idleWaiters: list[Deferred] = []
+
+    def buildProtocol(self, addr: Any) -> "SinkServerProtocol":
+        p = self.protocol()
+        p.factory = self
+        return p
+
+    def whenIdle(self) -> Deferred:
+        """Fires when no connection to the sink is open."""
+        if not self._connections:
+            return defer.succeed(None)
+        d: Deferred = Deferred()
+        self._idleWaiters.append(d)
+        return d
+
+    def nextQueueId(self) -> str:
+        return f"S{next(self._queueIds)}"
+
+    def _opened(self, p: "SinkServerProtocol") -> None:
+        self.connectionCount += 1
+        self._connections.add(p)
+
+    def _closed(self, p: "SinkServerProtocol") -> None:
+        self._connections.discard(p)
+        if not self._connections:
+            waiters, self._idleWaiters = self._idleWaiters, []
+            for d in waiters:
+                d.callback(None)

@@ -239,6 +239,18 @@ class DatabaseTests(TestCase):
         yield self.assertFailure(db.runQuery("SELECT 1"), GatewayError)
 
     @defer.inlineCallbacks
+    def test_memory(self) -> Any:
+        """``sqlite::memory:`` works: the pool's one connection holds it."""
+        db = Database.fromURL("sqlite::memory:")
+        self.addCleanup(db.close)
+        yield db.open()
+        yield db.runOperation(
+            "INSERT INTO users (tenant, address, created, how) VALUES ('t', 'a@b', 0, 'config')"
+        )
+        rows = yield db.runQuery("SELECT address FROM users")
+        self.assertEqual(rows, [("a@b",)])
+
+    @defer.inlineCallbacks
     def test_openTwice(self) -> Any:
         db = yield self.openDatabase()
         yield self.assertFailure(db.open(), GatewayError)

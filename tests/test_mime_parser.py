@@ -213,7 +213,7 @@ class GoldenTests(Checks):
         self.assertEqual(
             message[starts[(0,)].bodyStart : ends[(0,)].bodyEnd],
             b"Subject: inner\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n"
-            b"--c\r\n\r\ninner text\r\n--c--",
+            b"--c\r\n\r\ninner text\r\n--c--\r\n",
         )
 
     def test_encodedMessageIsLeaf(self) -> None:
@@ -371,7 +371,7 @@ class GoldenTests(Checks):
         self.assertEqual(parser.feed(b"\r\n--"), [])
         self.assertEqual(parser.feed(b"b-"), [])
         self.assertEqual(
-            parser.feed(b"-\r\n"), [PartEnd((0,), 1062, 1064)]
+            parser.feed(b"-\r\n"), [PartEnd((0,), 1064, 1066)]
         )
 
     def test_feedAfterClose(self) -> None:

@@ -206,9 +206,10 @@ def encodeBase64Lines(data: bytes) -> bytes:
 def encodeQuotedPrintable(data: bytes) -> bytes:
     """
     Quoted-printable of UTF-8 text with CRLF line ends: line breaks stay
-    line breaks, lines at most 76 characters (soft breaks), trailing
-    blanks and bare CRs encoded, so the result is 7bit-safe.
+    line breaks (a bare CR too, as readers show it), lines at most 76
+    characters (soft breaks), trailing blanks encoded, so the result is
+    7bit-safe and survives any MTA's line-end normalisation.
     """
-    normalized = data.replace(b"\r\n", b"\n")
+    normalized = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     encoded = binascii.b2a_qp(normalized, quotetabs=False, istext=True, header=False)
     return encoded.replace(b"\n", b"\r\n")

@@ -29,7 +29,7 @@ import secrets
 import socket
 import time
 import urllib.parse
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import attrs
 from OpenSSL import SSL
@@ -272,8 +272,11 @@ class _ClientProtocol(Protocol):
         except ProtocolViolation as e:
             self._abort(RelayError("protocol", str(e)))
             return
+        reader = self._reader
         for reply in replies:
-            if self._lostError is not None:
+            if self._lostError is not None or self._reader is not reader:
+                # Lost, or STARTTLS began: what followed the 220 in this
+                # read was sent in the clear and is dropped.
                 return
             if self._waiters:
                 d, _, _ = self._waiters.popleft()

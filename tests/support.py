@@ -1,0 +1,89 @@
+"""Shared by the end-to-end tests: coroutine tests and blocking clients in threads."""
+
+from __future__ import annotations
+
+import functools
+import os
+import smtplib
+import ssl
+from typing import Any, Callable, Coroutine, Optional
+
+from twisted.internet import defer, threads
+
+
+def asyncTest(f: Callable[..., Coroutine]) -> Callable[..., defer.Deferred]:
+    """Let trial run an ``async def`` test method."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> defer.Deferred:
+        return defer.ensureDeferred(f(*args, **kwargs))
+
+    return wrapper
+
+
+def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+    return threads.deferToThread(f, *args, **kwargs)
+
+
+def sendMail(
+    port: int,
+    sender: str,
+    recipients: list[str],
+    message: bytes,
+    startTLS: bool = False,
+    caFile: Optional[str] = None,
+    timeout: float = 30,
+) -> tuple[int, bytes]:
+    """
+    Send with Python's smtplib (blocking: run it with ``inThread``);
+    returns the final reply to the data, or the refusal of an earlier
+    command.
+    """
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
+        client.ehlo("client.test")
+        if startTLS:
+            context = ssl.create_default_context(cafile=caFile)
+            context.check_hostname = False if caFile is None else True
+            if caFile is None:
+                context.verify_mode = ssl.CERT_NONE
+            client.starttls(context=context)
+            client.ehlo("client.test")
+        try:
+            code, text = client.mail(sender)
+            if code != 250:
+                return code, text
+            for r in recipients:
+                code, text = client.rcpt(r)
+                if code not in (250, 251):
+                    return code, text
+            return client.data(message)
+        except smtplib.SMTPResponseException as e:
+            return e.smtp_code, e.smtp_error
+
+
+def maildirMessages(folder: str) -> list[bytes]:
+    new = os.path.join(folder, "new")
+    if not os.path.isdir(new):
+        return []
+    out = []
+    for name in sorted(os.listdir(new)):
+        with open(os.path.join(new, name), "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def splitEnvelope(stored: bytes) -> tuple[str, list[str], bytes]:
+    """A maildir file's Return-Path, X-Envelope-To lines, and the message after them."""
+    sender = ""
+    recipients = []
+    rest = stored
+    while True:
+        line, sep, after = rest.partition(b"\n")
+        text = line.rstrip(b"\r").decode("utf-8")
+        if text.startswith("Return-Path: "):
+            sender = text[len("Return-Path: "):].strip("<>")
+        elif text.startswith("X-Envelope-To: "):
+            recipients.append(text[len("X-Envelope-To: "):])
+        else:
+            return sender, recipients, rest
+        rest = after

@@ -1,0 +1,271 @@
+"""
+End to end: the real service from a real config, real clients over
+real sockets, relaying into a maildir or to a real ESMTP sink that
+requires a TLS client certificate.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import treq
+from twisted.internet import defer, reactor
+from twisted.trial.unittest import TestCase
+
+from secudoc_gateway import devcert, tls
+from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing_smtp import SinkServerFactory
+from secudoc_gateway.smtp.replies import Reply
+from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
+
+PLAIN = (
+    b"From: alice@example.test\r\n"
+    b"To: bob@external.test\r\n"
+    b"Subject: plain\r\n"
+    b"Message-ID: <plain-1@example.test>\r\n"
+    b"X-SecuDoc-Status: forged\r\n"
+    b"\r\n"
+    b"Hello Bob.\r\n"
+    b".A line that starts with a dot.\r\n"
+)
+
+
+class ServiceTestCase(TestCase):
+    tenantOverrides: dict = {}
+    smtpOverrides: dict = {}
+
+    async def startService(self, **tenantOverrides) -> None:
+        self.folder = os.path.abspath(self.mktemp())
+        tenant = dict(DEMO_TENANT, **self.tenantOverrides, **tenantOverrides)
+        self.configPath = writeConfig(self.folder, [tenant], smtp=self.smtpOverrides)
+        self.gateway = await startGateway(self.configPath, reactor)
+        self.addCleanup(self.gateway.stop)
+
+    @property
+    def outbox(self) -> str:
+        return os.path.join(self.folder, "outbox", "example")
+
+    def send(self, message: bytes = PLAIN, sender: str = "alice@example.test",
+             recipients=("bob@external.test",), **kw) -> defer.Deferred:
+        return inThread(sendMail, self.gateway.smtpPort, sender, list(recipients), message, **kw)
+
+
+class MaildirTests(ServiceTestCase):
+    @asyncTest
+    async def test_passThroughToMaildir(self) -> None:
+        """The relayed message is the original plus the gateway's fields, envelope first."""
+        await self.startService()
+        code, text = await self.send(recipients=("bob@external.test", "eve@other.test"))
+        self.assertEqual(code, 250, text)
+        self.assertRegex(text.decode(), r"^2\.0\.0 Ok \S+$")
+        [stored] = maildirMessages(self.outbox)
+        sender, recipients, message = splitEnvelope(stored)
+        self.assertEqual(sender, "alice@example.test")
+        self.assertEqual(recipients, ["bob@external.test", "eve@other.test"])
+        head, _, body = message.partition(b"\r\n\r\n")
+        self.assertEqual(head.count(b"X-SecuDoc: 1.0"), 1)
+        self.assertIn(b"X-SecuDoc-Status: passed; reason=no-attachment", head)
+        self.assertNotIn(b"forged", head)
+        self.assertTrue(head.startswith(b"Received: from client.test ([127.0.0.1])"))
+        self.assertEqual(body, b"Hello Bob.\r\n.A line that starts with a dot.\r\n")
+
+    @asyncTest
+    async def test_startTLS(self) -> None:
+        """STARTTLS with a client that verifies the certificate; Received says ESMTPS."""
+        await self.startService()
+        code, text = await self.send(startTLS=True)
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(self.outbox)
+        self.assertIn(b"with ESMTPS id", stored)
+
+    @asyncTest
+    async def test_relayingDenied(self) -> None:
+        await self.startService()
+        code, text = await self.send(sender="mallory@elsewhere.test")
+        self.assertEqual((code, text), (550, b"5.7.1 Relaying denied"))
+        self.assertEqual(maildirMessages(self.outbox), [])
+
+    @asyncTest
+    async def test_nullSenderWithoutTenantHeader(self) -> None:
+        """A bounce that names no tenant is refused after the data, never relayed."""
+        await self.startService()
+        code, text = await self.send(sender="")
+        self.assertEqual(code, 550)
+        self.assertTrue(text.startswith(b"5.7.1"))
+        self.assertEqual(maildirMessages(self.outbox), [])
+
+    @asyncTest
+    async def test_nullSenderWithTenantHeader(self) -> None:
+        """EXO's connector validation message (MAIL FROM:<>) is relayed."""
+        tid = "6f0d3d8e-3b7e-4d43-9a53-6a3c1e2f9b10"
+        await self.startService(microsoft_tenant_id=tid)
+        message = f"X-MS-Exchange-CrossTenant-Id: {tid}\r\n".encode() + PLAIN
+        code, text = await self.send(message, sender="")
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(self.outbox)
+        self.assertTrue(stored.startswith(b"Return-Path: <>"))
+
+    @asyncTest
+    async def test_metricsAndHealth(self) -> None:
+        await self.startService()
+        await self.send()
+        health = await treq.get(self.gateway.webURL + "/healthz", persistent=False)
+        self.assertEqual(health.code, 200)
+        self.assertEqual(await health.text(), "ok\n")
+        metrics = await (await treq.get(self.gateway.webURL + "/metrics", persistent=False)).text()
+        self.assertIn('secudoc_messages_total{status="passed",tenant="example"} 1.0', metrics)
+        self.assertIn("secudoc_smtp_connections_total 1.0", metrics)
+        self.assertIn("secudoc_message_seconds_count 1.0", metrics)
+
+    @asyncTest
+    async def test_healthDownWhenStorageIsGone(self) -> None:
+        await self.startService()
+        objects = os.path.join(self.folder, "objects")
+        os.rename(objects, objects + ".gone")
+        with open(objects, "w") as f:
+            f.write("not a folder")
+        health = await treq.get(self.gateway.webURL + "/healthz", persistent=False)
+        self.assertEqual(health.code, 503)
+        self.assertIn("storage: down", await health.text())
+
+    @asyncTest
+    async def test_drainOnStop(self) -> None:
+        """Stopping the service lets a transaction in flight finish and relay."""
+        await self.startService()
+        sock = socket.create_connection(("127.0.0.1", self.gateway.smtpPort))
+        self.addCleanup(sock.close)
+        reader = sock.makefile("rb")
+
+        def converse(lines: bytes, replies: int) -> list[bytes]:
+            sock.sendall(lines)
+            return [reader.readline() for _ in range(replies)]
+
+        await inThread(reader.readline)
+        await inThread(converse, b"HELO client.test\r\nMAIL FROM:<alice@example.test>\r\n"
+                       b"RCPT TO:<bob@external.test>\r\nDATA\r\n", 4)
+        await inThread(sock.sendall, b"Subject: drained\r\n\r\nfirst half\r\n")
+        stopped = self.gateway.stop()
+        await inThread(sock.sendall, b"second half\r\n.\r\n")
+        final = await inThread(reader.readline)
+        self.assertTrue(final.startswith(b"250 Ok "), final)
+        await stopped
+        [stored] = maildirMessages(self.outbox)
+        self.assertTrue(stored.endswith(b"first half\r\nsecond half\r\n"))
+
+
+class SMTPRelayTests(ServiceTestCase):
+    """Relay to a real ESMTP server that demands a client certificate."""
+
+    async def startSink(self, **sinkOptions) -> tuple[SinkServerFactory, dict]:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        ca = devcert.makeCA("connector CA")
+        caFile = os.path.join(folder, "ca.pem")
+        with open(caFile, "wb") as f:
+            f.write(ca.certificatePEM())
+        server = devcert.issue(ca, "localhost", ["localhost", "127.0.0.1"]).writeTo(os.path.join(folder, "server.pem"))
+        client = devcert.issue(ca, "secudoc.example.test", client=True).writeTo(os.path.join(folder, "client.pem"))
+        sink = SinkServerFactory(offerStartTLS=True, tlsOptions=tls.serverOptions(server, clientCA=caFile), **sinkOptions)
+        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        tenant = {
+            "relay": f"smtp://localhost:{port.getHost().port}",
+            "relay_tls_certificate": client,
+            "relay_ca_file": caFile,
+        }
+        return sink, tenant
+
+    @asyncTest
+    async def test_relayWithClientCertificate(self) -> None:
+        sink, tenant = await self.startSink()
+        await self.startService(**tenant)
+        code, text = await self.send()
+        self.assertEqual(code, 250, text)
+        await sink.whenIdle()
+        [message] = sink.messages
+        self.assertTrue(message.tls)
+        self.assertEqual(message.clientSubject, "secudoc.example.test")
+        self.assertEqual(message.sender, "alice@example.test")
+        self.assertEqual(message.recipients, ("bob@external.test",))
+        self.assertIn(b"X-SecuDoc: 1.0\r\n", message.data)
+        self.assertTrue(message.data.endswith(b"Hello Bob.\r\n.A line that starts with a dot.\r\n"))
+
+    @asyncTest
+    async def test_relayTemporaryFailure(self) -> None:
+        sink, tenant = await self.startSink(replies={"mail": Reply(452, "4.3.1", "Insufficient storage")})
+        await self.startService(**tenant)
+        code, text = await self.send()
+        self.assertEqual(code, 451)
+        self.assertTrue(text.startswith(b"4.4.1"))
+
+    @asyncTest
+    async def test_relayPermanentFailureAtMailIsTemporary(self) -> None:
+        """A 5xx before the transaction (e.g. a refused certificate) must not bounce."""
+        sink, tenant = await self.startSink(replies={"mail": Reply(550, "5.7.1", "Not authorized")})
+        await self.startService(**tenant)
+        code, _ = await self.send()
+        self.assertEqual(code, 451)
+
+    @asyncTest
+    async def test_relayRecipientRefused(self) -> None:
+        sink, tenant = await self.startSink(replies={"rcpt": Reply(550, "5.1.1", "No such user here")})
+        await self.startService(**tenant)
+        code, text = await self.send()
+        self.assertEqual((code, text), (554, b"5.1.1 No such user here"))
+
+    @asyncTest
+    async def test_relayDataRefused(self) -> None:
+        sink, tenant = await self.startSink(replies={"message": Reply(554, "5.6.0", "Content rejected")})
+        await self.startService(**tenant)
+        code, text = await self.send()
+        self.assertEqual((code, text), (554, b"5.6.0 Content rejected"))
+
+    @asyncTest
+    async def test_relayDown(self) -> None:
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        await self.startService(relay=f"smtp://127.0.0.1:{port}")
+        code, text = await self.send()
+        self.assertEqual(code, 451)
+        metrics = await (await treq.get(self.gateway.webURL + "/metrics", persistent=False)).text()
+        self.assertIn('secudoc_relay_errors_total{kind="connect",tenant="example"} 1.0', metrics)
+        self.assertIn('secudoc_messages_total{status="tempfailed",tenant="example"} 1.0', metrics)
+
+
+class CommandLineTests(TestCase):
+    """``check-config`` and ``twistd`` report the same problems, the same way."""
+
+    def badConfig(self) -> str:
+        folder = os.path.abspath(self.mktemp())
+        path = writeConfig(folder, [dict(DEMO_TENANT, mode="sometimes")], smtp={"max_recipients": 0})
+        return path
+
+    def run_(self, *args: str) -> subprocess.CompletedProcess:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        return subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+
+    def test_checkConfig(self) -> None:
+        path = self.badConfig()
+        result = self.run_(sys.executable, "-m", "secudoc_gateway.cli", "check-config", "--config", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(f"{path}: smtp.max_recipients:", result.stderr)
+        tenantFile = os.path.join(os.path.dirname(path), "tenants", "example.toml")
+        self.assertIn(f"{tenantFile}: mode:", result.stderr)
+
+    def test_checkConfigGood(self) -> None:
+        path = writeConfig(os.path.abspath(self.mktemp()))
+        result = self.run_(sys.executable, "-m", "secudoc_gateway.cli", "check-config", "--config", path)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_twistdRefusesToStart(self) -> None:
+        path = self.badConfig()
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        result = self.run_(twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(f"{path}: smtp.max_recipients:", result.stderr)
