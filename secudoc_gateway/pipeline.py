@@ -19,30 +19,45 @@ when it refused the message for good.
 
 from __future__ import annotations
 
+import datetime
+import mimetypes
 import os
 from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from secudoc_gateway import policy
+from secudoc_gateway import crypto, policy
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.errors import RelayError
+from secudoc_gateway.errors import RelayError, StorageError
+from secudoc_gateway.extract import AttachmentSink, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.mime.parser import Defect, MIMEParser, PartStart
+from secudoc_gateway.mails import bannerFor
+from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
+from secudoc_gateway.mime.names import cleanName, decodeHeader
+from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
+from secudoc_gateway.mime.rewrite import linkModePlan
 from secudoc_gateway.mime.stamp import lineEnding, stampFields, withoutGatewayFields
+from secudoc_gateway.mime.structure import (
+    LEAF, MESSAGE, MESSAGE_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
+)
 from secudoc_gateway.outgoing import OutgoingMessage, Segment, SpoolRange
 from secudoc_gateway.smtp import replies
 from secudoc_gateway.smtp.relay import relayFor
 from secudoc_gateway.smtp.replies import Reply
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.tenants import TenantRegistry
+from secudoc_gateway.transfers import StoredFile, Transfer
 
 TEMPFAILED = "tempfailed"
+NO_CIDS: frozenset[str] = frozenset()
+MAX_PENDING_WRITES = 4
+"""Store writes not yet acknowledged before the client is paused."""
 
 
 def newQueueId() -> str:
@@ -55,6 +70,20 @@ def _unfold(value: bytes) -> str:
         return text.decode("utf-8").strip()
     except UnicodeDecodeError:
         return text.decode("latin-1").strip()
+
+
+@attrs.define
+class Candidate:
+    """A part that is an attachment unless an HTML body shows it by cid:."""
+
+    path: tuple[int, ...]
+    slot: int
+    kind: str
+    headers: Any
+    sink: Optional[AttachmentSink] = None
+    size: int = 0
+    sha256: str = ""
+    stored: bool = False
 
 
 @attrs.frozen
@@ -116,7 +145,15 @@ class Gateway:
 
 @implementer(ITransaction)
 class Transaction:
-    """One message: spool, parse, decide, relay, reply."""
+    """
+    One message: spool, parse, decide, relay, reply.
+
+    Attachments are extracted while the message streams in (decoded,
+    hashed, encrypted, written), unless the early rules already decided
+    that the message passes.  Parts that only might be attachments (an
+    inline part with a Content-ID an HTML body may still reference) are
+    stored too and dropped at the end when they turn out to be shown.
+    """
 
     log = Logger()
 
@@ -127,12 +164,28 @@ class Transaction:
         self.producer = producer
         self.spool = Spool(gateway.budget)
         self.parser = MIMEParser(smtp.max_mime_depth, smtp.max_mime_parts, smtp.max_header_bytes)
+        self.structure = Structure()
         self.queueId = newQueueId()
         self.tenant = envelope.tenant
         self.top: Optional[PartStart] = None
         self.facts: Optional[policy.HeaderFacts] = None
+        self.early: Optional[policy.Decision] = None
+        self.configuredUser = True
         self.defect: Optional[Defect] = None
         self.closed = False
+        # Extraction
+        self.extracting = gateway.store is not None
+        self.token = crypto.newToken()
+        self.transferId = crypto.newTransferId()
+        self.candidates: list[Candidate] = []
+        self.sinks: dict[tuple[int, ...], Candidate] = {}
+        self.inAttachedMessage: set[tuple[int, ...]] = set()
+        self.scanners: dict[tuple[int, ...], tuple[Any, CidScanner]] = {}
+        self.referencedCids: set[str] = set()
+        self.storing: list[Deferred] = []
+        self.storageFailure: Any = None
+        self.pendingWrites = 0
+        self.paused = False
 
     # -- receiving ---------------------------------------------------------
 
@@ -143,14 +196,134 @@ class Transaction:
 
     def _events(self, events: list) -> None:
         for event in events:
-            if isinstance(event, PartStart) and event.path == ():
-                self._topHeaders(event)
+            self.structure.add(event)
+            if isinstance(event, BodyData):
+                candidate = self.sinks.get(event.path)
+                if candidate is not None:
+                    self._wrote(candidate.sink.feed(event.data))
+                elif event.path in self.scanners:
+                    decoder, scanner = self.scanners[event.path]
+                    scanner.feed(decoder.feed(event.data))
+            elif isinstance(event, PartStart):
+                self._partStart(event)
+            elif isinstance(event, PartEnd):
+                self._partEnd(event)
             elif isinstance(event, Defect) and event.fatal:
                 self.defect = event
+                self._stopExtracting()
+
+    def _partStart(self, event: PartStart) -> None:
+        if event.path == ():
+            self._topHeaders(event)
+        if any(event.path[:n] in self.inAttachedMessage for n in range(len(event.path))):
+            return
+        headers = event.headers
+        contentType = headers.contentType
+        if contentType.startswith("multipart/"):
+            return
+        kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
+            "base64", "quoted-printable") else LEAF
+        provisional = Part(event.path, headers, event.headerStart, event.bodyStart,
+                           event.bodyStart, event.bodyStart, kind, event.path[:-1] or None)
+        if isAttachment(provisional, self.structure, NO_CIDS):
+            candidate = Candidate(event.path, len(self.candidates), kind, headers)
+            self.candidates.append(candidate)
+            if kind == MESSAGE:
+                self.inAttachedMessage.add(event.path)
+            if self.extracting:
+                self._openSink(candidate)
+        elif contentType == "text/html":
+            self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
+
+    def _openSink(self, candidate: Candidate) -> None:
+        decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
+        try:
+            candidate.sink = AttachmentSink(
+                self.gateway.store, objectKey(self.transferId, candidate.slot),
+                crypto.fileKey(self.token, self.transferId, candidate.slot), decoder or IdentityDecoder(),
+            )
+        except Exception:
+            self._storageFailed(Failure())
+            return
+        if candidate.kind == LEAF:
+            self.sinks[candidate.path] = candidate
+
+    def _partEnd(self, event: PartEnd) -> None:
+        scanner = self.scanners.pop(event.path, None)
+        if scanner is not None:
+            decoder, cids = scanner
+            cids.feed(decoder.close())
+            self.referencedCids |= cids.close()
+            return
+        candidate = self.sinks.pop(event.path, None)
+        if candidate is None and event.path in self.inAttachedMessage:
+            candidate = next(c for c in self.candidates if c.path == event.path)
+            if candidate.sink is not None:
+                # An attached message is stored byte-exact from the spool.
+                start = self.structure[event.path].bodyStart
+                for chunk in self.spool.read(start, event.bodyEnd):
+                    self._wrote(candidate.sink.feed(chunk))
+        if candidate is not None and candidate.sink is not None:
+            sink = candidate.sink
+
+            def stored(_: Any, candidate: Candidate = candidate) -> None:
+                candidate.size, candidate.sha256, candidate.stored = sink.size, sink.sha256, True
+
+            d = sink.finish()
+            d.addCallbacks(stored, self._storageFailed)
+            self.storing.append(d)
+
+    def _wrote(self, d: Optional[Deferred]) -> None:
+        """Pause the client while the store has too many writes outstanding."""
+        if d is None or d.called:
+            if d is not None:
+                d.addErrback(self._storageFailed)
+            return
+        self.pendingWrites += 1
+        if self.pendingWrites >= MAX_PENDING_WRITES and not self.paused:
+            self.paused = True
+            self.producer.pauseProducing()
+
+        def acknowledged(result: Any) -> Any:
+            self.pendingWrites -= 1
+            if self.paused and self.pendingWrites < MAX_PENDING_WRITES:
+                self.paused = False
+                self.producer.resumeProducing()
+            return result
+
+        d.addBoth(acknowledged).addErrback(self._storageFailed)
+
+    def _storageFailed(self, failure: Any) -> None:
+        if self.storageFailure is None:
+            self.storageFailure = failure
+            self.log.failure("{queueId}: storing an attachment failed", failure, queueId=self.queueId)
+        self._stopExtracting()
+
+    def _stopExtracting(self) -> None:
+        """No protection after all: abort open sinks, forget stored objects."""
+        if not self.extracting:
+            return
+        self.extracting = False
+        for candidate in self.sinks.values():
+            candidate.sink.abort()
+        self.sinks.clear()
 
     def _topHeaders(self, event: PartStart) -> None:
         self.top = event
-        self.facts = policy.headerFacts((name, _unfold(value)) for name, value in event.headers.fields)
+        self.facts = facts = policy.headerFacts(
+            (name, _unfold(value)) for name, value in event.headers.fields)
+        if self.tenant is None:
+            self.tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
+            if self.tenant is None:
+                self._stopExtracting()
+                return
+        self.early = policy.earlyDecision(
+            self.tenant, self.envelope.sender, self.envelope.recipients, facts, True)
+        if self.early is not None:
+            self._stopExtracting()
+            return
+        sender = policy.effectiveSender(self.envelope.sender, facts)
+        self.configuredUser = policy.isConfiguredUser(self.tenant, sender)
 
     # -- deciding and relaying ---------------------------------------------
 
@@ -164,6 +337,8 @@ class Transaction:
         return ensureDeferred(self._finish()).addBoth(self._cleanup).addCallback(done)
 
     def abort(self) -> None:
+        self._stopExtracting()
+        self._discardStored()
         self._cleanup(None)
 
     def _cleanup(self, result: Any) -> Any:
@@ -176,32 +351,73 @@ class Transaction:
         tenant = self.tenant.id if self.tenant is not None else ""
         self.gateway.metrics.messages.labels(tenant=tenant, status=status).inc()
 
+    def _discardStored(self, keep: frozenset = frozenset()) -> None:
+        """Delete stored objects (all but ``keep`` slots) once their writes settle."""
+        store = self.gateway.store
+
+        def delete(_: Any) -> None:
+            for candidate in self.candidates:
+                if candidate.stored and candidate.slot not in keep:
+                    store.delete(objectKey(self.transferId, candidate.slot)).addErrback(
+                        lambda f: self.log.failure("deleting a stored object failed", f))
+
+        DeferredList(self.storing, consumeErrors=True).addCallback(delete)
+
     async def _finish(self) -> Reply:
         if self.defect is None:
             self._events(self.parser.close())
         if self.defect is not None:
-            self.log.info(
-                "{queueId}: refused, {reason} at byte {offset}",
-                queueId=self.queueId, reason=self.defect.reason, offset=self.defect.offset,
-            )
+            self.log.info("{queueId}: refused, {reason} at byte {offset}",
+                          queueId=self.queueId, reason=self.defect.reason, offset=self.defect.offset)
+            self._discardStored()
             self._count(policy.REJECT)
             return replies.MIME_LIMIT
         facts = self.facts or policy.headerFacts(())
-        if self.tenant is None:
-            self.tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
-            if self.tenant is None or not self.tenant.allowsSource(self.envelope.peer):
-                self._count(policy.REJECT)
-                return replies.TENANT_MISMATCH
-        decision = policy.earlyDecision(
-            self.tenant, self.envelope.sender, self.envelope.recipients, facts, True
-        ) or policy.finalDecision(
-            self.tenant, self.envelope.sender, self.envelope.recipients, facts, 0, 0
-        )
+        if self.tenant is None or not self.tenant.allowsSource(self.envelope.peer):
+            self._count(policy.REJECT)
+            return replies.TENANT_MISMATCH
+        try:
+            decision = self.early or await self._decide(facts)
+        except Exception:
+            self._discardStored()
+            return self._internalError(Failure())
         if decision.action == policy.REJECT:
+            self._discardStored()
             self._count(policy.REJECT)
             return decision.reply
-        leg = Leg("original", self.envelope.recipients, self._original(decision.status))
-        return await self._relay([leg], decision.action)
+        if decision.action == policy.PASS:
+            self._discardStored()
+            leg = Leg("original", self.envelope.recipients, self._original(decision.status))
+            return await self._relay([leg], decision.action)
+        return await self._protect(decision, facts)
+
+    async def _decide(self, facts: policy.HeaderFacts) -> policy.Decision:
+        sender = policy.effectiveSender(self.envelope.sender, facts)
+        known = self.configuredUser
+        if not known and self.gateway.transfers is not None:
+            known = await self.gateway.transfers.isKnownUser(self.tenant.id, sender)
+        decision = policy.earlyDecision(self.tenant, self.envelope.sender, self.envelope.recipients, facts, known)
+        if decision is not None:
+            return decision
+        how = policy.userAction(self.tenant, sender, known)
+        if how is not None and self.gateway.transfers is not None:
+            await self.gateway.transfers.createUser(self.tenant.id, sender, how)
+        await DeferredList(self.storing, consumeErrors=True)
+        if self.storageFailure is not None:
+            raise StorageError(self.storageFailure.getErrorMessage())
+        found = {part.path for part in attachments(self.structure, self.referencedCids)}
+        files = [c for c in self.candidates if c.path in found]
+        if files and any(not c.stored for c in files):
+            # Extraction stopped early (e.g. no store configured): cannot protect.
+            raise StorageError("attachments were not stored")
+        largest = max((c.size for c in files), default=0)
+        return policy.finalDecision(self.tenant, self.envelope.sender, self.envelope.recipients,
+                                    facts, largest, len(files))
+
+    def _internalError(self, failure: Failure) -> Reply:
+        self.log.failure("{queueId}: processing failed", failure, queueId=self.queueId)
+        self._count(TEMPFAILED)
+        return replies.LOCAL_TEMPFAIL
 
     def _headerBlock(self) -> tuple[bytes, int]:
         """The top header block without incoming gateway fields, and where the body starts."""
@@ -219,7 +435,64 @@ class Transaction:
         block, bodyStart = self._headerBlock()
         return (self._stamp(block, status), block, SpoolRange(bodyStart, self.spool.size))
 
-    async def _relay(self, legs: list[Leg], status: str) -> Reply:
+    def _fileName(self, candidate: Candidate) -> str:
+        name = candidate.headers.filename
+        if not name and candidate.kind == MESSAGE:
+            subject = self.structure.children(candidate.path)[0].headers.get("subject") if \
+                self.structure.children(candidate.path) else None
+            name = (decodeHeader(subject) if subject else "message") + ".eml"
+        if not name:
+            extension = mimetypes.guess_extension(candidate.headers.contentType) or ".bin"
+            name = "attachment" + extension
+        return cleanName(name)
+
+    async def _protect(self, decision: policy.Decision, facts: policy.HeaderFacts) -> Reply:
+        tenant = self.tenant
+        gateway = self.gateway
+        found = {part.path for part in attachments(self.structure, self.referencedCids)}
+        files = [c for c in self.candidates if c.path in found]
+        self._discardStored(keep=frozenset(c.slot for c in files))
+        now = gateway.reactor.seconds()
+        expires = now + tenant.link_expiry_days * 86400
+        stored = tuple(
+            StoredFile(n, self._fileName(c), c.headers.contentType, c.size, c.sha256,
+                       objectKey(self.transferId, c.slot))
+            for n, c in enumerate(files)
+        )
+        subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""
+        transfer = Transfer(
+            id=self.transferId, token_hash=crypto.tokenHash(self.token), tenant=tenant.id,
+            sender=policy.effectiveSender(self.envelope.sender, facts),
+            recipients=decision.protectedRecipients, subject=subject, created=now, expires=expires,
+            files=stored, message_id=facts.dedupId,
+        )
+        try:
+            await gateway.transfers.createTransfer(transfer)
+        except Exception:
+            self._discardStored()
+            return self._internalError(Failure())
+        link = f"{gateway.config.web.public_url}/t/{self.token}"
+        expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
+        banner = bannerFor(tenant.language, transfer.sender, [(f.name, f.size) for f in stored],
+                           link, expiry, tenant.disclaimer)
+        block, _ = self._headerBlock()
+        stamp = self._stamp(block, decision.status, self.transferId)
+        plan = linkModePlan(self.structure, {c.path for c in files}, banner, stamp, self.spool.size)
+        legs = []
+        if decision.originalRecipients:
+            status = policy.passed(policy.INTERNAL_RECIPIENT, decision.originalRecipients).status
+            legs.append(Leg("original", decision.originalRecipients, self._original(status)))
+        legs.append(Leg("protected", decision.protectedRecipients, tuple(plan)))
+        reply = await self._relay(legs, policy.PROTECT, queueId=self.transferId)
+        if reply.positive:
+            gateway.metrics.attachments.labels(tenant=tenant.id).inc(len(stored))
+            gateway.metrics.attachmentBytes.labels(tenant=tenant.id).inc(sum(f.size for f in stored))
+        else:
+            await gateway.transfers.deleteTransfer(self.transferId)
+            self._discardStored()
+        return reply
+
+    async def _relay(self, legs: list[Leg], status: str, queueId: Optional[str] = None) -> Reply:
         relay = self.gateway.relayFor(self.tenant)
         last = ""
         for leg in legs:
@@ -230,7 +503,7 @@ class Transaction:
                 return self._relayFailed(e)
         self.log.info("{queueId}: relayed ({status}): {remote}", queueId=self.queueId, status=status, remote=last)
         self._count(status)
-        return replies.ACCEPTED.withText(f"Ok {self.queueId}")
+        return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
 
     def _relayFailed(self, e: RelayError) -> Reply:
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=e.kind).inc()

@@ -302,7 +302,6 @@ class HeaderFacts:
     secudocEnabledValues: tuple[str, ...] = ()
     fields: tuple[tuple[str, str], ...] = ()
     topContentType: str = DEFAULT_CONTENT_TYPE
-    fromAddress: str = ""
     networkMessageId: Optional[str] = None
     messageId: Optional[str] = None
 
@@ -310,6 +309,16 @@ class HeaderFacts:
     def secudocEnabled(self) -> Optional[str]:
         """The first ``X-SecuDoc-Enabled`` value, if any."""
         return self.secudocEnabledValues[0] if self.secudocEnabledValues else None
+
+    @property
+    def fromAddress(self) -> str:
+        """
+        The From field's first address, parsed only when asked: only a
+        null-sender message needs it, and parsing RFC 5322 addresses is
+        the most expensive step of reading the header block.
+        """
+        values = self.values(FROM)
+        return parseFromAddress(values[0]) if values else ""
 
     @property
     def dedupId(self) -> Optional[str]:
@@ -346,7 +355,6 @@ def headerFacts(pairs: Iterable[tuple[str, str]]) -> HeaderFacts:
         elif lowered == _SECUDOC_ENABLED:
             enabled.append(value)
     contentType = first.get(_CONTENT_TYPE)
-    fromValue = first.get(_FROM)
     return HeaderFacts(
         crossTenantIds=tuple(crossTenantIds),
         hasSecuDoc=_SECUDOC in first,
@@ -355,7 +363,6 @@ def headerFacts(pairs: Iterable[tuple[str, str]]) -> HeaderFacts:
         topContentType=(
             DEFAULT_CONTENT_TYPE if contentType is None else _mediaType(contentType)
         ),
-        fromAddress="" if fromValue is None else parseFromAddress(fromValue),
         networkMessageId=first.get(_NETWORK_MESSAGE_ID) or None,
         messageId=first.get(_MESSAGE_ID) or None,
     )

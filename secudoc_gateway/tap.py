@@ -160,6 +160,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.tls import serverOptions
     from secudoc_gateway.transfers import TransferStore
+    from secudoc_gateway.web.download import TransfersResource
     from secudoc_gateway.web.ops import HealthResource, MetricsResource
     from secudoc_gateway.web.site import makeSite
 
@@ -190,7 +191,12 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         listener.setServiceParent(service)
         service.smtpListeners.append(listener)
 
+    def language(tenantId: str) -> str:
+        tenant = gateway.registry.byId(tenantId)
+        return tenant.language if tenant is not None else "en"
+
     site = makeSite({
+        b"t": TransfersResource(transfers, store, metrics, reactor, language),
         b"metrics": MetricsResource(metrics.registry),
         b"healthz": HealthResource([("storage", store.check), ("database", database.check)]),
     })

@@ -814,7 +814,7 @@ class SinkTests(SynchronousTestCase):
         b"QUIT\r\n"
     )
 
-    def run(self, pieces: Sequence[bytes], store: bool = True) -> SinkServerFactory:
+    def session(self, pieces: Sequence[bytes], store: bool = True) -> SinkServerFactory:
         from twisted.internet.testing import StringTransport
 
         factory = SinkServerFactory(store=store)
@@ -826,7 +826,7 @@ class SinkTests(SynchronousTestCase):
 
     def test_everySplit(self) -> None:
         for at in range(len(self.DATA_SESSION) + 1):
-            factory = self.run([self.DATA_SESSION[:at], self.DATA_SESSION[at:]])
+            factory = self.session([self.DATA_SESSION[:at], self.DATA_SESSION[at:]])
             self.assertEqual(
                 [(m.method, m.data) for m in factory.messages],
                 [("DATA", b".one\r\n\r\r\n..\r\nx.\r\n"), ("BDAT", b"\r\n.\r\n")],
@@ -834,5 +834,5 @@ class SinkTests(SynchronousTestCase):
             )
 
     def test_counting(self) -> None:
-        factory = self.run([self.DATA_SESSION], store=False)
+        factory = self.session([self.DATA_SESSION], store=False)
         self.assertEqual((factory.messages, factory.messageCount, factory.byteCount), ([], 2, 22))

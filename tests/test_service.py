@@ -269,3 +269,67 @@ class CommandLineTests(TestCase):
         result = self.run_(twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", path)
         self.assertEqual(result.returncode, 2)
         self.assertIn(f"{path}: smtp.max_recipients:", result.stderr)
+
+
+def attachmentMessage(data: bytes, filename: str = "report.pdf", text: str = "See attached.") -> bytes:
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "alice@example.test"
+    message["To"] = "bob@external.test"
+    message["Subject"] = "Report"
+    message["Message-ID"] = "<report-1@example.test>"
+    message.set_content(text)
+    message.add_attachment(data, maintype="application", subtype="pdf", filename=filename)
+    return message.as_bytes()
+
+
+class ProtectionTests(ServiceTestCase):
+    """Link mode end to end: the attachment leaves, the link gives it back."""
+
+    @asyncTest
+    async def test_attachmentOutLinkIn(self) -> None:
+        import email
+        import email.policy
+        import hashlib
+        import re
+
+        await self.startService()
+        data = os.urandom(50_000)
+        code, text = await self.send(attachmentMessage(data))
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(self.outbox)
+        _, recipients, raw = splitEnvelope(stored)
+        self.assertEqual(recipients, ["bob@external.test"])
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        self.assertEqual(message["X-SecuDoc"], "1.0")
+        self.assertEqual(message["X-SecuDoc-Status"], "protected")
+        transferId = message["X-SecuDoc-Transfer"]
+        self.assertEqual(text.decode(), f"2.0.0 Ok {transferId}")
+        self.assertEqual([p for p in message.iter_attachments()], [])
+        body = message.get_body(("plain",)).get_content()
+        self.assertIn("report.pdf", body)
+        self.assertIn("See attached.", body)
+        [link] = re.findall(r"http://\S+/t/[A-Za-z0-9_-]+", body)
+        self.assertTrue(link.startswith("http://127.0.0.1:8080/t/"))
+        path = link[len("http://127.0.0.1:8080"):]
+        landing = await treq.get(self.gateway.webURL + path, persistent=False)
+        self.assertEqual(landing.code, 200)
+        self.assertEqual(landing.headers.getRawHeaders("referrer-policy"), ["no-referrer"])
+        self.assertEqual(landing.headers.getRawHeaders("cache-control"), ["no-store"])
+        self.assertEqual(landing.headers.getRawHeaders("x-content-type-options"), ["nosniff"])
+        self.assertIn("report.pdf", await landing.text())
+        download = await treq.get(self.gateway.webURL + path + "/0", persistent=False)
+        self.assertEqual(download.code, 200)
+        content = await download.content()
+        self.assertEqual(hashlib.sha256(content).hexdigest(), hashlib.sha256(data).hexdigest())
+        self.assertEqual(download.length, len(data))
+        self.assertEqual(download.headers.getRawHeaders("content-disposition"),
+                         ["attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"])
+        missing = await treq.get(self.gateway.webURL + "/t/" + "A" * 43, persistent=False)
+        self.assertEqual(missing.code, 404)
+        await missing.content()
+        metrics = await (await treq.get(self.gateway.webURL + "/metrics", persistent=False)).text()
+        self.assertIn('secudoc_messages_total{status="protected",tenant="example"} 1.0', metrics)
+        self.assertIn('secudoc_downloads_total{tenant="example"} 1.0', metrics)
+        self.assertIn('secudoc_attachment_bytes_total{tenant="example"} 50000.0', metrics)

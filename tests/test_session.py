@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -44,7 +44,8 @@ class Base64Decoder:
     supplied, and the data ends where the padding ends (like
     ``binascii.a2b_base64``); anything after it is ignored and counted
     in ``ignored``.  A final quantum of a single character cannot carry
-    an octet and is dropped.
+    an octet and is dropped.  The carry between chunks is at most a
+    line, or (in the slow path) three characters and a pending "=".
     """
 
     def __init__(self) -> None:
@@ -56,8 +57,21 @@ class Base64Decoder:
         if self._done:
             self.ignored += len(data)
             return b""
-        text = self._carry + data.translate(None, _B64_JUNK)
+        text = self._carry + data if self._carry else bytes(data)
         self._carry = b""
+        # Fast path, almost every chunk of a real attachment: whole lines
+        # up to the last LF, no padding in them.  a2b_base64 skips the
+        # line breaks itself and fails unless they hold whole quanta.
+        cut = text.rfind(b"\n") + 1
+        if cut and text.find(b"=", 0, cut) < 0:
+            try:
+                decoded = binascii.a2b_base64(text[:cut])
+            except binascii.Error:
+                pass
+            else:
+                self._carry = text[cut:]
+                return decoded
+        text = text.translate(None, _B64_JUNK)
         pieces: list[bytes] = []
         count = 0
         start = 0

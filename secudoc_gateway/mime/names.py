@@ -30,6 +30,12 @@ MAX_FILENAME_LENGTH = 200
 _ENCODED_WORD = re.compile(
     r"=\?([^?\s]+)\?([qQbB])\?((?:[^?\s]|\?(?!=))*)\?=",
 )
+_NOT_BASE64 = bytes(
+    sorted(
+        set(range(256))
+        - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    )
+)
 _CONTINUATION = re.compile(r"^(.*?)\*(\d+)(\*?)$")
 
 # U+202A-U+202E embeddings/overrides, U+2066-U+2069 isolates, U+200E/F
@@ -76,12 +82,11 @@ def _decodeWord(charset: str, encoding: str, text: str) -> tuple[str, bytes]:
     charset = charset.split("*", 1)[0]
     raw = text.encode("ascii", "surrogateescape") if text.isascii() else text.encode("utf-8")
     if encoding in "bB":
-        raw = raw.rstrip(b"=")
-        raw += b"=" * (-len(raw) % 4)
-        try:
-            data = binascii.a2b_base64(raw)
-        except binascii.Error:
-            data = binascii.a2b_base64(raw[: len(raw) // 4 * 4] or b"")
+        # Lenient like a reader: junk skipped, padding supplied, a lone
+        # trailing character (no whole octet) dropped.
+        raw = raw.translate(None, _NOT_BASE64)
+        raw = raw[: len(raw) - 1] if len(raw) % 4 == 1 else raw
+        data = binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))
     else:
         # RFC 2047 4.2: "_" is a space; "=XX" an octet.
         data = binascii.a2b_qp(raw, header=True)

@@ -245,6 +245,22 @@ def _needsUTF8(address: str) -> bool:
     return not address.isascii()
 
 
+def _unstuff(work: bytes, start: int, stop: int, first: int, last: int) -> bytes:
+    """
+    ``work[start:stop]`` with the dot after every LF removed (RFC 5321
+    4.5.2), knowing that dots occur only at ``first``..``last`` and not
+    in ``work[:start]``.
+    """
+    if first < 0 or first >= stop:
+        return work[start:stop]
+    lo = max(first - 1, 0)  # the LF before the first dot
+    hi = min(last + 1, stop)
+    middle = work[lo:hi].replace(b"\n.", b"\n")
+    if lo < start:  # that LF is in the prefix, which replace left alone
+        return middle[start - lo :] + work[hi:stop]
+    return work[start:lo] + middle + work[hi:stop]
+
+
 class Session:
     """
     One ESMTP server session.  The limits are the constructor's: message
@@ -678,15 +694,21 @@ class Session:
         but the last four bytes are emitted: a marker cannot straddle that
         cut without lying wholly in the scanned bytes.  Unstuffing is one
         replace of LF "." by LF, which covers lines after CRLF and bare LF.
+
+        Both the marker and stuffing need a dot, and most message bytes
+        (base64) have none: the search and the replace run only between
+        the first and the last dot, found with memchr.
         """
         if not self._buffer:
             return False
         prefix = self._prefix
         work = prefix + self._buffer
         self._buffer.clear()
-        end = work.find(_MARKER)
+        first = work.find(b".")
+        last = work.rfind(b".") if first >= 0 else -1
+        end = work.find(_MARKER, max(first - 2, 0), last + 3) if first >= 0 else -1
         if end >= 0:
-            self._count(work[: end + 2].replace(b"\n.", b"\n")[len(prefix) :])
+            self._count(_unstuff(work, len(prefix), end + 2, first, last))
             self._buffer += work[end + 5 :]
             if self._oversize:
                 self._go("oversize")
@@ -701,7 +723,7 @@ class Session:
         if cut <= len(prefix):
             self._buffer += work[len(prefix) :]
             return False
-        self._count(work[:cut].replace(b"\n.", b"\n")[len(prefix) :])
+        self._count(_unstuff(work, len(prefix), cut, first, last))
         self._prefix = b"\n" if work[cut - 1] == 0x0A else b""
         self._buffer += work[cut:]
         return True

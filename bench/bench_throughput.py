@@ -1,0 +1,66 @@
+"""
+Pass-through throughput: N messages over C parallel connections through
+the gateway (relaying to Postfix's smtp-sink), for 2 KB and 100 KB
+messages, next to Postfix 3.7 relaying the same load to the same sink
+in the same run (the anchor "Postfix, plain relay, queue on disk").
+
+    .venv/bin/python bench/bench_throughput.py [--messages N] [--sessions C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from common import Gateway, PostfixRelay, SMTPSink, have, row, smtpSource
+
+SIZES = [("2 KB", 2048), ("100 KB", 102400)]
+ANCHORS_MD = {"2 KB": "684 msg/s", "100 KB": "420 msg/s"}
+
+
+def measure(port: int, sink: SMTPSink, sessions: int, messages: int, size: int) -> float:
+    """Seconds until the sink has counted every message."""
+    before = sink.count()
+    started = time.monotonic()
+    smtpSource(port, sessions, messages, size)
+    return sink.waitFor(before + messages) - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=20)
+    args = parser.parse_args()
+    if not (have("smtp-source") and have("smtp-sink")):
+        print("needs Postfix's smtp-source and smtp-sink (Debian package postfix)")
+        return 1
+    sink = SMTPSink()
+    gateway = Gateway(f"smtp://127.0.0.1:{sink.port}")
+    postfix = PostfixRelay(sink.port)
+    try:
+        smtpSource(gateway.smtpPort, 2, 20, 2048)  # warm up
+        sink.waitFor(20)
+        print(f"pass-through, {args.messages} messages over {args.sessions} connections "
+              "(smtp-source -> relay -> smtp-sink)")
+        for label, size in SIZES:
+            n = args.messages if size < 10000 else max(args.messages // 4, 100)
+            seconds = measure(gateway.smtpPort, sink, args.sessions, n, size)
+            ours = f"{n / seconds:7.0f} msg/s"
+            mb = f"{n * size / seconds / 1e6:6.1f} MB/s"
+            if postfix.reason:
+                anchor = f"Postfix not run ({postfix.reason}); anchors.md: {ANCHORS_MD[label]}"
+            else:
+                pseconds = measure(postfix.port, sink, args.sessions, n, size)
+                anchor = (f"Postfix here: {n / pseconds:5.0f} msg/s "
+                          f"({n * size / pseconds / 1e6:5.1f} MB/s) -> x{pseconds / seconds:4.2f}")
+            row(f"secudoc-gateway {label}", f"{ours} {mb}", anchor)
+    finally:
+        gateway.stop()
+        postfix.stop()
+        sink.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""
+Shared by the benches: the gateway as its own process (twistd, exactly
+as operators run it), sinks, a raw SMTP client, peak RSS, and the
+anchors of ../shared/anchors.md run on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterable, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from secudoc_gateway.testing import DEMO_TENANT, writeConfig  # noqa: E402
+
+PYTHON = sys.executable
+TWISTD = os.path.join(os.path.dirname(PYTHON), "twistd")
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def waitForPort(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def peakRSS(pid: int) -> int:
+    """VmHWM: the process's peak resident set, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM")
+
+
+def resetPeakRSS(pid: int) -> None:
+    """Linux resets VmHWM to the current RSS when 5 is written to clear_refs."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+class Process:
+    def __init__(self, args: list[str], env: Optional[dict] = None, cwd: Optional[str] = None) -> None:
+        self.log = tempfile.TemporaryFile()
+        self.popen = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
+
+
+class Gateway(Process):
+    """The gateway under twistd, relaying to ``relay``."""
+
+    def __init__(self, relay: str, **tenant: object) -> None:
+        self.folder = tempfile.mkdtemp(prefix="secudoc-bench-")
+        self.smtpPort = freePort()
+        self.webPort = freePort()
+        config = writeConfig(
+            self.folder,
+            [dict(DEMO_TENANT, relay=relay, relay_require_tls=False, **tenant)],
+            smtp={"listen": [f"tcp:{self.smtpPort}:interface=127.0.0.1"], "command_timeout": 600},
+            web={"listen": [f"tcp:{self.webPort}:interface=127.0.0.1"]},
+        )
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        super().__init__([TWISTD, "--nodaemon", "--pidfile=", "--logfile=" + os.path.join(self.folder, "gateway.log"),
+                          "secudoc-gateway", "--config", config], env=env)
+        waitForPort(self.smtpPort)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class SMTPSink(Process):
+    """Postfix's smtp-sink (counts only), the anchors' sink."""
+
+    def __init__(self) -> None:
+        self.port = freePort()
+        args = ["smtp-sink", "-c", f"127.0.0.1:{self.port}", "1024"]
+        if os.geteuid() == 0:
+            args[1:1] = ["-u", "postfix"]
+        super().__init__(args)
+        waitForPort(self.port)
+
+    def count(self) -> int:
+        found = re.findall(r"mesg=(\d+)", self.output())
+        return int(found[-1]) if found else 0
+
+    def waitFor(self, n: int, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while self.count() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sink counted {self.count()} of {n}")
+            time.sleep(0.02)
+        return time.monotonic()
+
+
+def have(program: str) -> bool:
+    return shutil.which(program) is not None
+
+
+def smtpSource(port: int, sessions: int, messages: int, size: int,
+               sender: str = "alice@example.test", recipient: str = "bob@external.test") -> None:
+    subprocess.run(
+        ["smtp-source", "-4", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+         "-f", sender, "-t", recipient, f"127.0.0.1:{port}"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+
+
+def sendOne(port: int, chunks: Iterable[bytes], sender: str = "alice@example.test",
+            recipient: str = "bob@external.test") -> tuple[float, bytes]:
+    """
+    One message over a raw socket (the chunks must already be
+    dot-stuffed); returns seconds from DATA's 354 to the final reply.
+    """
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        f = s.makefile("rb")
+
+        def reply() -> bytes:
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        s.sendall(b"EHLO bench.test\r\n")
+        reply()
+        s.sendall(f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode())
+        reply(), reply()
+        if not reply().startswith(b"354"):
+            raise RuntimeError("DATA refused")
+        started = time.monotonic()
+        for chunk in chunks:
+            s.sendall(chunk)
+        s.sendall(b".\r\n")
+        final = reply()
+        elapsed = time.monotonic() - started
+        s.sendall(b"QUIT\r\n")
+        return elapsed, final
+
+
+class PostfixRelay:
+    """
+    A private Postfix instance (queue on disk) relaying everything to
+    ``sinkPort``: the anchor "Postfix 3.7, plain relay".  Needs root and
+    Debian's postfix package; ``reason`` says why when it cannot run.
+    """
+
+    def __init__(self, sinkPort: int) -> None:
+        self.reason = ""
+        self.port = freePort()
+        self.folder = tempfile.mkdtemp(prefix="pfbench-")
+        if os.geteuid() != 0 or not have("postfix"):
+            self.reason = "needs root and Debian's postfix package"
+            return
+        etc, data, queue = (os.path.join(self.folder, d) for d in ("etc", "data", "queue"))
+        for d in (etc, data, queue):
+            os.makedirs(d)
+        os.chmod(self.folder, 0o755)
+        shutil.chown(data, "postfix")
+        with open("/etc/postfix/master.cf") as f:
+            master = re.sub(r"^smtp\s+inet\s.*$", f"{self.port} inet n - n - - smtpd", f.read(), count=1, flags=re.M)
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(master)
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write(
+                "compatibility_level = 3.6\n"
+                f"queue_directory = {queue}\ndata_directory = {data}\n"
+                "mail_owner = postfix\nmyhostname = anchor.localhost\n"
+                "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmydestination =\n"
+                f"relayhost = [127.0.0.1]:{sinkPort}\nmynetworks = 127.0.0.0/8\n"
+                "smtpd_relay_restrictions = permit_mynetworks, reject\n"
+                f"maillog_file_prefixes = /var, /dev/stdout, {self.folder}\n"
+                f"maillog_file = {self.folder}/maillog\n"
+                "smtp_tls_security_level = none\nsmtpd_tls_security_level = none\n"
+            )
+        # postfix -c only accepts folders the default main.cf lists.
+        default = "/etc/postfix/main.cf"
+        text = open(default).read() if os.path.exists(default) else "compatibility_level = 3.6\n"
+        if etc not in text:
+            lines = [l for l in text.splitlines() if not l.startswith("alternate_config_directories")]
+            lines.append(f"alternate_config_directories = {etc}")
+            with open(default, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        self.etc = etc
+        subprocess.run(["postfix", "-c", etc, "set-permissions"], capture_output=True)
+        result = subprocess.run(["postfix", "-c", etc, "start"], capture_output=True, text=True)
+        try:
+            waitForPort(self.port, 15)
+        except RuntimeError:
+            self.reason = f"postfix did not start: {result.stderr.strip()}"
+
+    def stop(self) -> None:
+        if not self.reason:
+            subprocess.run(["postfix", "-c", self.etc, "stop"], capture_output=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def row(label: str, value: str, anchor: str = "") -> None:
+    print(f"  {label:<44} {value:>14}   {anchor}")

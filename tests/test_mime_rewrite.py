@@ -1,0 +1,668 @@
+"""
+Tests for L{secudoc_gateway.mime.rewrite}: the link-mode plan, streamed
+through L{secudoc_gateway.outgoing.OutgoingMessage} from a real spool,
+and checked with Python's C{email} package.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import email
+import email.policy
+import glob
+import os
+from collections import Counter
+from email.message import EmailMessage, Message
+from typing import Any, Optional
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from secudoc_gateway.mails import Banner, bannerFor
+from secudoc_gateway.mime.decode import decoderFor
+from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartStart
+from secudoc_gateway.mime.rewrite import (
+    HtmlBannerTransform,
+    PlainBannerTransform,
+    QuotedPrintableEncoder,
+    bannerTargets,
+    effectiveRemoval,
+    linkModePlan,
+    textDecoder,
+)
+from secudoc_gateway.mime.structure import LEAF, CidScanner, Structure, attachments
+from secudoc_gateway.outgoing import OutgoingMessage, SpoolRange, Transformed
+from secudoc_gateway.spool import MemoryBudget, Spool
+
+CORPUS = "/work/shared/corpus"
+STAMP = b"Received: from x by gw; Fri, 14 Mar 2025 10:00:00 +0000\r\nX-SecuDoc: 1.0\r\nX-SecuDoc-Status: protected\r\n"
+BANNER = bannerFor(
+    "nl",
+    "Alice Ærø <alice@example.test>",
+    [("rapport.pdf", 1234567), ("foto\u202egpj.exe", 2048)],
+    "https://gw.example/t/TOKEN",
+    datetime.date(2025, 3, 14),
+    "Vertrouwelijk.",
+)
+HTML_MARK = b"https://gw.example/t/TOKEN"
+
+
+class Protected:
+    """One run of the rewriter over a message, and what it produced."""
+
+    def __init__(self, raw: bytes, chunk: int = 65536, stamp: bytes = STAMP, banner: Banner = BANNER,
+                 memoryLimit: int = 1 << 20) -> None:
+        self.raw = raw
+        self.spool = Spool(MemoryBudget(1 << 30), memoryLimit=memoryLimit)
+        for at in range(0, len(raw), chunk):
+            self.spool.write(raw[at : at + chunk])
+        self.structure = parseStructure(raw, chunk, self.cidScan)
+        self.remove = {p.path for p in attachments(self.structure, self.cids)}
+        self.plan = linkModePlan(self.structure, self.remove, banner, stamp, len(raw))
+        self.message = OutgoingMessage(self.spool, self.plan)
+        self.chunks = list(self.message.chunks())
+        self.out = b"".join(self.chunks)
+
+    cids: set[str]
+
+    def cidScan(self, events: list[Any]) -> None:
+        scanners: dict[tuple[int, ...], tuple[Any, CidScanner]] = {}
+        for event in events:
+            if isinstance(event, PartStart) and event.headers.contentType == "text/html":
+                decoder = decoderFor(event.headers.transferEncoding)
+                if decoder is not None:
+                    scanners[event.path] = (decoder, CidScanner())
+            elif isinstance(event, BodyData) and event.path in scanners:
+                decoder, scanner = scanners[event.path]
+                scanner.feed(decoder.feed(event.data))
+        self.cids = set()
+        for decoder, scanner in scanners.values():
+            scanner.feed(decoder.close())
+            self.cids |= scanner.close()
+
+    @property
+    def parsed(self) -> Message:
+        return email.message_from_bytes(self.out, policy=email.policy.default)
+
+
+def parseStructure(raw: bytes, chunk: int = 65536, onEvents: Any = None) -> Structure:
+    parser = MIMEParser()
+    events = []
+    for at in range(0, len(raw), chunk):
+        events += parser.feed(raw[at : at + chunk])
+    events += parser.close()
+    structure = Structure()
+    structure.addAll(events)
+    if onEvents is not None:
+        onEvents(events)
+    return structure
+
+
+def defects(message: Message) -> Counter[str]:
+    return Counter(type(d).__name__ for p in message.walk() for d in p.defects)
+
+
+def leafBodies(raw: bytes, structure: Structure, skip: set[tuple[int, ...]]) -> Counter[bytes]:
+    """Raw bodies of the leaves not in or under ``skip``."""
+    bodies: Counter[bytes] = Counter()
+    for part in structure.parts:
+        if part.kind == LEAF and not any(part.path[:n] in skip for n in range(len(part.path) + 1)):
+            bodies[raw[part.bodyStart : part.bodyEnd]] += 1
+    return bodies
+
+
+def text(part: Message) -> str:
+    return part.get_content().replace("\r\n", "\n")
+
+
+class RewriteChecks:
+    """Invariants every protected message must keep."""
+
+    def assertProtected(self, run: Protected, bannerPart: bool = False) -> Message:
+        test: SynchronousTestCase = self  # type: ignore[assignment]
+        original = email.message_from_bytes(run.raw, policy=email.policy.default)
+        result = run.parsed
+        new = defects(result) - defects(original)
+        test.assertEqual(new, Counter(), run.out[:3000])
+        test.assertEqual(result.get_all("X-SecuDoc"), ["1.0"])
+        test.assertTrue(run.out.startswith(STAMP if b"\r\n" in run.out[:200] else STAMP.replace(b"\r\n", b"\n")))
+        # Every kept leaf but the banner targets is byte for byte in the output.
+        removed = effectiveRemoval(run.structure, run.remove)
+        plain, html = bannerTargets(run.structure, removed)
+        targets = {t for t in (plain, html) if t is not None}
+        kept = leafBodies(run.raw, run.structure, removed | targets)
+        after = parseStructure(run.out)
+        test.assertEqual(kept - leafBodies(run.out, after, set()), Counter())
+        leaves = sum(1 for p in after.parts if p.kind == LEAF)
+        test.assertEqual(leaves, sum(kept.values()) + len(targets) + (1 if not targets else 0))
+        # The banner shows in the text and html bodies that took it, or in a part of its own.
+        bodies = [p for p in result.walk() if p.get_content_type() in ("text/plain", "text/html")
+                  and not p.is_attachment() and not p.is_multipart()]
+        test.assertTrue(bodies)
+        if plain is not None or not targets:
+            plains = [text(p) for p in bodies if p.get_content_type() == "text/plain"]
+            test.assertEqual(sum(1 for t in plains if t.startswith(BANNER.text)), 1, plains)
+        if html is not None:
+            htmls = [p.get_payload(decode=True) for p in bodies if p.get_content_type() == "text/html"]
+            test.assertEqual(sum(1 for h in htmls if HTML_MARK in h), 1)
+        return result
+
+
+def build(message: EmailMessage) -> bytes:
+    raw = bytes(message)
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def simple(**headers: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Alice <alice@example.test>"
+    message["To"] = "bob@external.test"
+    message["Subject"] = "Stukken"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    return message
+
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 8
+
+
+class ScenarioTests(RewriteChecks, SynchronousTestCase):
+    def test_textOnly(self) -> None:
+        """A text/plain message: the body re-encoded in UTF-8 QP, banner first."""
+        message = simple()
+        message.set_content("Beste Bob,\n\nzie bijlage.\n")
+        run = Protected(build(message))
+        result = self.assertProtected(run)
+        self.assertEqual(text(result), BANNER.text + "Beste Bob,\n\nzie bijlage.\n")
+        self.assertEqual(result["Content-Transfer-Encoding"], "quoted-printable")
+        self.assertEqual(result.get_content_charset(), "utf-8")
+        self.assertEqual(result["Subject"], "Stukken")
+
+    def test_htmlOnly(self) -> None:
+        """The banner goes right after <body ...>, the part's headers stay."""
+        message = simple()
+        message.set_content('<html><head><title>t</title></head><BODY class="a>b" id=x><p>Hoi</p></BODY></html>\n', subtype="html")
+        run = Protected(build(message))
+        result = self.assertProtected(run)
+        body = result.get_payload(decode=True)
+        prefix = b'<html><head><title>t</title></head><BODY class="a>b" id=x>'
+        self.assertTrue(body.startswith(prefix + BANNER.html.encode("ascii").replace(b"\n", b"\r\n")), body[:200])
+        self.assertTrue(body.endswith(b"<p>Hoi</p></BODY></html>\r\n"))
+
+    def test_htmlWithoutBodyTag(self) -> None:
+        message = simple()
+        message.set_content("<p>Hoi</p>\n", subtype="html")
+        result = self.assertProtected(Protected(build(message)))
+        self.assertTrue(result.get_payload(decode=True).startswith(b"<div "))
+
+    def test_alternative(self) -> None:
+        message = simple()
+        message.set_content("Hoi Bob\n")
+        message.add_alternative("<html><body><p>Hoi Bob</p></body></html>\n", subtype="html")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Protected(build(message))
+        result = self.assertProtected(run)
+        self.assertEqual(run.remove, {(1,)})
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        self.assertEqual([p.get_content_type() for p in result.iter_parts()], ["multipart/alternative"])
+        self.assertEqual(list(result.iter_attachments()), [])
+
+    def test_relatedInlineImage(self) -> None:
+        """A cid-referenced image stays, byte for byte, next to its HTML."""
+        message = simple()
+        message.set_content("Hoi\n")
+        message.add_alternative('<html><body><img src="cid:logo@x"></body></html>\n', subtype="html")
+        message.get_payload()[1].add_related(b"\x89PNG" * 300, "image", "png", cid="<logo@x>",
+                                             filename="logo.png", disposition="inline")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Protected(build(message))
+        result = self.assertProtected(run)
+        self.assertEqual(run.remove, {(1,)})
+        images = [p for p in result.walk() if p.get_content_type() == "image/png"]
+        self.assertEqual(images[0].get_payload(decode=True), b"\x89PNG" * 300)
+
+    def test_mixedOneAttachment(self) -> None:
+        message = simple()
+        message.set_content("Hoi\n")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        result = self.assertProtected(Protected(build(message)))
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        self.assertEqual([p.get_content_type() for p in result.iter_parts()], ["text/plain"])
+
+    def test_mixedFiftyAttachments(self) -> None:
+        message = simple()
+        message.set_content("Hoi\n")
+        for n in range(50):
+            message.add_attachment(PDF + bytes([n]), maintype="application", subtype="pdf", filename=f"r{n}.pdf")
+        run = Protected(build(message))
+        self.assertEqual(len(run.remove), 50)
+        result = self.assertProtected(run)
+        self.assertEqual(len(list(result.iter_parts())), 1)
+        self.assertLess(len(run.out), 2000)
+
+    def test_attachmentsBetweenBodies(self) -> None:
+        """First, middle and last children go; the kept ones stay in order."""
+        message = simple()
+        message.make_mixed()
+        for n, kind in enumerate(["pdf", "text", "pdf", "calendar", "pdf"]):
+            if kind == "pdf":
+                message.add_attachment(PDF, maintype="application", subtype="pdf", filename=f"{n}.pdf")
+            elif kind == "text":
+                part = EmailMessage()
+                part.set_content("inline text\n")
+                message.attach(part)
+            else:
+                part = EmailMessage()
+                part.set_content("BEGIN:VCALENDAR\nEND:VCALENDAR\n", subtype="calendar")
+                message.attach(part)
+        run = Protected(build(message))
+        self.assertEqual(run.remove, {(0,), (2,), (4,)})
+        result = self.assertProtected(run)
+        self.assertEqual([p.get_content_type() for p in result.iter_parts()], ["text/plain", "text/calendar"])
+
+    def test_rootIsAttachment(self) -> None:
+        """A message that is only a PDF becomes a text/plain banner message."""
+        message = simple()
+        message.set_content(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Protected(build(message))
+        self.assertEqual(run.remove, {()})
+        result = self.assertProtected(run)
+        self.assertEqual(result.get_content_type(), "text/plain")
+        self.assertEqual(text(result), BANNER.text)
+        self.assertIsNone(result["Content-Disposition"])
+        self.assertEqual(result.get_all("Content-Type"), ['text/plain; charset="utf-8"'])
+
+    def test_allChildrenRemoved(self) -> None:
+        """A multipart left with no child gets the banner part, not emptiness."""
+        message = simple()
+        message.make_mixed()
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="a.pdf")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="b.pdf")
+        result = self.assertProtected(Protected(build(message)))
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        self.assertEqual([text(p) for p in result.iter_parts()], [BANNER.text])
+
+    def test_noTextBody(self) -> None:
+        """Mixed of an inline image and an attachment: banner part first."""
+        message = simple()
+        message.make_mixed()
+        image = EmailMessage()
+        image.set_content(b"\x89PNG" * 50, "image", "png", disposition="inline")
+        message.attach(image)
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="b.pdf")
+        run = Protected(build(message))
+        result = self.assertProtected(run)
+        self.assertEqual([p.get_content_type() for p in result.iter_parts()], ["text/plain", "image/png"])
+
+    def test_noTextBodyWrapped(self) -> None:
+        """A root that is a kept non-text leaf becomes multipart/mixed: banner, then it."""
+        message = simple()
+        message.set_content(b"\x89PNG" * 50, "image", "png", disposition="inline")
+        run = Protected(build(message))
+        self.assertEqual(run.remove, set())
+        result = self.assertProtected(run)
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        parts = list(result.iter_parts())
+        self.assertEqual([p.get_content_type() for p in parts], ["text/plain", "image/png"])
+        self.assertEqual(parts[1].get_payload(decode=True), b"\x89PNG" * 50)
+        self.assertEqual(result.get_all("MIME-Version"), ["1.0"])
+
+    def test_relatedWithoutTextWrapped(self) -> None:
+        """multipart/related cannot take a first part (it is the root): wrapped."""
+        raw = (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=r\r\n\r\n"
+            b"--r\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n\r\nPNG\r\n--r--\r\n"
+        )
+        result = self.assertProtected(Protected(raw))
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        self.assertEqual([p.get_content_type() for p in result.iter_parts()], ["text/plain", "multipart/related"])
+
+    def test_attachedMessageRemovedWhole(self) -> None:
+        inner = simple()
+        inner.set_content("inner text\n")
+        inner.add_attachment(PDF, maintype="application", subtype="pdf", filename="in.pdf")
+        message = simple()
+        message.set_content("outer\n")
+        message.add_attachment(inner)
+        run = Protected(build(message))
+        self.assertEqual(run.remove, {(1,)})
+        result = self.assertProtected(run)
+        self.assertEqual([p.get_content_type() for p in result.walk()], ["multipart/mixed", "text/plain"])
+
+    def test_lfOnly(self) -> None:
+        """A message in bare LFs gets generated lines in bare LFs."""
+        message = simple()
+        message.set_content("Hoi\n")
+        message.add_alternative("<html><body>Hoi</body></html>\n", subtype="html")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        raw = bytes(message).replace(b"\r\n", b"\n")
+        stamp = STAMP.replace(b"\r\n", b"\n")
+        run = Protected(raw, stamp=stamp)
+        self.assertNotIn(b"\r", run.out)
+        original = email.message_from_bytes(raw, policy=email.policy.default)
+        result = run.parsed
+        self.assertEqual(defects(result) - defects(original), Counter())
+        self.assertTrue(text(result.get_body(("plain",))).startswith(BANNER.text))
+        self.assertIn(HTML_MARK, result.get_body(("html",)).get_payload(decode=True))
+
+    def test_quotedPrintableAndBase64Bodies(self) -> None:
+        """Both bodies decoded, the HTML re-encoded in its own encoding."""
+        html = "<html><body>" + "é lang " * 300 + "</body></html>\n"
+        for plainCte, htmlCte in (("quoted-printable", "base64"), ("base64", "quoted-printable")):
+            message = simple()
+            message.set_content("Héllo " * 200 + "\n", cte=plainCte)
+            message.add_alternative(html, subtype="html", cte=htmlCte)
+            run = Protected(build(message))
+            result = self.assertProtected(run)
+            self.assertEqual(text(result.get_body(("plain",))), BANNER.text + "Héllo " * 200 + "\n")
+            htmlPart = result.get_body(("html",))
+            self.assertEqual(htmlPart["Content-Transfer-Encoding"], htmlCte)
+            self.assertEqual(text(htmlPart), html.replace("<body>", "<body>" + BANNER.html))
+            for line in run.out.split(b"\r\n"):
+                self.assertLessEqual(len(line), 998)
+
+    def test_legacyCharsets(self) -> None:
+        """iso-8859-1 and windows-1252 bodies come out as the same text in UTF-8."""
+        for charset, body in (("iso-8859-1", "Café crème\n"), ("windows-1252", "Prijs: € 10 – “netto”\n")):
+            raw = (
+                f"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset={charset}\r\n"
+                "Content-Transfer-Encoding: 8bit\r\n\r\n"
+            ).encode("ascii") + body.replace("\n", "\r\n").encode(charset)
+            result = self.assertProtected(Protected(raw))
+            self.assertEqual(text(result), BANNER.text + body)
+            self.assertEqual(result.get_content_charset(), "utf-8")
+
+    def test_undeclaredEightBit(self) -> None:
+        """No charset: UTF-8 where it is, Windows-1252 where not."""
+        raw = b"From: a@example.test\r\n\r\nna\xc3\xafef en caf\xe9\r\n"
+        run = Protected(raw)
+        self.assertEqual(text(run.parsed), BANNER.text + "naïef en café\n")
+        self.assertEqual(run.parsed["MIME-Version"], "1.0")
+
+    def test_formatFlowed(self) -> None:
+        """format=flowed and delsp stay, and the banner does not flow into the text."""
+        body = "Dit is een lange regel die  \r\ndoorloopt.\r\n> quote\r\n"
+        raw = (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=us-ascii; format=flowed; delsp=yes\r\n\r\n"
+        ) + body.encode("ascii")
+        banner = Banner(text="From me >you \nsecond line\n\n", html="<p>x</p>")
+        run = Protected(raw, banner=banner)
+        result = run.parsed
+        self.assertEqual(result.get_param("format"), "flowed")
+        self.assertEqual(result.get_param("delsp"), "yes")
+        self.assertEqual(text(result), " From me >you\nsecond line\n\n" + body.replace("\r\n", "\n"))
+
+    def test_gatewayFieldsReplaced(self) -> None:
+        """Incoming X-SecuDoc fields go; the stamp is on top; mbox From lines go."""
+        raw = (
+            b"From alice@example.test Fri Mar 14 10:00:00 2025\r\nX-SecuDoc: 0.9\r\nX-SecuDoc-Status: forged\r\n"
+            b"Subject: x\r\nX-Secudoc-Transfer: abc\r\n\r\nbody\r\n"
+        )
+        run = Protected(raw)
+        head = run.out.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+        self.assertTrue(head.startswith(STAMP))
+        rest = head[len(STAMP) :]
+        self.assertNotIn(b"SecuDoc", rest)
+        self.assertNotIn(b"From alice", rest)
+        self.assertIn(b"Subject: x\r\n", rest)
+
+    def test_headersKeptByteForByte(self) -> None:
+        """Other fields keep their folding and order."""
+        raw = (
+            b"Subject: =?utf-8?q?Caf=C3=A9?=\r\nTo: a@x,\r\n\tb@y\r\nDKIM-Signature: v=1; a=rsa-sha256;\r\n"
+            b" b=abc\r\nContent-Type: text/html\r\n\r\n<body>x</body>\r\n"
+        )
+        run = Protected(raw)
+        self.assertTrue(run.out.startswith(STAMP + raw.split(b"\r\n\r\n")[0] + b"\r\n\r\n<body>"))
+
+    def test_unknownTransferEncodingLeft(self) -> None:
+        """A text body in x-uuencode cannot take a banner: a banner part is added."""
+        raw = (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n"
+            b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a\r\nend\r\n"
+        )
+        run = Protected(raw)
+        result = self.assertProtected(run)
+        parts = list(result.iter_parts())
+        self.assertEqual(parts[1]["Content-Transfer-Encoding"], "x-uuencode")
+
+    def test_everyChunkSize(self) -> None:
+        """The output does not depend on how the spool hands out bytes."""
+        message = simple()
+        message.set_content("Héllo\n" * 50, cte="quoted-printable")
+        message.add_alternative("<html><body>" + "x" * 500 + "</body></html>", subtype="html", cte="base64")
+        raw = build(message)
+        whole = Protected(raw).out
+        for chunk in (1, 3, 17, 100):
+            self.assertEqual(Protected(raw, chunk=chunk).out, whole)
+
+    def test_largeTextStreamed(self) -> None:
+        """
+        A text body much larger than any buffer streams through: chunks
+        stay bounded, and the estimate is close to the real size.
+        """
+        line = "Regel met tekst en één accent.\r\n"
+        count = (3 << 20) // len(line)
+        raw = (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+        ) + line.encode("utf-8") * count
+        run = Protected(raw, memoryLimit=1 << 16)
+        self.assertTrue(run.spool.onDisk)
+        self.assertTrue(any(isinstance(s, Transformed) for s in run.plan))
+        self.assertLessEqual(max(len(c) for c in run.chunks), 65536)
+        self.assertFalse(run.message.exactSize)
+        self.assertLess(abs(run.message.size - len(run.out)), len(run.out) // 4)
+        result = run.parsed
+        self.assertEqual(text(result), BANNER.text + line.replace("\r\n", "\n") * count)
+
+    def test_longLineWithoutBreaks(self) -> None:
+        """One 200 KB line: soft breaks keep every line within 76 characters."""
+        body = ("abcdéfgh=" * 25000).encode("utf-8")
+        raw = b"From: a@example.test\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body
+        run = Protected(raw, chunk=4096)
+        self.assertLessEqual(max(len(l) for l in run.out.split(b"\r\n\r\n", 1)[1].split(b"\r\n")), 76)
+        self.assertEqual(text(run.parsed), BANNER.text + body.decode("utf-8"))
+
+
+class TransformTests(SynchronousTestCase):
+    def through(self, transform: Any, data: bytes, size: int) -> bytes:
+        out = b"".join(transform.feed(data[at : at + size]) for at in range(0, len(data), size))
+        return out + transform.close()
+
+    def test_qpEncoderSplits(self) -> None:
+        """Any split gives the encoding of the whole; CR, LF and CRLF become lines."""
+        data = "a \r\nb\rc\n\td =\r\n".encode() + "é".encode() * 100 + b"\r"
+        whole = self.through(QuotedPrintableEncoder(), data, len(data))
+        self.assertEqual(binascii.a2b_qp(whole), "a \r\nb\r\nc\r\n\td =\r\n".encode() + "é".encode() * 100 + b"\r\n")
+        for size in (1, 2, 5):
+            self.assertEqual(self.through(QuotedPrintableEncoder(), data, size), whole)
+
+    def test_plainTransformEmptyBody(self) -> None:
+        self.assertEqual(self.through(PlainBannerTransform("7bit", None, "B\n", b"\r\n"), b"", 1), b"B\r\n")
+
+    def test_plainTransformUnknownEncoding(self) -> None:
+        self.assertRaises(ValueError, PlainBannerTransform, "x-uuencode", None, "B", b"\r\n")
+
+    def test_plainTransformUtf16(self) -> None:
+        data = base64.encodebytes("Hallo wereld\n".encode("utf-16"))
+        out = self.through(PlainBannerTransform("base64", "utf-16", "B\n", b"\r\n"), data, 3)
+        self.assertEqual(binascii.a2b_qp(out).decode("utf-8"), "B\r\nHallo wereld\r\n")
+
+    def test_htmlBodyTagAcrossChunks(self) -> None:
+        data = b"<html><head></head><body\n style='a'>text</body></html>"
+        for size in range(1, len(data) + 1):
+            out = self.through(HtmlBannerTransform("8bit", b"[B]", b"\r\n"), data, size)
+            self.assertEqual(out, data.replace(b"'a'>", b"'a'>[B]"))
+
+    def test_htmlLookaheadBounded(self) -> None:
+        """No body tag in the look-ahead: the banner goes first."""
+        data = b"<html><head><style>" + b"x" * 1000 + b"</style></head><body>text</body></html>"
+        out = self.through(HtmlBannerTransform("7bit", b"[B]", b"\r\n", lookahead=100), data, 10)
+        self.assertEqual(out, b"[B]" + data)
+
+    def test_textDecoderFallback(self) -> None:
+        """Unknown and ASCII labels decode UTF-8, then Windows-1252, never fail."""
+        for charset in (None, "us-ascii", "x-unknown", "iso-8859-1"):
+            decoder = textDecoder(charset)
+            self.assertEqual(decoder.decode(b"\xc3\xa9 \xe9 \x80 \x81", final=True), "é é € \x81")
+        self.assertEqual(textDecoder("koi8-r").decode("Привет".encode("koi8-r"), final=True), "Привет")
+
+
+class OutgoingTests(SynchronousTestCase):
+    def test_transformedSegment(self) -> None:
+        """A transformed range streams through a fresh transform per reading."""
+        spool = Spool(MemoryBudget(1 << 20))
+        spool.write(b"0123456789")
+
+        class Upper:
+            def feed(self, data: bytes) -> bytes:
+                return data.replace(b"3", b"three")
+
+            def close(self) -> bytes:
+                return b"!"
+
+        segment = Transformed(SpoolRange(2, 8), Upper, 7)
+        message = OutgoingMessage(spool, [b"<", segment, SpoolRange(8, 10), b"", SpoolRange(5, 5)])
+        self.assertEqual(b"".join(message.chunks()), b"<2three4567!89")
+        self.assertEqual(b"".join(message.chunks()), b"<2three4567!89")
+        self.assertEqual(message.size, 1 + 7 + 2)
+        self.assertFalse(message.exactSize)
+        self.assertEqual(len(message.segments), 3)
+        self.assertTrue(OutgoingMessage(spool, [SpoolRange(0, 3)]).exactSize)
+
+
+class CorpusTests(RewriteChecks, SynchronousTestCase):
+    """
+    Every message of the shared corpus, all its attachments taken out:
+    the result parses without new defects and keeps everything else.
+    """
+
+    # Garbage in: header-only messages in mixed line endings, read by
+    # Python differently from us before and after.
+    KNOWN = {"sisimai__lhost-bigfoot-01.eml", "sisimai__mac-lhost-amazonworkmail-01.eml"}
+
+    def test_corpus(self) -> None:
+        paths = sorted(glob.glob(os.path.join(CORPUS, "*.eml")))
+        self.assertGreater(len(paths), 300)
+        checked = 0
+        for path in paths:
+            name = os.path.basename(path)
+            with open(path, "rb") as f:
+                raw = f.read()
+            run = Protected(raw, chunk=7919)
+            if run.structure.fatal is not None or name in self.KNOWN:
+                continue
+            eol = b"\n" if b"\r\n" not in raw[:4096] else b"\r\n"
+            if eol == b"\n":
+                run = Protected(raw, chunk=7919, stamp=STAMP.replace(b"\r\n", b"\n"))
+            try:
+                self.assertProtected(run)
+            except Exception as e:
+                raise AssertionError(f"{name}: {e}") from e
+            checked += 1
+        self.assertGreater(checked, 300)
+
+
+# -- hypothesis: random trees of parts --------------------------------------
+
+_WORDS = st.text(alphabet=st.sampled_from("abc éü€ \n<>&=.-"), min_size=0, max_size=200)
+
+
+@st.composite
+def leaves(draw: Any) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["plain", "html", "pdf", "image", "calendar", "inline-image"]))
+    return {"kind": kind, "text": draw(_WORDS),
+            "cte": draw(st.sampled_from(["quoted-printable", "base64", "8bit"])),
+            "charset": draw(st.sampled_from(["utf-8", "iso-8859-15", "windows-1252"]))}
+
+
+def trees() -> Any:
+    return st.recursive(
+        leaves(),
+        lambda children: st.one_of(
+            st.fixed_dictionaries({
+                "kind": st.just("multi"),
+                "subtype": st.sampled_from(["mixed", "alternative", "related"]),
+                "children": st.lists(children, min_size=1, max_size=4),
+            }),
+            st.fixed_dictionaries({"kind": st.just("message"), "child": children,
+                                   "inline": st.booleans()}),
+        ),
+        max_leaves=8,
+    )
+
+
+def render(node: dict[str, Any]) -> EmailMessage:
+    part = EmailMessage()
+    kind = node["kind"]
+    if kind == "multi":
+        part["Content-Type"] = f"multipart/{node['subtype']}"
+        for child in node["children"]:
+            part.attach(render(child))
+        return part
+    if kind == "message":
+        inner = render(node["child"])
+        inner["Subject"] = "inner"
+        part.set_content(inner, disposition="inline" if node["inline"] else "attachment")
+        return part
+    content = node["text"].replace("\n", "\r\n") + "\r\n"
+    charset = node["charset"]
+    cte = node["cte"]
+    if kind in ("plain", "html", "calendar"):
+        subtype = {"plain": "plain", "html": "html", "calendar": "calendar"}[kind]
+        if kind == "html":
+            content = "<html><body>" + content + '<img src="cid:fixed@x"></body></html>'
+        part.set_content(content.encode(charset), "text", subtype, cte=cte)
+        part.set_param("charset", charset)
+    elif kind == "pdf":
+        part.set_content(content.encode("utf-8") + PDF, "application", "pdf", filename="r.pdf")
+    elif kind == "image":
+        part.set_content(content.encode("utf-8"), "image", "png", filename="i.png", disposition="inline")
+    else:
+        part.set_content(content.encode("utf-8"), "image", "png", cid="<fixed@x>", disposition="inline")
+    return part
+
+
+class GeneratedTests(RewriteChecks, SynchronousTestCase):
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(trees(), st.sampled_from([b"\r\n", b"\n"]), st.integers(1, 500))
+    def test_randomTrees(self, tree: dict[str, Any], eol: bytes, chunk: int) -> None:
+        """Any tree: the output parses, keeps every kept leaf, shows the banner."""
+        root = render(tree)
+        root["From"] = "a@example.test"
+        root["Subject"] = "random"
+        if "MIME-Version" not in root:
+            root["MIME-Version"] = "1.0"
+        raw = bytes(root).replace(b"\r\n", b"\n")
+        if eol == b"\r\n":
+            raw = raw.replace(b"\n", b"\r\n")
+        stamp = STAMP if eol == b"\r\n" else STAMP.replace(b"\r\n", b"\n")
+        run = Protected(raw, chunk=chunk, stamp=stamp)
+        original = email.message_from_bytes(raw, policy=email.policy.default)
+        result = run.parsed
+        self.assertEqual(defects(result) - defects(original), Counter(), run.out)
+        removed = effectiveRemoval(run.structure, run.remove)
+        plain, html = bannerTargets(run.structure, removed)
+        targets = {t for t in (plain, html) if t is not None}
+        kept = leafBodies(raw, run.structure, removed | targets)
+        self.assertEqual(kept - leafBodies(run.out, parseStructure(run.out), set()), Counter())
+        if plain is not None:
+            before = run.structure[plain]
+            decoded = _decodedText(raw, before)
+            plains = [p for p in result.walk() if p.get_content_type() == "text/plain" and not p.is_attachment()]
+            self.assertIn(text(plains[0]), (BANNER.text + decoded,))
+        payloads = [p.get_payload(decode=True) or b"" for p in result.walk() if not p.is_multipart()]
+        self.assertTrue(any(HTML_MARK in payload for payload in payloads))
+
+
+def _decodedText(raw: bytes, part: Any) -> str:
+    decoder = decoderFor(part.headers.transferEncoding)
+    assert decoder is not None
+    data = decoder.feed(raw[part.bodyStart : part.bodyEnd]) + decoder.close()
+    charset: Optional[str] = part.headers.charset
+    return data.decode(charset or "utf-8").replace("\r\n", "\n").replace("\r", "\n")
