@@ -87,3 +87,46 @@ def splitEnvelope(stored: bytes) -> tuple[str, list[str], bytes]:
         else:
             return sender, recipients, rest
         rest = after
+
+
+def sendBDAT(port: int, sender: str, recipients: list[str], message: bytes,
+             chunkSize: int = 1 << 20, timeout: float = 60) -> tuple[int, bytes]:
+    """
+    Send ``message`` byte for byte with BDAT (RFC 3030): no dot-stuffing,
+    no line-ending repair, so the gateway sees exactly these bytes.
+    Blocking: run it with ``inThread``.
+    """
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        reader = s.makefile("rb")
+
+        def reply() -> tuple[int, bytes]:
+            lines = []
+            while True:
+                line = reader.readline()
+                lines.append(line[4:].rstrip(b"\r\n"))
+                if line[3:4] != b"-":
+                    return int(line[:3]), b"\n".join(lines)
+
+        reply()
+        s.sendall(b"EHLO client.test\r\n")
+        reply()
+        s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
+        code, text = reply()
+        if code != 250:
+            return code, text
+        for r in recipients:
+            s.sendall(f"RCPT TO:<{r}>\r\n".encode())
+            code, text = reply()
+            if code != 250:
+                return code, text
+        chunks = [message[i:i + chunkSize] for i in range(0, len(message), chunkSize)] or [b""]
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            s.sendall(f"BDAT {len(chunk)}{' LAST' if last else ''}\r\n".encode() + chunk)
+            code, text = reply()
+            if not last and code != 250:
+                return code, text
+        s.sendall(b"QUIT\r\n")
+        return code, text

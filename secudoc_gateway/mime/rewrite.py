@@ -398,7 +398,8 @@ class _Planner:
 
     def _bannerBody(self) -> bytes:
         encoder = QuotedPrintableEncoder(self._eol)
-        return encoder.feed(self._banner.text.encode("utf-8")) + encoder.close()
+        standalone = self._banner.text.rstrip("\n") + "\n"
+        return encoder.feed(standalone.encode("utf-8")) + encoder.close()
 
     def _bannerPart(self) -> bytes:
         eol = self._eol

@@ -2,16 +2,31 @@
 Relay targets: ESMTP to a tenant's Exchange Online inbound connector,
 or a Maildir for the demo and tests.
 
-Theory of operation (ESMTP).  One connection per message.  Two plain
-classes do the byte work: ``ReplyReader`` turns received bytes into
-``Reply`` values (RFC 5321 4.2), ``DataEncoder`` turns message chunks
-into DATA content (CRLF line ends, dot-stuffing, RFC 5321 4.5.2).
-``_ClientProtocol`` is a thin adapter: it writes commands, matches
-replies to a queue of waiters in order (so pipelined commands need no
-special case, RFC 2920 3.1), keeps one watchdog timer (RFC 5321
-4.5.3.2) and streams the message as a push producer, pulling the next
-chunk only when the transport wants more.  ``SMTPRelay._dialogue``
-reads top to bottom as the SMTP conversation.
+Theory of operation (ESMTP).  Two plain classes do the byte work:
+``ReplyReader`` turns received bytes into ``Reply`` values (RFC 5321
+4.2), ``DataEncoder`` turns message chunks into DATA content (CRLF line
+ends, dot-stuffing, RFC 5321 4.5.2).  ``_ClientProtocol`` is a thin
+adapter: it writes commands, matches replies to a queue of waiters in
+order (so pipelined commands need no special case, RFC 2920 3.1), keeps
+one watchdog timer (RFC 5321 4.5.3.2) and streams the message as a push
+producer, pulling the next chunk only when the transport wants more.
+``SMTPRelay._greet`` and ``SMTPRelay._transaction`` read top to bottom
+as the SMTP conversation.
+
+Connections are cached, like Postfix's smtp(8) connection cache: the
+greeting, EHLO, STARTTLS with its handshake and the second EHLO are paid
+once per connection, not per message.  After a transaction's final
+reply (or a refusal followed by RSET, RFC 5321 4.1.1.5) the connection
+goes back to a small per-relay pool (LIFO, so the warmest is reused and
+the rest time out); it is closed with QUIT after ``maxIdleTime``, when
+the pool is full, or after ``maxMessages`` transactions.  The server
+may close an idle connection (RFC 5321 4.5.3.2.7, or 421 and close,
+3.8): anything it says while idle, or its close, drops the connection
+from the pool.  Racing that, a send on a reused connection may still
+find it gone; such a send is retried once on a new connection, but only
+when the target had not yet accepted MAIL, so no message is ever sent
+twice.  Each ``SMTPRelay`` is one target with one client certificate
+(one tenant), so connections are never shared across tenants.
 
 Failures map to ``RelayError``: only a 5xx to RCPT or to the message
 data is permanent, because only then has the target judged the message
@@ -35,7 +50,8 @@ import attrs
 from OpenSSL import SSL
 from twisted.internet import defer, ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -49,6 +65,14 @@ from secudoc_gateway.smtp.replies import Reply
 MAX_REPLY_LINE = 4096
 MAX_REPLY_LINES = 256
 DEFAULT_SMTP_PORT = 25
+# The connection cache, after Postfix's smtp_connection_cache_* settings:
+# an idle connection costs the target little for a few seconds, a message
+# stream of one per few seconds or more keeps it warm, and a bounded
+# count of messages spreads load over the target's front ends and picks
+# up DNS changes.
+DEFAULT_MAX_IDLE = 20
+DEFAULT_MAX_IDLE_TIME = 5.0
+DEFAULT_MAX_MESSAGES = 100
 
 
 @attrs.frozen
@@ -261,11 +285,42 @@ class _ClientProtocol(Protocol):
         self._producing = False
         self._awaitingChunkReply = False
         self._done: Optional[Deferred] = None
+        # the connection cache (see SMTPRelay)
+        self.extensions: dict[str, str] = {}
+        self.transactions = 0
+        self.mailSent = False
+        self.mailAccepted = False
+        self.pooled = False
+        self.idleTimer: Any = None
+
+    @property
+    def lost(self) -> bool:
+        """Closed or closing: no further command can be sent."""
+        return self._closing or self._lostError is not None
+
+    def reusable(self) -> bool:
+        """Between transactions, nothing outstanding: another may start."""
+        return not (
+            self.lost
+            or self.inData
+            or self._waiters
+            or self._replies
+            or self._reader.buffered
+            or self._handshake is not None
+            or self._source is not None
+            or self._done is not None
+        )
 
     # replies
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing or self._lostError is not None:
+            return
+        if self.pooled:
+            # Unasked-for while idle: a 421 before the server closes
+            # (RFC 5321 3.8, 4.5.3.2.7) or garbage; either way not a
+            # connection to start a transaction on.
+            self._abort(RelayError("idle", "the target spoke while the connection was idle"))
             return
         try:
             replies = self._reader.feed(data)
@@ -366,6 +421,11 @@ class _ClientProtocol(Protocol):
         self._chunking = chunking
         self._pipelining = pipelining
         self._encoder = None if chunking else DataEncoder()
+        # A cached connection streams again: forget the last message.
+        self._held = None
+        self._started = False
+        self._paused = False
+        self._awaitingChunkReply = False
         self._done = Deferred()
         self.stage = "data"
         done = self._done
@@ -529,6 +589,41 @@ def _opportunisticOptions(clientCertificate: str) -> ssl.CertificateOptions:
     return ssl.CertificateOptions(verify=False, raiseMinimumTo=ssl.TLSVersion.TLSv1_2, **kwargs)
 
 
+def _endpointFor(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    """
+    An IP literal needs no name resolution: a plain TCP endpoint skips
+    ``HostnameEndpoint``'s resolver round trip and connection racing.
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)
+
+
+def _relayError(e: Exception) -> Exception:
+    """What a send fails with: a ``RelayError``, or the cancellation."""
+    if isinstance(e, (RelayError, defer.CancelledError)):
+        return e
+    return RelayError("protocol", f"relay client failed: {e!r}")
+
+
+def _targetGaveUp(proto: _ClientProtocol, error: RelayError) -> bool:
+    """
+    Whether a send on a cached connection failed because the target had
+    dropped the connection (closed, or 421, RFC 5321 3.8) before it
+    accepted MAIL: then nothing of the message was taken and it may go
+    again on a new connection.  Never after a 2xx to MAIL, so a message
+    is never delivered twice; never after a timeout, which took long
+    enough already.
+    """
+    if proto.mailAccepted:
+        return False
+    if error.reply is not None:
+        return error.reply.code == 421
+    return proto.lost and error.kind != "timeout" and error.kind != "protocol"
+
+
 @implementer(IRelay)
 class SMTPRelay:
     """
@@ -538,6 +633,11 @@ class SMTPRelay:
     used when offered, unverified.  ``clientCertificate`` (PEM with key)
     is presented either way: it is how Exchange Online's inbound
     connector recognises the tenant.
+
+    Connections are cached (see the module docstring): at most
+    ``maxIdle`` idle ones, each for ``maxIdleTime`` seconds, each used
+    for at most ``maxMessages`` transactions.  ``maxIdle = 0`` turns the
+    cache off: one connection per message.
     """
 
     def __init__(
@@ -550,6 +650,9 @@ class SMTPRelay:
         caFile: str = "",
         clientCertificate: str = "",
         timeouts: Timeouts = Timeouts(),
+        maxIdle: int = DEFAULT_MAX_IDLE,
+        maxIdleTime: float = DEFAULT_MAX_IDLE_TIME,
+        maxMessages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         self._reactor = reactor
         self.host = host
@@ -559,12 +662,45 @@ class SMTPRelay:
         self.caFile = caFile
         self.clientCertificate = clientCertificate
         self.timeouts = timeouts
+        self.maxIdle = maxIdle
+        self.maxIdleTime = maxIdleTime
+        self.maxMessages = maxMessages
+        self.endpoint = _endpointFor(reactor, host, port, timeouts.connect)
+        self._factory = Factory.forProtocol(lambda: _ClientProtocol(self._reactor, self.timeouts))
         self._tlsOptions: Any = None
         self._open: set[_ClientProtocol] = set()
+        self._idle: list[_ClientProtocol] = []  # a stack: the last one in is the first out
+        self._resetting: set[_ClientProtocol] = set()
+        self._closed = False
+
+    @property
+    def idleConnections(self) -> int:
+        """How many connections wait in the cache."""
+        return len(self._idle)
 
     def whenIdle(self) -> Deferred:
-        """Fires when every connection this relay opened has closed."""
+        """Fires when every connection this relay opened, busy or cached, has closed."""
         return defer.DeferredList([p.closed for p in self._open]).addCallback(lambda _: None)
+
+    def closeIdle(self) -> Deferred:
+        """
+        QUIT every cached connection (and abandon any still in its RSET);
+        fires when they have closed.  Caching goes on afterwards.
+        """
+        closing = list(self._idle) + list(self._resetting)
+        for proto in closing:
+            self._unpool(proto)
+            proto.quit()
+        return defer.DeferredList([p.closed for p in closing]).addCallback(lambda _: None)
+
+    def close(self) -> Deferred:
+        """
+        For shutdown: cache no more (connections busy now QUIT after
+        their transaction, later sends use one connection each) and
+        ``closeIdle``.  Does not wait for transactions in flight.
+        """
+        self._closed = True
+        return self.closeIdle()
 
     def _options(self) -> Any:
         """TLS options, built once: loading trust roots is not free."""
@@ -582,24 +718,107 @@ class SMTPRelay:
         return Deferred.fromCoroutine(self._send(envelope, message))
 
     async def _send(self, envelope: Any, message: IMessageSource) -> str:
-        endpoint = HostnameEndpoint(self._reactor, self.host, self.port, timeout=self.timeouts.connect)
-        factory = Factory.forProtocol(lambda: _ClientProtocol(self._reactor, self.timeouts))
+        proto = self._takeIdle()
+        if proto is not None:
+            try:
+                return await self._transact(proto, envelope, message)
+            except RelayError as e:
+                if not _targetGaveUp(proto, e):
+                    raise
+        proto = await self._dial()
         try:
-            proto = await endpoint.connect(factory)
+            proto.extensions = await self._greet(proto)
+        except Exception as e:
+            proto.quit()
+            raise _relayError(e)
+        return await self._transact(proto, envelope, message)
+
+    # the connection cache
+
+    async def _dial(self) -> _ClientProtocol:
+        try:
+            proto = await self.endpoint.connect(self._factory)
         except defer.CancelledError:
             raise
         except Exception as e:
             raise RelayError("connect", f"cannot connect to {self.host}:{self.port}: {e}")
         self._open.add(proto)
-        proto.closed.addBoth(lambda _: self._open.discard(proto))
-        try:
-            return await self._dialogue(proto, envelope, message)
-        except (RelayError, defer.CancelledError):
-            raise
-        except Exception as e:
-            raise RelayError("protocol", f"relay client failed: {e!r}")
-        finally:
+        proto.closed.addBoth(lambda _: self._forget(proto))
+        return proto
+
+    def _takeIdle(self) -> Optional[_ClientProtocol]:
+        while self._idle:
+            proto = self._idle.pop()
+            self._unpool(proto)
+            if proto.reusable():
+                return proto
             proto.quit()
+        return None
+
+    def _release(self, proto: _ClientProtocol) -> None:
+        """A transaction ended cleanly: cache the connection, or QUIT it."""
+        if (
+            self._closed
+            or not proto.reusable()
+            or proto.transactions >= self.maxMessages
+            or self.maxIdle <= 0
+            or self.maxIdleTime <= 0
+        ):
+            proto.quit()
+            return
+        while len(self._idle) >= self.maxIdle:
+            oldest = self._idle[0]
+            self._unpool(oldest)
+            oldest.quit()
+        proto.pooled = True
+        proto.idleTimer = self._reactor.callLater(self.maxIdleTime, self._expire, proto)
+        self._idle.append(proto)
+
+    def _expire(self, proto: _ClientProtocol) -> None:
+        proto.idleTimer = None
+        self._unpool(proto)
+        proto.quit()
+
+    def _unpool(self, proto: _ClientProtocol) -> None:
+        proto.pooled = False
+        self._resetting.discard(proto)
+        if proto in self._idle:
+            self._idle.remove(proto)
+        if proto.idleTimer is not None:
+            if proto.idleTimer.active():
+                proto.idleTimer.cancel()
+            proto.idleTimer = None
+
+    def _forget(self, proto: _ClientProtocol) -> None:
+        self._unpool(proto)
+        self._open.discard(proto)
+
+    def _afterRefusal(self, proto: _ClientProtocol, error: RelayError) -> None:
+        """
+        The target refused the message but the connection is sound:
+        RSET (RFC 5321 4.1.1.5), then cache it.  Done in the background:
+        the refusal is reported without waiting for the 250.
+        """
+        if not proto.reusable() or (error.reply is not None and error.reply.code == 421):
+            proto.quit()
+            return
+        if not proto.mailSent:
+            self._release(proto)
+            return
+        self._resetting.add(proto)
+        d = proto.command(b"RSET", "rset", self.timeouts.command)
+
+        def reset(result: Any) -> None:
+            resetting = proto in self._resetting
+            self._resetting.discard(proto)
+            if resetting and isinstance(result, Reply) and result.code == 250:
+                self._release(proto)
+            else:
+                proto.quit()
+
+        d.addBoth(reset)
+
+    # the conversation
 
     async def _hello(self, proto: _ClientProtocol) -> dict[str, str]:
         """EHLO; HELO only when EHLO is refused and TLS is optional (RFC 5321 4.1.4)."""
@@ -613,7 +832,8 @@ class SMTPRelay:
                 return {}
         raise _temporary("ehlo", reply, "EHLO refused")
 
-    async def _dialogue(self, proto: _ClientProtocol, envelope: Any, message: IMessageSource) -> str:
+    async def _greet(self, proto: _ClientProtocol) -> dict[str, str]:
+        """Greeting, EHLO, STARTTLS and EHLO again: once per connection."""
         t = self.timeouts
         greeting = await proto.expect("greeting", t.greeting)
         if greeting.code != 220:
@@ -628,10 +848,30 @@ class SMTPRelay:
                 raise _temporary("tls", reply, "STARTTLS refused")
         elif self.requireTLS:
             raise RelayError("tls", f"{self.host} does not offer STARTTLS and TLS is required")
+        return extensions
 
+    async def _transact(self, proto: _ClientProtocol, envelope: Any, message: IMessageSource) -> str:
+        """One transaction on a greeted connection, which is then cached or closed."""
+        proto.transactions += 1
+        proto.mailSent = proto.mailAccepted = False
+        try:
+            result = await self._transaction(proto, envelope, message)
+        except RelayError as e:
+            self._afterRefusal(proto, e)
+            raise
+        except Exception as e:
+            proto.quit()
+            raise _relayError(e)
+        self._release(proto)
+        return result
+
+    async def _transaction(self, proto: _ClientProtocol, envelope: Any, message: IMessageSource) -> str:
+        t = self.timeouts
+        extensions = proto.extensions
         mail, rcpts = self._transactionCommands(envelope, message, extensions)
         pipelining = "PIPELINING" in extensions
         chunking = "CHUNKING" in extensions
+        proto.mailSent = True
         if pipelining:
             proto.sendLines([mail, *rcpts] + ([] if chunking else [b"DATA"]))
             waiting = [proto.expect("mail", t.command)]
@@ -646,7 +886,7 @@ class SMTPRelay:
             if not chunking and results[-1][0] and results[-1][1].code == 354:
                 proto.inData = True
             mailResult, rcptResults = results[0], results[1 : 1 + len(rcpts)]
-            self._checkMail(_replyOf(mailResult))
+            self._checkMail(proto, _replyOf(mailResult))
             self._checkRecipients([value for ok, value in rcptResults if ok])
             for ok, value in results:
                 if not ok:
@@ -654,7 +894,7 @@ class SMTPRelay:
             if not chunking:
                 self._checkData(results[-1][1])
         else:
-            self._checkMail(await proto.command(mail, "mail", t.command))
+            self._checkMail(proto, await proto.command(mail, "mail", t.command))
             for line in rcpts:
                 self._checkRecipients([await proto.command(line, "rcpt", t.command)])
             if not chunking:
@@ -694,9 +934,10 @@ class SMTPRelay:
         return mail.encode("utf-8"), [r.encode("utf-8") for r in rcpts]
 
     @staticmethod
-    def _checkMail(reply: Reply) -> None:
+    def _checkMail(proto: _ClientProtocol, reply: Reply) -> None:
         if reply.code // 100 != 2:
             raise _temporary("mail", reply, "MAIL refused")
+        proto.mailAccepted = True
 
     @staticmethod
     def _checkRecipients(replies: list[Reply]) -> None:
@@ -731,6 +972,12 @@ class MaildirRelay:
         seconds = int(now)
         micros = int((now - seconds) * 1_000_000)
         return f"{seconds}.M{micros}P{os.getpid()}R{secrets.token_hex(8)}.{self._host}"
+
+    def close(self) -> Deferred:
+        """Nothing to close; here so the gateway can close any relay alike."""
+        return defer.succeed(None)
+
+    closeIdle = close
 
     def send(self, envelope: Any, message: IMessageSource) -> Deferred:
         try:
