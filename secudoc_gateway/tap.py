@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from secudoc_gateway.config import Config, loadConfig
 from secudoc_gateway.errors import ConfigError
@@ -92,7 +93,7 @@ class GatewayService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config, reactor: Any, metrics: Metrics, gateway: Any,
-                 smtpFactory: Any, database: Any) -> None:
+                 smtpFactory: Any, database: Any, afterDatabase: list = ()) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
@@ -100,29 +101,37 @@ class GatewayService(MultiService):
         self.gateway = gateway
         self.smtpFactory = smtpFactory
         self.database = database
+        self.afterDatabase = list(afterDatabase)
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
 
     def startService(self) -> None:
         super().startService()
-        self._ready = defer.Deferred()
-        if self.database is None:
+        self._ready: defer.Deferred = defer.Deferred()
+
+        def opened(_: Any) -> None:
+            # Jobs that need the database (the hourly purge) start once it is migrated.
+            for child in self.afterDatabase:
+                child.setServiceParent(self)
             self._ready.callback(None)
-            return
 
         def failed(f: Any) -> None:
             self.log.failure("database could not be opened", f)
+            self._ready.errback(f)
             if self.reactor.running:
                 self.reactor.stop()
 
-        opened = self.database.open()
-        opened.addCallbacks(lambda _: None, failed)
-        opened.chainDeferred(self._ready)
+        self.database.open().addCallbacks(opened, failed)
 
     def whenReady(self) -> defer.Deferred:
-        """Fires once the database is open and migrated."""
+        """Fires once the database is open and migrated (fails if it could not be)."""
         d: defer.Deferred = defer.Deferred()
-        self._ready.addBoth(lambda r: (d.callback(r), r)[1])
+
+        def relay(result: Any) -> Any:
+            (d.errback if isinstance(result, Failure) else d.callback)(result)
+            return None
+
+        self._ready.addBoth(relay)
         return d
 
     @defer.inlineCallbacks
@@ -137,8 +146,7 @@ class GatewayService(MultiService):
         finally:
             if timeout.active():
                 timeout.cancel()
-        if self.database is not None:
-            yield self.database.close()
+        self.database.close()
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
@@ -156,6 +164,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     from secudoc_gateway.db import Database
     from secudoc_gateway.pipeline import Gateway
+    from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.tls import serverOptions
@@ -185,7 +194,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         reactor=reactor,
         metrics=metrics,
     )
-    service = GatewayService(config, reactor, metrics, gateway, smtpFactory, database)
+    service = GatewayService(config, reactor, metrics, gateway, smtpFactory, database,
+                             afterDatabase=[PurgeService(transfers, store, reactor)])
     for description in smtp.listen:
         listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)
         listener.setServiceParent(service)

@@ -450,6 +450,21 @@ class SinkServerFactory(Factory):
         self._idleWaiters.append(d)
         return d
 
+    def disconnectAll(self, reply: Optional[Reply] = None) -> None:
+        """
+        Close every open connection, saying ``reply`` first (say a 421,
+        RFC 5321 3.8) or nothing: a server ending idle sessions.
+        """
+        for p in list(self._connections):
+            if reply is not None:
+                p.transport.write(reply.toBytes())
+            p.transport.loseConnection()
+
+    def sayToAll(self, reply: Reply) -> None:
+        """Send ``reply`` on every open connection, unasked, and keep them open."""
+        for p in list(self._connections):
+            p.transport.write(reply.toBytes())
+
     def nextQueueId(self) -> str:
         return f"S{next(self._queueIds)}"
 

@@ -1,7 +1,7 @@
 """
 Tests for secudoc_gateway.smtp.relay: the ESMTP relay client against the
-sink server over real sockets and real TLS, the Maildir target, and the
-plain helpers (reply reader, DATA encoder, target parsing).
+sink server over real sockets and real TLS (the connection cache
+included), the Maildir target, and the plain helpers (reply reader, DATA encoder, target parsing).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, gatherResults
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -151,6 +152,7 @@ class RelayTestCase(TestCase):
         kwargs.setdefault("timeouts", FAST)
         relay = SMTPRelay(reactor, host, port, "gateway.test", **kwargs)
         self.addCleanup(relay.whenIdle)
+        self.addCleanup(relay.closeIdle)  # runs first: cached connections QUIT now
         return relay
 
     def tlsRelay(self, port: int, **kwargs: Any) -> SMTPRelay:
@@ -411,7 +413,9 @@ class ParameterTests(RelayTestCase):
 
     async def test_noPipelining(self) -> None:
         sink, port = self.sink(offerPipelining=False, offerChunking=False)
-        await self.relay(port, requireTLS=False).send(ENVELOPE, Message(MESSAGE))
+        relay = self.relay(port, requireTLS=False)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        await relay.closeIdle()
         await sink.whenIdle()
         commands = [c for b in sink.batches for c in b]
         self.assertEqual(
@@ -477,10 +481,12 @@ class ErrorTests(RelayTestCase):
         **sinkOptions: Any,
     ) -> RelayError:
         sink, port = self.sink(replies=replies, **sinkOptions)
-        error = await self.failure(self.relay(port, requireTLS=False))
+        relay = self.relay(port, requireTLS=False)
+        error = await self.failure(relay)
         self.assertEqual((error.kind, error.permanent), (kind, permanent))
         if reply is not None:
             self.assertEqual(error.reply, reply)
+        await relay.closeIdle()
         await sink.whenIdle()
         self.assertEqual(sink.messages, [])
         return error
@@ -629,6 +635,351 @@ class ErrorTests(RelayTestCase):
         await self.assertFailure(d, CancelledError)
         await relay.whenIdle()
         await sink.whenIdle()
+
+
+class TiredSink(SinkServerProtocol):
+    """
+    Takes one transaction per connection, then gives up on the next
+    MAIL as ``factory.tired`` says: a 421 (like a server's messages per
+    connection limit) or closing without a word.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mails = 0
+
+    def _smtp_MAIL(self, argument: str) -> None:
+        self._mails += 1
+        if self._mails > 1:
+            tired = getattr(self.factory, "tired", DISCONNECT)
+            if tired is DISCONNECT:
+                self.transport.loseConnection()
+            else:
+                self._send(tired)
+            return
+        super()._smtp_MAIL(argument)
+
+
+OTHER = b"From: carol@example.test\r\nSubject: second\r\n\r\nA different body.\r\n"
+BOB = Envelope(sender="alice@example.test", recipients=("bob@external.test",))
+EVE = Envelope(sender="alice@example.test", recipients=("eve@other.test",))
+
+
+def commands(sink: SinkServerFactory) -> list[str]:
+    return [c for b in sink.batches for c in b]
+
+
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait, polling the reactor, until ``condition()``; fail after ``within`` seconds."""
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"not within {within} seconds")
+        await deferLater(reactor, 0.01)
+
+
+class CacheTests(RelayTestCase):
+    """The connection cache (Postfix-style): reuse, limits, a target that gave up."""
+
+    timeout = 30
+
+    async def test_reuseAfterLargeMessage(self) -> None:
+        """
+        A message large enough for the transport to pause the stream,
+        then more on the same connection: the stream state starts afresh.
+        """
+        for chunking in (True, False):
+            sink, port = self.sink(store=False, offerChunking=chunking)
+            relay = self.relay(port, requireTLS=False)
+            for _ in range(3):
+                message = WatchedMessage(lambda sink=sink: sink.dataBytes, chunks=128)
+                await relay.send(BOB, message)
+            self.assertEqual(sink.byteCount, 3 * message.size)
+            self.assertEqual(sink.connectionCount, 1)
+
+    async def test_sequentialReuse(self) -> None:
+        """
+        Two messages one after the other share a connection: one
+        greeting and EHLO, the second transaction pipelined as the first,
+        both messages intact.
+        """
+        for chunking in (True, False):
+            sink, port = self.sink(offerChunking=chunking)
+            relay = self.relay(port, requireTLS=False)
+            first = await relay.send(ENVELOPE, Message(MESSAGE))
+            self.assertEqual(relay.idleConnections, 1)
+            second = await relay.send(BOB, Message(OTHER, 7))
+            self.assertEqual((first, second), ("250 2.0.0 Ok: queued as S1", "250 2.0.0 Ok: queued as S2"))
+            self.assertEqual(sink.connectionCount, 1)
+            self.assertEqual(
+                [(m.sender, m.recipients, m.data) for m in sink.messages],
+                [(ENVELOPE.sender, ENVELOPE.recipients, MESSAGE), (BOB.sender, BOB.recipients, OTHER)],
+            )
+            self.assertEqual([c for c in commands(sink) if c.startswith("EHLO")], ["EHLO gateway.test"])
+            pipelined = ("MAIL FROM:<alice@example.test> SIZE=%d" % len(OTHER), "RCPT TO:<bob@external.test>")
+            self.assertIn(pipelined if chunking else pipelined + ("DATA",), sink.batches)
+            self.assertNotIn("QUIT", commands(sink))
+
+    async def test_concurrent(self) -> None:
+        """Sends at the same time take a connection each; later ones reuse them."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False)
+        results = await gatherResults([relay.send(BOB, Message(b"m%d\r\n" % i)) for i in range(3)])
+        self.assertEqual(len(set(results)), 3)
+        self.assertEqual(sink.connectionCount, 3)
+        self.assertEqual(relay.idleConnections, 3)
+        await relay.send(BOB, Message(b"m3\r\n"))
+        self.assertEqual(sink.connectionCount, 3)
+        self.assertEqual(sorted(m.data for m in sink.messages), [b"m%d\r\n" % i for i in range(4)])
+
+    async def test_idleTimeout(self) -> None:
+        """An idle connection QUITs when its idle time is up."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False, maxIdleTime=0.2)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        cached = reactor.seconds()
+        self.assertEqual(relay.idleConnections, 1)
+        await sink.whenIdle().addTimeout(5, reactor)
+        self.assertGreaterEqual(reactor.seconds() - cached, 0.19)
+        self.assertEqual(relay.idleConnections, 0)
+        self.assertEqual(commands(sink)[-1], "QUIT")
+        await relay.whenIdle()
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        self.assertEqual(sink.connectionCount, 2)
+
+    async def test_maxMessages(self) -> None:
+        """A connection carries at most ``maxMessages`` transactions, then QUITs."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False, maxMessages=2)
+        for i in range(5):
+            await relay.send(BOB, Message(b"m%d\r\n" % i))
+        self.assertEqual(sink.connectionCount, 3)
+        self.assertEqual([m.data for m in sink.messages], [b"m%d\r\n" % i for i in range(5)])
+        await eventually(lambda: commands(sink).count("QUIT") == 2)
+        self.assertEqual(relay.idleConnections, 1)
+
+    async def test_poolFull(self) -> None:
+        """Beyond ``maxIdle`` the oldest idle connection QUITs."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False, maxIdle=2)
+        await gatherResults([relay.send(BOB, Message(b"m%d\r\n" % i)) for i in range(3)])
+        self.assertEqual(relay.idleConnections, 2)
+        await eventually(lambda: commands(sink).count("QUIT") == 1)
+        self.assertEqual(len(sink.messages), 3)
+
+    async def test_noCache(self) -> None:
+        """``maxIdle = 0``: one connection per message, as without a cache."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False, maxIdle=0)
+        for i in range(2):
+            await relay.send(BOB, Message(MESSAGE))
+            await relay.whenIdle()
+            await sink.whenIdle()
+        self.assertEqual(sink.connectionCount, 2)
+        self.assertEqual(commands(sink).count("QUIT"), 2)
+
+    async def test_closedWhileIdle(self) -> None:
+        """
+        The target closing an idle connection, silently or after a 421,
+        takes it out of the cache at once; the next send dials anew.
+        """
+        for reply in (None, Reply(421, "4.4.2", "Idle too long")):
+            sink, port = self.sink()
+            relay = self.relay(port, requireTLS=False)
+            await relay.send(ENVELOPE, Message(MESSAGE))
+            sink.disconnectAll(reply)
+            await relay.whenIdle()
+            self.assertEqual(relay.idleConnections, 0)
+            result = await relay.send(BOB, Message(OTHER))
+            self.assertEqual(result, "250 2.0.0 Ok: queued as S2")
+            self.assertEqual(sink.connectionCount, 2)
+            self.assertEqual([m.data for m in sink.messages], [MESSAGE, OTHER])
+
+    async def test_spokeWhileIdle(self) -> None:
+        """An unasked-for reply on an idle connection: it is dropped, not reused."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        sink.sayToAll(Reply(250, "2.0.0", "Unasked"))
+        await relay.whenIdle()
+        self.assertEqual(relay.idleConnections, 0)
+        await relay.send(BOB, Message(OTHER))
+        self.assertEqual(sink.connectionCount, 2)
+        self.assertEqual([m.data for m in sink.messages], [MESSAGE, OTHER])
+
+    async def test_goneAtMailRetried(self) -> None:
+        """
+        A cached connection the target gives up on at MAIL (421, or
+        closing) before accepting anything: the send goes again, once,
+        on a new connection, and the message arrives once.
+        """
+        for tired in (Reply(421, "4.3.2", "Too many messages"), DISCONNECT):
+            for pipelining in (True, False):
+                sink, port = self.sink(offerPipelining=pipelining)
+                sink.protocol = TiredSink
+                sink.tired = tired
+                relay = self.relay(port, requireTLS=False)
+                await relay.send(ENVELOPE, Message(MESSAGE))
+                result = await relay.send(BOB, Message(OTHER))
+                self.assertEqual(result, "250 2.0.0 Ok: queued as S2")
+                self.assertEqual(sink.connectionCount, 2)
+                self.assertEqual([m.data for m in sink.messages], [MESSAGE, OTHER])
+
+    async def test_retriedOnce(self) -> None:
+        """The retry is on a new connection and happens once: its failure is the answer."""
+        sink, port = self.sink()
+        sink.protocol = TiredSink
+        relay = self.relay(port, requireTLS=False)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        sink.replies["greeting"] = Reply(421, "4.3.2", "Not now")
+        error = await self.failure(relay, BOB, Message(OTHER))
+        self.assertEqual((error.kind, error.permanent, error.reply), ("greeting", False, Reply(421, "4.3.2", "Not now")))
+        self.assertEqual(sink.connectionCount, 2)
+        self.assertEqual([m.data for m in sink.messages], [MESSAGE])
+
+    async def test_notRetriedAfterMail(self) -> None:
+        """
+        Once the target accepted MAIL on a cached connection, losing it
+        (or a 421) fails the send: a retry could deliver the message twice.
+        """
+        for stage in ("rcpt", "message"):
+            for refusal in (DISCONNECT, Reply(421, "4.3.2", "Going down")):
+                sink, port = self.sink()
+                relay = self.relay(port, requireTLS=False)
+                await relay.send(ENVELOPE, Message(MESSAGE))
+                sink.replies[stage] = refusal
+                error = await self.failure(relay, BOB, Message(OTHER))
+                self.assertFalse(error.permanent)
+                self.assertEqual(error.kind, "rcpt" if stage == "rcpt" else "data")
+                self.assertEqual(sink.connectionCount, 1)
+                self.assertEqual([m.data for m in sink.messages], [MESSAGE])
+                await relay.whenIdle()
+                self.assertEqual(relay.idleConnections, 0)
+
+    async def test_notRetriedWhenFresh(self) -> None:
+        """A new connection lost at MAIL is not retried: only a cached one may be stale."""
+        sink, port = self.sink(replies={"mail": DISCONNECT})
+        error = await self.failure(self.relay(port, requireTLS=False))
+        self.assertEqual((error.kind, error.permanent), ("mail", False))
+        self.assertEqual(sink.connectionCount, 1)
+
+    async def test_refusedThenReused(self) -> None:
+        """
+        A refused recipient or message leaves the connection usable:
+        RSET, back to the cache, and the refusal is still permanent.
+        """
+        for pipelining in (True, False):
+            for chunking in (True, False):
+                sink, port = self.sink(
+                    replies={"rcpt:eve@other.test": Reply(550, "5.1.1", "Eve unknown")},
+                    offerPipelining=pipelining, offerChunking=chunking,
+                )
+                relay = self.relay(port, requireTLS=False)
+                error = await self.failure(relay, EVE)
+                self.assertEqual((error.kind, error.permanent, error.reply), ("rcpt", True, Reply(550, "5.1.1", "Eve unknown")))
+                await eventually(lambda: relay.idleConnections == 1)
+                self.assertIn("RSET", commands(sink))
+                sink.replies["message"] = Reply(554, "5.6.0", "Content rejected")
+                error = await self.failure(relay, BOB)
+                self.assertEqual((error.kind, error.permanent), ("data", True))
+                await eventually(lambda: relay.idleConnections == 1)
+                del sink.replies["message"]
+                await relay.send(BOB, Message(OTHER))
+                self.assertEqual(sink.connectionCount, 1)
+                self.assertEqual(commands(sink).count("RSET"), 2)
+                self.assertEqual([(m.recipients, m.data) for m in sink.messages], [(BOB.recipients, OTHER)])
+
+    async def test_refusedAfterPipelinedData(self) -> None:
+        """
+        One recipient refused after the pipelined DATA got its 354: the
+        connection is aborted (an empty message would be delivered to
+        the others otherwise), so it is not reused.
+        """
+        sink, port = self.sink(
+            replies={"rcpt:eve@other.test": Reply(550, "5.1.1", "Eve unknown")}, offerChunking=False
+        )
+        relay = self.relay(port, requireTLS=False)
+        error = await self.failure(relay)
+        self.assertEqual((error.kind, error.permanent), ("rcpt", True))
+        await relay.whenIdle()
+        await relay.send(BOB, Message(OTHER))
+        self.assertEqual(sink.connectionCount, 2)
+        self.assertEqual([m.data for m in sink.messages], [OTHER])
+
+    async def test_tlsReuse(self) -> None:
+        """A cached STARTTLS connection with the client certificate: one handshake, two messages."""
+        sink, port = self.tlsSink()
+        relay = self.tlsRelay(port)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        await relay.send(BOB, Message(OTHER))
+        self.assertEqual(sink.connectionCount, 1)
+        self.assertEqual(commands(sink).count("STARTTLS"), 1)
+        self.assertEqual([c for c in commands(sink) if c.startswith("EHLO")], ["EHLO gateway.test"] * 2)
+        self.assertEqual(
+            [(m.tls, m.clientSubject, m.data) for m in sink.messages],
+            [(True, "secudoc.example.nl", MESSAGE), (True, "secudoc.example.nl", OTHER)],
+        )
+
+    async def test_closeIdle(self) -> None:
+        """``closeIdle`` QUITs the cached connections; caching goes on."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        await relay.closeIdle()
+        self.assertEqual(relay.idleConnections, 0)
+        await relay.whenIdle()
+        await sink.whenIdle()
+        self.assertEqual(commands(sink)[-1], "QUIT")
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        self.assertEqual(relay.idleConnections, 1)
+
+    async def test_close(self) -> None:
+        """
+        ``close`` (shutdown): cached connections QUIT, one busy now QUITs
+        when its transaction ends, later sends still work, uncached.
+        """
+        sink, port = self.sink(replies={"message": SILENT})
+        relay = self.relay(port, requireTLS=False)
+        busy = relay.send(ENVELOPE, Message(MESSAGE))
+        await eventually(lambda: sink.dataBytes == len(MESSAGE))
+        del sink.replies["message"]
+        await relay.close()
+        # The sink answers the end of the data only now.
+        sink.sayToAll(Reply(250, "2.0.0", "Ok: late"))
+        self.assertEqual(await busy, "250 2.0.0 Ok: late")
+        self.assertEqual(relay.idleConnections, 0)
+        await relay.whenIdle()
+        await relay.send(BOB, Message(OTHER))
+        self.assertEqual(relay.idleConnections, 0)
+        await relay.whenIdle()
+        await sink.whenIdle()
+        self.assertEqual(commands(sink).count("QUIT"), 2)
+
+    async def test_whenIdleCountsCached(self) -> None:
+        """``whenIdle`` waits for cached connections too."""
+        sink, port = self.sink()
+        relay = self.relay(port, requireTLS=False)
+        await relay.send(ENVELOPE, Message(MESSAGE))
+        idle = relay.whenIdle()
+        self.assertNoResult(idle)
+        await relay.closeIdle()
+        await idle
+
+    async def test_ipLiterals(self) -> None:
+        """IP literals connect without name resolution; names still resolve."""
+        self.assertIsInstance(SMTPRelay(reactor, "127.0.0.1", 25, "gw.test").endpoint, TCP4ClientEndpoint)
+        self.assertIsInstance(SMTPRelay(reactor, "::1", 25, "gw.test").endpoint, TCP6ClientEndpoint)
+        self.assertIsInstance(SMTPRelay(reactor, "localhost", 25, "gw.test").endpoint, HostnameEndpoint)
+        sink = SinkServerFactory()
+        listening = reactor.listenTCP(0, sink, interface="::1")
+        self.addCleanup(sink.whenIdle)
+        self.addCleanup(listening.stopListening)
+        for host, port in (("::1", listening.getHost().port), ("127.0.0.1", self.sink()[1])):
+            relay = self.relay(port, host=host, requireTLS=False)
+            self.assertTrue((await relay.send(ENVELOPE, Message(MESSAGE))).startswith("250 "))
+        self.assertEqual([m.data for m in sink.messages], [MESSAGE])
 
 
 class MaildirTests(SynchronousTestCase):

@@ -802,7 +802,7 @@ class SMTPRelay:
         if not proto.reusable() or (error.reply is not None and error.reply.code == 421):
             proto.quit()
             return
-        if not proto.mailSent:
+        if True:
             self._release(proto)
             return
         self._resetting.add(proto)
