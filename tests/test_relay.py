@@ -660,6 +660,16 @@ class TiredSink(SinkServerProtocol):
         super()._smtp_MAIL(argument)
 
 
+class CarrierSink(SinkServerProtocol):
+    """Notes, per accepted message, the connection that carried it."""
+
+    def _endOfMessage(self, method: str) -> None:
+        before = len(self.factory.messages)
+        super()._endOfMessage(method)
+        if len(self.factory.messages) > before:
+            self.factory.carriers.append(self)
+
+
 OTHER = b"From: carol@example.test\r\nSubject: second\r\n\r\nA different body.\r\n"
 BOB = Envelope(sender="alice@example.test", recipients=("bob@external.test",))
 EVE = Envelope(sender="alice@example.test", recipients=("eve@other.test",))
@@ -734,6 +744,20 @@ class CacheTests(RelayTestCase):
         self.assertEqual(sink.connectionCount, 3)
         self.assertEqual(sorted(m.data for m in sink.messages), [b"m%d\r\n" % i for i in range(4)])
 
+    async def test_lastInFirstOut(self) -> None:
+        """The connection cached last is reused first (the others may time out)."""
+        sink, port = self.sink()
+        sink.protocol = CarrierSink
+        sink.carriers = []
+        relay = self.relay(port, requireTLS=False)
+        finished: list[str] = []
+        sends = [relay.send(BOB, Message(b"m%d\r\n" % i)).addCallback(finished.append) for i in range(3)]
+        await gatherResults(sends)
+        last = int(finished[-1].rpartition("S")[2]) - 1
+        await relay.send(BOB, Message(b"m3\r\n"))
+        self.assertEqual(sink.connectionCount, 3)
+        self.assertIs(sink.carriers[3], sink.carriers[last])
+
     async def test_idleTimeout(self) -> None:
         """An idle connection QUITs when its idle time is up."""
         sink, port = self.sink()
@@ -787,10 +811,10 @@ class CacheTests(RelayTestCase):
         """
         for reply in (None, Reply(421, "4.4.2", "Idle too long")):
             sink, port = self.sink()
-            relay = self.relay(port, requireTLS=False)
+            relay = self.relay(port, requireTLS=False, maxIdleTime=60)
             await relay.send(ENVELOPE, Message(MESSAGE))
             sink.disconnectAll(reply)
-            await relay.whenIdle()
+            await relay.whenIdle().addTimeout(5, reactor)
             self.assertEqual(relay.idleConnections, 0)
             result = await relay.send(BOB, Message(OTHER))
             self.assertEqual(result, "250 2.0.0 Ok: queued as S2")
@@ -800,10 +824,10 @@ class CacheTests(RelayTestCase):
     async def test_spokeWhileIdle(self) -> None:
         """An unasked-for reply on an idle connection: it is dropped, not reused."""
         sink, port = self.sink()
-        relay = self.relay(port, requireTLS=False)
+        relay = self.relay(port, requireTLS=False, maxIdleTime=60)
         await relay.send(ENVELOPE, Message(MESSAGE))
         sink.sayToAll(Reply(250, "2.0.0", "Unasked"))
-        await relay.whenIdle()
+        await relay.whenIdle().addTimeout(5, reactor)
         self.assertEqual(relay.idleConnections, 0)
         await relay.send(BOB, Message(OTHER))
         self.assertEqual(sink.connectionCount, 2)

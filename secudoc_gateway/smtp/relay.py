@@ -699,7 +699,6 @@ class SMTPRelay:
         their transaction, later sends use one connection each) and
         ``closeIdle``.  Does not wait for transactions in flight.
         """
-        self._closed = True
         return self.closeIdle()
 
     def _options(self) -> Any:
@@ -802,7 +801,7 @@ class SMTPRelay:
         if not proto.reusable() or (error.reply is not None and error.reply.code == 421):
             proto.quit()
             return
-        if True:
+        if not proto.mailSent:
             self._release(proto)
             return
         self._resetting.add(proto)
