@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import mimetypes
 import os
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -52,7 +52,7 @@ from secudoc_gateway.smtp.relay import relayFor
 from secudoc_gateway.smtp.replies import Reply
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.tenants import TenantRegistry
-from secudoc_gateway.transfers import StoredFile, Transfer
+from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer
 
 TEMPFAILED = "tempfailed"
 NO_CIDS: frozenset[str] = frozenset()
@@ -88,11 +88,26 @@ class Candidate:
 
 @attrs.frozen
 class Leg:
-    """One relay transaction of a message: who gets which copy."""
+    """
+    One relay transaction of a message: who gets which copy.  ``make``
+    builds the segments only when the leg is really relayed (a protected
+    leg creates its transfer then, not for a resend that dedup skips).
+    ``extra`` marks a message the gateway made itself: relayed after the
+    main legs, and its failure cannot fail a message already relayed.
+    """
 
     name: str
     recipients: tuple[str, ...]
-    segments: tuple[Segment, ...]
+    make: Callable[[], Awaitable[Sequence[Segment]]]
+    sender: Optional[str] = None
+    extra: bool = False
+
+
+def ready(segments: Sequence[Segment]) -> Callable[[], Awaitable[Sequence[Segment]]]:
+    async def make() -> Sequence[Segment]:
+        return segments
+
+    return make
 
 
 @implementer(IIngress)
@@ -387,7 +402,7 @@ class Transaction:
             return decision.reply
         if decision.action == policy.PASS:
             self._discardStored()
-            leg = Leg("original", self.envelope.recipients, self._original(decision.status))
+            leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)))
             return await self._relay([leg], decision.action)
         return await self._protect(decision, facts)
 
@@ -466,44 +481,86 @@ class Transaction:
             recipients=decision.protectedRecipients, subject=subject, created=now, expires=expires,
             files=stored, message_id=facts.dedupId,
         )
-        try:
+        created = []
+
+        async def protectedMessage() -> Sequence[Segment]:
             await gateway.transfers.createTransfer(transfer)
-        except Exception:
-            self._discardStored()
-            return self._internalError(Failure())
-        link = f"{gateway.config.web.public_url}/t/{self.token}"
-        expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
-        banner = bannerFor(tenant.language, transfer.sender, [(f.name, f.size) for f in stored],
-                           link, expiry, tenant.disclaimer)
-        block, _ = self._headerBlock()
-        stamp = self._stamp(block, decision.status, self.transferId)
-        plan = linkModePlan(self.structure, {c.path for c in files}, banner, stamp, self.spool.size)
+            created.append(transfer.id)
+            link = f"{gateway.config.web.public_url}/t/{self.token}"
+            expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
+            banner = bannerFor(tenant.language, transfer.sender, [(f.name, f.size) for f in stored],
+                               link, expiry, tenant.disclaimer)
+            block, _ = self._headerBlock()
+            stamp = self._stamp(block, decision.status, self.transferId)
+            return linkModePlan(self.structure, {c.path for c in files}, banner, stamp, self.spool.size)
+
         legs = []
         if decision.originalRecipients:
             status = policy.passed(policy.INTERNAL_RECIPIENT, decision.originalRecipients).status
-            legs.append(Leg("original", decision.originalRecipients, self._original(status)))
-        legs.append(Leg("protected", decision.protectedRecipients, tuple(plan)))
+            legs.append(Leg("original", decision.originalRecipients, ready(self._original(status))))
+        legs.append(Leg("protected", decision.protectedRecipients, protectedMessage))
         reply = await self._relay(legs, policy.PROTECT, queueId=self.transferId)
-        if reply.positive:
+        if reply.positive and created:
             gateway.metrics.attachments.labels(tenant=tenant.id).inc(len(stored))
             gateway.metrics.attachmentBytes.labels(tenant=tenant.id).inc(sum(f.size for f in stored))
-        else:
+        elif created:
             await gateway.transfers.deleteTransfer(self.transferId)
+        if not created or not reply.positive:
             self._discardStored()
         return reply
 
     async def _relay(self, legs: list[Leg], status: str, queueId: Optional[str] = None) -> Reply:
+        """
+        Relay each leg that was not relayed before (SPEC 4 dedup: the
+        network message id, else Message-ID, with the same sender and
+        recipients, per leg), recording each as its relay accepts it.
+        """
         relay = self.gateway.relayFor(self.tenant)
+        transfers = self.gateway.transfers
+        dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
         last = ""
         for leg in legs:
-            envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant)
+            key = None
+            if dedupId:
+                key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)
+                try:
+                    state = await transfers.claim(key, self.tenant.id)
+                except Exception:
+                    return self._internalError(Failure())
+                if state == DONE:
+                    self.log.info("{queueId}: {leg} already relayed, not again", queueId=self.queueId, leg=leg.name)
+                    continue
+                if state == INFLIGHT:
+                    self._count(TEMPFAILED)
+                    return replies.DUPLICATE_IN_FLIGHT
+            envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant,
+                                    sender=self.envelope.sender if leg.sender is None else leg.sender)
             try:
-                last = await relay.send(envelope, OutgoingMessage(self.spool, leg.segments))
-            except RelayError as e:
-                return self._relayFailed(e)
+                segments = await leg.make()
+                last = await relay.send(envelope, OutgoingMessage(self.spool, segments))
+            except Exception as e:
+                if key is not None:
+                    await transfers.release(key)
+                if leg.extra:
+                    self._extraFailed(leg, e)
+                    continue
+                if isinstance(e, RelayError):
+                    return self._relayFailed(e)
+                return self._internalError(Failure())
+            if key is not None:
+                try:
+                    await transfers.markDone(key, self.tenant.id)
+                except Exception:
+                    self.log.failure("{queueId}: recording {leg} for dedup failed", queueId=self.queueId, leg=leg.name)
         self.log.info("{queueId}: relayed ({status}): {remote}", queueId=self.queueId, status=status, remote=last)
         self._count(status)
         return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
+
+    def _extraFailed(self, leg: Leg, e: Exception) -> None:
+        kind = e.kind if isinstance(e, RelayError) else "internal"
+        self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=kind).inc()
+        self.log.warn("{queueId}: the {leg} message could not be relayed: {error}",
+                      queueId=self.queueId, leg=leg.name, error=str(e))
 
     def _relayFailed(self, e: RelayError) -> Reply:
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=e.kind).inc()

@@ -28,6 +28,7 @@ MESSAGE = "message"
 MESSAGE_TYPES = frozenset(["message/rfc822", "message/global"])
 BODY_TYPES = frozenset(["text/plain", "text/html"])
 CALENDAR = "text/calendar"
+SEALED_TYPES = frozenset(["multipart/signed", "multipart/encrypted"])
 
 Path = tuple[int, ...]
 
@@ -174,13 +175,17 @@ def isAttachment(part: Part, structure: Structure, referencedCids: AbstractSet[s
     SPEC 5: a leaf, or a message/rfc822 / message/global as a whole,
     with ``Content-Disposition: attachment``, or a file name, or neither
     text/plain nor text/html and not inline; except an inline part an
-    HTML body references by ``cid:``, text/calendar, and parts in a
-    transfer encoding we cannot decode.  Nothing inside an attached
+    HTML body references by ``cid:``, text/calendar, parts in a
+    transfer encoding we cannot decode, and anything inside a
+    multipart/signed or multipart/encrypted (its signature covers it).  Nothing inside an attached
     message is an attachment of its own.  ``referencedCids`` holds
     ``normalizeCid`` values (``CidScanner.found``).
     """
     for ancestor in structure.ancestors(part.path):
         if ancestor.headers.contentType in MESSAGE_TYPES and _isAttachmentItself(ancestor, referencedCids):
+            return False
+        if ancestor.headers.contentType in SEALED_TYPES:
+            # Taking a part out of a signed or encrypted subtree breaks it.
             return False
     return _isAttachmentItself(part, referencedCids)
 

@@ -699,6 +699,7 @@ class SMTPRelay:
         their transaction, later sends use one connection each) and
         ``closeIdle``.  Does not wait for transactions in flight.
         """
+        self._closed = True
         return self.closeIdle()
 
     def _options(self) -> Any:
