@@ -136,6 +136,12 @@ class Gateway:
         self._relayFactory = relayFactory
         self._relays: dict[tuple[str, str], IRelay] = {}
 
+    def reload(self, config: Any) -> None:
+        """New tenants from now on; relays are rebuilt as they are next needed."""
+        self.config = config
+        self.registry = TenantRegistry(config.tenants)
+        self._relays.clear()
+
     def relayFor(self, tenant: Any) -> IRelay:
         key = (tenant.id, tenant.relay)
         relay = self._relays.get(key)

@@ -5,9 +5,11 @@ the one place where every piece is built and wired together.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any, Optional, Union
 
+import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer
@@ -16,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from secudoc_gateway.config import Config, loadConfig
+from secudoc_gateway.config import Config, loadConfig, reloadTenants
 from secudoc_gateway.errors import ConfigError
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
@@ -102,12 +104,14 @@ class GatewayService(MultiService):
         self.smtpFactory = smtpFactory
         self.database = database
         self.afterDatabase = list(afterDatabase)
+        self._previousHangup: Any = None
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
 
     def startService(self) -> None:
         super().startService()
         self._ready: defer.Deferred = defer.Deferred()
+        self._installSignals()
 
         def opened(_: Any) -> None:
             # Jobs that need the database (the hourly purge) start once it is migrated.
@@ -134,8 +138,34 @@ class GatewayService(MultiService):
         self._ready.addBoth(relay)
         return d
 
+    def reload(self) -> bool:
+        """
+        SIGHUP: read the tenant files again.  A bad file keeps the old
+        tenants (and says why); connections and transactions in flight
+        are not touched, each keeps the tenant it started with.
+        """
+        try:
+            tenants = reloadTenants(self.config)
+        except ConfigError as e:
+            for problem in e.problems:
+                self.log.error("reload refused: {problem}", problem=problem)
+            return False
+        self.config = attrs.evolve(self.config, tenants=tenants)
+        self.gateway.reload(self.config)
+        self.log.info("reloaded {count} tenant(s)", count=len(tenants))
+        return True
+
+    def _installSignals(self) -> None:
+        def onHangup(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(self.reload)
+
+        self._previousHangup = signal.signal(signal.SIGHUP, onHangup)
+
     @defer.inlineCallbacks
     def stopService(self):
+        if self._previousHangup is not None:
+            signal.signal(signal.SIGHUP, self._previousHangup)
+            self._previousHangup = None
         yield super().stopService()
         drained = self.smtpFactory.drain()
         timeout = self.reactor.callLater(DRAIN_GRACE_SECONDS, drained.cancel)

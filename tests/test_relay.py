@@ -1,7 +1,8 @@
 """
 Tests for secudoc_gateway.smtp.relay: the ESMTP relay client against the
 sink server over real sockets and real TLS (the connection cache
-included), the Maildir target, and the plain helpers (reply reader, DATA encoder, target parsing).
+included), the Maildir target, and the plain helpers (reply reader,
+DATA encoder, target parsing).
 """
 
 from __future__ import annotations

@@ -333,3 +333,40 @@ class ProtectionTests(ServiceTestCase):
         self.assertIn('secudoc_messages_total{status="protected",tenant="example"} 1.0', metrics)
         self.assertIn('secudoc_downloads_total{tenant="example"} 1.0', metrics)
         self.assertIn('secudoc_attachment_bytes_total{tenant="example"} 50000.0', metrics)
+
+
+class ReloadTests(ServiceTestCase):
+    @asyncTest
+    async def test_sighupReloadsTenants(self) -> None:
+        """A new tenant file counts after SIGHUP; a bad one keeps the old tenants."""
+        import signal
+        from twisted.internet import task
+
+        await self.startService()
+        code, _ = await self.send(sender="carol@second.test")
+        self.assertEqual(code, 550)
+        second = dict(DEMO_TENANT, id="second", domains=["second.test"], relay="maildir:outbox/second",
+                      facility_sender="noreply@second.test")
+        from secudoc_gateway.testing import tomlTable
+
+        tenants = os.path.join(self.folder, "tenants")
+        with open(os.path.join(tenants, "second.toml"), "w") as f:
+            f.write(tomlTable(second))
+        # A connection open across the reload is not dropped.
+        sock = socket.create_connection(("127.0.0.1", self.gateway.smtpPort))
+        self.addCleanup(sock.close)
+        reader = sock.makefile("rb")
+        await inThread(reader.readline)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await task.deferLater(reactor, 0.2, lambda: None)
+        code, text = await self.send(sender="carol@second.test")
+        self.assertEqual(code, 250, text)
+        self.assertEqual(len(maildirMessages(os.path.join(self.folder, "outbox", "second"))), 1)
+        await inThread(sock.sendall, b"NOOP\r\n")
+        self.assertTrue((await inThread(reader.readline)).startswith(b"250"))
+
+        with open(os.path.join(tenants, "broken.toml"), "w") as f:
+            f.write('id = "broken"\nmode = "sometimes"\n')
+        self.assertFalse(self.gateway.service.reload())
+        code, _ = await self.send(sender="carol@second.test")
+        self.assertEqual(code, 250)
