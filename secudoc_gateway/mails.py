@@ -1,6 +1,8 @@
 """
-What the gateway writes to people: the download banner, in Dutch and
-English (SPEC 6).
+What the gateway writes to people, in Dutch and English (SPEC 6): the
+download banner, the transfer-mode template, and the messages it makes
+itself (separate mode's file message, the sender's confirmation, the
+welcome of a new user).
 
 Every value that comes from a message (sender, file names) or from the
 tenant (disclaimer) is shown with control and bidi characters removed
@@ -9,17 +11,31 @@ non-ASCII as numeric character references -- and its lines are short,
 so it can be put into an HTML body in any ASCII-compatible charset and
 any transfer encoding without breaking either (RFC 5322 2.1.1 line
 limit included).
+
+A message the gateway makes is built here, whole, as bytes: its header
+fields from cleaned values only (RFC 2047 encoded-words for any text
+that is not plain printable ASCII, addresses re-quoted), its bodies
+quoted-printable under a boundary that quoted-printable cannot contain
+(RFC 2045 6.7: ``=_`` is never in its output).  No value from a message
+can end a field, start one, or close a MIME part.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
+import email.utils
 import html
-from typing import Sequence
+import re
+import secrets
+from typing import Optional, Sequence
 
 import attrs
+import idna
 
+from secudoc_gateway.mime.decode import encodeQuotedPrintable
 from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.policy import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
 LANGUAGES = ("nl", "en")
 MAX_HTML_LINE = 76
@@ -43,6 +59,23 @@ _TEXTS = {
         "expiry": "Beschikbaar tot {date}.",
         "bytes": "bytes",
         "decimal": ",",
+        "message": "Bericht:",
+        "html_only": "(De tekst van het bericht staat in de HTML-weergave.)",
+        "separate_subject": "Bestanden bij: {subject}",
+        "separate_subject_none": "Bestanden",
+        "separate_reference": "Deze bestanden horen bij het bericht \"{subject}\".",
+        "confirmation_subject": "Bevestiging: bijlagen beveiligd verstuurd: {subject}",
+        "confirmation_subject_none": "Bevestiging: bijlagen beveiligd verstuurd",
+        "confirmation_intro": "Uw bericht \"{subject}\" is verstuurd. De bijlagen zijn vervangen door een beveiligde downloadlink.",
+        "confirmation_intro_none": "Uw bericht is verstuurd. De bijlagen zijn vervangen door een beveiligde downloadlink.",
+        "recipients": "Ontvangers:",
+        "files": "Bestanden:",
+        "confirmation_expiry": "De ontvangers kunnen de bestanden downloaden tot {date}.",
+        "confirmation_no_link": "De downloadlink zelf staat niet in deze bevestiging: alleen de ontvangers krijgen hem.",
+        "welcome_subject": "Welkom bij SecuDoc",
+        "welcome_greeting": "Beste {user},",
+        "welcome_1": "U bent toegevoegd als gebruiker van SecuDoc. Bijlagen die u naar ontvangers buiten uw organisatie stuurt, worden voortaan vervangen door een beveiligde downloadlink.",
+        "welcome_2": "De ontvangers downloaden de bestanden via die link; u hoeft daarvoor niets te doen. Bijlagen aan collega's binnen uw organisatie blijven gewoon in het bericht.",
     },
     "en": {
         "intro_one": "{sender} sent you a file through a secure download link:",
@@ -51,6 +84,23 @@ _TEXTS = {
         "expiry": "Available until {date}.",
         "bytes": "bytes",
         "decimal": ".",
+        "message": "Message:",
+        "html_only": "(The text of the message is in its HTML version.)",
+        "separate_subject": "Files for: {subject}",
+        "separate_subject_none": "Files",
+        "separate_reference": "These files belong to the message \"{subject}\".",
+        "confirmation_subject": "Confirmation: attachments sent securely: {subject}",
+        "confirmation_subject_none": "Confirmation: attachments sent securely",
+        "confirmation_intro": "Your message \"{subject}\" was sent. Its attachments were replaced by a secure download link.",
+        "confirmation_intro_none": "Your message was sent. Its attachments were replaced by a secure download link.",
+        "recipients": "Recipients:",
+        "files": "Files:",
+        "confirmation_expiry": "The recipients can download the files until {date}.",
+        "confirmation_no_link": "The download link itself is not in this confirmation: only the recipients get it.",
+        "welcome_subject": "Welcome to SecuDoc",
+        "welcome_greeting": "Dear {user},",
+        "welcome_1": "You were added as a SecuDoc user. From now on, attachments you send to recipients outside your organisation are replaced by a secure download link.",
+        "welcome_2": "The recipients download the files through that link; you need not do anything for it. Attachments to colleagues inside your organisation stay in the message as before.",
     },
 }
 

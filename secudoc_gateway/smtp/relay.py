@@ -256,7 +256,7 @@ class _ClientProtocol(Protocol):
     """
     The Twisted side of one relay connection: writes, reply matching,
     the watchdog, STARTTLS and the message stream.  What to say and what
-    the replies mean lives in ``SMTPRelay._dialogue``.
+    the replies mean lives in ``SMTPRelay._greet`` and ``_transaction``.
     """
 
     def __init__(self, reactor: Any, timeouts: Timeouts) -> None:
