@@ -68,6 +68,9 @@ class IRelay(Interface):
         target's final reply text (queue id) or fails with ``RelayError``.
         """
 
+    def close():  # -> Deferred[None]
+        """Shutdown or reload: let go of pooled connections."""
+
 
 class IObjectWriter(Interface):
     """One object being written, chunk by chunk."""

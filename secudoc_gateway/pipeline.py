@@ -140,7 +140,14 @@ class Gateway:
         """New tenants from now on; relays are rebuilt as they are next needed."""
         self.config = config
         self.registry = TenantRegistry(config.tenants)
+        old = list(self._relays.values())
         self._relays.clear()
+        for relay in old:
+            relay.close()
+
+    def closeRelays(self) -> Deferred:
+        """Shutdown: QUIT the pooled relay connections."""
+        return DeferredList([relay.close() for relay in self._relays.values()])
 
     def relayFor(self, tenant: Any) -> IRelay:
         key = (tenant.id, tenant.relay)

@@ -176,6 +176,7 @@ class GatewayService(MultiService):
         finally:
             if timeout.active():
                 timeout.cancel()
+        yield self.gateway.closeRelays()
         self.database.close()
 
 

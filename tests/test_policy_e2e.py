@@ -285,7 +285,7 @@ class Dedup(PolicyTestCase):
 
         gateway.relayFor = lambda tenant: Held(realRelayFor(tenant))
         raw = outgoing(attachment=0)
-        first = self.send(raw)
+        first = defer.ensureDeferred(self.send(raw))
         while not held:
             await task.deferLater(reactor, 0.01, lambda: None)
         code, text = await self.send(raw)
