@@ -44,7 +44,7 @@ from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, P
 from secudoc_gateway.mime.rewrite import linkModePlan
 from secudoc_gateway.mime.stamp import lineEnding, stampFields, withoutGatewayFields
 from secudoc_gateway.mime.structure import (
-    LEAF, MESSAGE, MESSAGE_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
+    LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
 from secudoc_gateway.outgoing import OutgoingMessage, Segment, SpoolRange
 from secudoc_gateway.smtp import replies
@@ -55,6 +55,8 @@ from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer
 
 TEMPFAILED = "tempfailed"
+ERROR = "error"
+"""The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
 NO_CIDS: frozenset[str] = frozenset()
 MAX_PENDING_WRITES = 4
 """Store writes not yet acknowledged before the client is paused."""
@@ -207,20 +209,61 @@ class Transaction:
         self.transferId = crypto.newTransferId()
         self.candidates: list[Candidate] = []
         self.sinks: dict[tuple[int, ...], Candidate] = {}
-        self.inAttachedMessage: set[tuple[int, ...]] = set()
+        # Attached messages and signed/encrypted subtrees: no attachment inside.
+        self.enclosing: set[tuple[int, ...]] = set()
         self.scanners: dict[tuple[int, ...], tuple[Any, CidScanner]] = {}
         self.referencedCids: set[str] = set()
         self.storing: list[Deferred] = []
         self.storageFailure: Any = None
         self.pendingWrites = 0
         self.paused = False
+        self.sparse = False
 
     # -- receiving ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        self.spool.write(data)
-        if self.defect is None:
-            self._events(self.parser.feed(data))
+        if self.defect is not None:
+            self.spool.write(data)
+            return
+        start = self.spool.size
+        events = self.parser.feed(data)
+        self._spool(data, start, events)
+        self._events(events)
+
+    def _spool(self, data: bytes, start: int, events: list) -> None:
+        """
+        Keep the message in the spool, except the bodies of attachments
+        that are surely leaving: once a message is bound to be protected
+        and nobody gets the original, those bytes are never read again,
+        and not writing them is a third of a big attachment's cost.
+        """
+        if not self.sparse or not self.spool.onDisk:
+            self.spool.write(data)
+            return
+        at = start
+        end = start + len(data)
+        for event in events:
+            if not isinstance(event, BodyData) or event.offset + len(event.data) <= at:
+                continue
+            candidate = self.sinks.get(event.path)
+            if candidate is None or not self._leaving(candidate):
+                continue
+            skipFrom = max(event.offset, at)
+            skipTo = min(event.offset + len(event.data), end)
+            if skipFrom >= skipTo:
+                continue
+            self.spool.write(data[at - start: skipFrom - start])
+            self.spool.skip(skipTo - skipFrom)
+            at = skipTo
+        self.spool.write(data[at - start:])
+
+    def _leaving(self, candidate: Candidate) -> bool:
+        """This part is an attachment of a message that will be protected."""
+        headers = candidate.headers
+        return (
+            candidate.sink.size >= self.tenant.min_attachment_size
+            and (headers.disposition == "attachment" or headers.contentId is None)
+        )
 
     def _events(self, events: list) -> None:
         for event in events:
@@ -243,10 +286,12 @@ class Transaction:
     def _partStart(self, event: PartStart) -> None:
         if event.path == ():
             self._topHeaders(event)
-        if any(event.path[:n] in self.inAttachedMessage for n in range(len(event.path))):
+        if any(event.path[:n] in self.enclosing for n in range(len(event.path))):
             return
         headers = event.headers
         contentType = headers.contentType
+        if contentType in SEALED_TYPES:
+            self.enclosing.add(event.path)  # nothing inside leaves (structure.isAttachment)
         if contentType.startswith("multipart/"):
             return
         kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
@@ -257,11 +302,14 @@ class Transaction:
             candidate = Candidate(event.path, len(self.candidates), kind, headers)
             self.candidates.append(candidate)
             if kind == MESSAGE:
-                self.inAttachedMessage.add(event.path)
+                self.enclosing.add(event.path)
             if self.extracting:
                 self._openSink(candidate)
         elif contentType == "text/html":
             self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
+
+    def _candidate(self, path: tuple[int, ...]) -> Optional[Candidate]:
+        return next((c for c in self.candidates if c.path == path), None)
 
     def _openSink(self, candidate: Candidate) -> None:
         decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
@@ -284,8 +332,8 @@ class Transaction:
             self.referencedCids |= cids.close()
             return
         candidate = self.sinks.pop(event.path, None)
-        if candidate is None and event.path in self.inAttachedMessage:
-            candidate = next(c for c in self.candidates if c.path == event.path)
+        if candidate is None and event.path in self.enclosing and self._candidate(event.path):
+            candidate = self._candidate(event.path)
             if candidate.sink is not None:
                 # An attached message is stored byte-exact from the spool.
                 start = self.structure[event.path].bodyStart
@@ -332,6 +380,7 @@ class Transaction:
         if not self.extracting:
             return
         self.extracting = False
+        self.sparse = False
         for candidate in self.sinks.values():
             candidate.sink.abort()
         self.sinks.clear()
@@ -352,6 +401,10 @@ class Transaction:
             return
         sender = policy.effectiveSender(self.envelope.sender, facts)
         self.configuredUser = policy.isConfiguredUser(self.tenant, sender)
+        original, _ = policy.splitRecipients(self.tenant, self.envelope.recipients)
+        # Only then is a big attachment certain to leave (see _spool).
+        self.sparse = (self.extracting and self.configuredUser and not original
+                       and self.tenant.on_error == "tempfail")
 
     # -- deciding and relaying ---------------------------------------------
 
@@ -382,6 +435,8 @@ class Transaction:
     def _discardStored(self, keep: frozenset = frozenset()) -> None:
         """Delete stored objects (all but ``keep`` slots) once their writes settle."""
         store = self.gateway.store
+        if not self.candidates:
+            return
 
         def delete(_: Any) -> None:
             for candidate in self.candidates:
@@ -406,18 +461,17 @@ class Transaction:
             return replies.TENANT_MISMATCH
         try:
             decision = self.early or await self._decide(facts)
+            if decision.action == policy.REJECT:
+                self._discardStored()
+                self._count(policy.REJECT)
+                return decision.reply
+            if decision.action == policy.PASS:
+                self._discardStored()
+                leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)))
+                return await self._relay([leg], decision.action)
+            return await self._protect(decision, facts)
         except Exception:
-            self._discardStored()
-            return self._internalError(Failure())
-        if decision.action == policy.REJECT:
-            self._discardStored()
-            self._count(policy.REJECT)
-            return decision.reply
-        if decision.action == policy.PASS:
-            self._discardStored()
-            leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)))
-            return await self._relay([leg], decision.action)
-        return await self._protect(decision, facts)
+            return await self._internalError(Failure())
 
     async def _decide(self, facts: policy.HeaderFacts) -> policy.Decision:
         sender = policy.effectiveSender(self.envelope.sender, facts)
@@ -430,7 +484,8 @@ class Transaction:
         how = policy.userAction(self.tenant, sender, known)
         if how is not None and self.gateway.transfers is not None:
             await self.gateway.transfers.createUser(self.tenant.id, sender, how)
-        await DeferredList(self.storing, consumeErrors=True)
+        if self.storing:
+            await DeferredList(self.storing, consumeErrors=True)
         if self.storageFailure is not None:
             raise StorageError(self.storageFailure.getErrorMessage())
         found = {part.path for part in attachments(self.structure, self.referencedCids)}
@@ -442,8 +497,20 @@ class Transaction:
         return policy.finalDecision(self.tenant, self.envelope.sender, self.envelope.recipients,
                                     facts, largest, len(files))
 
-    def _internalError(self, failure: Failure) -> Reply:
+    async def _internalError(self, failure: Failure) -> Reply:
+        """
+        Storage, database or our own bug: 451 so EXO retries, or with
+        ``on_error = "pass"`` the original, unprotected, to everyone.
+        """
         self.log.failure("{queueId}: processing failed", failure, queueId=self.queueId)
+        self._discardStored()
+        if self.tenant.on_error == "pass":
+            status = policy.passed(ERROR, self.envelope.recipients).status
+            leg = Leg("original", self.envelope.recipients, ready(self._original(status)))
+            try:
+                return await self._relay([leg], policy.PASS)
+            except Exception:
+                self.log.failure("{queueId}: relaying the original failed too", queueId=self.queueId)
         self._count(TEMPFAILED)
         return replies.LOCAL_TEMPFAIL
 
@@ -512,7 +579,12 @@ class Transaction:
             status = policy.passed(policy.INTERNAL_RECIPIENT, decision.originalRecipients).status
             legs.append(Leg("original", decision.originalRecipients, ready(self._original(status))))
         legs.append(Leg("protected", decision.protectedRecipients, protectedMessage))
-        reply = await self._relay(legs, policy.PROTECT, queueId=self.transferId)
+        try:
+            reply = await self._relay(legs, policy.PROTECT, queueId=self.transferId)
+        except Exception:
+            if created:
+                await gateway.transfers.deleteTransfer(self.transferId)
+            raise
         if reply.positive and created:
             gateway.metrics.attachments.labels(tenant=tenant.id).inc(len(stored))
             gateway.metrics.attachmentBytes.labels(tenant=tenant.id).inc(sum(f.size for f in stored))
@@ -536,10 +608,7 @@ class Transaction:
             key = None
             if dedupId:
                 key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)
-                try:
-                    state = await transfers.claim(key, self.tenant.id)
-                except Exception:
-                    return self._internalError(Failure())
+                state = await transfers.claim(key, self.tenant.id)
                 if state == DONE:
                     self.log.info("{queueId}: {leg} already relayed, not again", queueId=self.queueId, leg=leg.name)
                     continue
@@ -559,7 +628,7 @@ class Transaction:
                     continue
                 if isinstance(e, RelayError):
                     return self._relayFailed(e)
-                return self._internalError(Failure())
+                raise
             if key is not None:
                 try:
                     await transfers.markDone(key, self.tenant.id)

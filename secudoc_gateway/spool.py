@@ -68,6 +68,17 @@ class Spool:
         self._file.write(data)
         self.size += len(data)
 
+    def skip(self, n: int) -> None:
+        """
+        Leave ``n`` bytes out (a hole on disk): for ranges nobody will
+        read.  In memory the spool has no holes, so it writes zeros there.
+        """
+        if self._file is None:
+            self.write(bytes(n))
+            return
+        self._file.seek(n, os.SEEK_CUR)
+        self.size += n
+
     def _moveToDisk(self) -> None:
         self._file = tempfile.TemporaryFile(prefix="secudoc-spool-", dir=self._tempdir)
         if self._memory:

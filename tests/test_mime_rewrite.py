@@ -12,7 +12,10 @@ import datetime
 import email
 import email.policy
 import glob
+import html as htmlModule
 import os
+import quopri
+import re
 import tracemalloc
 from collections import Counter
 from email.message import EmailMessage, Message
@@ -22,17 +25,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.mails import Banner, bannerFor
+from secudoc_gateway.mails import Banner, bannerFor, transferTemplate
 from secudoc_gateway.mime.decode import decoderFor
 from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartStart
 from secudoc_gateway.mime.rewrite import (
+    EscapedTextTransform,
     HtmlBannerTransform,
     PlainBannerTransform,
     QuotedPrintableEncoder,
     bannerTargets,
     effectiveRemoval,
+    escapeText,
     linkModePlan,
     textDecoder,
+    transferModePlan,
 )
 from secudoc_gateway.mime.structure import LEAF, CidScanner, Structure, attachments
 from secudoc_gateway.outgoing import OutgoingMessage, SpoolRange, Transformed
@@ -62,12 +68,15 @@ class Protected:
             self.spool.write(raw[at : at + chunk])
         self.structure = parseStructure(raw, chunk, self.cidScan)
         self.remove = {p.path for p in attachments(self.structure, self.cids)}
-        self.plan = linkModePlan(self.structure, self.remove, banner, stamp, len(raw))
+        self.plan = self.makePlan(banner, stamp)
         self.message = OutgoingMessage(self.spool, self.plan)
         self.chunks = list(self.message.chunks())
         self.out = b"".join(self.chunks)
 
     cids: set[str]
+
+    def makePlan(self, banner: Banner, stamp: bytes) -> list[Any]:
+        return linkModePlan(self.structure, self.remove, banner, stamp, len(self.raw))
 
     def cidScan(self, events: list[Any]) -> None:
         scanners: dict[tuple[int, ...], tuple[Any, CidScanner]] = {}
@@ -679,3 +688,500 @@ def _decodedText(raw: bytes, part: Any) -> str:
     data = decoder.feed(raw[part.bodyStart : part.bodyEnd]) + decoder.close()
     charset: Optional[str] = part.headers.charset
     return data.decode(charset or "utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- separate mode: no banner --------------------------------------------------
+
+
+class Separated(Protected):
+    """The main message of separate mode: ``linkModePlan`` without a banner."""
+
+    def makePlan(self, banner: Banner, stamp: bytes) -> list[Any]:
+        return linkModePlan(self.structure, self.remove, None, stamp, len(self.raw))
+
+
+class SeparateChecks:
+    def assertSeparated(self, run: Protected) -> Message:
+        """No new defects, one stamp, every kept leaf byte for byte, no banner anywhere."""
+        test: SynchronousTestCase = self  # type: ignore[assignment]
+        original = email.message_from_bytes(run.raw, policy=email.policy.default)
+        result = run.parsed
+        test.assertEqual(defects(result) - defects(original), Counter(), run.out[:3000])
+        test.assertEqual(result.get_all("X-SecuDoc"), ["1.0"])
+        test.assertTrue(run.out.startswith(STAMP if b"\r\n" in run.out[:200] else STAMP.replace(b"\r\n", b"\n")))
+        removed = effectiveRemoval(run.structure, run.remove)
+        kept = leafBodies(run.raw, run.structure, removed)
+        after = parseStructure(run.out)
+        test.assertEqual(kept - leafBodies(run.out, after, set()), Counter())
+        added = sum(1 for p in after.parts if p.kind == LEAF) - sum(kept.values())
+        test.assertIn(added, (0, 1))
+        if added:
+            # The empty body that keeps the message or its root multipart valid.
+            test.assertIn(b"", leafBodies(run.out, after, set()))
+        test.assertNotIn(HTML_MARK, run.out)
+        test.assertNotIn(b"downloadlink", run.out)
+        return result
+
+
+class SeparateModeTests(SeparateChecks, SynchronousTestCase):
+    def test_attachmentsGoNothingComes(self) -> None:
+        """The text bodies stay byte for byte: no banner, no re-encoding."""
+        message = simple()
+        message.set_content("Hoi Bob\n")
+        message.add_alternative("<html><body><p>Hoi Bob</p></body></html>\n", subtype="html")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        raw = build(message)
+        run = Separated(raw)
+        result = self.assertSeparated(run)
+        self.assertEqual([p.get_content_type() for p in result.walk()],
+                         ["multipart/mixed", "multipart/alternative", "text/plain", "text/html"])
+        self.assertEqual(text(result.get_body(("plain",))), "Hoi Bob\n")
+        # Only the attachment, with the delimiter line before it, is gone.
+        before, attachment = run.structure.children(())
+        self.assertEqual(run.out, STAMP + raw[: before.bodyEnd] + raw[attachment.bodyEnd :])
+
+    def test_textOnlyUnchanged(self) -> None:
+        """Nothing to take out: the message as received, under the stamp."""
+        message = simple()
+        message.set_content("Hoi\n")
+        raw = build(message)
+        self.assertEqual(Separated(raw).out, STAMP + raw)
+
+    def test_rootIsAttachment(self) -> None:
+        """The whole message was the file: an empty text/plain body is left."""
+        message = simple()
+        message.set_content(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Separated(build(message))
+        self.assertEqual(run.remove, {()})
+        result = self.assertSeparated(run)
+        self.assertEqual(result.get_content_type(), "text/plain")
+        self.assertEqual(result.get_content(), "")
+        self.assertEqual(result.get_all("Content-Type"), ['text/plain; charset="utf-8"'])
+        self.assertIsNone(result["Content-Disposition"])
+        self.assertTrue(run.out.endswith(b"\r\n\r\n"))
+
+    def test_allChildrenRemoved(self) -> None:
+        """A root multipart left with no child gets one empty text/plain part (RFC 2046 5.1.1)."""
+        message = simple()
+        message.make_mixed()
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="a.pdf")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="b.pdf")
+        result = self.assertSeparated(Separated(build(message)))
+        self.assertEqual(result.get_content_type(), "multipart/mixed")
+        parts = list(result.iter_parts())
+        self.assertEqual([(p.get_content_type(), p.get_content()) for p in parts], [("text/plain", "")])
+
+    def test_nonTextRootKept(self) -> None:
+        """No text body is no reason to add one: an inline image stays as it was."""
+        message = simple()
+        message.set_content(b"\x89PNG" * 50, "image", "png", disposition="inline")
+        raw = build(message)
+        run = Separated(raw)
+        self.assertEqual(run.out, STAMP + raw)
+        self.assertSeparated(run)
+
+    def test_lfOnly(self) -> None:
+        message = simple()
+        message.make_mixed()
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="a.pdf")
+        raw = bytes(message).replace(b"\r\n", b"\n")
+        run = Separated(raw, stamp=STAMP.replace(b"\r\n", b"\n"))
+        self.assertNotIn(b"\r", run.out)
+        self.assertSeparated(run)
+
+    @settings(max_examples=75, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(trees(), st.sampled_from([b"\r\n", b"\n"]), st.integers(1, 500))
+    def test_randomTrees(self, tree: dict[str, Any], eol: bytes, chunk: int) -> None:
+        raw, stamp = renderRaw(tree, eol)
+        self.assertSeparated(Separated(raw, chunk=chunk, stamp=stamp))
+
+
+# -- transfer mode ---------------------------------------------------------------
+
+TEMPLATE = {language: transferTemplate(BANNER, language) for language in ("nl", "en")}
+_BOUNDARY = re.compile(rb"=_secudoc_[0-9a-f]{32}")
+
+
+class Transferred(Protected):
+    language = "nl"
+
+    def makePlan(self, banner: Banner, stamp: bytes) -> list[Any]:
+        return transferModePlan(self.structure, self.remove, banner, stamp, len(self.raw), self.language)
+
+    @property
+    def normalized(self) -> bytes:
+        """The output with its random boundary fixed, to compare runs."""
+        return _BOUNDARY.sub(b"BOUNDARY", self.out)
+
+
+def preText(htmlText: str) -> str:
+    """What the HTML side shows as the message: the <pre>'s content, unescaped."""
+    start = htmlText.index("<pre ")
+    start = htmlText.index(">\n", start) + 2
+    return htmlModule.unescape(htmlText[start : htmlText.rindex("</pre>")])
+
+
+class TransferChecks:
+    def assertTransferred(self, run: Protected, message: Optional[str], language: str = "nl") -> Message:
+        """
+        The top header block with the stamp, a multipart/alternative of
+        the template with ``message`` (None: no text body at all) in
+        plain text and in HTML, the link once in each, nothing else.
+        """
+        test: SynchronousTestCase = self  # type: ignore[assignment]
+        template = TEMPLATE[language]
+        original = email.message_from_bytes(run.raw, policy=email.policy.default)
+        result = run.parsed
+        originalHeaderDefects = Counter(type(d).__name__ for d in original.defects)
+        test.assertEqual(defects(result) - originalHeaderDefects, Counter(), run.out[:3000])
+        eol = b"\r\n" if b"\r\n" in run.out[:200] else b"\n"
+        test.assertTrue(run.out.startswith(STAMP.replace(b"\r\n", eol)))
+        if eol == b"\n":
+            test.assertNotIn(b"\r", run.out)
+        test.assertEqual(result.get_all("X-SecuDoc"), ["1.0"])
+        test.assertEqual(result.get_all("MIME-Version"), ["1.0"])
+        test.assertEqual(len(result.get_all("Content-Type")), 1)
+        test.assertEqual(result.get_content_type(), "multipart/alternative")
+        test.assertEqual([k for k in result.keys() if k.lower().startswith("content-") and k.lower() != "content-type"],
+                         [])
+        test.assertEqual(result["Subject"], original["Subject"])
+        parts = list(result.iter_parts())
+        test.assertEqual([p.get_content_type() for p in parts], ["text/plain", "text/html"])
+        test.assertEqual(len(list(result.walk())), 3)
+        plain, htmlPart = parts
+        test.assertEqual(plain["Content-Transfer-Encoding"], "quoted-printable")
+        plainText = text(plain)
+        htmlText = text(htmlPart)
+        test.assertEqual(plainText.count("https://gw.example/t/TOKEN"), 1)
+        test.assertEqual(htmlText.count('href="https://gw.example/t/TOKEN"'), 1)
+        if message is None:
+            test.assertEqual(plainText, template.textAlone)
+            test.assertEqual(htmlText, template.htmlAlone)
+        else:
+            test.assertEqual(plainText, template.text + message)
+            test.assertTrue(htmlText.startswith(template.htmlHead))
+            test.assertTrue(htmlText.endswith(template.htmlTail))
+            test.assertEqual(preText(htmlText), message)
+        return result
+
+
+def rawMessage(body: bytes, contentType: str, cte: str, attach: bool = True) -> bytes:
+    """A multipart/mixed of a text body as given and a PDF."""
+    head = b"From: a@example.test\r\nTo: b@external.test\r\nSubject: Stukken\r\nMIME-Version: 1.0\r\n"
+    if not attach:
+        return head + f"Content-Type: {contentType}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode() + body
+    return (
+        head + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        + f"Content-Type: {contentType}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode() + body
+        + b'\r\n--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="r.pdf"\r\n'
+        + b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(PDF).replace(b"\n", b"\r\n")
+        + b"--b--\r\n"
+    )
+
+
+class TransferModeTests(TransferChecks, SynchronousTestCase):
+    def test_alternativeWithAttachments(self) -> None:
+        """The plain text is the message in both sides; the original HTML, image and PDF go."""
+        message = simple()
+        message.set_content("Beste Bob,\n\n<zie> bijlage & groet.\n")
+        message.add_alternative('<html><body><p>ORIGINAL HTML</p><img src="cid:logo@x"></body></html>\n',
+                                subtype="html")
+        message.get_payload()[1].add_related(b"\x89PNG" * 300, "image", "png", cid="<logo@x>", disposition="inline")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Transferred(build(message))
+        result = self.assertTransferred(run, "Beste Bob,\n\n<zie> bijlage & groet.\n")
+        self.assertNotIn(b"ORIGINAL HTML", run.out)
+        self.assertNotIn(b"PNG", run.out)
+        self.assertIn(b"&lt;zie&gt; bijlage &amp; groet.", run.out)
+        self.assertEqual(result["From"], "Alice <alice@example.test>")
+
+    def test_encodingsAndCharsets(self) -> None:
+        """The text is decoded from its transfer encoding and charset, whatever they are."""
+        body = "Café crème <b>&amp;</b>\nregel twee\n"
+        for cte, charset in (
+            ("8bit", "utf-8"), ("8bit", "iso-8859-1"), ("quoted-printable", "utf-8"),
+            ("quoted-printable", "iso-8859-1"), ("base64", "utf-8"), ("base64", "iso-8859-1"),
+        ):
+            data = body.encode(charset)
+            if cte == "base64":
+                data = base64.encodebytes(data.replace(b"\n", b"\r\n")).replace(b"\n", b"\r\n")
+            elif cte == "quoted-printable":
+                data = quopri.encodestring(data).replace(b"\n", b"\r\n")
+            else:
+                data = data.replace(b"\n", b"\r\n")
+            for attach in (True, False):
+                raw = rawMessage(data, f"text/plain; charset={charset}", cte, attach)
+                try:
+                    self.assertTransferred(Transferred(raw), body)
+                except Exception as e:
+                    raise AssertionError(f"{cte} {charset} {attach}: {e}") from e
+
+    def test_windows1252(self) -> None:
+        body = "Prijs: € 10 – “netto”\n"
+        raw = rawMessage(body.replace("\n", "\r\n").encode("windows-1252"), "text/plain; charset=windows-1252", "8bit")
+        run = Transferred(raw)
+        self.assertTransferred(run, body)
+        self.assertTrue(run.parsed.get_body(("html",)).get_content().isascii())
+
+    def test_english(self) -> None:
+        run = Transferred.__new__(Transferred)
+        run.language = "en"
+        Transferred.__init__(run, rawMessage(b"Hello\r\n", "text/plain", "7bit"))
+        result = self.assertTransferred(run, "Hello\n", "en")
+        self.assertIn("Message:", text(result.get_body(("plain",))))
+
+    def test_htmlOnly(self) -> None:
+        """Only an HTML body: it stays HTML, in its own encoding, the template after <body>."""
+        original = '<html><head><style>p{}</style></head><body class="x"><p>Hoi</p></body></html>\r\n'
+        data = base64.encodebytes(original.encode("iso-8859-15")).replace(b"\n", b"\r\n")
+        run = Transferred(rawMessage(data, "text/html; charset=iso-8859-15", "base64"))
+        result = run.parsed
+        self.assertEqual(defects(result), Counter())
+        plain, htmlPart = result.iter_parts()
+        self.assertEqual(text(plain), TEMPLATE["nl"].textHtmlOnly)
+        self.assertEqual(htmlPart["Content-Transfer-Encoding"], "base64")
+        self.assertEqual(htmlPart.get_content_charset(), "iso-8859-15")
+        expected = original.replace('<body class="x">', '<body class="x">' + TEMPLATE["nl"].htmlInsert)
+        self.assertEqual(htmlPart.get_payload(decode=True).decode("ascii"), expected.replace("\n", "\r\n").replace(
+            "\r\r\n", "\r\n"))
+        self.assertNotIn(b"%PDF", run.out)
+
+    def test_noTextBody(self) -> None:
+        """The whole message was the file: the template alone."""
+        message = simple()
+        message.set_content(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        run = Transferred(build(message))
+        self.assertEqual(run.remove, {()})
+        self.assertTransferred(run, None)
+        self.assertNotIn(b"Content-Disposition", run.out)
+
+    def test_nested(self) -> None:
+        """The first text/plain of mixed > related > alternative is the message."""
+        raw = (
+            b"From: a@example.test\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=m\r\n"
+            b"\r\n--m\r\nContent-Type: multipart/related; boundary=r\r\n"
+            b"\r\n--r\r\nContent-Type: multipart/alternative; boundary=a\r\n"
+            b"\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+            b"\r\ndiep genest=\r\n\r\n"
+            b"--a\r\nContent-Type: text/html\r\n\r\n<html><body><img src=3D\"cid:i@x\"></body></html>\r\n--a--\r\n"
+            b"\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <i@x>\r\nContent-Disposition: inline\r\n\r\nPNG\r\n"
+            b"--r--\r\n"
+            b"\r\n--m\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n\r\n%PDF\r\n"
+            b"--m\r\nContent-Type: text/plain\r\n\r\nsecond text body\r\n--m--\r\n"
+        )
+        run = Transferred(raw)
+        self.assertEqual(run.remove, {(1,)})
+        self.assertTransferred(run, "diep genest\n")
+        self.assertNotIn(b"second text body", run.out)
+
+    def test_attachedTextIsNotTheMessage(self) -> None:
+        """A text/plain attachment is a file, not the message."""
+        message = simple()
+        message.make_mixed()
+        message.add_attachment("notes\n", filename="notes.txt")
+        run = Transferred(build(message))
+        self.assertTransferred(run, None)
+        self.assertNotIn(b"notes", run.out.split(b"\r\n\r\n", 1)[1])
+
+    def test_headerBlock(self) -> None:
+        """Original fields stay in order; Content-* and incoming gateway fields go."""
+        raw = (
+            b"X-SecuDoc: 0.9\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\nTo: a@x,\r\n\tb@y\r\n"
+            b"Content-Disposition: inline\r\nContent-Transfer-Encoding: 8bit\r\nMIME-Version: 1.0\r\n\r\nbody\r\n"
+        )
+        run = Transferred(raw)
+        head = run.out.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+        self.assertEqual(_BOUNDARY.sub(b"B", head), STAMP + b'Subject: x\r\nContent-Type: multipart/alternative; '
+                         b'boundary="B"\r\nTo: a@x,\r\n\tb@y\r\nMIME-Version: 1.0\r\n')
+        self.assertTransferred(run, "body\n")
+
+    def test_lfOnly(self) -> None:
+        message = simple()
+        message.set_content("Hoi\n")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        raw = bytes(message).replace(b"\r\n", b"\n")
+        run = Transferred(raw, stamp=STAMP.replace(b"\r\n", b"\n"))
+        self.assertTransferred(run, "Hoi\n")
+
+    def test_formatFlowed(self) -> None:
+        """format=flowed stays declared, and the template does not flow into the text."""
+        body = "Dit is een lange regel die  \r\ndoorloopt.\r\n"
+        raw = rawMessage(body.encode("ascii"), "text/plain; charset=us-ascii; format=flowed", "7bit")
+        run = Transferred(raw)
+        plain = run.parsed.get_body(("plain",))
+        self.assertEqual(plain.get_param("format"), "flowed")
+        for line in text(plain).split("\n")[: TEMPLATE["nl"].text.count("\n")]:
+            self.assertEqual(line, line.rstrip(" "))
+        self.assertTrue(text(plain).endswith(body.replace("\r\n", "\n")))
+
+    def test_everyChunkSize(self) -> None:
+        message = simple()
+        message.set_content("Héllo <&>\n" * 50, cte="quoted-printable")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        raw = build(message)
+        whole = Transferred(raw).normalized
+        for chunk in (1, 3, 17, 100):
+            self.assertEqual(Transferred(raw, chunk=chunk).normalized, whole)
+
+    def test_largeTextStreamed(self) -> None:
+        """
+        A text body of a few MB goes through both sides streamed: chunks
+        stay bounded, memory too, and the estimate is close.
+        """
+        line = "Regel met <tekst> & één accent.\r\n"
+        count = (3 << 20) // len(line)
+        raw = rawMessage(line.encode("utf-8") * count, "text/plain; charset=utf-8", "8bit")
+        run = Transferred(raw, memoryLimit=1 << 16)
+        self.assertTrue(run.spool.onDisk)
+        self.assertEqual(sum(1 for s in run.plan if isinstance(s, Transformed)), 2)
+        self.assertLessEqual(max(len(c) for c in run.chunks), 65536)
+        self.assertFalse(run.message.exactSize)
+        self.assertLess(abs(run.message.size - len(run.out)), len(run.out) // 4)
+        self.assertTransferred(run, line.replace("\r\n", "\n") * count)
+        tracemalloc.start()
+        try:
+            total = sum(len(c) for c in run.message.chunks())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        self.assertEqual(total, len(run.out))
+        self.assertLess(peak, 1 << 20)
+
+    @settings(max_examples=75, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(trees(), st.sampled_from([b"\r\n", b"\n"]), st.integers(1, 500))
+    def test_randomTrees(self, tree: dict[str, Any], eol: bytes, chunk: int) -> None:
+        """Any tree: the first text/plain body, decoded, is the message."""
+        raw, stamp = renderRaw(tree, eol)
+        run = Transferred(raw, chunk=chunk, stamp=stamp)
+        plain, htmlPath = bannerTargets(run.structure, effectiveRemoval(run.structure, run.remove))
+        if plain is not None:
+            self.assertTransferred(run, _decodedText(raw, run.structure[plain]))
+        elif htmlPath is None:
+            self.assertTransferred(run, None)
+        else:
+            result = run.parsed
+            self.assertEqual(defects(result), Counter())
+            self.assertEqual(text(result.get_body(("plain",))), TEMPLATE["nl"].textHtmlOnly)
+            self.assertIn(HTML_MARK, result.get_body(("html",)).get_payload(decode=True))
+
+
+class ModeCorpusTests(SeparateChecks, TransferChecks, SynchronousTestCase):
+    """The shared corpus through separate and transfer mode."""
+
+    def runs(self, kind: type) -> Any:
+        paths = sorted(glob.glob(os.path.join(CORPUS, "*.eml")))
+        self.assertGreater(len(paths), 300)
+        for path in paths:
+            name = os.path.basename(path)
+            if name in CorpusTests.KNOWN:
+                continue
+            with open(path, "rb") as f:
+                raw = f.read()
+            stamp = STAMP if b"\r\n" in raw[:4096] else STAMP.replace(b"\r\n", b"\n")
+            run = kind(raw, chunk=7919, stamp=stamp)
+            if run.structure.fatal is None:
+                yield name, run
+
+    def test_separate(self) -> None:
+        checked = 0
+        for name, run in self.runs(Separated):
+            try:
+                self.assertSeparated(run)
+            except Exception as e:
+                raise AssertionError(f"{name}: {e}") from e
+            checked += 1
+        self.assertGreater(checked, 300)
+
+    def test_transfer(self) -> None:
+        checked = 0
+        for name, run in self.runs(Transferred):
+            result = run.parsed
+            try:
+                headerDefects = Counter(type(d).__name__ for d in
+                                        email.message_from_bytes(run.raw, policy=email.policy.default).defects)
+                self.assertEqual(defects(result) - headerDefects, Counter())
+                self.assertEqual(result.get_all("X-SecuDoc"), ["1.0"])
+                self.assertEqual(result.get_content_type(), "multipart/alternative")
+                self.assertEqual(len(list(result.walk())), 3)
+                payloads = [p.get_payload(decode=True) or b"" for p in result.iter_parts()]
+                self.assertEqual([HTML_MARK in p for p in payloads], [True, True])
+            except Exception as e:
+                raise AssertionError(f"{name}: {e}") from e
+            checked += 1
+        self.assertGreater(checked, 300)
+
+
+def renderRaw(tree: dict[str, Any], eol: bytes) -> tuple[bytes, bytes]:
+    root = render(tree)
+    root["From"] = "a@example.test"
+    root["Subject"] = "random"
+    if "MIME-Version" not in root:
+        root["MIME-Version"] = "1.0"
+    raw = bytes(root).replace(b"\r\n", b"\n")
+    if eol == b"\r\n":
+        raw = raw.replace(b"\n", b"\r\n")
+    return raw, STAMP if eol == b"\r\n" else STAMP.replace(b"\r\n", b"\n")
+
+
+# -- the streaming transforms at random splits -----------------------------------------
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab <>&\"'=é€日\r\n\t\x00\x0b\x85") + ["\ud800"]), max_size=300)
+
+
+def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
+    pieces, at = [], 0
+    for cut in cuts:
+        pieces.append(data[at : at + cut])
+        at += cut
+    return pieces + [data[at:]]
+
+
+def _through(transform: Any, pieces: list[bytes]) -> bytes:
+    return b"".join(transform.feed(piece) for piece in pieces) + transform.close()
+
+
+class StreamingTransformTests(SynchronousTestCase):
+    def test_escapeText(self) -> None:
+        self.assertEqual(escapeText("<a href=\"x\">&é\x00\x1b\x85\t\r\n"), b'&lt;a href="x"&gt;&amp;&#233;\t\r\n')
+
+    def test_escapedTransformEmpty(self) -> None:
+        out = _through(EscapedTextTransform("7bit", None, b"<pre>\n", b"</pre>\n", b"\r\n"), [b""])
+        self.assertEqual(out, b"<pre>\r\n</pre>\r\n")
+
+    def test_escapedTransformUnknownEncoding(self) -> None:
+        self.assertRaises(ValueError, EscapedTextTransform, "x-uuencode", None, b"", b"", b"\r\n")
+
+    @settings(max_examples=200, deadline=None)
+    @given(_TEXT, st.sampled_from(["8bit", "quoted-printable", "base64"]),
+           st.sampled_from(["utf-8", "iso-8859-15", "utf-16"]), st.lists(st.integers(0, 40), max_size=30))
+    def test_escapedTransformSplits(self, value: str, cte: str, charset: str, cuts: list[int]) -> None:
+        """Any chunking gives the bytes of the whole; they read back as the text, escaped, in ASCII QP."""
+        value = value.encode(charset, "replace").decode(charset)  # what the charset can carry
+        if charset != "utf-16":
+            value = value.replace("\ud800", "")
+        data = value.encode(charset, "surrogatepass")
+        if cte == "base64":
+            data = base64.encodebytes(data)
+        elif cte == "quoted-printable":
+            data = quopri.encodestring(data)
+        whole = _through(EscapedTextTransform(cte, charset, b"<pre>\n", b"</pre>\n", b"\r\n"), [data])
+        split = _through(EscapedTextTransform(cte, charset, b"<pre>\n", b"</pre>\n", b"\r\n"), _splits(data, cuts))
+        self.assertEqual(split, whole)
+        self.assertTrue(whole.isascii())
+        self.assertTrue(all(len(line) <= 76 for line in whole.split(b"\r\n")))
+        shown = htmlModule.unescape(binascii.a2b_qp(whole).decode("ascii"))
+        expected = value.translate({c: None for c in (0, 0x0B, 0x85)}).replace("\r\n", "\n").replace("\r", "\n")
+        if charset == "utf-16":
+            expected = expected.replace("\ud800", "\ufffd")
+        self.assertEqual(shown, "<pre>\r\n" + expected.replace("\n", "\r\n") + "</pre>\r\n")
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=400) | _TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+           st.lists(st.integers(0, 60), max_size=30))
+    def test_qpEncoderSplits(self, data: bytes, cuts: list[int]) -> None:
+        """Quoted-printable at any chunking: the same bytes, short lines, the data back with CRLF lines."""
+        whole = _through(QuotedPrintableEncoder(), [data])
+        self.assertEqual(_through(QuotedPrintableEncoder(), _splits(data, cuts)), whole)
+        self.assertTrue(all(len(line) <= 76 for line in whole.split(b"\r\n")))
+        normalized = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+        self.assertEqual(binascii.a2b_qp(whole), normalized)

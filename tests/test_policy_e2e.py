@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from secudoc_gateway.errors import StorageError
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
 
@@ -294,3 +295,31 @@ class Dedup(PolicyTestCase):
         code, _ = await first
         self.assertEqual(code, 250)
         self.assertEqual(len(self.relayed()), 1)
+
+
+class OnError(PolicyTestCase):
+    """An internal failure (here: the object store is gone) per on_error."""
+
+    def breakStorage(self) -> None:
+        objects = os.path.join(self.folder, "objects")
+        os.rmdir(objects)
+        with open(objects, "w") as f:
+            f.write("not a folder")
+
+    @asyncTest
+    async def test_tempfail(self) -> None:
+        await self.start()
+        self.breakStorage()
+        code, text = await self.send(outgoing())
+        self.assertEqual((code, text[:5]), (451, b"4.3.0"))
+        self.assertEqual(self.relayed(), [])
+        self.assertTrue(self.flushLoggedErrors(StorageError))
+
+    @asyncTest
+    async def test_pass(self) -> None:
+        await self.start(on_error="pass")
+        self.breakStorage()
+        raw = outgoing()
+        status = await self.status(raw)
+        self.assertEqual(status, "passed; reason=error")
+        self.assertTrue(self.flushLoggedErrors(StorageError))
