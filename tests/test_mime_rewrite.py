@@ -962,7 +962,7 @@ class TransferModeTests(TransferChecks, SynchronousTestCase):
             b"\r\n--m\r\nContent-Type: multipart/related; boundary=r\r\n"
             b"\r\n--r\r\nContent-Type: multipart/alternative; boundary=a\r\n"
             b"\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n"
-            b"\r\ndiep genest=\r\n\r\n"
+            b"\r\ndiep genest\r\n\r\n"
             b"--a\r\nContent-Type: text/html\r\n\r\n<html><body><img src=3D\"cid:i@x\"></body></html>\r\n--a--\r\n"
             b"\r\n--r\r\nContent-Type: image/png\r\nContent-ID: <i@x>\r\nContent-Disposition: inline\r\n\r\nPNG\r\n"
             b"--r--\r\n"

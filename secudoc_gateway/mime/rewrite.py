@@ -544,11 +544,39 @@ class _Planner:
         for position, (index, child) in enumerate(kept):
             if position:
                 # The line break and delimiter line right before this child.
-                out.append(SpoolRange(children[index - 1].bodyEnd, child.headerStart))
+                out += self._gap(kept[position - 1], children, index, child.headerStart)
             out += self.content(child)
         # Close-delimiter and epilogue.
-        out.append(SpoolRange(children[-1].bodyEnd, part.bodyEnd))
+        if kept:
+            out += self._gap(kept[-1], children, len(children), part.bodyEnd)
+        elif children[-1].end < part.bodyEnd:
+            out += [self._eol, SpoolRange(children[-1].end, part.bodyEnd)]
         return out
+
+    def _gap(self, previous: tuple[int, Part], children: list[Part], index: int, until: int) -> list[Segment]:
+        """
+        What goes between the kept child ``previous`` and ``until`` (the
+        next kept child, or the end of the close delimiter and epilogue),
+        children ``previous+1 .. index-1`` taken out: a line break (RFC
+        2046 5.1.1: it belongs to the delimiter), then the delimiter line
+        that came after the last child taken out.  A part need not have
+        a line break of its own (``Part.end == Part.bodyEnd``): an
+        attached message's body may end in it, an empty part may share
+        the one of the delimiter line before it.  So the line break is
+        the previous part's, else the removed one's; none when nothing
+        follows (a multipart without its close delimiter stays so).
+        """
+        previousIndex, previousPart = previous
+        if previousIndex == index - 1:
+            return [SpoolRange(previousPart.bodyEnd, until)]
+        removed = children[index - 1]
+        if until <= removed.end:
+            return []
+        if previousPart.end > previousPart.bodyEnd:
+            lineBreak = SpoolRange(previousPart.bodyEnd, previousPart.end)
+        else:
+            lineBreak = SpoolRange(removed.bodyEnd, removed.end)
+        return [lineBreak, SpoolRange(removed.end, until)]
 
     # -- the message ---------------------------------------------------------
 
