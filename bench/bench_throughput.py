@@ -10,6 +10,7 @@ in the same run (the anchor "Postfix, plain relay, queue on disk").
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
@@ -31,6 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3, help="median of this many runs (anchors.md: 3)")
     args = parser.parse_args()
     if not (have("smtp-source") and have("smtp-sink")):
         print("needs Postfix's smtp-source and smtp-sink (Debian package postfix)")
@@ -42,16 +44,18 @@ def main() -> int:
         smtpSource(gateway.smtpPort, 2, 20, 2048)  # warm up
         sink.waitFor(20)
         print(f"pass-through, {args.messages} messages over {args.sessions} connections "
-              "(smtp-source -> relay -> smtp-sink)")
+              f"(smtp-source -> relay -> smtp-sink), median of {args.runs} runs")
         for label, size in SIZES:
             n = args.messages if size < 10000 else max(args.messages // 4, 100)
-            seconds = measure(gateway.smtpPort, sink, args.sessions, n, size)
+            seconds = statistics.median(
+                measure(gateway.smtpPort, sink, args.sessions, n, size) for _ in range(args.runs))
             ours = f"{n / seconds:7.0f} msg/s"
             mb = f"{n * size / seconds / 1e6:6.1f} MB/s"
             if postfix.reason:
                 anchor = f"Postfix not run ({postfix.reason}); anchors.md: {ANCHORS_MD[label]}"
             else:
-                pseconds = measure(postfix.port, sink, args.sessions, n, size)
+                pseconds = statistics.median(
+                    measure(postfix.port, sink, args.sessions, n, size) for _ in range(args.runs))
                 anchor = (f"Postfix here: {n / pseconds:5.0f} msg/s "
                           f"({n * size / pseconds / 1e6:5.1f} MB/s) -> x{pseconds / seconds:4.2f}")
             row(f"secudoc-gateway {label}", f"{ours} {mb}", anchor)
