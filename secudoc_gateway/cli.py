@@ -99,7 +99,9 @@ def testRelay(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             raise SystemExit(EXIT_FAILED)
 
-        return d.addCallbacks(ok, failed)
+        d.addCallbacks(ok, failed)
+        # QUIT the connection before the process ends.
+        return d.addBoth(lambda result: relay.close().addCallback(lambda _: result))
 
     task.react(run, [])  # exits the process with 0, or with the SystemExit code
     return EXIT_OK

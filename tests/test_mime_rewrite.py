@@ -345,6 +345,27 @@ class ScenarioTests(RewriteChecks, SynchronousTestCase):
         result = self.assertProtected(run)
         self.assertEqual([p.get_content_type() for p in result.walk()], ["multipart/mixed", "text/plain"])
 
+    def test_attachedMessageSharesLineBreak(self) -> None:
+        """
+        An attached message whose last line is its own close delimiter,
+        right before the outer one (no line break of its own), taken out
+        last: the part before it keeps its body byte for byte.
+        """
+        raw = (
+            b"From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n"
+            b"--o\r\nContent-Type: text/plain\r\n\r\nHoi\r\n"
+            b"--o\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n\r\nPNG\r\n"
+            b"--o\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
+            b"Subject: in\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n"
+            b"--o--\r\n"
+        )
+        for run in (Protected(raw), Separated(raw)):
+            self.assertEqual(run.remove, {(2,)})
+            after = parseStructure(run.out)
+            self.assertEqual(run.out[after[(1,)].bodyStart : after[(1,)].bodyEnd], b"PNG")
+            self.assertEqual(defects(run.parsed), Counter())
+        self.assertTrue(run.out.endswith(b"\r\nPNG\r\n--o--\r\n"))
+
     def test_lfOnly(self) -> None:
         """A message in bare LFs gets generated lines in bare LFs."""
         message = simple()

@@ -370,3 +370,38 @@ class ReloadTests(ServiceTestCase):
         self.assertFalse(self.gateway.service.reload())
         code, _ = await self.send(sender="carol@second.test")
         self.assertEqual(code, 250)
+
+
+class TestRelayCommandTests(ServiceTestCase):
+    """``secudoc-gateway test-relay TENANT`` against a real inbound connector."""
+
+    def runCommand(self, *args: str) -> defer.Deferred:
+        from twisted.internet import utils
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=root)
+        return utils.getProcessOutputAndValue(sys.executable, ("-m", "secudoc_gateway.cli") + args, env=env)
+
+    startSink = SMTPRelayTests.startSink
+
+    @asyncTest
+    async def test_success(self) -> None:
+        sink, tenant = await self.startSink()
+        folder = os.path.abspath(self.mktemp())
+        path = writeConfig(folder, [dict(DEMO_TENANT, **tenant)])
+        out, err, code = await self.runCommand("test-relay", "--config", path, "example")
+        self.assertEqual(code, 0, err)
+        self.assertIn(b"250", out)
+        [message] = sink.messages
+        self.assertEqual(message.recipients, ("noreply@example.test",))
+        self.assertIn(b"Subject: Uw mailserver is ingesteld", message.data)
+        self.assertEqual(message.clientSubject, "secudoc.example.test")
+
+    @asyncTest
+    async def test_remoteRefuses(self) -> None:
+        sink, tenant = await self.startSink(replies={"rcpt": Reply(550, "5.7.1", "Unknown connector")})
+        folder = os.path.abspath(self.mktemp())
+        path = writeConfig(folder, [dict(DEMO_TENANT, **tenant)])
+        out, err, code = await self.runCommand("test-relay", "--config", path, "example")
+        self.assertEqual(code, 1)
+        self.assertIn(b"550 5.7.1 Unknown connector", err)
