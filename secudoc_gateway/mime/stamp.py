@@ -15,7 +15,9 @@ from typing import Optional
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.policy import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
-_FIELD_START = re.compile(rb"(?:\r\n|\n|\r)(?![ \t])")
+# A line break not followed by folding whitespace ends a field; a CR
+# directly before LF is never a break of its own.
+_FIELD_START = re.compile(rb"\r\n(?![ \t])|\n(?![ \t])|\r(?![\n \t])")
 _NAME = re.compile(rb"[!-9;-~]+")
 
 

@@ -30,6 +30,7 @@ from zope.interface import implementer
 from secudoc_gateway.crypto import DecryptionError, Decryptor, fileKey, tokenHash
 from secudoc_gateway.errors import ProducerStopped
 from secudoc_gateway.extract import slotOf
+from secudoc_gateway.mails import humanSize
 from secudoc_gateway.mime.names import cleanName, safeFilename
 
 SECURITY_HEADERS = {
@@ -67,16 +68,6 @@ def contentDisposition(name: str) -> bytes:
     fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in safe)
     encoded = urllib.parse.quote(safe, safe="")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}".encode("ascii")
-
-
-def humanSize(size: int, language: str) -> str:
-    value, unit = float(size), "B"
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            break
-        value /= 1000
-    text = f"{value:.0f}" if unit == "B" else f"{value:.1f}"
-    return (text.replace(".", ",") if language == "nl" else text) + " " + unit
 
 
 def _page(title: str, body: str) -> bytes:

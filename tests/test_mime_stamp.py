@@ -1,0 +1,59 @@
+"""The gateway's own header fields and the removal of incoming ones."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.mime.stamp import lineEnding, rawFields, received, stampFields, withoutGatewayFields
+
+BLOCK = (
+    b"From: a@example.test\r\n"
+    b"X-SecuDoc: 1.0\r\n"
+    b"Subject: folded\r\n  over two lines\r\n"
+    b"x-secudoc-status: passed\r\n"
+    b"X-SecuDoc-Transfer: abc\r\n"
+    b"X-SecuDoc-Enabled: 1\r\n"
+    b"\r\n"
+)
+
+
+class StampTests(SynchronousTestCase):
+    def test_rawFieldsRoundTrip(self) -> None:
+        fields = rawFields(BLOCK)
+        self.assertEqual(b"".join(fields), BLOCK)
+        self.assertEqual(fields[2], b"Subject: folded\r\n  over two lines\r\n")
+
+    def test_gatewayFieldsRemovedOthersKept(self) -> None:
+        self.assertEqual(
+            withoutGatewayFields(BLOCK),
+            b"From: a@example.test\r\nSubject: folded\r\n  over two lines\r\nX-SecuDoc-Enabled: 1\r\n\r\n",
+        )
+
+    def test_lineEnding(self) -> None:
+        self.assertEqual(lineEnding(BLOCK), b"\r\n")
+        self.assertEqual(lineEnding(BLOCK.replace(b"\r\n", b"\n")), b"\n")
+        self.assertEqual(lineEnding(b""), b"\r\n")
+
+    def test_received(self) -> None:
+        envelope = Envelope("a@example.test", ("b@x.test",), peer="2001:db8::1", helo="mx.test", tls=True)
+        text = received(envelope, "gw.test", "Q1", date=0)
+        self.assertEqual(
+            text,
+            "Received: from mx.test ([IPv6:2001:db8::1])\r\n"
+            "\tby gw.test (secudoc-gateway) with ESMTPS id Q1\r\n"
+            "\tfor <b@x.test>;\r\n"
+            "\tThu, 01 Jan 1970 00:00:00 GMT",
+        )
+
+    def test_stampInTheMessagesStyle(self) -> None:
+        envelope = Envelope("a@example.test", ("b@x.test", "c@x.test"), peer="127.0.0.1", helo="h")
+        stamp = stampFields(envelope, "gw", "Q", "protected", "T1", eol=b"\n", date=0)
+        self.assertNotIn(b"\r", stamp)
+        self.assertNotIn(b"for <", stamp)
+        self.assertTrue(stamp.endswith(b"X-SecuDoc: 1.0\nX-SecuDoc-Status: protected\nX-SecuDoc-Transfer: T1\n"))
+
+    def test_foldedGatewayFieldRemovedWhole(self) -> None:
+        block = b"X-SecuDoc: 1.0\r\n continued\r\nSubject: s\r\n\r\n"
+        self.assertEqual(withoutGatewayFields(block), b"Subject: s\r\n\r\n")
+        self.assertEqual(withoutGatewayFields(block.replace(b"\r\n", b"\n")), b"Subject: s\n\n")

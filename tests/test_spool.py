@@ -1,0 +1,72 @@
+"""The spool: memory first, disk past a bound or the shared budget, holes for bytes nobody reads."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from secudoc_gateway.spool import MemoryBudget, Spool
+
+
+class SpoolTests(SynchronousTestCase):
+    def test_smallStaysInMemory(self) -> None:
+        budget = MemoryBudget(1000)
+        spool = Spool(budget, memoryLimit=100)
+        spool.write(b"a" * 60)
+        spool.write(b"b" * 40)
+        self.assertFalse(spool.onDisk)
+        self.assertEqual(budget.used, 100)
+        self.assertEqual(spool.readBytes(50, 70), b"a" * 10 + b"b" * 10)
+        spool.close()
+        self.assertEqual(budget.used, 0)
+
+    def test_pastTheBoundGoesToDisk(self) -> None:
+        budget = MemoryBudget(1000)
+        spool = Spool(budget, memoryLimit=100)
+        spool.write(b"a" * 60)
+        spool.write(b"b" * 60)
+        self.assertTrue(spool.onDisk)
+        self.assertEqual(budget.used, 0)
+        self.assertEqual(spool.readBytes(0, 120), b"a" * 60 + b"b" * 60)
+        spool.close()
+
+    def test_sharedBudget(self) -> None:
+        """When other spools used the budget up, the next one goes to disk at once."""
+        budget = MemoryBudget(100)
+        first = Spool(budget, memoryLimit=100)
+        first.write(b"x" * 90)
+        second = Spool(budget, memoryLimit=100)
+        second.write(b"y" * 20)
+        self.assertFalse(first.onDisk)
+        self.assertTrue(second.onDisk)
+        first.close()
+        second.close()
+        self.assertEqual(budget.used, 0)
+
+    def test_skipLeavesAHole(self) -> None:
+        spool = Spool(MemoryBudget(0), memoryLimit=0)
+        spool.write(b"head")
+        spool.skip(1000)
+        spool.write(b"tail")
+        self.assertEqual(spool.size, 1008)
+        self.assertEqual(spool.readBytes(0, 4), b"head")
+        self.assertEqual(spool.readBytes(1004, 1008), b"tail")
+        spool.close()
+
+    def test_skipInMemoryWritesZeros(self) -> None:
+        spool = Spool(MemoryBudget(100), memoryLimit=100)
+        spool.write(b"a")
+        spool.skip(3)
+        self.assertEqual(spool.readBytes(0, 4), b"a\0\0\0")
+        spool.close()
+
+    @given(st.lists(st.binary(max_size=300), max_size=20), st.integers(1, 200), st.integers(1, 97))
+    def test_readBackInPieces(self, pieces: list[bytes], limit: int, size: int) -> None:
+        spool = Spool(MemoryBudget(10_000), memoryLimit=limit)
+        for piece in pieces:
+            spool.write(piece)
+        whole = b"".join(pieces)
+        chunks = list(spool.read(0, None, size))
+        self.assertEqual(b"".join(chunks), whole)
+        self.assertTrue(all(len(c) <= size for c in chunks))
+        spool.close()
