@@ -399,7 +399,9 @@ def _truncated(spec: str) -> str:
         return spec
     local, _, domain = spec.rpartition("@")
     local = local.strip('"').replace("\\", "").replace("?", "")[: MAX_ADDRESS // 2]
-    domain = domain[: MAX_ADDRESS // 2 - 8].strip(".-") or "invalid"
+    domain = domain[: MAX_ADDRESS // 2 - 8].strip(".-")
+    if not domain or (domain.startswith("[") and not domain.endswith("]")):
+        domain = "invalid"
     return '"' + local.replace('"', "") + '"@' + domain
 
 

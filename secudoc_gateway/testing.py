@@ -12,8 +12,10 @@ from typing import Any, Optional
 import attrs
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer
+from zope.interface import implementer
 
 from secudoc_gateway import devcert
+from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 
 DEMO_TENANT: dict[str, Any] = {
     "id": "example",
@@ -101,3 +103,60 @@ async def startGateway(configPath: str, reactor: Any = None) -> RunningGateway:
     web = await service.webListeners[0].whenListening
     await service.whenReady()
     return RunningGateway(service, smtp.getHost().port, web.getHost().port)
+
+
+@implementer(IObjectWriter)
+class MemoryWriter:
+    """A writer of ``MemoryStore``: held writes model a store that lags."""
+
+    def __init__(self, store: "MemoryStore", key: str) -> None:
+        self._store = store
+        self._key = key
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> defer.Deferred:
+        self._parts.append(data)
+        if self._store.hold:
+            d: defer.Deferred = defer.Deferred()
+            self._store.held.append(d)
+            return d
+        return defer.succeed(None)
+
+    def finish(self) -> defer.Deferred:
+        self._store.objects[self._key] = b"".join(self._parts)
+        return defer.succeed(len(self._store.objects[self._key]))
+
+    def abort(self) -> defer.Deferred:
+        self._parts = []
+        return defer.succeed(None)
+
+
+@implementer(IObjectStore)
+class MemoryStore:
+    """
+    An in-memory ``IObjectStore`` for unit tests of the glue, where a
+    real store cannot be made to lag on demand.  With ``hold`` set,
+    writes stay unacknowledged in ``held`` until a test fires them.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.hold = False
+        self.held: list[defer.Deferred] = []
+
+    def writer(self, key: str) -> MemoryWriter:
+        return MemoryWriter(self, key)
+
+    def produce(self, key: str, consumer: Any, offset: int = 0) -> defer.Deferred:
+        consumer.write(self.objects[key][offset:])
+        return defer.succeed(None)
+
+    def size(self, key: str) -> defer.Deferred:
+        return defer.succeed(len(self.objects[key]))
+
+    def delete(self, key: str) -> defer.Deferred:
+        self.objects.pop(key, None)
+        return defer.succeed(None)
+
+    def check(self) -> defer.Deferred:
+        return defer.succeed(None)

@@ -668,11 +668,11 @@ class _Planner:
             # Only an HTML body: it stays HTML, in its own charset and
             # encoding, with the template after its <body> tag.
             part = structure[htmlPath]
-            fields = b"".join(
-                _field(name, value, eol)
-                for name, value in part.headers.fields
-                if name.lower() in ("content-type", "content-transfer-encoding")
-            )
+            first: dict[str, bytes] = {}
+            for name, value in part.headers.fields:
+                if name.lower() in ("content-type", "content-transfer-encoding"):
+                    first.setdefault(name.lower(), _field(name, value, eol))
+            fields = b"".join(first.values())
             plainSide = [qpPlain + eol + _qp(template.textHtmlOnly, eol)]
             htmlSide = [fields + eol, self._htmlBody(part, template.htmlInsert)]
         else:

@@ -1,0 +1,98 @@
+"""
+The transaction glue on its own: backpressure from a lagging store, and
+limits.  The stages themselves have their own tests; the whole path runs
+against real servers in test_service, test_protection and test_corpus.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from prometheus_client import CollectorRegistry
+from twisted.internet import task
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from secudoc_gateway.config import loadConfig
+from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.interfaces import IObjectStore, ITransaction
+from secudoc_gateway.metrics import Metrics
+from secudoc_gateway.pipeline import MAX_PENDING_WRITES, Gateway
+from secudoc_gateway.smtp import replies
+from secudoc_gateway.tenants import TenantRegistry
+from secudoc_gateway.testing import MemoryStore, writeConfig
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.paused = 0
+        self.resumed = 0
+
+    def pauseProducing(self) -> None:
+        self.paused += 1
+
+    def resumeProducing(self) -> None:
+        self.resumed += 1
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def bigAttachmentMessage(size: int) -> bytes:
+    data = base64.encodebytes(os.urandom(size)).replace(b"\n", b"\r\n")
+    return (b"From: alice@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+            b"--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + data + b"--b--\r\n")
+
+
+class TransactionTests(TestCase):
+    def gateway(self, store=None, **smtp) -> Gateway:
+        config = loadConfig(writeConfig(os.path.abspath(self.mktemp()), smtp=smtp))
+        return Gateway(config, TenantRegistry(config.tenants), Metrics(CollectorRegistry()),
+                       task.Clock(), store=store)
+
+    def envelope(self, gateway: Gateway) -> Envelope:
+        _, tenant = gateway.checkSender("127.0.0.1", "alice@example.test")
+        return Envelope("alice@example.test", ("bob@external.test",), peer="127.0.0.1", tenant=tenant)
+
+    def test_interfaces(self) -> None:
+        store = MemoryStore()
+        self.assertTrue(verifyObject(IObjectStore, store))
+        gateway = self.gateway(store)
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        self.assertTrue(verifyObject(ITransaction, tx))
+        tx.abort()
+
+    def test_laggingStorePausesTheClient(self) -> None:
+        """Unacknowledged store writes pause the SMTP transport; acknowledgements resume it."""
+        store = MemoryStore()
+        store.hold = True
+        gateway = self.gateway(store)
+        producer = Producer()
+        tx = gateway.begin(self.envelope(gateway), producer)
+        message = bigAttachmentMessage(2_000_000)
+        for at in range(0, len(message), 65536):
+            tx.write(message[at:at + 65536])
+        self.assertEqual(producer.paused, 1)
+        self.assertGreaterEqual(len(store.held), MAX_PENDING_WRITES)
+        held, store.held = store.held, []
+        store.hold = False
+        for d in held:
+            d.callback(None)
+        self.assertEqual(producer.resumed, 1)
+        tx.abort()
+
+    def test_mimeLimitRefused(self) -> None:
+        """Past max_mime_depth: 554 5.6.0, nothing relayed or kept."""
+        store = MemoryStore()
+        gateway = self.gateway(store, max_mime_depth=3)
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        nested = b"From: alice@example.test\r\nSubject: deep\r\n"
+        for level in range(6):
+            nested += f"Content-Type: multipart/mixed; boundary=l{level}\r\n\r\n--l{level}\r\n".encode()
+        tx.write(nested + b"Content-Type: text/plain\r\n\r\nbottom\r\n")
+        reply = self.successResultOf(tx.finish())
+        self.assertEqual(reply, replies.MIME_LIMIT)
+        self.assertEqual(store.objects, {})
