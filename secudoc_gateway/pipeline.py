@@ -37,11 +37,11 @@ from secudoc_gateway.errors import RelayError, StorageError
 from secudoc_gateway.extract import AttachmentSink, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.mails import bannerFor
+from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, welcomeMail
 from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
-from secudoc_gateway.mime.rewrite import linkModePlan
+from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
 from secudoc_gateway.mime.stamp import lineEnding, stampFields, withoutGatewayFields
 from secudoc_gateway.mime.structure import (
     LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
@@ -203,6 +203,7 @@ class Transaction:
         self.configuredUser = True
         self.defect: Optional[Defect] = None
         self.closed = False
+        self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         # Extraction
         self.extracting = gateway.store is not None
         self.token = crypto.newToken()
@@ -483,7 +484,12 @@ class Transaction:
             return decision
         how = policy.userAction(self.tenant, sender, known)
         if how is not None and self.gateway.transfers is not None:
-            await self.gateway.transfers.createUser(self.tenant.id, sender, how)
+            created = await self.gateway.transfers.createUser(self.tenant.id, sender, how)
+            if created and how == policy.CREATE_WELCOME:
+                welcome = welcomeMail(self.gateway.config.smtp.hostname, self.tenant.facility_sender, sender,
+                                      self.tenant.language, date=self.gateway.reactor.seconds())
+                self.extras.append(Leg("welcome", (sender,), ready([welcome]),
+                                       sender=self.tenant.facility_sender, extra=True))
         if self.storing:
             await DeferredList(self.storing, consumeErrors=True)
         if self.storageFailure is not None:
@@ -562,23 +568,39 @@ class Transaction:
             files=stored, message_id=facts.dedupId,
         )
         created = []
+        hostname = gateway.config.smtp.hostname
+        link = f"{gateway.config.web.public_url}/t/{self.token}"
+        expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
+        files_ = [(f.name, f.size) for f in stored]
+        banner = bannerFor(tenant.language, transfer.sender, files_, link, expiry, tenant.disclaimer)
+        removed = {c.path for c in files}
 
         async def protectedMessage() -> Sequence[Segment]:
             await gateway.transfers.createTransfer(transfer)
             created.append(transfer.id)
-            link = f"{gateway.config.web.public_url}/t/{self.token}"
-            expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
-            banner = bannerFor(tenant.language, transfer.sender, [(f.name, f.size) for f in stored],
-                               link, expiry, tenant.disclaimer)
             block, _ = self._headerBlock()
             stamp = self._stamp(block, decision.status, self.transferId)
-            return linkModePlan(self.structure, {c.path for c in files}, banner, stamp, self.spool.size)
+            if tenant.content_mode == "transfer":
+                return transferModePlan(self.structure, removed, banner, stamp, self.spool.size, tenant.language)
+            return linkModePlan(self.structure, removed, None if tenant.content_mode == "separate" else banner,
+                                stamp, self.spool.size)
 
         legs = []
         if decision.originalRecipients:
             status = policy.passed(policy.INTERNAL_RECIPIENT, decision.originalRecipients).status
             legs.append(Leg("original", decision.originalRecipients, ready(self._original(status))))
         legs.append(Leg("protected", decision.protectedRecipients, protectedMessage))
+        if tenant.content_mode == "separate":
+            notice = separateMessage(hostname, transfer.sender, decision.protectedRecipients, subject, banner,
+                                     tenant.language, date=now, transferId=self.transferId,
+                                     references=facts.messageId)
+            legs.append(Leg("separate", decision.protectedRecipients, ready([notice]), extra=True))
+        if tenant.confirmation_mail and transfer.sender:
+            confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
+                                            decision.protectedRecipients, files_, expiry, subject,
+                                            tenant.language, date=now, transferId=self.transferId)
+            legs.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
+                            sender=tenant.facility_sender, extra=True))
         try:
             reply = await self._relay(legs, policy.PROTECT, queueId=self.transferId)
         except Exception:
@@ -604,7 +626,7 @@ class Transaction:
         transfers = self.gateway.transfers
         dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
         last = ""
-        for leg in legs:
+        for leg in [*legs, *self.extras]:
             key = None
             if dedupId:
                 key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)

@@ -323,3 +323,78 @@ class OnError(PolicyTestCase):
         status = await self.status(raw)
         self.assertEqual(status, "passed; reason=error")
         self.assertTrue(self.flushLoggedErrors(StorageError))
+
+
+class ContentModes(PolicyTestCase):
+    @asyncTest
+    async def test_link(self) -> None:
+        await self.start(content_mode="link", disclaimer="Vertrouwelijk.")
+        await self.send(outgoing())
+        [(_, _, message, _)] = self.relayed()
+        text = message.get_body(("plain",)).get_content()
+        self.assertIn("offerte.pdf", text)
+        self.assertIn("Vertrouwelijk.", text)
+        self.assertIn("Zie bijlage.", text)
+
+    @asyncTest
+    async def test_transfer(self) -> None:
+        await self.start(content_mode="transfer", language="en")
+        await self.send(outgoing())
+        [(_, rcpts, message, _)] = self.relayed()
+        self.assertEqual(rcpts, ["bob@external.test"])
+        self.assertEqual(message["X-SecuDoc-Status"], "protected")
+        self.assertEqual(message.get_content_type(), "multipart/alternative")
+        text = message.get_body(("plain",)).get_content()
+        self.assertIn("offerte.pdf", text)
+        self.assertIn("/t/", text)
+        self.assertLess(text.index("/t/"), text.index("Zie bijlage."))
+        self.assertIn("Zie bijlage.", message.get_body(("html",)).get_content())
+
+    @asyncTest
+    async def test_separate(self) -> None:
+        """The original without attachments and banner, then a second message with the link."""
+        await self.start(content_mode="separate")
+        await self.send(outgoing())
+        relayed = self.relayed()
+        self.assertEqual(len(relayed), 2)
+        byStatus = {m["X-SecuDoc-Status"]: (sender, rcpts, m) for sender, rcpts, m, _ in relayed}
+        _, rcpts, main = byStatus["protected"]
+        self.assertEqual(list(main.iter_attachments()), [])
+        self.assertNotIn("/t/", main.get_body(("plain",)).get_content())
+        sender, rcpts, notice = byStatus["generated; kind=separate"]
+        self.assertEqual((sender, rcpts), ("alice@example.test", ["bob@external.test"]))
+        self.assertEqual(notice["Subject"], "Bestanden bij: Offerte")
+        self.assertEqual(notice.get_all("X-SecuDoc"), ["1.0"])
+        self.assertIn("/t/", notice.get_body(("plain",)).get_content())
+
+    @asyncTest
+    async def test_confirmation(self) -> None:
+        await self.start(confirmation_mail=True, language="en")
+        await self.send(outgoing())
+        relayed = self.relayed()
+        byStatus = {m["X-SecuDoc-Status"]: (sender, rcpts, m) for sender, rcpts, m, _ in relayed}
+        self.assertEqual(set(byStatus), {"protected", "generated; kind=confirmation"})
+        sender, rcpts, confirmation = byStatus["generated; kind=confirmation"]
+        self.assertEqual((sender, rcpts), ("noreply@example.test", ["alice@example.test"]))
+        self.assertEqual(confirmation["From"], "noreply@example.test")
+        text = confirmation.get_body(("plain",)).get_content()
+        self.assertIn("bob@external.test", text)
+        self.assertIn("offerte.pdf", text)
+        self.assertNotIn("/t/", text)
+
+    @asyncTest
+    async def test_welcome(self) -> None:
+        """auto_create_users = "welcome": the user row, then a welcome after the main message."""
+        await self.start(users=[], auto_create_users="welcome")
+        await self.send(outgoing())
+        relayed = self.relayed()
+        statuses = [m["X-SecuDoc-Status"] for _, _, m, _ in relayed]
+        self.assertEqual(sorted(statuses), ["generated; kind=welcome", "protected"])
+        [(sender, rcpts, welcome)] = [(s, r, m) for s, r, m, _ in relayed
+                                      if m["X-SecuDoc-Status"] == "generated; kind=welcome"]
+        self.assertEqual((sender, rcpts), ("noreply@example.test", ["alice@example.test"]))
+        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
+        self.addCleanup(database.close)
+        self.assertEqual(database.execute("SELECT how FROM users").fetchall(), [("welcome",)])
+        await self.send(outgoing(messageId="<m-2@x>"))
+        self.assertEqual([m["X-SecuDoc-Status"] for _, _, m, _ in self.relayed()], ["protected"])
