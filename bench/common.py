@@ -131,9 +131,12 @@ def have(program: str) -> bool:
 
 
 def smtpSource(port: int, sessions: int, messages: int, size: int,
-               sender: str = "alice@example.test", recipient: str = "bob@external.test") -> None:
+               sender: str = "alice@example.test", recipient: str = "bob@external.test",
+               file: str = "") -> None:
+    """Postfix's load generator; ``file`` sends a prepared message instead of ``size`` bytes."""
+    content = ["-F", file] if file else ["-l", str(size)]
     subprocess.run(
-        ["smtp-source", "-4", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+        ["smtp-source", "-4", "-s", str(sessions), "-m", str(messages), *content,
          "-f", sender, "-t", recipient, f"127.0.0.1:{port}"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )

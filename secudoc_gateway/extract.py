@@ -1,19 +1,51 @@
 """
-One attachment on its way into storage: transfer-decoded, hashed,
-encrypted and written as its body streams in, so no attachment is ever
-whole in memory.
+Attachments on their way into storage while the message streams in.
+
+Theory of operation
+-------------------
+
+``Extractor`` sees the parser's events.  At a part's start it decides,
+from the part's own headers, whether the part is a candidate (SPEC 5);
+a candidate's body is then transfer-decoded, hashed, encrypted and
+written to the object store chunk by chunk (``AttachmentSink``), so no
+attachment is ever whole in memory.  An attached message is one
+candidate, stored byte-exact from the spool when it ends; nothing
+inside it, or inside a signed or encrypted subtree, is a candidate of
+its own.  HTML bodies are scanned for ``cid:`` references on the way:
+an inline part that turns out to be shown by one is no attachment
+after all, and its stored object is dropped at the end.
+
+The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
+for acknowledgement, the SMTP client is paused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Optional
+from typing import Any, Optional
 
-from twisted.internet.defer import Deferred
+import attrs
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from secudoc_gateway import crypto
 from secudoc_gateway.crypto import Encryptor
+from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore
-from secudoc_gateway.mime.decode import AnyDecoder
+from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
+from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
+from secudoc_gateway.mime.structure import (
+    LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
+)
+from secudoc_gateway.spool import Spool
+
+NO_CIDS: frozenset[str] = frozenset()
+MAX_PENDING_WRITES = 4
+"""Store writes not yet acknowledged before the client is paused."""
+
+Path = tuple[int, ...]
 
 
 def objectKey(transferId: str, slot: int) -> str:
@@ -27,9 +59,9 @@ def slotOf(key: str) -> int:
 
 class AttachmentSink:
     """
-    ``feed`` returns the store's Deferred for the bytes it wrote (or
-    ``None`` when nothing was written yet), so the caller can pause the
-    client while the store lags.
+    One attachment: decode, hash, encrypt, write.  ``feed`` returns the
+    store's Deferred for the bytes it wrote (``None`` when nothing was
+    written yet), so the caller can pause the client while the store lags.
     """
 
     def __init__(self, store: IObjectStore, key: str, fileKey: bytes, decoder: AnyDecoder) -> None:
@@ -63,3 +95,193 @@ class AttachmentSink:
 
     def abort(self) -> Deferred:
         return self._writer.abort()
+
+
+@attrs.define
+class Candidate:
+    """A part that is an attachment unless an HTML body shows it by cid:."""
+
+    path: Path
+    slot: int
+    kind: str
+    headers: Any
+    sink: Optional[AttachmentSink] = None
+    size: int = 0
+    sha256: str = ""
+    stored: bool = False
+
+
+class Extractor:
+    """Candidates of one message, from parser events to stored objects."""
+
+    log = Logger()
+
+    def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
+                 structure: Structure, queueId: str) -> None:
+        self.store = store
+        self.producer = producer
+        self.spool = spool
+        self.structure = structure
+        self.queueId = queueId
+        self.active = store is not None
+        self.token = crypto.newToken()
+        self.transferId = crypto.newTransferId()
+        self.candidates: list[Candidate] = []
+        self.sinks: dict[Path, Candidate] = {}
+        self.enclosing: set[Path] = set()
+        self.scanners: dict[Path, tuple[Any, CidScanner]] = {}
+        self.referencedCids: set[str] = set()
+        self.storing: list[Deferred] = []
+        self.failure: Optional[Failure] = None
+        self.pendingWrites = 0
+        self.paused = False
+
+    # -- events --------------------------------------------------------------
+
+    def partStart(self, event: PartStart) -> None:
+        if any(event.path[:n] in self.enclosing for n in range(len(event.path))):
+            return
+        headers = event.headers
+        contentType = headers.contentType
+        if contentType in SEALED_TYPES:
+            self.enclosing.add(event.path)
+        if contentType.startswith("multipart/"):
+            return
+        kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
+            "base64", "quoted-printable") else LEAF
+        # Judged on its own headers: its ancestors are not complete yet.
+        provisional = Part(event.path, headers, event.headerStart, event.bodyStart,
+                           event.bodyStart, event.bodyStart, kind, event.path[:-1] or None)
+        if isAttachment(provisional, self.structure, NO_CIDS):
+            candidate = Candidate(event.path, len(self.candidates), kind, headers)
+            self.candidates.append(candidate)
+            if kind == MESSAGE:
+                self.enclosing.add(event.path)
+            if self.active:
+                self._open(candidate)
+        elif contentType == "text/html":
+            self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
+
+    def bodyData(self, event: BodyData) -> None:
+        candidate = self.sinks.get(event.path)
+        if candidate is not None:
+            self._wrote(candidate.sink.feed(event.data))
+        elif event.path in self.scanners:
+            decoder, scanner = self.scanners[event.path]
+            scanner.feed(decoder.feed(event.data))
+
+    def partEnd(self, event: PartEnd) -> None:
+        scanner = self.scanners.pop(event.path, None)
+        if scanner is not None:
+            decoder, cids = scanner
+            cids.feed(decoder.close())
+            self.referencedCids |= cids.close()
+            return
+        candidate = self.sinks.pop(event.path, None)
+        if candidate is None and event.path in self.enclosing:
+            candidate = self._candidate(event.path)
+            if candidate is not None and candidate.sink is not None:
+                # An attached message is stored byte-exact from the spool.
+                start = self.structure[event.path].bodyStart
+                for chunk in self.spool.read(start, event.bodyEnd):
+                    self._wrote(candidate.sink.feed(chunk))
+        if candidate is not None and candidate.sink is not None:
+            sink = candidate.sink
+
+            def stored(_: Any, candidate: Candidate = candidate) -> None:
+                candidate.size, candidate.sha256, candidate.stored = sink.size, sink.sha256, True
+
+            self.storing.append(sink.finish().addCallbacks(stored, self._failed))
+
+    # -- state ---------------------------------------------------------------
+
+    def leaving(self, path: Path, minimum: int) -> bool:
+        """
+        The part is an attachment that cannot stay: past the size that
+        makes a message protected, and no HTML body can show it by cid:.
+        """
+        candidate = self.sinks.get(path)
+        if candidate is None:
+            return False
+        headers = candidate.headers
+        return candidate.sink.size >= minimum and (
+            headers.disposition == "attachment" or headers.contentId is None)
+
+    def stop(self) -> None:
+        """No protection after all: abort open sinks."""
+        if not self.active:
+            return
+        self.active = False
+        for candidate in self.sinks.values():
+            candidate.sink.abort()
+        self.sinks.clear()
+
+    async def attachments(self) -> list[Candidate]:
+        """The message's attachments in order, each stored; StorageError when one could not be."""
+        if self.storing:
+            await DeferredList(self.storing, consumeErrors=True)
+        if self.failure is not None:
+            raise StorageError(self.failure.getErrorMessage())
+        found = {part.path for part in attachments(self.structure, self.referencedCids)}
+        files = [c for c in self.candidates if c.path in found]
+        if any(not c.stored for c in files):
+            raise StorageError("attachments were not stored")
+        return files
+
+    def discard(self, keep: frozenset = frozenset()) -> None:
+        """Delete stored objects (all but the ``keep`` slots) once their writes settle."""
+        if not self.candidates or self.store is None:
+            return
+        store = self.store
+
+        def delete(_: Any) -> None:
+            for candidate in self.candidates:
+                if candidate.stored and candidate.slot not in keep:
+                    store.delete(objectKey(self.transferId, candidate.slot)).addErrback(
+                        lambda f: self.log.failure("deleting a stored object failed", f))
+
+        DeferredList(self.storing, consumeErrors=True).addCallback(delete)
+
+    # -- storage -------------------------------------------------------------
+
+    def _candidate(self, path: Path) -> Optional[Candidate]:
+        return next((c for c in self.candidates if c.path == path), None)
+
+    def _open(self, candidate: Candidate) -> None:
+        decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
+        try:
+            candidate.sink = AttachmentSink(
+                self.store, objectKey(self.transferId, candidate.slot),
+                crypto.fileKey(self.token, self.transferId, candidate.slot), decoder or IdentityDecoder(),
+            )
+        except Exception:
+            self._failed(Failure())
+            return
+        if candidate.kind == LEAF:
+            self.sinks[candidate.path] = candidate
+
+    def _wrote(self, d: Optional[Deferred]) -> None:
+        """Pause the client while the store has too many writes outstanding."""
+        if d is None or d.called:
+            if d is not None:
+                d.addErrback(self._failed)
+            return
+        self.pendingWrites += 1
+        if self.pendingWrites >= MAX_PENDING_WRITES and not self.paused:
+            self.paused = True
+            self.producer.pauseProducing()
+
+        def acknowledged(result: Any) -> Any:
+            self.pendingWrites -= 1
+            if self.paused and self.pendingWrites < MAX_PENDING_WRITES:
+                self.paused = False
+                self.producer.resumeProducing()
+            return result
+
+        d.addBoth(acknowledged).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        if self.failure is None:
+            self.failure = failure
+            self.log.failure("{queueId}: storing an attachment failed", failure, queueId=self.queueId)
+        self.stop()
