@@ -30,7 +30,7 @@ from zope.interface import implementer
 from secudoc_gateway.crypto import DecryptionError, Decryptor, fileKey, tokenHash
 from secudoc_gateway.errors import ProducerStopped
 from secudoc_gateway.extract import slotOf
-from secudoc_gateway.mails import humanSize
+from secudoc_gateway.mails import formatDate, humanSize
 from secudoc_gateway.mime.names import cleanName, safeFilename
 
 SECURITY_HEADERS = {
@@ -183,21 +183,19 @@ class _TransferResource(Resource):
         language = self.root.language(transfer.tenant)
         texts = TEXTS[language]
         expiry = datetime.datetime.fromtimestamp(transfer.expires, datetime.timezone.utc)
+        token = html.escape(self.token)
         items = "".join(
-            f"<li><a href=\"{html.escape(self.token)}/{f.n}\">{html.escape(cleanName(f.name))}</a>"
+            f"<li><a href=\"/t/{token}/{f.n}\">{html.escape(cleanName(f.name))}</a>"
             f" ({humanSize(f.size, language)})</li>"
             for f in transfer.files
         )
         body = (
             f"<p>{html.escape(texts['intro'].format(sender=transfer.sender))}</p>"
             f"<ul>{items}</ul>"
-            f"<p>{html.escape(texts['expires'].format(date=expiry.strftime('%Y-%m-%d')))}</p>"
+            f"<p>{html.escape(texts['expires'].format(date=formatDate(expiry.date(), language)))}</p>"
         )
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Content-Security-Policy", PAGE_CSP)
-        if not request.path.endswith(b"/"):
-            # Relative links resolve below the token.
-            body = body.replace(f"href=\"{html.escape(self.token)}/", f"href=\"/t/{html.escape(self.token)}/")
         if request.method != b"HEAD":
             request.write(_page(texts["title"], body))
         request.finish()
