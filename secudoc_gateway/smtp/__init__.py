@@ -1,1 +1,5 @@
-"""SMTP in (session, protocol) and SMTP/maildir out (relay)."""
+"""
+SMTP in (``session`` sans-I/O, ``protocol`` adapter, ``replies``) and
+out (``relay``: ``client`` byte work, ``connection`` adapter, ``pool``
+of reusable connections, ``maildir``).
+"""

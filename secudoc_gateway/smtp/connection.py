@@ -60,7 +60,7 @@ class _ClientProtocol(Protocol):
         self._producing = False
         self._awaitingChunkReply = False
         self._done: Optional[Deferred] = None
-        # the connection cache (see SMTPRelay)
+        # the connection cache (see pool.py)
         self.extensions: dict[str, str] = {}
         self.transactions = 0
         self.mailSent = False
