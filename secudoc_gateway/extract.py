@@ -49,12 +49,16 @@ Path = tuple[int, ...]
 
 
 def objectKey(transferId: str, slot: int) -> str:
-    """Where file ``slot`` of a transfer lives; the slot also keys its encryption."""
-    return f"{transferId[:2]}/{transferId}/{slot}"
+    """
+    Where file ``slot`` of a transfer lives; the slot also keys its
+    encryption.  Fanned out by the id's first characters, no folder per
+    transfer: creating folders costs as much as creating files.
+    """
+    return f"{transferId[:2]}/{transferId}.{slot}"
 
 
 def slotOf(key: str) -> int:
-    return int(key.rsplit("/", 1)[1])
+    return int(key.rsplit(".", 1)[1])
 
 
 class AttachmentSink:

@@ -18,6 +18,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
+from secudoc_gateway.extract import slotOf
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
 
@@ -252,7 +253,7 @@ class Links(ProtectionTestCase):
         dump = b"\n".join(str(row).encode() for table in ("transfers", "files", "users", "relayed")
                           for row in database.execute(f"SELECT * FROM {table}"))
         self.assertNotIn(token.encode(), dump)
-        slot = int(objectKey.rsplit("/", 1)[1])
+        slot = slotOf(objectKey)
         for guess in (tokenHash, transferId, objectKey):
             decryptor = crypto.Decryptor(crypto.fileKey(guess, transferId, slot))
             self.assertRaises(crypto.DecryptionError, lambda: decryptor.feed(sealed) + decryptor.finish())

@@ -548,3 +548,18 @@ class SocketTests(TestCase):
         with self.assertRaises(ProducerStopped):
             yield self.resource.outcomes[0]
         self.assertLess(self.resource.requests[0].sentLength, 32 * 2**20)
+
+
+class FolderCacheTests(TestCase):
+    def test_folderRemovedBehindTheStoresBack(self) -> None:
+        """Another process (a command-line purge) removed an empty fan-out folder."""
+        import shutil
+
+        root = self.mktemp()
+        store = FilesystemStore(root)
+        writer = store.writer("ab/first")
+        self.successResultOf(writer.abort())
+        shutil.rmtree(os.path.join(root, "ab"))
+        writer = store.writer("ab/second")
+        writer.write(b"x")
+        return writer.finish().addCallback(self.assertEqual, 1)

@@ -22,10 +22,11 @@ import errno
 import os
 import re
 import secrets
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -80,9 +81,10 @@ def _openTemporary(folder: str) -> tuple[IO[bytes], str]:
 class FileWriter:
     """One object being written to a temporary file."""
 
-    def __init__(self, key: str, path: str) -> None:
+    def __init__(self, key: str, path: str, blocking: Callable[..., Deferred]) -> None:
         self._key = key
         self._path = path
+        self._blocking = blocking
         self._file: Optional[IO[bytes]]
         self._file, self._temporary = _openTemporary(os.path.dirname(path))
         self._size = 0
@@ -115,24 +117,30 @@ class FileWriter:
         return succeed(None)
 
     def finish(self) -> Deferred[int]:
+        """
+        Flush, fsync, rename into place, fsync the folder: the object is
+        durable before the message carrying its link is relayed.  The
+        syncs wait for the disk, so they run off the reactor thread.
+        """
         if self._file is None:
             return fail(StorageError(f"object {self._key!r}: finish after finish or abort"))
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            os.replace(self._temporary, self._path)
-        except OSError as e:
-            self._discard()
-            return fail(StorageError(f"object {self._key!r}: {e}"))
-        self._closed = True
-        try:
-            _fsyncFolder(os.path.dirname(self._path))
-        except OSError as e:
-            self._discard()
-            return fail(StorageError(f"object {self._key!r}: {e}"))
-        return succeed(self._size)
+        file, self._file = self._file, None
+
+        def complete() -> int:
+            try:
+                file.flush()
+                os.fsync(file.fileno())
+                file.close()
+                os.replace(self._temporary, self._path)
+                _fsyncFolder(os.path.dirname(self._path))
+            except OSError as e:
+                self._file = file
+                self._discard()
+                raise StorageError(f"object {self._key!r}: {e}") from e
+            self._closed = True
+            return self._size
+
+        return self._blocking(complete)
 
     def abort(self) -> Deferred[None]:
         self._discard()
@@ -241,6 +249,7 @@ class FilesystemStore:
         self._root = os.path.abspath(path)
         self._reactor = reactor
         self._chunkSize = chunkSize
+        self._folders: set[str] = set()  # made already: no mkdir per object
         try:
             os.makedirs(self._root, exist_ok=True)
         except OSError as e:
@@ -249,12 +258,27 @@ class FilesystemStore:
     def _path(self, key: str) -> str:
         return os.path.join(self._root, *validateKey(key).split("/"))
 
+    def _blocking(self, f: Callable[[], Any]) -> Deferred:
+        """Run a call that waits for the disk in the reactor's thread pool (inline without one)."""
+        pool = self._reactor.getThreadPool() if hasattr(self._reactor, "getThreadPool") else None
+        if pool is None:
+            return maybeDeferred(f)
+        return deferToThreadPool(self._reactor, pool, f)
+
     def writer(self, key: str) -> FileWriter:
         """Start writing ``key``; raises ``StorageError`` when the folder cannot be written."""
         path = self._path(key)
+        folder = os.path.dirname(path)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            return FileWriter(key, path)
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
+            try:
+                return FileWriter(key, path, self._blocking)
+            except FileNotFoundError:
+                # Removed behind our back (a purge run from the command line).
+                os.makedirs(folder, exist_ok=True)
+                return FileWriter(key, path, self._blocking)
         except OSError as e:
             raise StorageError(f"object {key!r}: {e}") from e
 
@@ -303,6 +327,7 @@ class FilesystemStore:
         while folder != self._root:
             try:
                 os.rmdir(folder)
+                self._folders.discard(folder)
             except OSError as e:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                     return fail(StorageError(f"folder {folder}: {e}"))
