@@ -34,6 +34,8 @@ from secudoc_gateway.errors import ObjectNotFound, ProducerStopped, StorageError
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 
 CHUNK_SIZE = 64 * 1024
+BUFFER_SIZE = 1024 * 1024
+"""Bytes an object gathers in memory before it is written to its file."""
 MAX_KEY_LENGTH = 1024
 TEMPORARY_PREFIX = ".tmp-"
 
@@ -79,72 +81,140 @@ def _openTemporary(folder: str) -> tuple[IO[bytes], str]:
 
 @implementer(IObjectWriter)
 class FileWriter:
-    """One object being written to a temporary file."""
+    """
+    One object being written to a temporary file.
+
+    Creating a file and syncing it are the slow parts on these machines
+    (anchors.md), so nothing touches the disk until ``BUFFER_SIZE`` bytes
+    have gathered or the object is finished, and the disk work runs in
+    the thread pool, one step after another per object, while the
+    reactor goes on.  A small attachment costs one trip to the pool.
+    The Deferreds ``write`` returns fire when the disk took the bytes:
+    the extractor pauses the client while too many are outstanding.
+    """
 
     def __init__(self, key: str, path: str, blocking: Callable[..., Deferred]) -> None:
         self._key = key
         self._path = path
         self._blocking = blocking
-        self._file: Optional[IO[bytes]]
-        self._file, self._temporary = _openTemporary(os.path.dirname(path))
+        self._file: Optional[IO[bytes]] = None
+        self._temporary: Optional[str] = None
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self._size = 0
-        self._closed = False
+        self._open = True
+        self._error: Optional[StorageError] = None
+        self._steps: Deferred = succeed(None)
 
-    def _discard(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _queue(self, step: Callable[[], Any]) -> Deferred:
+        """Run ``step`` in the pool after the steps queued before it."""
+        done: Deferred = Deferred()
+
+        def run(_: Any) -> Any:
+            if self._error is not None:
+                raise self._error
+            return self._blocking(step)
+
+        def settle(result: Any) -> None:
+            if isinstance(result, Failure):
+                if self._error is None:
+                    self._error = result.value if isinstance(result.value, StorageError) else \
+                        StorageError(f"object {self._key!r}: {result.getErrorMessage()}")
+                done.errback(self._error)
+            else:
+                done.callback(result)
+
+        self._steps.addCallback(run).addBoth(settle)
+        return done
+
+    def _writeNow(self, chunk: bytes) -> None:
+        try:
+            if self._file is None:
+                folder = os.path.dirname(self._path)
+                try:
+                    self._file, self._temporary = _openTemporary(folder)
+                except FileNotFoundError:
+                    # The folder was emptied and removed meanwhile (a purge).
+                    os.makedirs(folder, exist_ok=True)
+                    self._file, self._temporary = _openTemporary(folder)
+            self._file.write(chunk)
+        except OSError as e:
+            self._discardNow()
+            raise StorageError(f"object {self._key!r}: {e}") from e
+
+    def _discardNow(self) -> None:
         if self._file is not None:
             try:
                 self._file.close()
             except OSError:
                 pass
             self._file = None
-        try:
-            os.unlink(self._temporary)
-        except FileNotFoundError:
-            pass
+        if self._temporary is not None:
+            try:
+                os.unlink(self._temporary)
+            except FileNotFoundError:
+                pass
+            self._temporary = None
+
+    def _take(self) -> bytes:
+        chunk = b"".join(self._buffer)
+        self._buffer = []
+        self._buffered = 0
+        return chunk
 
     def write(self, data: bytes) -> Deferred[None]:
-        if self._file is None:
+        if not self._open:
             return fail(StorageError(f"object {self._key!r}: write after finish or abort"))
-        try:
-            self._file.write(data)
-        except OSError as e:
-            self._discard()
-            return fail(StorageError(f"object {self._key!r}: {e}"))
+        if self._error is not None:
+            return fail(self._error)
+        self._buffer.append(data)
+        self._buffered += len(data)
         self._size += len(data)
-        return succeed(None)
+        if self._buffered < BUFFER_SIZE:
+            return succeed(None)
+        chunk = self._take()
+        return self._queue(lambda: self._writeNow(chunk))
 
     def finish(self) -> Deferred[int]:
         """
-        Flush, fsync, rename into place, fsync the folder: the object is
-        durable before the message carrying its link is relayed.  The
-        syncs wait for the disk, so they run off the reactor thread.
+        Write what is left, fsync, rename into place, fsync the folder:
+        the object is durable before the message carrying its link is
+        relayed.
         """
-        if self._file is None:
+        if not self._open:
             return fail(StorageError(f"object {self._key!r}: finish after finish or abort"))
-        file, self._file = self._file, None
+        self._open = False
+        chunk = self._take()
 
         def complete() -> int:
+            self._writeNow(chunk)
+            file = self._file
+            assert file is not None and self._temporary is not None
             try:
                 file.flush()
                 os.fsync(file.fileno())
                 file.close()
+                self._file = None
                 os.replace(self._temporary, self._path)
+                self._temporary = None
                 _fsyncFolder(os.path.dirname(self._path))
             except OSError as e:
-                self._file = file
-                self._discard()
+                self._discardNow()
                 raise StorageError(f"object {self._key!r}: {e}") from e
-            self._closed = True
             return self._size
 
-        return self._blocking(complete)
+        return self._queue(complete)
 
     def abort(self) -> Deferred[None]:
-        self._discard()
-        return succeed(None)
+        """Discard everything; nothing is ever visible under the key."""
+        if not self._open and self._file is None and self._temporary is None:
+            return succeed(None)
+        self._open = False
+        self._buffer = []
+        done: Deferred = Deferred()
+        self._steps.addBoth(lambda _: self._blocking(self._discardNow)).addBoth(
+            lambda result: done.callback(None))
+        return done
 
 
 @implementer(IPushProducer)
@@ -273,12 +343,7 @@ class FilesystemStore:
             if folder not in self._folders:
                 os.makedirs(folder, exist_ok=True)
                 self._folders.add(folder)
-            try:
-                return FileWriter(key, path, self._blocking)
-            except FileNotFoundError:
-                # Removed behind our back (a purge run from the command line).
-                os.makedirs(folder, exist_ok=True)
-                return FileWriter(key, path, self._blocking)
+            return FileWriter(key, path, self._blocking)
         except OSError as e:
             raise StorageError(f"object {key!r}: {e}") from e
 
