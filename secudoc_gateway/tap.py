@@ -194,6 +194,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         reactor = _reactor
 
     from secudoc_gateway.db import Database
+    from secudoc_gateway.logs import LogService
     from secudoc_gateway.pipeline import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
@@ -227,6 +228,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     )
     service = GatewayService(config, reactor, metrics, gateway, smtpFactory, database,
                              afterDatabase=[PurgeService(transfers, store, reactor)])
+    LogService(config.log.format, config.log.path).setServiceParent(service)
     for description in smtp.listen:
         listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)
         listener.setServiceParent(service)

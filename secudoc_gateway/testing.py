@@ -48,6 +48,7 @@ def writeConfig(
     tenants: Optional[list[dict[str, Any]]] = None,
     smtp: Optional[dict[str, Any]] = None,
     web: Optional[dict[str, Any]] = None,
+    log: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -63,6 +64,7 @@ def writeConfig(
         "web": {"listen": ["tcp:0:interface=127.0.0.1"], **(web or {})},
         "storage": {"path": "objects"},
         "database": {"url": "sqlite:gateway.sqlite3"},
+        "log": log or {},
     }
     path = os.path.join(folder, "gateway.toml")
     with open(path, "w", encoding="utf-8") as f:

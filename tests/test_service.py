@@ -405,3 +405,30 @@ class TestRelayCommandTests(ServiceTestCase):
         out, err, code = await self.runCommand("test-relay", "--config", path, "example")
         self.assertEqual(code, 1)
         self.assertIn(b"550 5.7.1 Unknown connector", err)
+
+
+class LogTests(ServiceTestCase):
+    @asyncTest
+    async def test_jsonLogFile(self) -> None:
+        """[log] format = "json", path = FILE: one JSON object a line, tokens redacted."""
+        import json
+
+        self.folder = os.path.abspath(self.mktemp())
+        self.configPath = writeConfig(self.folder, [DEMO_TENANT], log={"format": "json", "path": "gateway.log"})
+        self.gateway = await startGateway(self.configPath, reactor)
+        self.addCleanup(self.gateway.stop)
+        code, _ = await self.send(attachmentMessage(os.urandom(5000)))
+        self.assertEqual(code, 250)
+        [stored] = maildirMessages(self.outbox)
+        import email, email.policy, re
+
+        body = email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
+        [token] = re.findall(r"/t/([A-Za-z0-9_-]{43})", body.get_body(("plain",)).get_content())
+        response = await treq.get(f"{self.gateway.webURL}/t/{token}/0", persistent=False)
+        await response.content()
+        await self.gateway.stop()
+        with open(os.path.join(self.folder, "gateway.log"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        events = [json.loads(line) for line in lines]
+        self.assertTrue(any("relayed" in e.get("log_format", "") for e in events))
+        self.assertFalse([line for line in lines if token in line])
