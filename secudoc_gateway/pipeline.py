@@ -45,7 +45,7 @@ from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, 
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
-from secudoc_gateway.mime.stamp import lineEnding, stampFields, withoutGatewayFields
+from secudoc_gateway.mime.stamp import lineEnding, stampFields, stamped, withoutGatewayFields
 from secudoc_gateway.mime.structure import MESSAGE, Structure
 from secudoc_gateway.outgoing import OutgoingMessage, Segment, SpoolRange
 from secudoc_gateway.smtp import replies
@@ -375,7 +375,7 @@ class Transaction:
     def _original(self, status: str) -> tuple[Segment, ...]:
         """The message as received, with the gateway's fields."""
         block, bodyStart = self._headerBlock()
-        return (self._stamp(block, status), block, SpoolRange(bodyStart, self.spool.size))
+        return (*stamped(block, self._stamp(block, status)), SpoolRange(bodyStart, self.spool.size))
 
     def _fileName(self, candidate: Candidate) -> str:
         name = candidate.headers.filename

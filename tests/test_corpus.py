@@ -29,6 +29,7 @@ CANDIDATES = [os.environ.get("SECUDOC_CORPUS", ""), os.path.join(ROOT, "..", "sh
               "/work/shared/corpus"]
 CORPUS = next((c for c in CANDIDATES if c and os.path.isdir(c)), "")
 LINK = re.compile(r"/t/([A-Za-z0-9_-]{43})")
+STATUS = re.compile(r"(protected|passed; reason=[a-z-]+)\Z")
 
 
 def corpusFiles() -> dict[str, list[str]]:
@@ -94,7 +95,10 @@ class CorpusTestsMixin:
             _, _, raw = splitEnvelope(relayed[0])
             recovered = {sha(p) for p in payloads(raw)}
             message = email.message_from_bytes(raw, policy=email.policy.compat32)
-            if message["X-SecuDoc-Status"] == "protected":
+            status = message["X-SecuDoc-Status"]
+            if message.get_all("X-SecuDoc") != ["1.0"] or not STATUS.match(status or ""):
+                problems.append(f"{name}: X-SecuDoc {message.get_all('X-SecuDoc')}, status {status!r}")
+            if status == "protected":
                 tokens = set()
                 for part in message.walk():
                     if part.get_content_type() in ("text/plain", "text/html"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.mime.stamp import lineEnding, rawFields, received, stampFields, withoutGatewayFields
+from secudoc_gateway.mime.stamp import lineEnding, rawFields, received, stampFields, stamped, withoutGatewayFields
 
 BLOCK = (
     b"From: a@example.test\r\n"
@@ -57,3 +57,12 @@ class StampTests(SynchronousTestCase):
         block = b"X-SecuDoc: 1.0\r\n continued\r\nSubject: s\r\n\r\n"
         self.assertEqual(withoutGatewayFields(block), b"Subject: s\r\n\r\n")
         self.assertEqual(withoutGatewayFields(block.replace(b"\r\n", b"\n")), b"Subject: s\n\n")
+
+    def test_stampOnTop(self) -> None:
+        self.assertEqual(stamped(b"A: 1\r\n\r\n", b"S: x\r\n"), [b"S: x\r\n", b"A: 1\r\n\r\n"])
+
+    def test_strayContinuationFirst(self) -> None:
+        """A block that starts with folding whitespace gets the fields last, not folded into."""
+        self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n\r\n", b"S: x\r\n")),
+                         b" junk\r\nA: 1\r\nS: x\r\n\r\n")
+        self.assertEqual(b"".join(stamped(b"\tjunk", b"S: x\n")), b"\tjunk\nS: x\n")

@@ -97,3 +97,20 @@ def stampFields(
         text = text.replace("\r\n", eol.decode("ascii"))
     # helo and addresses went through the SMTP session: ASCII, or UTF-8 with SMTPUTF8.
     return text.encode("utf-8")
+
+
+def stamped(block: bytes, stamp: bytes) -> list[bytes]:
+    """
+    The header block with the gateway's fields: on top, as trace fields
+    go (RFC 5321 4.4), unless the block itself starts with folding
+    whitespace; then the fields go last, so that stray continuation line
+    cannot fold into them.
+    """
+    if block[:1] not in (b" ", b"\t"):
+        return [stamp, block]
+    fields = rawFields(block)
+    blank = fields.pop() if fields and fields[-1] in (b"\r\n", b"\n", b"\r") else b""
+    head = b"".join(fields)
+    if head and not head.endswith((b"\n", b"\r")):
+        head += lineEnding(stamp)
+    return [head, stamp, blank]
