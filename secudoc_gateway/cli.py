@@ -21,10 +21,10 @@ EXIT_CONFIG = 2
 
 
 def _load(path: str):
-    from secudoc_gateway.config import loadConfig
+    from secudoc_gateway.config import loadUsableConfig
 
     try:
-        return loadConfig(path)
+        return loadUsableConfig(path)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

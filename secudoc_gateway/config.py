@@ -819,3 +819,28 @@ def reloadTenants(config: Config) -> tuple[Tenant, ...]:
     if problems:
         raise ConfigError(problems)
     return tenants
+
+
+def unavailable(config: Config) -> list[str]:
+    """
+    What a valid configuration asks for that this build cannot do yet:
+    reported like any other problem, so neither ``check-config`` nor
+    twistd accepts a config whose files would silently land elsewhere.
+    """
+    problems = []
+    if config.storage.backend != "fs":
+        problems.append(f'{config.path}: storage.backend: "{config.storage.backend}" is not available'
+                        ' in this build yet; use "fs"')
+    if config.database.kind != "sqlite":
+        problems.append(f"{config.path}: database.url: {config.database.kind} is not available"
+                        " in this build yet; use sqlite:PATH")
+    return problems
+
+
+def loadUsableConfig(path: str) -> Config:
+    """``loadConfig``, then what this build cannot do: the service's and the tools' view."""
+    config = loadConfig(path)
+    problems = unavailable(config)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -25,7 +25,7 @@ import hashlib
 from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -99,6 +99,10 @@ class AttachmentSink:
 
     def abort(self) -> Deferred:
         return self._writer.abort()
+
+
+class _Stopped(StorageError):
+    """Extraction was stopped while an attached message was being copied."""
 
 
 @attrs.define
@@ -182,20 +186,36 @@ class Extractor:
             self.referencedCids |= cids.close()
             return
         candidate = self.sinks.pop(event.path, None)
-        if candidate is None and event.path in self.enclosing:
+        if candidate is not None:
+            self.storing.append(self._finish(candidate, candidate.sink.finish()))
+        elif event.path in self.enclosing:
             candidate = self._candidate(event.path)
             if candidate is not None and candidate.sink is not None:
-                # An attached message is stored byte-exact from the spool.
                 start = self.structure[event.path].bodyStart
-                for chunk in self.spool.read(start, event.bodyEnd):
-                    self._wrote(candidate.sink.feed(chunk))
-        if candidate is not None and candidate.sink is not None:
-            sink = candidate.sink
+                copied = ensureDeferred(self._copy(candidate.sink, start, event.bodyEnd))
+                self.storing.append(self._finish(candidate, copied))
 
-            def stored(_: Any, candidate: Candidate = candidate) -> None:
-                candidate.size, candidate.sha256, candidate.stored = sink.size, sink.sha256, True
+    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> int:
+        """
+        An attached message is stored byte-exact from the spool, a chunk
+        at a time, waiting for the store: never in memory as a whole.
+        """
+        for chunk in self.spool.read(start, end):
+            if not self.active:
+                sink.abort()
+                raise _Stopped()
+            written = sink.feed(chunk)
+            if written is not None:
+                await written
+        return await sink.finish()
 
-            self.storing.append(sink.finish().addCallbacks(stored, self._failed))
+    def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
+        sink = candidate.sink
+
+        def stored(_: Any) -> None:
+            candidate.size, candidate.sha256, candidate.stored = sink.size, sink.sha256, True
+
+        return finished.addCallbacks(stored, self._failed)
 
     # -- state ---------------------------------------------------------------
 
@@ -285,6 +305,8 @@ class Extractor:
         d.addBoth(acknowledged).addErrback(self._failed)
 
     def _failed(self, failure: Failure) -> None:
+        if failure.check(_Stopped):
+            return  # stopped on purpose: the transaction knows why
         if self.failure is None:
             self.failure = failure
             self.log.failure("{queueId}: storing an attachment failed", failure, queueId=self.queueId)

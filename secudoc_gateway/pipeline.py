@@ -72,21 +72,22 @@ def _unfold(value: bytes) -> str:
         return text.decode("latin-1").strip()
 
 
+class _InFlight(Exception):
+    """A copy of this leg is being relayed right now (SPEC 4: 451)."""
+
+
 @attrs.frozen
 class Leg:
     """
     One relay transaction of a message: who gets which copy.  ``make``
     builds the segments only when the leg is really relayed (a protected
     leg creates its transfer then, not for a resend that dedup skips).
-    ``extra`` marks a message the gateway made itself: relayed after the
-    main legs, and its failure cannot fail a message already relayed.
     """
 
     name: str
     recipients: tuple[str, ...]
     make: Callable[[], Awaitable[Sequence[Segment]]]
     sender: Optional[str] = None
-    extra: bool = False
 
 
 def ready(segments: Sequence[Segment]) -> Callable[[], Awaitable[Sequence[Segment]]]:
@@ -120,26 +121,35 @@ class Gateway:
         self.transfers = transfers
         self.budget = MemoryBudget(config.smtp.memory_budget)
         self._relayFactory = relayFactory
-        self._relays: dict[tuple[str, str], IRelay] = {}
+        self._relays: dict[Any, IRelay] = {}  # by the tenant's settings (frozen, hashable)
+        self._current = frozenset(config.tenants)
 
     def reload(self, config: Any) -> None:
-        """New tenants from now on; relays are rebuilt as they are next needed."""
+        """
+        New tenants from now on.  A tenant whose settings did not change
+        keeps its relay (and its pooled connections); the others' close.
+        """
         self.config = config
         self.registry = TenantRegistry(config.tenants)
-        old = list(self._relays.values())
-        self._relays.clear()
-        for relay in old:
-            relay.close()
+        self._current = current = frozenset(config.tenants)
+        for tenant in [t for t in self._relays if t not in current]:
+            self._relays.pop(tenant).close()
 
     def closeRelays(self) -> Deferred:
         """Shutdown: QUIT the pooled relay connections."""
         return DeferredList([relay.close() for relay in self._relays.values()])
 
     def relayFor(self, tenant: Any) -> IRelay:
-        key = (tenant.id, tenant.relay)
-        relay = self._relays.get(key)
+        """
+        The relay of this tenant's settings, kept per settings: a
+        transaction that began before a reload keeps the old tenant, and
+        must not leave a relay with old certificates in the cache.
+        """
+        relay = self._relays.get(tenant)
         if relay is None:
-            relay = self._relays[key] = self._relayFactory(tenant, self.config.smtp.hostname, self.reactor)
+            relay = self._relayFactory(tenant, self.config.smtp.hostname, self.reactor)
+            if tenant in self._current:
+                self._relays[tenant] = relay
         return relay
 
     def checkConnection(self, peer: str) -> Optional[Reply]:
@@ -190,6 +200,7 @@ class Transaction:
         self.sparse = False
         self.files: list[Candidate] = []
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
+        self.delivered: set[str] = set()  # recipients a leg was relayed to
 
     # -- receiving ---------------------------------------------------------
 
@@ -254,10 +265,11 @@ class Transaction:
         self.facts = facts = policy.headerFacts(
             (name, _unfold(value)) for name, value in event.headers.fields)
         if self.tenant is None:
-            self.tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
-            if self.tenant is None:
+            tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
+            if tenant is None or not tenant.allowsSource(self.envelope.peer):
                 self._stopExtracting()
                 return
+            self.tenant = tenant
         self.early = policy.earlyDecision(
             self.tenant, self.envelope.sender, self.envelope.recipients, facts, True)
         if self.early is not None:
@@ -306,7 +318,8 @@ class Transaction:
             self._count(policy.REJECT)
             return replies.MIME_LIMIT
         facts = self.facts or policy.headerFacts(())
-        if self.tenant is None or not self.tenant.allowsSource(self.envelope.peer):
+        if self.tenant is None:
+            self.extractor.discard()
             self._count(policy.REJECT)
             return replies.TENANT_MISMATCH
         try:
@@ -338,7 +351,7 @@ class Transaction:
                 welcome = welcomeMail(self.gateway.config.smtp.hostname, self.tenant.facility_sender, sender,
                                       self.tenant.language, date=self.gateway.reactor.seconds())
                 self.extras.append(Leg("welcome", (sender,), ready([welcome]),
-                                       sender=self.tenant.facility_sender, extra=True))
+                                       sender=self.tenant.facility_sender))
         self.files = files = await self.extractor.attachments()
         largest = max((c.size for c in files), default=0)
         return policy.finalDecision(self.tenant, self.envelope.sender, self.envelope.recipients,
@@ -351,9 +364,10 @@ class Transaction:
         """
         self.log.failure("{queueId}: processing failed", failure, queueId=self.queueId)
         self.extractor.discard()
-        if self.tenant.on_error == "pass":
-            status = policy.passed(ERROR, self.envelope.recipients).status
-            leg = Leg("original", self.envelope.recipients, ready(self._original(status)))
+        missing = tuple(r for r in self.envelope.recipients if r not in self.delivered)
+        if self.tenant.on_error == "pass" and missing:
+            status = policy.passed(ERROR, missing).status
+            leg = Leg("original", missing, ready(self._original(status)))
             try:
                 return await self._relay([leg], policy.PASS)
             except Exception:
@@ -434,13 +448,13 @@ class Transaction:
             notice = separateMessage(hostname, transfer.sender, decision.protectedRecipients, subject, banner,
                                      tenant.language, date=now, transferId=self.extractor.transferId,
                                      references=facts.messageId)
-            legs.append(Leg("separate", decision.protectedRecipients, ready([notice]), extra=True))
+            self.extras.append(Leg("separate", decision.protectedRecipients, ready([notice])))
         if tenant.confirmation_mail and transfer.sender:
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
                                             decision.protectedRecipients, files_, expiry, subject,
                                             tenant.language, date=now, transferId=self.extractor.transferId)
-            legs.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
-                            sender=tenant.facility_sender, extra=True))
+            self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
+                                   sender=tenant.facility_sender))
         try:
             reply = await self._relay(legs, policy.PROTECT, queueId=self.extractor.transferId)
         except Exception:
@@ -458,47 +472,69 @@ class Transaction:
 
     async def _relay(self, legs: list[Leg], status: str, queueId: Optional[str] = None) -> Reply:
         """
-        Relay each leg that was not relayed before (SPEC 4 dedup: the
-        network message id, else Message-ID, with the same sender and
-        recipients, per leg), recording each as its relay accepts it.
+        Relay the legs in order, then the messages the gateway made
+        itself (``extras``: their failure is logged, never the reply).
         """
         relay = self.gateway.relayFor(self.tenant)
-        transfers = self.gateway.transfers
-        dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
         last = ""
-        for leg in [*legs, *self.extras]:
-            key = None
-            if dedupId:
-                key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)
-                state = await transfers.claim(key, self.tenant.id)
-                if state == DONE:
-                    self.log.info("{queueId}: {leg} already relayed, not again", queueId=self.queueId, leg=leg.name)
-                    continue
-                if state == INFLIGHT:
-                    self._count(TEMPFAILED)
-                    return replies.DUPLICATE_IN_FLIGHT
-            envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant,
-                                    sender=self.envelope.sender if leg.sender is None else leg.sender)
+        for leg in legs:
             try:
-                segments = await leg.make()
-                last = await relay.send(envelope, OutgoingMessage(self.spool, segments))
+                last = await self._relayLeg(leg, relay) or last
+            except _InFlight:
+                self._count(TEMPFAILED)
+                return replies.DUPLICATE_IN_FLIGHT
+            except RelayError as e:
+                return self._relayFailed(e)
+        for leg in self.extras:
+            try:
+                await self._relayLeg(leg, relay)
+            except _InFlight:
+                pass
             except Exception as e:
-                if key is not None:
-                    await transfers.release(key)
-                if leg.extra:
-                    self._extraFailed(leg, e)
-                    continue
-                if isinstance(e, RelayError):
-                    return self._relayFailed(e)
-                raise
-            if key is not None:
-                try:
-                    await transfers.markDone(key, self.tenant.id)
-                except Exception:
-                    self.log.failure("{queueId}: recording {leg} for dedup failed", queueId=self.queueId, leg=leg.name)
+                self._extraFailed(leg, e)
         self.log.info("{queueId}: relayed ({status}): {remote}", queueId=self.queueId, status=status, remote=last)
         self._count(status)
         return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
+
+    async def _relayLeg(self, leg: Leg, relay: IRelay) -> Optional[str]:
+        """
+        One leg, unless it was relayed before (SPEC 4 dedup: the network
+        message id, else Message-ID, with the same sender and recipients,
+        per leg); recorded as soon as its relay accepted it.  Returns the
+        target's reply, ``None`` for a leg already relayed.
+        """
+        transfers = self.gateway.transfers
+        dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
+        key = None
+        if dedupId:
+            key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)
+            state = await transfers.claim(key, self.tenant.id)
+            if state == DONE:
+                self.log.info("{queueId}: {leg} already relayed, not again", queueId=self.queueId, leg=leg.name)
+                self.delivered.update(leg.recipients)
+                return None
+            if state == INFLIGHT:
+                raise _InFlight()
+        envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant,
+                                sender=self.envelope.sender if leg.sender is None else leg.sender)
+        try:
+            segments = await leg.make()
+            remote = await relay.send(envelope, OutgoingMessage(self.spool, segments))
+        except Exception:
+            if key is not None:
+                try:
+                    await transfers.release(key)
+                except Exception:
+                    self.log.failure("{queueId}: releasing {leg}'s dedup claim failed",
+                                     queueId=self.queueId, leg=leg.name)
+            raise
+        self.delivered.update(leg.recipients)
+        if key is not None:
+            try:
+                await transfers.markDone(key, self.tenant.id)
+            except Exception:
+                self.log.failure("{queueId}: recording {leg} for dedup failed", queueId=self.queueId, leg=leg.name)
+        return remote
 
     def _extraFailed(self, leg: Leg, e: Exception) -> None:
         kind = e.kind if isinstance(e, RelayError) else "internal"

@@ -22,14 +22,21 @@ BATCH = 100
 async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
     """Delete every transfer expired at ``now``; returns how many."""
     count = 0
+    failed: set[str] = set()
     while True:
-        batch = await transfers.expiredTransfers(now, limit=BATCH)
+        batch = [t for t in await transfers.expiredTransfers(now, limit=BATCH) if t.id not in failed]
         if not batch:
             break
         for transfer in batch:
-            for stored in transfer.files:
-                await store.delete(stored.object_key)
-            await transfers.deleteTransfer(transfer.id)
+            try:
+                for stored in transfer.files:
+                    await store.delete(stored.object_key)
+                await transfers.deleteTransfer(transfer.id)
+            except Exception:
+                # Tried again next hour; the others go now.
+                log.failure("purging transfer {id} failed", id=transfer.id)
+                failed.add(transfer.id)
+                continue
             count += 1
     await transfers.purgeDedup(now)
     return count

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from secudoc_gateway.config import Config, loadConfig, reloadTenants
+from secudoc_gateway.config import Config, loadUsableConfig, reloadTenants
 from secudoc_gateway.errors import ConfigError
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
@@ -36,7 +36,7 @@ class Options(usage.Options):
 def loadOrExit(path: str) -> Config:
     """Load the config, or print every problem and exit 2 (SPEC section 2)."""
     try:
-        return loadConfig(path)
+        return loadUsableConfig(path)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -241,7 +241,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     site = makeSite({
         b"t": TransfersResource(transfers, store, metrics, reactor, language),
         b"metrics": MetricsResource(metrics.registry),
-        b"healthz": HealthResource([("storage", store.check), ("database", database.check)]),
+        b"healthz": HealthResource([("storage", store.check), ("database", database.check)], reactor),
     })
     for description in config.web.listen:
         listener = ListeningService(serverFromString(reactor, description), site, description, reactor)

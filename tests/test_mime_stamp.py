@@ -66,3 +66,6 @@ class StampTests(SynchronousTestCase):
         self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n\r\n", b"S: x\r\n")),
                          b" junk\r\nA: 1\r\nS: x\r\n\r\n")
         self.assertEqual(b"".join(stamped(b"\tjunk", b"S: x\n")), b"\tjunk\nS: x\n")
+
+    def test_blanksBeforeTheColon(self) -> None:
+        self.assertEqual(withoutGatewayFields(b"X-SecuDoc : 1.0\r\nA: b\r\n\r\n"), b"A: b\r\n\r\n")

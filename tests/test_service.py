@@ -432,3 +432,18 @@ class LogTests(ServiceTestCase):
         events = [json.loads(line) for line in lines]
         self.assertTrue(any("relayed" in e.get("log_format", "") for e in events))
         self.assertFalse([line for line in lines if token in line])
+
+
+class UnavailableTests(TestCase):
+    def test_s3RefusedUntilBuilt(self) -> None:
+        """A config the contract allows but this build cannot serve is refused, not served elsewhere."""
+        folder = os.path.abspath(self.mktemp())
+        path = writeConfig(folder)
+        text = open(path).read().replace('[storage]\npath = "objects"\n',
+                                         '[storage]\nbackend = "s3"\nendpoint = "https://s3.test"\nbucket = "b"\n'
+                                         'region = "r"\naccess_key_id_env = "K"\nsecret_access_key_env = "S"\n')
+        with open(path, "w") as f:
+            f.write(text)
+        result = CommandLineTests.run_(self, sys.executable, "-m", "secudoc_gateway.cli", "check-config", "--config", path)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(f'{path}: storage.backend: "s3" is not available in this build yet', result.stderr)

@@ -45,7 +45,8 @@ _LEAF = "leaf"
 _MULTIPART = "multipart"
 _MESSAGE = "message"
 
-_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*:|[ \t]|From ")
+# RFC 5322 4.5.3: obsolete syntax allows blanks between a name and its colon.
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]|From ")
 _NOT_BOUNDARY_TAIL = b" \t\r\n"
 _ENCODED_CTES = frozenset(["base64", "quoted-printable"])
 _MESSAGE_TYPES = frozenset(["message/rfc822", "message/global"])

@@ -18,7 +18,7 @@ from secudoc_gateway.policy import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SEC
 # A line break not followed by folding whitespace ends a field; a CR
 # directly before LF is never a break of its own.
 _FIELD_START = re.compile(rb"\r\n(?![ \t])|\n(?![ \t])|\r(?![\n \t])")
-_NAME = re.compile(rb"[!-9;-~]+")
+_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # blanks before the colon: RFC 5322 4.5.3
 
 
 def lineEnding(block: bytes) -> bytes:
@@ -44,9 +44,7 @@ def rawFields(block: bytes) -> list[bytes]:
 
 def fieldName(field: bytes) -> Optional[str]:
     match = _NAME.match(field)
-    if match is None or field[match.end() : match.end() + 1] != b":":
-        return None
-    return match.group().decode("ascii").lower()
+    return match.group(1).decode("ascii").lower() if match else None
 
 
 def withoutGatewayFields(block: bytes) -> bytes:

@@ -225,6 +225,9 @@ class _FileResource(Resource):
         if stored is None:
             self.parent.refuse(request, 404, "notFound", root.language(transfer.tenant))
             return
+        # The object must be there before anything promises its bytes:
+        # a lost object is a 503, not a download that never completes.
+        await root.store.size(stored.object_key)
         request.setHeader(b"Content-Type", (stored.content_type or "application/octet-stream").encode("ascii", "replace"))
         request.setHeader(b"Content-Length", str(stored.size).encode("ascii"))
         request.setHeader(b"Content-Disposition", contentDisposition(stored.name))
@@ -259,5 +262,7 @@ def _failed(failure: Failure, request: Request, log: Logger) -> None:
     if request.startedWriting:
         request.transport.abortConnection()
         return
+    for name in (b"Content-Length", b"Content-Disposition", b"Content-Type"):
+        request.responseHeaders.removeHeader(name)
     request.setResponseCode(503)
     request.finish()

@@ -5,13 +5,16 @@ for the load balancer (200 only when storage and database answer).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+
+
+HEALTH_TIMEOUT = 5.0
 
 
 class MetricsResource(Resource):
@@ -33,16 +36,20 @@ class HealthResource(Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, checks: Sequence[tuple[str, Callable[[], Deferred]]]) -> None:
+    def __init__(self, checks: Sequence[tuple[str, Callable[[], Deferred]]], reactor: Any,
+                 timeout: float = HEALTH_TIMEOUT) -> None:
         super().__init__()
         self._checks = list(checks)
+        self._reactor = reactor
+        self._timeout = timeout
 
     def render_GET(self, request: Request) -> int:
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
 
         def one(name: str, check: Callable[[], Deferred]) -> Deferred:
-            return maybeDeferred(check).addCallbacks(
+            # A backend that hangs is down: the balancer needs an answer.
+            return maybeDeferred(check).addTimeout(self._timeout, self._reactor).addCallbacks(
                 lambda _: (name, None),
                 lambda f: (name, f.getErrorMessage() or f.type.__name__),
             )
