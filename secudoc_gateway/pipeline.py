@@ -489,7 +489,7 @@ class Transaction:
             try:
                 await self._relayLeg(leg, relay)
             except _InFlight:
-                pass
+                continue  # the copy being relayed sends it
             except Exception as e:
                 self._extraFailed(leg, e)
         self.log.info("{queueId}: relayed ({status}): {remote}", queueId=self.queueId, status=status, remote=last)
