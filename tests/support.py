@@ -130,3 +130,22 @@ def sendBDAT(port: int, sender: str, recipients: list[str], message: bytes,
                 return code, text
         s.sendall(b"QUIT\r\n")
         return code, text
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS_CANDIDATES = [os.environ.get("SECUDOC_CORPUS", ""), os.path.join(_ROOT, "..", "shared", "corpus"),
+                     "/work/shared/corpus"]
+CORPUS = next((c for c in CORPUS_CANDIDATES if c and os.path.isdir(c)), "")
+"""
+The shared real-world corpus: test data beside the checkout, never
+committed here (its SOURCES.md), or wherever SECUDOC_CORPUS says.
+"""
+
+
+def corpusPaths() -> list[str]:
+    """Every corpus message; SkipTest, saying where it looked, when there is no corpus."""
+    from twisted.trial.unittest import SkipTest
+
+    if not CORPUS:
+        raise SkipTest(f"the shared corpus is not beside this checkout (looked in {CORPUS_CANDIDATES})")
+    return sorted(os.path.join(CORPUS, name) for name in os.listdir(CORPUS) if name.endswith(".eml"))

@@ -17,27 +17,20 @@ import re
 from collections import defaultdict
 
 import treq
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import CORPUS, asyncTest, corpusPaths, inThread, maildirMessages, sendBDAT, splitEnvelope
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The corpus is shared test data, never committed here (SOURCES.md): it
-# sits beside the checkout, or wherever SECUDOC_CORPUS says.
-CANDIDATES = [os.environ.get("SECUDOC_CORPUS", ""), os.path.join(ROOT, "..", "shared", "corpus"),
-              "/work/shared/corpus"]
-CORPUS = next((c for c in CANDIDATES if c and os.path.isdir(c)), "")
 LINK = re.compile(r"/t/([A-Za-z0-9_-]{43})")
 STATUS = re.compile(r"(protected|passed; reason=[a-z-]+)\Z")
 
 
 def corpusFiles() -> dict[str, list[str]]:
     groups: dict[str, list[str]] = defaultdict(list)
-    if os.path.isdir(CORPUS):
-        for name in sorted(os.listdir(CORPUS)):
-            if name.endswith(".eml"):
-                groups[name.split("__", 1)[0]].append(os.path.join(CORPUS, name))
+    if CORPUS:
+        for path in corpusPaths():
+            groups[os.path.basename(path).split("__", 1)[0]].append(path)
     return groups
 
 
@@ -134,7 +127,7 @@ def _makeCases() -> None:
     if not CORPUS:
         class CorpusMissing(TestCase):
             def test_corpus(self) -> None:
-                raise SkipTest(f"the shared corpus is not beside this checkout (looked in {CANDIDATES})")
+                corpusPaths()  # says why it is skipped
 
         globals()["CorpusMissing"] = CorpusMissing
 

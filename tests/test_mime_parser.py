@@ -24,7 +24,7 @@ import secudoc_gateway.mime
 from secudoc_gateway.mime.decode import decoderFor
 from secudoc_gateway.mime.parser import BodyData, Defect, Event, MIMEParser, PartEnd, PartStart
 
-CORPUS = "/work/shared/corpus"
+from tests.support import corpusPaths
 
 
 def parseChunks(message: bytes, chunks: Iterable[bytes], **limits: int) -> list[Event]:
@@ -491,7 +491,7 @@ class CorpusTests(Checks):
         events; where Python's email finds attachments and sees the same
         part tree, our decoded leaves equal its decoded payloads.
         """
-        files = sorted(glob.glob(os.path.join(CORPUS, "*.eml")))
+        files = corpusPaths()
         self.assertGreater(len(files), 300)
         counts: dict[str, int] = defaultdict(int)
         disagreements: list[str] = []

@@ -11,7 +11,6 @@ import binascii
 import datetime
 import email
 import email.policy
-import glob
 import html as htmlModule
 import os
 import quopri
@@ -44,7 +43,7 @@ from secudoc_gateway.mime.structure import LEAF, CidScanner, Structure, attachme
 from secudoc_gateway.outgoing import OutgoingMessage, SpoolRange, Transformed
 from secudoc_gateway.spool import MemoryBudget, Spool
 
-CORPUS = "/work/shared/corpus"
+from tests.support import corpusPaths
 STAMP = b"Received: from x by gw; Fri, 14 Mar 2025 10:00:00 +0000\r\nX-SecuDoc: 1.0\r\nX-SecuDoc-Status: protected\r\n"
 BANNER = bannerFor(
     "nl",
@@ -590,7 +589,7 @@ class CorpusTests(RewriteChecks, SynchronousTestCase):
     KNOWN = {"sisimai__lhost-bigfoot-01.eml", "sisimai__mac-lhost-amazonworkmail-01.eml"}
 
     def test_corpus(self) -> None:
-        paths = sorted(glob.glob(os.path.join(CORPUS, "*.eml")))
+        paths = corpusPaths()
         self.assertGreater(len(paths), 300)
         checked = 0
         for path in paths:
@@ -1090,7 +1089,7 @@ class ModeCorpusTests(SeparateChecks, TransferChecks, SynchronousTestCase):
     """The shared corpus through separate and transfer mode."""
 
     def runs(self, kind: type) -> Any:
-        paths = sorted(glob.glob(os.path.join(CORPUS, "*.eml")))
+        paths = corpusPaths()
         self.assertGreater(len(paths), 300)
         for path in paths:
             name = os.path.basename(path)
