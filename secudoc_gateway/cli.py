@@ -11,9 +11,9 @@ import sys
 import uuid
 from typing import Optional, Sequence
 
+from secudoc_gateway.config import DEFAULT_CONFIG_PATH
 from secudoc_gateway.errors import ConfigError, RelayError
 
-DEFAULT_CONFIG = "etc/secudoc-gateway.toml"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -133,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("purge", purge, "delete expired transfers' objects and rows"),
     ]:
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", default=DEFAULT_CONFIG)
+        p.add_argument("--config", default=DEFAULT_CONFIG_PATH)
         p.set_defaults(func=func)
         if name == "test-relay":
             p.add_argument("tenant")

@@ -123,13 +123,6 @@ class DatabaseConfig:
         """``"sqlite"`` or ``"postgresql"``."""
         return "sqlite" if self.url.startswith("sqlite:") else "postgresql"
 
-    @property
-    def sqlitePath(self) -> Optional[str]:
-        """The SQLite database file, or ``None`` for PostgreSQL."""
-        if self.kind != "sqlite":
-            return None
-        return self.url[len("sqlite:"):]
-
 
 @attrs.frozen
 class LogConfig:
@@ -177,43 +170,6 @@ class Tenant:
         if address is None:
             return False
         return any(address in network for network in self.networks)
-
-    @property
-    def relayKind(self) -> str:
-        """``"maildir"`` or ``"smtp"``."""
-        return "maildir" if self.relay.startswith("maildir:") else "smtp"
-
-    @property
-    def maildirPath(self) -> Optional[str]:
-        if self.relayKind != "maildir":
-            return None
-        return self.relay[len("maildir:"):]
-
-    @property
-    def relayHost(self) -> Optional[str]:
-        if self.relayKind != "smtp":
-            return None
-        return urllib.parse.urlsplit(self.relay).hostname
-
-    @property
-    def relayPort(self) -> Optional[int]:
-        if self.relayKind != "smtp":
-            return None
-        return urllib.parse.urlsplit(self.relay).port
-
-    @property
-    def requiredHeaderName(self) -> Optional[str]:
-        if not self.required_header:
-            return None
-        return self.required_header.partition(":")[0].strip()
-
-    @property
-    def requiredHeaderValue(self) -> Optional[str]:
-        """The value the header must have, or ``None`` if any value will do."""
-        name, colon, value = self.required_header.partition(":")
-        if not colon:
-            return None
-        return value.strip()
 
 
 @attrs.frozen

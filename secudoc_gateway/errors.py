@@ -1,6 +1,7 @@
 """
-One base error, and kinds that carry their consequence: an SMTP reply,
-a byte offset, or whether a relay failure is permanent.
+One base error, and kinds that carry their consequence: every problem
+of a configuration, or whether a relay failure is permanent.  (A MIME
+defect is a parser event with its offset, not an exception.)
 """
 
 from __future__ import annotations
@@ -24,23 +25,6 @@ class ConfigError(GatewayError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
-
-
-class ReplyError(GatewayError):
-    """An error whose consequence is an SMTP reply to the client."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(f"{reply.code} {reply.enhanced} {reply.text}")
-        self.reply = reply
-
-
-class ParseDefect(GatewayError):
-    """A MIME message past a limit or unparseable, at a byte offset."""
-
-    def __init__(self, reason: str, offset: int) -> None:
-        super().__init__(f"{reason} at byte {offset}")
-        self.reason = reason
-        self.offset = offset
 
 
 class RelayError(GatewayError):

@@ -453,11 +453,6 @@ def rejected(reason: str, reply: Reply) -> Decision:
     return Decision(REJECT, reason, reply=reply)
 
 
-def noTenantDecision() -> Decision:
-    """A null-sender message no tenant claims (SPEC section 4)."""
-    return rejected(TENANT_MISMATCH, replies.TENANT_MISMATCH)
-
-
 def parseRequiredHeader(spec: str) -> tuple[str, Optional[str]]:
     """
     ``required_header`` as ``(lowercased name, normalised value or

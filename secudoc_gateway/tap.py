@@ -18,18 +18,17 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from secudoc_gateway.config import Config, loadUsableConfig, reloadTenants
+from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
 from secudoc_gateway.errors import ConfigError
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
-DEFAULT_CONFIG = "etc/secudoc-gateway.toml"
 DRAIN_GRACE_SECONDS = 60.0
 
 
 class Options(usage.Options):
     optParameters = [
-        ["config", "c", DEFAULT_CONFIG, "Main configuration file (TOML)."],
+        ["config", "c", DEFAULT_CONFIG_PATH, "Main configuration file (TOML)."],
     ]
 
 

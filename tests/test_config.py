@@ -135,7 +135,7 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(config.web.listen, ("tcp:8080:interface=127.0.0.1",))
         self.assertEqual(config.storage.backend, "fs")
         self.assertEqual(config.database.kind, "sqlite")
-        self.assertEqual(config.database.sqlitePath, self.tree.path("var", "gateway.sqlite3"))
+        self.assertEqual(config.database.url, "sqlite:" + self.tree.path("var", "gateway.sqlite3"))
         self.assertEqual((config.log.format, config.log.path), ("text", "-"))
 
     def test_tenantDefaults(self) -> None:
@@ -162,9 +162,7 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual((tenant.min_attachment_size, tenant.link_expiry_days), (1024, 14))
         self.assertTrue(tenant.relay_require_tls)
         self.assertFalse(tenant.exchange_online)
-        self.assertEqual(tenant.relayKind, "maildir")
-        self.assertEqual(tenant.maildirPath, self.tree.path("var", "outbox", "acme"))
-        self.assertIsNone(tenant.relayHost)
+        self.assertEqual(tenant.relay, "maildir:" + self.tree.path("var", "outbox", "acme"))
 
     def test_repositoryConfig(self) -> None:
         """
@@ -224,7 +222,6 @@ class PathTests(ConfigTestCase):
         self.assertEqual(config.smtp.tls_certificate, self.tree.path("etc", "certs", "gw.pem"))
         self.assertEqual(config.storage.path, self.tree.path("etc", "data", "objects"))
         self.assertEqual(config.database.url, "sqlite:" + self.tree.path("etc", "data", "db.sqlite3"))
-        self.assertEqual(config.database.sqlitePath, self.tree.path("etc", "data", "db.sqlite3"))
         self.assertEqual(config.tenants_path, self.tree.path("tenants.d"))
         self.assertEqual(config.log.path, self.tree.path("log", "gateway.log"))
         (acme,) = config.tenants
@@ -387,7 +384,6 @@ class MainFileProblemTests(ConfigTestCase):
         database = loadConfig(self.tree.main).database
         self.assertEqual(database.url, "postgresql://secudoc@db.internal:5432/secudoc")
         self.assertEqual(database.kind, "postgresql")
-        self.assertIsNone(database.sqlitePath)
         m = self.tree.main
         for url, what in (
             ("mysql://db/secudoc", 'must be "sqlite:PATH" or a postgresql:// URL, not "mysql://db/secudoc"'),
@@ -647,10 +643,7 @@ class TenantProblemTests(ConfigTestCase):
     def test_relay(self) -> None:
         tenant = self.loadTenant(relay="smtp://acme-test.mail.protection.outlook.com:25")
         self.assertEqual(tenant.relay, "smtp://acme-test.mail.protection.outlook.com:25")
-        self.assertEqual(tenant.relayKind, "smtp")
-        self.assertEqual((tenant.relayHost, tenant.relayPort), ("acme-test.mail.protection.outlook.com", 25))
-        self.assertIsNone(tenant.maildirPath)
-        self.assertEqual(self.loadTenant(relay="smtp://[::1]:2526").relayHost, "::1")
+        self.assertEqual(self.loadTenant(relay="smtp://[::1]:2526").relay, "smtp://[::1]:2526")
         for relay in (
             "smtp://relay.example",
             "smtps://relay.example:465",
@@ -707,11 +700,11 @@ class TenantProblemTests(ConfigTestCase):
 
     def test_requiredHeader(self) -> None:
         tenant = self.loadTenant(required_header="X-Classification: Confidential")
-        self.assertEqual((tenant.requiredHeaderName, tenant.requiredHeaderValue), ("X-Classification", "Confidential"))
+        self.assertEqual(tenant.required_header, "X-Classification: Confidential")
         tenant = self.loadTenant(required_header="X-SecuDoc-Protect")
-        self.assertEqual((tenant.requiredHeaderName, tenant.requiredHeaderValue), ("X-SecuDoc-Protect", None))
+        self.assertEqual(tenant.required_header, "X-SecuDoc-Protect")
         tenant = self.loadTenant()
-        self.assertEqual((tenant.requiredHeaderName, tenant.requiredHeaderValue), (None, None))
+        self.assertEqual(tenant.required_header, "")
         for value in ("X Header", ": value", "X-A: b\r\nBcc: x", "Ünicode"):
             self.assertEqual(
                 self.tenantProblems(required_header=value),

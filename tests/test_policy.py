@@ -487,11 +487,6 @@ class NullSenderTests(SynchronousTestCase):
         f = facts((policy.CROSS_TENANT_ID, GUID))
         self.assertIsNone(tenantForNullSender(f, lambda guid: wrong))
 
-    def test_noTenantDecision(self) -> None:
-        decision = policy.noTenantDecision()
-        self.assertEqual(decision.action, policy.REJECT)
-        self.assertEqual(decision.reply, replies.TENANT_MISMATCH)
-
     def test_realRegistryAndTenant(self) -> None:
         """The config's Tenant and the registry's lookup fit."""
         from secudoc_gateway.config import Tenant
