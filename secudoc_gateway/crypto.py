@@ -39,6 +39,7 @@ import base64
 import hashlib
 import os
 import struct
+from typing import Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -146,6 +147,44 @@ def _aad(header: bytes, counter: int, last: bool) -> bytes:
     return header + _COUNTER.pack(counter) + (b"\x01" if last else b"\x00")
 
 
+class _Framer:
+    """
+    Cuts a stream into whole frames of ``size`` bytes.  A partial frame
+    waits in one fixed buffer (no reallocation on the hot path); a frame
+    that arrives whole is handed out as a view, never copied.  Each frame
+    must be used before the next is asked for: the buffer is reused.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.buffer = bytearray(size)
+        self.fill = 0
+
+    def frames(self, data: bytes) -> Iterator[bytearray | memoryview]:
+        size = self.size
+        view = memoryview(data)
+        end = len(view)
+        offset = 0
+        if self.fill:
+            offset = min(size - self.fill, end)
+            self.buffer[self.fill : self.fill + offset] = view[:offset]
+            self.fill += offset
+            if self.fill < size:
+                return
+            self.fill = 0
+            yield self.buffer
+        while end - offset >= size:
+            yield view[offset : offset + size]
+            offset += size
+        if offset < end:
+            self.fill = end - offset
+            self.buffer[: self.fill] = view[offset:]
+
+    def rest(self) -> memoryview:
+        """The partial frame left at the end of the stream."""
+        return memoryview(self.buffer)[: self.fill]
+
+
 class Encryptor:
     """
     Seals a plaintext stream.  ``feed`` returns the header (first call)
@@ -159,8 +198,7 @@ class Encryptor:
         self._prefix = os.urandom(NONCE_PREFIX_BYTES)
         self._header = _HEADER.pack(MAGIC, VERSION, frameSize, self._prefix)
         self._headerSent = False
-        self._buffer = bytearray(frameSize)  # a partial frame: its first _fill bytes
-        self._fill = 0
+        self._framer = _Framer(frameSize)
         self._counter = 0
         self._finished = False
 
@@ -191,32 +229,13 @@ class Encryptor:
     def feed(self, data: bytes) -> bytes:
         """Take plaintext; return the ciphertext ready so far."""
         out = self._start()
-        size = self._frameSize
-        view = memoryview(data)
-        end = len(view)
-        offset = 0
-        if self._fill:
-            # Top up the partial frame in its fixed buffer (no reallocation).
-            offset = min(size - self._fill, end)
-            self._buffer[self._fill : self._fill + offset] = view[:offset]
-            self._fill += offset
-            if self._fill < size:
-                return b"".join(out)
-            out.append(self._seal(self._buffer, False))
-            self._fill = 0
-        while end - offset >= size:
-            out.append(self._seal(view[offset : offset + size], False))
-            offset += size
-        if offset < end:
-            self._fill = end - offset
-            self._buffer[: self._fill] = view[offset:]
+        out.extend(self._seal(frame, False) for frame in self._framer.frames(data))
         return b"".join(out)
 
     def finish(self) -> bytes:
         """The last frame (and the header, for an empty stream)."""
         out = self._start()
-        out.append(self._seal(memoryview(self._buffer)[: self._fill], True))
-        self._fill = 0
+        out.append(self._seal(self._framer.rest(), True))
         self._finished = True
         return b"".join(out)
 
@@ -234,19 +253,13 @@ class Decryptor:
         self._headerBuffer = b""
         self._header: bytes | None = None
         self._prefix = b""
-        self._sealedSize = 0
-        # A partial sealed frame: the first _fill bytes (allocated once the
-        # header gives the frame size).
-        self._buffer = bytearray()
-        self._fill = 0
+        self._framer: _Framer | None = None  # once the header gives the frame size
         self._counter = 0
         self._done = False
 
     def _fail(self, message: str) -> DecryptionError:
         self._done = True
-        # Rebind rather than clear: a memoryview of the old buffer may be live.
-        self._buffer = bytearray()
-        self._fill = 0
+        self._framer = None
         return DecryptionError(message)
 
     def _open(self, data: bytes | bytearray | memoryview, last: bool) -> bytes:
@@ -279,8 +292,7 @@ class Decryptor:
             raise self._fail(f"frame size {frameSize} out of range")
         self._header = header
         self._prefix = prefix
-        self._sealedSize = frameSize + TAG_BYTES
-        self._buffer = bytearray(self._sealedSize)
+        self._framer = _Framer(frameSize + TAG_BYTES)
         return rest
 
     def feed(self, data: bytes) -> bytes:
@@ -292,28 +304,10 @@ class Decryptor:
             if rest is None:
                 return b""
             data = rest
-        # A frame of exactly ``size`` sealed bytes is never the last one:
-        # the last frame holds less than a whole frame of plaintext.
-        size = self._sealedSize
-        out = []
-        view = memoryview(data)
-        end = len(view)
-        offset = 0
-        if self._fill:
-            offset = min(size - self._fill, end)
-            self._buffer[self._fill : self._fill + offset] = view[:offset]
-            self._fill += offset
-            if self._fill < size:
-                return b""
-            out.append(self._open(self._buffer, False))
-            self._fill = 0
-        while end - offset >= size:
-            out.append(self._open(view[offset : offset + size], False))
-            offset += size
-        if offset < end:
-            self._fill = end - offset
-            self._buffer[: self._fill] = view[offset:]
-        return b"".join(out)
+        # A frame of exactly the sealed size is never the last one: the
+        # last frame holds less than a whole frame of plaintext.
+        assert self._framer is not None
+        return b"".join([self._open(frame, False) for frame in self._framer.frames(data)])
 
     def finish(self) -> bytes:
         """Open the last frame; raise if the stream is cut or has extra bytes."""
@@ -321,9 +315,9 @@ class Decryptor:
             raise DecryptionError("decryptor already finished or failed")
         if self._header is None:
             raise self._fail("truncated: no complete header")
-        if self._fill < TAG_BYTES:
+        assert self._framer is not None
+        if self._framer.fill < TAG_BYTES:
             raise self._fail("truncated: no last frame")
-        plain = self._open(memoryview(self._buffer)[: self._fill], True)
+        plain = self._open(self._framer.rest(), True)
         self._done = True
-        self._fill = 0
         return plain

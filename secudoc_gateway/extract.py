@@ -114,9 +114,16 @@ class Candidate:
     kind: str
     headers: Any
     sink: Optional[AttachmentSink] = None
-    size: int = 0
-    sha256: str = ""
     stored: bool = False
+
+    @property
+    def size(self) -> int:
+        """Decoded bytes (final once ``stored``)."""
+        return self.sink.size if self.sink is not None else 0
+
+    @property
+    def sha256(self) -> str:
+        return self.sink.sha256 if self.sink is not None else ""
 
 
 class Extractor:
@@ -210,10 +217,8 @@ class Extractor:
         return await sink.finish()
 
     def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
-        sink = candidate.sink
-
         def stored(_: Any) -> None:
-            candidate.size, candidate.sha256, candidate.stored = sink.size, sink.sha256, True
+            candidate.stored = True
 
         return finished.addCallbacks(stored, self._failed)
 

@@ -64,14 +64,6 @@ def newQueueId() -> str:
     return os.urandom(8).hex().upper()
 
 
-def _unfold(value: bytes) -> str:
-    text = value.replace(b"\r", b"").replace(b"\n", b"")
-    try:
-        return text.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return text.decode("latin-1").strip()
-
-
 class _InFlight(Exception):
     """A copy of this leg is being relayed right now (SPEC 4: 451)."""
 
@@ -201,6 +193,7 @@ class Transaction:
         self.files: list[Candidate] = []
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
+        self._block: Optional[tuple[bytes, int]] = None
 
     # -- receiving ---------------------------------------------------------
 
@@ -262,8 +255,7 @@ class Transaction:
 
     def _topHeaders(self, event: PartStart) -> None:
         self.top = event
-        self.facts = facts = policy.headerFacts(
-            (name, _unfold(value)) for name, value in event.headers.fields)
+        self.facts = facts = policy.headerFacts(event.headers.unfolded())
         if self.tenant is None:
             tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
             if tenant is None or not tenant.allowsSource(self.envelope.peer):
@@ -377,8 +369,10 @@ class Transaction:
 
     def _headerBlock(self) -> tuple[bytes, int]:
         """The top header block without incoming gateway fields, and where the body starts."""
-        end = self.top.bodyStart if self.top is not None else 0
-        return withoutGatewayFields(self.spool.readBytes(0, end)), end
+        if self._block is None:
+            end = self.top.bodyStart if self.top is not None else 0
+            self._block = (withoutGatewayFields(self.spool.readBytes(0, end)), end)
+        return self._block
 
     def _stamp(self, block: bytes, status: str, transferId: Optional[str] = None) -> bytes:
         return stampFields(
@@ -394,8 +388,8 @@ class Transaction:
     def _fileName(self, candidate: Candidate) -> str:
         name = candidate.headers.filename
         if not name and candidate.kind == MESSAGE:
-            subject = self.structure.children(candidate.path)[0].headers.get("subject") if \
-                self.structure.children(candidate.path) else None
+            inner = self.structure.children(candidate.path)
+            subject = inner[0].headers.get("subject") if inner else None
             name = (decodeHeader(subject) if subject else "message") + ".eml"
         if not name:
             extension = mimetypes.guess_extension(candidate.headers.contentType) or ".bin"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -93,12 +93,11 @@ class GatewayService(MultiService):
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Any, metrics: Metrics, gateway: Any,
-                 smtpFactory: Any, database: Any, afterDatabase: list = ()) -> None:
+    def __init__(self, config: Config, reactor: Any, gateway: Any, smtpFactory: Any, database: Any,
+                 afterDatabase: Sequence[IService] = ()) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.metrics = metrics
         self.gateway = gateway
         self.smtpFactory = smtpFactory
         self.database = database
@@ -225,7 +224,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         reactor=reactor,
         metrics=metrics,
     )
-    service = GatewayService(config, reactor, metrics, gateway, smtpFactory, database,
+    service = GatewayService(config, reactor, gateway, smtpFactory, database,
                              afterDatabase=[PurgeService(transfers, store, reactor)])
     LogService(config.log.format, config.log.path).setServiceParent(service)
     for description in smtp.listen:

@@ -11,8 +11,8 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 
 
-def _split(pem: bytes) -> tuple[list[ssl.Certificate], bytes]:
-    """The certificates of a PEM bundle, in order, and the whole bundle."""
+def _certificates(pem: bytes) -> list[ssl.Certificate]:
+    """The certificates of a PEM bundle, in order."""
     certs = []
     marker = b"-----BEGIN CERTIFICATE-----"
     end = b"-----END CERTIFICATE-----"
@@ -21,14 +21,14 @@ def _split(pem: bytes) -> tuple[list[ssl.Certificate], bytes]:
         stop = pem.index(end, at) + len(end)
         certs.append(ssl.Certificate.loadPEM(pem[at:stop]))
         at = pem.find(marker, stop)
-    return certs, pem
+    return certs
 
 
 def loadPrivateCertificate(path: str) -> tuple[ssl.PrivateCertificate, list[ssl.Certificate]]:
     """The leaf with its key, and the rest of the chain."""
     with open(path, "rb") as f:
         pem = f.read()
-    certs, _ = _split(pem)
+    certs = _certificates(pem)
     if not certs:
         raise ValueError(f"{path}: no certificate in PEM file")
     private = ssl.PrivateCertificate.loadPEM(pem)
@@ -38,7 +38,7 @@ def loadPrivateCertificate(path: str) -> tuple[ssl.PrivateCertificate, list[ssl.
 def loadTrustRoots(path: str) -> ssl.IOpenSSLTrustRoot:
     """A CA bundle as a trust root for verifying the other side."""
     with open(path, "rb") as f:
-        certs, _ = _split(f.read())
+        certs = _certificates(f.read())
     if not certs:
         raise ValueError(f"{path}: no certificate in PEM file")
     return ssl.trustRootFromCertificates(certs)
@@ -54,7 +54,7 @@ def serverOptions(path: str, clientCA: Optional[str] = None) -> ssl.CertificateO
     kwargs = {}
     if clientCA is not None:
         with open(clientCA, "rb") as f:
-            cas, _ = _split(f.read())
+            cas = _certificates(f.read())
         kwargs = dict(verify=True, caCerts=[c.original for c in cas], requireCertificate=True)
     return ssl.CertificateOptions(
         privateKey=private.privateKey.original,

@@ -82,14 +82,9 @@ class Headers:
                 return value
         return None
 
-    def getAll(self, name: str) -> list[str]:
-        """Every field of that name, unfolded, in order."""
-        name = name.lower()
-        return [
-            _text(_FOLD.sub(b"", value)).strip()
-            for fieldName, value in self.fields
-            if fieldName.lower() == name
-        ]
+    def unfolded(self) -> list[tuple[str, str]]:
+        """Every field as (name, unfolded text), in order: what policy reads."""
+        return [(name, _text(_LINEBREAK.sub(b"", value)).strip()) for name, value in self.fields]
 
     def get(self, name: str) -> Optional[str]:
         """The first field of that name, unfolded and stripped."""
