@@ -23,18 +23,16 @@ import os
 import re
 import tomllib
 import urllib.parse
-from typing import Any, Optional, Sequence, TypeVar, Union
+from typing import Any, Optional, Sequence, TypeVar
 
 import attrs
-import idna
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from secudoc_gateway.addresses import IPNetwork, configDomain, parseIP
 from secudoc_gateway.errors import ConfigError
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 EXCHANGE_ONLINE = "exchange-online"
 
@@ -166,7 +164,7 @@ class Tenant:
 
     def allowsSource(self, ip: str) -> bool:
         """Whether a client at ``ip`` may submit this tenant's mail."""
-        address = parseAddress(ip)
+        address = parseIP(ip)
         if address is None:
             return False
         return any(address in network for network in self.networks)
@@ -185,37 +183,6 @@ class Config:
 
 
 # --- small shared helpers ----------------------------------------------------
-
-
-def normalizeDomain(domain: str) -> str:
-    """
-    A domain in the form tenants are compared in: lowercase IDNA
-    A-labels (RFC 5890), without a trailing dot.  Raises ``ValueError``
-    for a name that is not a valid domain.
-    """
-    if domain.endswith("."):
-        domain = domain[:-1]
-    if not domain:
-        raise ValueError("empty domain")
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError as e:
-        raise ValueError(str(e)) from None
-
-
-def parseAddress(ip: str) -> Optional[IPAddress]:
-    """
-    An IP address from a transport, IPv4-mapped IPv6 addresses (a
-    dual-stack listener's view of an IPv4 client) as IPv4; ``None`` if
-    ``ip`` is not an address.
-    """
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _typeName(value: object) -> str:
@@ -575,7 +542,7 @@ def _pattern(value: str, allowWildcards: bool) -> Optional[str]:
     if domain == "*":
         return value
     try:
-        domain = normalizeDomain(domain)
+        domain = configDomain(domain)
     except ValueError:
         return None
     return f"{local}@{domain}"
@@ -596,7 +563,7 @@ def _domains(table: _Table) -> tuple[str, ...]:
     out: list[str] = []
     for value in table.strings("domains", required=True, nonEmpty=True):
         try:
-            domain = normalizeDomain(value)
+            domain = configDomain(value)
         except ValueError as e:
             table.problem("domains", f'"{value}" is not a valid domain: {e}')
             continue

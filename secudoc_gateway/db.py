@@ -51,7 +51,7 @@ BUSY_TIMEOUT = 10.0
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # SPEC 7: known users of a tenant.  ``address`` is stored
-        # normalised (transfers.normalizeAddress), so lookups are exact.
+        # normalised (addresses.addressKey), so lookups are exact.
         """
         CREATE TABLE users (
             tenant TEXT NOT NULL,

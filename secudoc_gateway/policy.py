@@ -37,14 +37,13 @@ Nothing here does I/O or imports Twisted.
 
 from __future__ import annotations
 
-import functools
 from email.headerregistry import HeaderRegistry
 from email.utils import getaddresses
 from typing import Any, Callable, Iterable, Optional
 
 import attrs
-import idna
 
+from secudoc_gateway.addresses import domainKey, splitAddress
 from secudoc_gateway.smtp import replies
 from secudoc_gateway.smtp.replies import Reply
 
@@ -120,37 +119,6 @@ DEFAULT_CONTENT_TYPE = "text/plain"
 # --- Addresses and patterns --------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def normaliseDomain(domain: str) -> str:
-    """
-    A domain as tenants compare it: lowercase A-labels, no trailing dot.
-
-    A name IDNA refuses (an underscore, an empty label) is still
-    compared, lowercased, rather than raising: an address in a message
-    is data, not configuration.
-    """
-    domain = domain.strip()
-    if domain.endswith("."):
-        domain = domain[:-1]
-    if domain.isascii():
-        return domain.lower()
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        return domain.lower()
-
-
-def splitAddress(address: str) -> tuple[str, str]:
-    """
-    ``(local part, normalised domain)``, split at the last ``@`` (a
-    quoted local part may hold one); ``(address, "")`` without one.
-    """
-    local, at, domain = address.strip().rpartition("@")
-    if not at:
-        return address.strip(), ""
-    return local, normaliseDomain(domain)
-
-
 def matchesPattern(address: str, pattern: str) -> bool:
     """
     Whether ``address`` matches ``name@*``, ``*@domain`` or an exact
@@ -164,7 +132,7 @@ def matchesPattern(address: str, pattern: str) -> bool:
         return False
     if pLocal != "*" and pLocal.lower() != aLocal.lower():
         return False
-    if pDomain != "*" and normaliseDomain(pDomain) != normaliseDomain(aDomain):
+    if pDomain != "*" and domainKey(pDomain) != domainKey(aDomain):
         return False
     return True
 
@@ -187,7 +155,7 @@ def isInternal(tenant: Any, address: str) -> bool:
     _, domain = splitAddress(address)
     if not domain:
         return False
-    return domain in {normaliseDomain(d) for d in tenant.domains}
+    return domain in {domainKey(d) for d in tenant.domains}
 
 
 def splitRecipients(

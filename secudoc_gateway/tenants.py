@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterator, Optional, Sequence
 
-from secudoc_gateway.config import IPNetwork, Tenant, normalizeDomain, parseAddress
+from secudoc_gateway.addresses import IPNetwork, domainKey, parseIP
+from secudoc_gateway.config import Tenant
 
 
 class TenantRegistry:
@@ -58,13 +59,7 @@ class TenantRegistry:
         IDNA A-label form (RFC 5890), so an SMTPUTF8 sender's U-label
         domain finds the same tenant.
         """
-        if domain.isascii():
-            # For ASCII, the A-label form is the lowercase form.
-            return self._byDomain.get(domain.lower().removesuffix("."))
-        try:
-            return self._byDomain.get(normalizeDomain(domain))
-        except ValueError:
-            return None
+        return self._byDomain.get(domainKey(domain))
 
     def forSender(self, address: str) -> Optional[Tenant]:
         """The tenant of an envelope sender's domain; ``None`` for ``<>``."""
@@ -82,7 +77,7 @@ class TenantRegistry:
 
     def anyAllows(self, ip: str) -> bool:
         """Whether ``ip`` is in any tenant's allowed sources (checked at connect)."""
-        address = parseAddress(ip)
+        address = parseIP(ip)
         if address is None:
             return False
         return any(address in network for network in self._networks)

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional
 import attrs
 from twisted.internet.defer import Deferred
 
+from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.db import Database
 
 # SPEC 4: a message relayed in the last 24 hours is not relayed again.
@@ -36,27 +37,6 @@ DONE = "done"
 USER_SOURCES = ("config", "welcome", "silent")
 
 _DEDUP_VERSION = "secudoc-dedup-1"
-
-
-def normalizeAddress(address: str) -> str:
-    """
-    The form addresses are stored and compared in: stripped, lower-cased
-    whole, the domain in its IDNA A-label form without a trailing dot.
-
-    RFC 5321 2.4 lets a host treat local parts as case-sensitive, but
-    Exchange, which owns every mailbox this gateway sees, does not; so
-    ``Alice@X`` and ``alice@x`` are one user.
-    """
-    address = address.strip()
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return address.lower()
-    domain = domain.lower().rstrip(".")
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        pass
-    return f"{local.lower()}@{domain}"
 
 
 @attrs.frozen
@@ -280,7 +260,7 @@ class TransferStore:
         """
         d = self._db.runQuery(
             "SELECT 1 FROM users WHERE tenant = ? AND address = ?",
-            (tenant, normalizeAddress(address)),
+            (tenant, addressKey(address)),
         )
         d.addCallback(bool)
         return d
@@ -299,7 +279,7 @@ class TransferStore:
             txn.execute(
                 "INSERT INTO users (tenant, address, created, how) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (tenant, address) DO NOTHING",
-                (tenant, normalizeAddress(address), now, how),
+                (tenant, addressKey(address), now, how),
             )
             return bool(txn.rowcount == 1)
 
@@ -328,8 +308,8 @@ class TransferStore:
                 _DEDUP_VERSION,
                 tenant,
                 messageId,
-                normalizeAddress(sender),
-                sorted({normalizeAddress(r) for r in recipients}),
+                addressKey(sender),
+                sorted({addressKey(r) for r in recipients}),
                 leg,
             ],
             ensure_ascii=False,

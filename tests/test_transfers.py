@@ -25,7 +25,6 @@ from secudoc_gateway.transfers import (
     StoredFile,
     Transfer,
     TransferStore,
-    normalizeAddress,
 )
 
 DAY = 24 * 60 * 60
@@ -239,7 +238,7 @@ class UserTests(StoreTestCase):
 
     @defer.inlineCallbacks
     def test_caseInsensitive(self) -> Any:
-        """The whole address is compared without case (see normalizeAddress)."""
+        """The whole address is compared without case (see addresses.addressKey)."""
         yield self.store.createUser("example", "Alice.Smith@Example.TEST", "config")
         for address in (
             "alice.smith@example.test",
@@ -276,17 +275,6 @@ class UserTests(StoreTestCase):
 
     def test_badHow(self) -> None:
         self.assertRaises(ValueError, self.store.createUser, "example", "a@example.test", "magic")
-
-
-class NormalizeAddressTests(SynchronousTestCase):
-    def test_forms(self) -> None:
-        self.assertEqual(normalizeAddress(" Alice@Example.TEST "), "alice@example.test")
-        self.assertEqual(normalizeAddress("a@Bücher.Example."), "a@xn--bcher-kva.example")
-        self.assertEqual(normalizeAddress('"A@B"@Example.test'), '"a@b"@example.test')
-        self.assertEqual(normalizeAddress(""), "")
-        self.assertEqual(normalizeAddress("Postmaster"), "postmaster")
-        # An unencodable domain is kept (lower-cased), not an error.
-        self.assertEqual(normalizeAddress("a@X..Y"), "a@x..y")
 
 
 class DedupKeyTests(SynchronousTestCase):
