@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 
 from secudoc_gateway.addresses import IPNetwork, configDomain, parseIP
 from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.targets import MAILDIR_PREFIX, MaildirTarget, parseRelayTarget
 
 
 EXCHANGE_ONLINE = "exchange-online"
@@ -592,27 +593,13 @@ def _relay(table: _Table, base: str) -> str:
     relay = table.string("relay", required=True, nonEmpty=True)
     if not relay:
         return relay
-    if relay.startswith("maildir:"):
-        path = relay[len("maildir:"):]
-        if not path:
-            table.problem("relay", "maildir: needs a path")
-            return relay
-        return "maildir:" + _resolve(base, path)
-    parts = urllib.parse.urlsplit(relay)
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if (
-        parts.scheme != "smtp"
-        or not parts.hostname
-        or port is None
-        or parts.username is not None
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        table.problem("relay", f'must be "maildir:PATH" or "smtp://HOST:PORT", not "{relay}"')
+        target = parseRelayTarget(relay)
+    except ValueError as e:
+        table.problem("relay", str(e))
+        return relay
+    if isinstance(target, MaildirTarget):
+        return MAILDIR_PREFIX + _resolve(base, target.path)
     return relay
 
 

@@ -23,6 +23,7 @@ from secudoc_gateway import devcert, tls
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.interfaces import IMessageSource, IRelay
+from secudoc_gateway.targets import MaildirTarget, SMTPTarget, parseRelayTarget
 from secudoc_gateway.smtp.relay import (
     DataEncoder,
     MaildirRelay,
@@ -32,7 +33,6 @@ from secudoc_gateway.smtp.relay import (
     Timeouts,
     describeReply,
     parseExtensions,
-    parseRelayTarget,
     relayFor,
 )
 from secudoc_gateway.smtp.replies import Reply
@@ -1067,14 +1067,17 @@ class Tenant:
 
 class TargetTests(SynchronousTestCase):
     def test_parse(self) -> None:
-        self.assertEqual(parseRelayTarget("maildir:/var/outbox/x"), ("maildir", "/var/outbox/x"))
+        self.assertEqual(parseRelayTarget("maildir:/var/outbox/x"), MaildirTarget("/var/outbox/x"))
         self.assertEqual(
             parseRelayTarget("smtp://contoso.mail.protection.outlook.com:25"),
-            ("smtp", "contoso.mail.protection.outlook.com", 25),
+            SMTPTarget("contoso.mail.protection.outlook.com", 25),
         )
-        self.assertEqual(parseRelayTarget("smtp://relay.test"), ("smtp", "relay.test", 25))
-        self.assertEqual(parseRelayTarget("smtp://[::1]:2525"), ("smtp", "::1", 2525))
-        for bad in ("maildir:", "http://x:25", "smtp://", "smtp://u@x:25", "smtp://x:25/path", "smtp://x:99999", "x"):
+        self.assertEqual(parseRelayTarget("smtp://[::1]:2525"), SMTPTarget("::1", 2525))
+        # The port is part of the name (SPEC 3): config and relay agree.
+        for bad in (
+            "maildir:", "http://x:25", "smtp://", "smtp://relay.test", "smtp://u@x:25",
+            "smtp://x:25/path", "smtp://x:99999", "x",
+        ):
             self.assertRaises(ValueError, parseRelayTarget, bad)
 
     def test_relayFor(self) -> None:

@@ -19,7 +19,6 @@ keeps the message and retries (SPEC section 4).
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from twisted.internet import defer, ssl
@@ -51,8 +50,8 @@ from secudoc_gateway.smtp.pool import (
     ConnectionPool,
 )
 from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.targets import MaildirTarget, parseRelayTarget
 
-DEFAULT_SMTP_PORT = 25
 
 
 def _replyOf(result: tuple[bool, Any]) -> Reply:
@@ -351,35 +350,15 @@ class SMTPRelay:
             raise _judged("data", reply, "DATA refused")
 
 
-def parseRelayTarget(url: str) -> tuple:
-    """
-    ``("maildir", path)`` or ``("smtp", host, port)``; ``ValueError``
-    for anything else.  The port defaults to 25.
-    """
-    if url.startswith("maildir:"):
-        path = url[len("maildir:") :]
-        if not path:
-            raise ValueError(f"maildir relay needs a path: {url!r}")
-        return ("maildir", path)
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "smtp" or not parts.hostname:
-        raise ValueError(f'relay must be "maildir:PATH" or "smtp://HOST:PORT", not {url!r}')
-    if parts.username is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f'relay must be "maildir:PATH" or "smtp://HOST:PORT", not {url!r}')
-    port = parts.port  # raises ValueError when out of range
-    return ("smtp", parts.hostname, port if port is not None else DEFAULT_SMTP_PORT)
-
-
 def relayFor(tenant: Any, hostname: str, reactor: Any, timeouts: Timeouts = Timeouts()) -> IRelay:
     """The relay target a tenant's config names; ``hostname`` is our EHLO name."""
     target = parseRelayTarget(tenant.relay)
-    if target[0] == "maildir":
-        return MaildirRelay(target[1])
-    _, host, port = target
+    if isinstance(target, MaildirTarget):
+        return MaildirRelay(target.path)
     return SMTPRelay(
         reactor,
-        host,
-        port,
+        target.host,
+        target.port,
         hostname,
         requireTLS=bool(tenant.relay_require_tls),
         caFile=tenant.relay_ca_file or "",
@@ -397,6 +376,5 @@ __all__ = [
     "Timeouts",
     "describeReply",
     "parseExtensions",
-    "parseRelayTarget",
     "relayFor",
 ]
