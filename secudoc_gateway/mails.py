@@ -35,7 +35,7 @@ import idna
 
 from secudoc_gateway.mime.decode import encodeQuotedPrintable
 from secudoc_gateway.mime.names import cleanName
-from secudoc_gateway.policy import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
+from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
 LANGUAGES = ("nl", "en")
 MAX_HTML_LINE = 76

@@ -44,29 +44,21 @@ from typing import Any, Callable, Iterable, Optional
 import attrs
 
 from secudoc_gateway.addresses import domainKey, splitAddress
+from secudoc_gateway.fields import (
+    CONTENT_TYPE,
+    CROSS_TENANT_ID,
+    FROM,
+    MESSAGE_ID,
+    NETWORK_MESSAGE_ID,
+    SECUDOC,
+    SECUDOC_ENABLED,
+    SECUDOC_STATUS,
+    SECUDOC_TRANSFER,
+)
 from secudoc_gateway.smtp import replies
 from secudoc_gateway.smtp.replies import Reply
 
-# --- Header names ------------------------------------------------------------
-
-SECUDOC = "X-SecuDoc"
-SECUDOC_STATUS = "X-SecuDoc-Status"
-SECUDOC_TRANSFER = "X-SecuDoc-Transfer"
-SECUDOC_ENABLED = "X-SecuDoc-Enabled"
-CROSS_TENANT_ID = "X-MS-Exchange-CrossTenant-Id"
-NETWORK_MESSAGE_ID = "X-MS-Exchange-CrossTenant-Network-Message-Id"
-MESSAGE_ID = "Message-ID"
-CONTENT_TYPE = "Content-Type"
-FROM = "From"
-
-SECUDOC_VERSION = "1.0"
-"""The value of the ``X-SecuDoc`` header on every relayed message."""
-
-GATEWAY_HEADERS = frozenset(
-    name.lower() for name in (SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER)
-)
-"""Lowercased names removed from every incoming message (SPEC section 5)."""
-
+# Lowercased, as Headers and the unfolded pairs name fields.
 _SECUDOC = SECUDOC.lower()
 _SECUDOC_ENABLED = SECUDOC_ENABLED.lower()
 _CROSS_TENANT_ID = CROSS_TENANT_ID.lower()

@@ -17,7 +17,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway import policy
+from secudoc_gateway import fields, policy
 from secudoc_gateway.policy import (
     Decision,
     HeaderFacts,
@@ -574,7 +574,7 @@ class HeaderFactsTests(SynchronousTestCase):
 
     def test_gatewayHeaders(self) -> None:
         self.assertEqual(
-            policy.GATEWAY_HEADERS, {"x-secudoc", "x-secudoc-status", "x-secudoc-transfer"}
+            fields.GATEWAY_HEADERS, {"x-secudoc", "x-secudoc-status", "x-secudoc-transfer"}
         )
 
 

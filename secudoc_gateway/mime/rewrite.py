@@ -54,7 +54,7 @@ from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
 from secudoc_gateway.mime.stamp import lineEnding
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, MULTIPART, Part, Path, Structure
 from secudoc_gateway.outgoing import Segment, SpoolRange, Transformed
-from secudoc_gateway.policy import GATEWAY_HEADERS
+from secudoc_gateway.fields import GATEWAY_HEADERS
 
 CRLF = b"\r\n"
 HTML_LOOKAHEAD = 256 * 1024

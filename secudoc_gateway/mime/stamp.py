@@ -13,7 +13,7 @@ import re
 from typing import Optional
 
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.policy import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
+from secudoc_gateway.fields import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
 # A line break not followed by folding whitespace ends a field; a CR
 # directly before LF is never a break of its own.
