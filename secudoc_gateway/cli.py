@@ -77,7 +77,7 @@ def testRelay(args: argparse.Namespace) -> int:
 
     from secudoc_gateway.envelope import Envelope
     from secudoc_gateway.outgoing import OutgoingMessage
-    from secudoc_gateway.smtp.relay import relayFor
+    from secudoc_gateway.relay.smtp import relayFor
     from secudoc_gateway.spool import MemoryBudget, Spool
 
     recipient = args.to or tenant.facility_sender

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 
 
 class GatewayError(Exception):

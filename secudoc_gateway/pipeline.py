@@ -48,9 +48,9 @@ from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
 from secudoc_gateway.mime.stamp import lineEnding, stampFields, stamped, withoutGatewayFields
 from secudoc_gateway.mime.structure import MESSAGE, Structure
 from secudoc_gateway.outgoing import OutgoingMessage, Segment, SpoolRange
-from secudoc_gateway.smtp import replies
-from secudoc_gateway.smtp.relay import relayFor
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway import replies
+from secudoc_gateway.relay.smtp import relayFor
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer

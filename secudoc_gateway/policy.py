@@ -55,8 +55,8 @@ from secudoc_gateway.fields import (
     SECUDOC_STATUS,
     SECUDOC_TRANSFER,
 )
-from secudoc_gateway.smtp import replies
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway import replies
+from secudoc_gateway.replies import Reply
 
 # Lowercased, as Headers and the unfolded pairs name fields.
 _SECUDOC = SECUDOC.lower()

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 
 
 class _Silent:

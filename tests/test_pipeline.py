@@ -20,7 +20,7 @@ from secudoc_gateway.interfaces import IObjectStore, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.extract import MAX_PENDING_WRITES
 from secudoc_gateway.pipeline import Gateway
-from secudoc_gateway.smtp import replies
+from secudoc_gateway import replies
 from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.testing import MemoryStore, writeConfig
 

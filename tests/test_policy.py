@@ -35,7 +35,7 @@ from secudoc_gateway.policy import (
     tenantForNullSender,
     userAction,
 )
-from secudoc_gateway.smtp import replies
+from secudoc_gateway import replies
 
 GUID = "0B5C1E2A-3D4F-4A6B-8C7D-9E0F1A2B3C4D"
 OTHER_GUID = "11111111-2222-3333-4444-555555555555"

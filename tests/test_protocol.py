@@ -29,9 +29,9 @@ from secudoc_gateway import devcert, tls
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.smtp import replies
+from secudoc_gateway import replies
 from secudoc_gateway.smtp.protocol import PAUSE_PENDING, SMTPFactory, SMTPProtocol
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 
 OK_REPLY = Reply(250, "2.0.0", "Ok q1")
 

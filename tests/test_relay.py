@@ -1,5 +1,5 @@
 """
-Tests for secudoc_gateway.smtp.relay: the ESMTP relay client against the
+Tests for secudoc_gateway.relay.smtp: the ESMTP relay client against the
 sink server over real sockets and real TLS (the connection cache
 included), the Maildir target, and the plain helpers (reply reader,
 DATA encoder, target parsing).
@@ -24,7 +24,7 @@ from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.interfaces import IMessageSource, IRelay
 from secudoc_gateway.targets import MaildirTarget, SMTPTarget, parseRelayTarget
-from secudoc_gateway.smtp.relay import (
+from secudoc_gateway.relay.smtp import (
     DataEncoder,
     MaildirRelay,
     ProtocolViolation,
@@ -35,7 +35,7 @@ from secudoc_gateway.smtp.relay import (
     parseExtensions,
     relayFor,
 )
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.testing_smtp import DISCONNECT, SILENT, SinkServerFactory, SinkServerProtocol
 
 

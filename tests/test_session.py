@@ -17,8 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import secudoc_gateway
 
-from secudoc_gateway.smtp import replies
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway import replies
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.session import (
     NEED_DATA,
     PAUSED,

@@ -1,5 +1,4 @@
 """
-SMTP in (``session`` sans-I/O, ``protocol`` adapter, ``replies``) and
-out (``relay``: ``client`` byte work, ``connection`` adapter, ``pool``
-of reusable connections, ``maildir``).
+SMTP in: ``session`` is the sans-I/O ESMTP server state, ``protocol``
+its Twisted adapter.
 """

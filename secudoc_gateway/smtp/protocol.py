@@ -30,8 +30,8 @@ from zope.interface import implementer
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.smtp import replies
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway import replies
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.session import (
     NEED_DATA,
     PAUSED,

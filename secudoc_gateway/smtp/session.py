@@ -29,8 +29,8 @@ from typing import Optional, Union
 
 import attrs
 
-from secudoc_gateway.smtp import replies
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway import replies
+from secudoc_gateway.replies import Reply
 
 # --- events ----------------------------------------------------------------
 

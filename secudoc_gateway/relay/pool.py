@@ -24,8 +24,8 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.smtp.connection import _ClientProtocol
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.relay.connection import _ClientProtocol
+from secudoc_gateway.replies import Reply
 
 # After Postfix's smtp_connection_cache_* settings: an idle connection
 # costs the target little for a few seconds, a message stream of one per

@@ -14,7 +14,7 @@ from typing import Optional
 import attrs
 
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 
 MAX_REPLY_LINE = 4096
 MAX_REPLY_LINES = 256

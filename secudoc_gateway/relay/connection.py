@@ -22,8 +22,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.smtp.client import DataEncoder, ProtocolViolation, ReplyReader, Timeouts, _judged
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.relay.client import DataEncoder, ProtocolViolation, ReplyReader, Timeouts, _judged
+from secudoc_gateway.replies import Reply
 
 
 @implementer(IHandshakeListener, IPushProducer)

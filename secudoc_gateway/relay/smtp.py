@@ -31,7 +31,7 @@ from zope.interface import implementer
 from secudoc_gateway import tls
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.interfaces import IMessageSource, IRelay
-from secudoc_gateway.smtp.client import (
+from secudoc_gateway.relay.client import (
     DataEncoder,
     ProtocolViolation,
     ReplyReader,
@@ -41,15 +41,15 @@ from secudoc_gateway.smtp.client import (
     describeReply,
     parseExtensions,
 )
-from secudoc_gateway.smtp.connection import _ClientProtocol
-from secudoc_gateway.smtp.maildir import MaildirRelay
-from secudoc_gateway.smtp.pool import (
+from secudoc_gateway.relay.connection import _ClientProtocol
+from secudoc_gateway.relay.maildir import MaildirRelay
+from secudoc_gateway.relay.pool import (
     DEFAULT_MAX_IDLE,
     DEFAULT_MAX_IDLE_TIME,
     DEFAULT_MAX_MESSAGES,
     ConnectionPool,
 )
-from secudoc_gateway.smtp.replies import Reply
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.targets import MaildirTarget, parseRelayTarget
 
 
