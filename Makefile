@@ -32,6 +32,7 @@ check-config: $(STAMP) $(CERT)
 
 test: $(STAMP) $(CERT)
 	@mkdir -p var
+	$(BIN)/mypy
 	@set -o pipefail; \
 	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc

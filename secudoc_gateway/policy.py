@@ -234,7 +234,7 @@ def parseFromAddress(value: str) -> str:
     candidates: list[str]
     try:
         header = _ADDRESS_HEADERS(FROM, value)
-        candidates = [address.addr_spec for address in header.addresses]
+        candidates = [address.addr_spec for address in header.addresses]  # type: ignore[attr-defined]
     except Exception:
         candidates = [address for _, address in getaddresses([value])]
     for candidate in candidates:

@@ -64,11 +64,11 @@ class Headers:
                     name, value = fields[-1]
                     fields[-1] = (name, value + line)
                 continue
-            name, colon, value = line.partition(b":")
+            rawName, colon, value = line.partition(b":")
             if not colon:
                 # An mbox "From " line or junk: not a field.
                 continue
-            fields.append((name.strip().decode("latin-1"), value))
+            fields.append((rawName.strip().decode("latin-1"), value))
         return cls(
             tuple((name, value.rstrip(b"\r\n")) for name, value in fields),
             defaultType,

@@ -300,6 +300,7 @@ class Session:
         self._discardLine = False  # inside an overlong command line
         self._skip = 0  # BDAT bytes to drain for a refused BDAT
         self._afterSkip: Optional[Reply] = None
+        self._txOpen: bool
         self._resetTransaction()
         self._send(replies.SERVICE_READY.withText(replies.SERVICE_READY.text.format(hostname=hostname)))
 
