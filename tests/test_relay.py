@@ -36,7 +36,7 @@ from secudoc_gateway.relay.smtp import (
     relayFor,
 )
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.testing_smtp import DISCONNECT, SILENT, SinkServerFactory, SinkServerProtocol
+from secudoc_gateway.testing.smtp import DISCONNECT, SILENT, SinkServerFactory, SinkServerProtocol
 
 
 @implementer(IMessageSource)

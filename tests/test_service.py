@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import devcert, tls
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from secudoc_gateway.testing_smtp import SinkServerFactory
+from secudoc_gateway.testing.smtp import SinkServerFactory
 from secudoc_gateway.replies import Reply
 from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
 
