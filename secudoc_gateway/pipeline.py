@@ -23,7 +23,6 @@ target's own text when it refused the message for good.
 
 from __future__ import annotations
 
-import datetime
 import mimetypes
 import os
 from typing import Any, Awaitable, Callable, Optional, Sequence
@@ -396,6 +395,17 @@ class Transaction:
             name = "attachment" + extension
         return cleanName(name)
 
+    def _shownSender(self, facts: policy.HeaderFacts) -> tuple[str, str]:
+        """
+        Who the banner names: the From field's display name and address,
+        as the recipient's mail program shows them; the envelope sender
+        when From has no address.
+        """
+        name, address = facts.fromMailbox
+        if not address:
+            return "", self.envelope.sender
+        return name, address
+
     async def _protect(self, decision: policy.Decision, facts: policy.HeaderFacts) -> Reply:
         tenant = self.tenant
         gateway = self.gateway
@@ -418,9 +428,11 @@ class Transaction:
         created = []
         hostname = gateway.config.smtp.hostname
         link = f"{gateway.config.web.public_url}/t/{self.extractor.token}"
-        expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
         files_ = [(f.name, f.size) for f in stored]
-        banner = bannerFor(tenant.language, transfer.sender, files_, link, expiry, tenant.disclaimer)
+        senderName, senderAddress = self._shownSender(facts)
+        banner = bannerFor(tenant.language, senderAddress, files_, link, expires, tenant.disclaimer,
+                           senderName=senderName, organisation=tenant.organisation,
+                           helpContact=tenant.help_contact)
         removed = {c.path for c in files}
 
         async def protectedMessage() -> Sequence[Segment]:
@@ -445,7 +457,7 @@ class Transaction:
             self.extras.append(Leg("separate", decision.protectedRecipients, ready([notice])))
         if tenant.confirmation_mail and transfer.sender:
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
-                                            decision.protectedRecipients, files_, expiry, subject,
+                                            decision.protectedRecipients, files_, expires, subject,
                                             tenant.language, date=now, transferId=self.extractor.transferId)
             self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
                                    sender=tenant.facility_sender))

@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterable, Optional
 import attrs
 import idna
 
+from secudoc_gateway.mime.names import decodeHeader
 from secudoc_gateway.smtp import replies
 from secudoc_gateway.smtp.replies import Reply
 
@@ -284,6 +285,23 @@ def parseFromAddress(value: str) -> str:
     return ""
 
 
+def parseFromMailbox(value: str) -> tuple[str, str]:
+    """
+    The first mailbox of a From value as (display name, bare address),
+    the name decoded (RFC 2047, also the encoded-words some clients put
+    inside quotes), ``("", "")`` when no address can be read.
+    """
+    try:
+        mailboxes = [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADERS(FROM, value).addresses]
+    except Exception:
+        mailboxes = getaddresses([value])
+    for name, address in mailboxes:
+        local, at, domain = address.rpartition("@")
+        if at and local and domain:
+            return decodeHeader(name).strip(), address
+    return "", ""
+
+
 @attrs.frozen
 class HeaderFacts:
     """
@@ -319,6 +337,12 @@ class HeaderFacts:
         """
         values = self.values(FROM)
         return parseFromAddress(values[0]) if values else ""
+
+    @property
+    def fromMailbox(self) -> tuple[str, str]:
+        """The From field's first (display name, address), for the banner."""
+        values = self.values(FROM)
+        return parseFromMailbox(values[0]) if values else ("", "")
 
     @property
     def dedupId(self) -> Optional[str]:
