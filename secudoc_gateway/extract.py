@@ -36,6 +36,7 @@ from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
+from secudoc_gateway.policy import isRightsProtection
 from secudoc_gateway.mime.structure import (
     LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
@@ -150,6 +151,7 @@ class Extractor:
         self.failure: Optional[Failure] = None
         self.pendingWrites = 0
         self.paused = False
+        self.rightsProtected = False  # a Purview / IRM part outside any attached message
 
     # -- events --------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class Extractor:
             return
         headers = event.headers
         contentType = headers.contentType
+        if isRightsProtection(contentType, headers.filename):
+            self.rightsProtected = True
         if contentType in SEALED_TYPES:
             self.enclosing.add(event.path)
         if contentType.startswith("multipart/"):

@@ -115,6 +115,19 @@ SIGNED_TYPES = frozenset(
 )
 """Top-level types of a signed or encrypted message (RFC 1847, RFC 8551)."""
 
+RPMSG_TYPE = "application/x-microsoft-rpmsg-message"
+RPMSG_NAME = "message.rpmsg"
+
+
+def isRightsProtection(contentType: str, filename: Optional[str]) -> bool:
+    """
+    Rule 6's other half: the part that makes a message rights-protected
+    by Microsoft Purview / IRM (its content encrypted in ``message.rpmsg``,
+    readable only through Microsoft's rights service).  Taking it out
+    would leave the recipient a link to a file only Outlook can open.
+    """
+    return contentType == RPMSG_TYPE or (filename or "").strip().lower() == RPMSG_NAME
+
 DEFAULT_CONTENT_TYPE = "text/plain"
 """RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
 
@@ -517,13 +530,15 @@ def earlyDecision(
     recipients: Iterable[str],
     facts: HeaderFacts,
     knownUser: bool,
+    rightsProtected: bool = False,
 ) -> Optional[Decision]:
     """
     Rules 1-7 in table order, then the recipient split; ``None`` when
     the message goes on to its content (call `userAction` then).
 
     ``knownUser``: the effective sender is in ``users``
-    (`isConfiguredUser`) or in the database.
+    (`isConfiguredUser`) or in the database.  ``rightsProtected``: a
+    part of the message is a Purview / IRM one (`isRightsProtection`).
     """
     recipients = tuple(recipients)
     sender = effectiveSender(envelopeSender, facts)
@@ -537,7 +552,7 @@ def earlyDecision(
         return passed(NOT_ENABLED, recipients)
     if not requiredHeaderPresent(tenant.required_header, facts):
         return passed(REQUIRED_HEADER, recipients)
-    if facts.topContentType in SIGNED_TYPES:
+    if facts.topContentType in SIGNED_TYPES or rightsProtected:
         return passed(SIGNED, recipients)
     if not knownUser and tenant.auto_create_users == CREATE_NO:
         if tenant.unknown_sender == UNKNOWN_REJECT:
