@@ -142,9 +142,16 @@ def formatMoment(when: float, language: str = "nl") -> str:
     return f"{formatDate(moment.date(), language)}, {moment:%H:%M} UTC"
 
 
+def _shown(ch: str) -> bool:
+    """Not a surrogate or noncharacter: HTML drops those from a character reference (13.2.5.80)."""
+    point = ord(ch)
+    return not (0xD800 <= point <= 0xDFFF or 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE)
+
+
 def oneLine(value: str) -> str:
-    """A value as shown: one line, single spaces, no control or bidi characters."""
-    return " ".join(cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " ")).split())
+    """A value as shown: one line, single spaces, no control, bidi or noncharacters."""
+    value = cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " "))
+    return " ".join("".join(ch for ch in value if _shown(ch)).split())
 
 
 def escape(value: str) -> str:

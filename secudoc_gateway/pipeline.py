@@ -398,7 +398,7 @@ class Transaction:
         return (*stamped(block, self._stamp(block, status)), SpoolRange(bodyStart, self.spool.size))
 
     def _fileName(self, candidate: Candidate) -> str:
-        name = candidate.headers.filename
+        name = candidate.name or candidate.headers.filename
         if not name and candidate.kind == MESSAGE:
             inner = self.structure.children(candidate.path)
             subject = inner[0].headers.get("subject") if inner else None
@@ -427,7 +427,7 @@ class Transaction:
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.headers.contentType, c.size, c.sha256,
+            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256,
                        objectKey(self.extractor.transferId, c.slot))
             for n, c in enumerate(files)
         )

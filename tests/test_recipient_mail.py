@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import os
 import sqlite3
 from email.message import EmailMessage
 
 from secudoc_gateway.banner import formatMoment
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import asyncTest, corpusPaths, inThread, maildirMessages, sendBDAT, splitEnvelope
 from tests.test_protection import ProtectionTestCase, attach, newMessage
+from tests.tnefdata import TnefFile, tnef, winmailMessage
 
 ORGANISATION = "Van Dijk & Zonen B.V."
 HELP = "servicedesk@vandijk.example"
@@ -52,8 +54,8 @@ class RecipientMailTestCase(ProtectionTestCase):
     def bodies(self, message: email.message.EmailMessage) -> tuple[str, str]:
         plain = message.get_body(("plain",))
         markup = message.get_body(("html",))
-        return (plain.get_content() if plain is not None else "",
-                markup.get_content() if markup is not None else "")
+        return (plain.get_content().replace("\r\n", "\n") if plain is not None else "",
+                markup.get_content().replace("\r\n", "\n") if markup is not None else "")
 
 
 class Banner(RecipientMailTestCase):
@@ -227,3 +229,100 @@ class RightsProtected(RecipientMailTestCase):
         self.assertEqual((code, content == big), (200, True))
         code, _, response = await self.get(self.link(out) + "/1")
         self.assertIn("message.rpmsg", response.headers.getRawHeaders("content-disposition")[0])
+
+
+KITTEN_SHA256 = "f79d79bf20d19d17f4bbc92bc59485be362df93deaa92b71cc0d490d3b7ac935"
+"""The picture in MimeKit's rich-text.eml, as tnefparse extracts it."""
+
+
+class Tnef(RecipientMailTestCase):
+    async def files(self, out: email.message.EmailMessage, count: int) -> list[tuple[str, bytes]]:
+        path = self.link(out)
+        files = []
+        for n in range(count):
+            code, content, response = await self.get(f"{path}/{n}")
+            self.assertEqual(code, 200)
+            disposition = response.headers.getRawHeaders("content-disposition")[0]
+            files.append((disposition, content))
+        code, _, _ = await self.get(f"{path}/{count}")
+        self.assertEqual(code, 404)
+        return files
+
+    @asyncTest
+    async def test_filesInsteadOfWinmail(self) -> None:
+        """The recipient downloads the files by their own names, byte-exact; no winmail.dat."""
+        await self.start()
+        pdf, picture = os.urandom(200_000), os.urandom(3000)
+        stream = tnef([TnefFile(pdf, "RAPPOR~1.PDF", "Rapport Q3 – Zoë.pdf"), TnefFile(picture, "FOTO.JPG")])
+        out = await self.relay(winmailMessage(stream))
+        self.assertEqual(out["X-SecuDoc-Status"], "protected")
+        self.assertIsNone(out["X-MS-Has-Attach"])
+        self.assertEqual([p.get_content_type() for p in out.walk()], ["multipart/mixed", "text/plain"])
+        plain, _ = self.bodies(out)
+        self.assertIn("heeft u 2 bestanden gestuurd.", plain)
+        self.assertIn("- Rapport Q3 – Zoë.pdf (196 KB)\n", plain)
+        self.assertIn("- FOTO.JPG (3 KB)\n", plain)
+        self.assertNotIn("winmail", plain)
+        [(first, content0), (second, content1)] = await self.files(out, 2)
+        self.assertEqual((content0, content1), (pdf, picture))
+        self.assertIn("filename*=UTF-8''Rapport%20Q3%20%E2%80%93%20Zo%C3%AB.pdf", first)
+        self.assertIn("FOTO.JPG", second)
+        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
+        self.addCleanup(database.close)
+        self.assertEqual([row[0] for row in database.execute("SELECT content_type FROM files ORDER BY n")],
+                         ["application/pdf", "image/jpeg"])
+
+    @asyncTest
+    async def test_undecodedPartStoredAsItIs(self) -> None:
+        """An embedded message is no file: winmail.dat is kept too, byte-exact, next to the file."""
+        await self.start()
+        pdf = os.urandom(5000)
+        stream = tnef([TnefFile(pdf, "A.PDF"), TnefFile(b"x" * 89, "UNTITLED", None, 5, b"inner message")])
+        out = await self.relay(winmailMessage(stream))
+        plain, _ = self.bodies(out)
+        self.assertIn("- winmail.dat (", plain)
+        self.assertIn("- A.PDF (5 KB)", plain)
+        [(first, winmail), (second, content)] = await self.files(out, 2)
+        self.assertIn("winmail.dat", first)
+        self.assertEqual((winmail, content), (stream, pdf))
+
+    @asyncTest
+    async def test_notTnefStoredAsItIs(self) -> None:
+        await self.start()
+        junk = os.urandom(4000)
+        out = await self.relay(winmailMessage(junk))
+        [(disposition, content)] = await self.files(out, 1)
+        self.assertIn("winmail.dat", disposition)
+        self.assertEqual(content, junk)
+
+    @asyncTest
+    async def test_bodyOnlyPasses(self) -> None:
+        """A winmail.dat with no file in it is the message's rich body, no attachment."""
+        await self.start()
+        raw = winmailMessage(tnef([], body=os.urandom(3000)))
+        out = await self.relay(raw)
+        self.assertEqual(out["X-SecuDoc-Status"], "passed; reason=no-attachment")
+        self.assertTrue(self.raw.endswith(raw.split(b"\r\n\r\n", 1)[1]))
+
+    @asyncTest
+    async def test_bigFileInTnef(self) -> None:
+        """Past the spool's memory bound: streamed through, downloaded byte-exact."""
+        await self.start()
+        big = os.urandom(3 << 20)
+        out = await self.relay(winmailMessage(tnef([TnefFile(big, "BIG.BIN")])))
+        [(_, content)] = await self.files(out, 1)
+        self.assertEqual(hashlib.sha256(content).digest(), hashlib.sha256(big).digest())
+
+    @asyncTest
+    async def test_outlookRichText(self) -> None:
+        """Outlook's own winmail.dat (MimeKit's test data): the picture, and winmail.dat for the rest."""
+        [path] = [p for p in corpusPaths() if os.path.basename(p) == "mimekit__rich-text.eml"]
+        await self.start()
+        with open(path, "rb") as f:
+            out = await self.relay(f.read())
+        self.assertEqual(out["X-SecuDoc-Status"], "protected")
+        [(first, winmail), (second, kitten)] = await self.files(out, 2)
+        self.assertIn("winmail.dat", first)
+        self.assertTrue(winmail.startswith(b"\x78\x9f\x3e\x22"))
+        self.assertIn("kitten-playing-with-a-christmas-tree.jpg", second)
+        self.assertEqual(hashlib.sha256(kitten).hexdigest(), KITTEN_SHA256)
