@@ -93,7 +93,11 @@ BOX_STYLE = (
 P_STYLE = "margin:0 0 12px 0"
 SMALL_STYLE = "margin:0 0 8px 0;font-size:12px;line-height:17px;color:#52606d"
 LINK_STYLE = f"color:{LINK_COLOUR};text-decoration:underline"
-_CELL_STYLE = f"padding:3px 0;border-bottom:1px solid #dde3ea;{FONT};font-size:14px;line-height:20px;color:{TEXT_COLOUR}"
+_BREAK = "word-wrap:break-word;overflow-wrap:anywhere"  # long names and links wrap on a phone
+_CELL_STYLE = (
+    f"padding:3px 0;border-bottom:1px solid #dde3ea;{FONT};font-size:14px;line-height:20px;"
+    f"color:{TEXT_COLOUR};{_BREAK}"
+)
 _SIZE_STYLE = _CELL_STYLE + ";padding-left:16px;white-space:nowrap;color:#52606d"
 _BUTTON_CELL = f"padding:10px 22px;background-color:{LINK_COLOUR};border-radius:4px"
 _BUTTON_LINK = f"{FONT};font-size:15px;font-weight:bold;line-height:20px;color:#ffffff;text-decoration:none"
@@ -275,7 +279,7 @@ def bannerFor(
         *fileTable(shown),
         *button(url, phrases["button"]),
         paragraph(escape(expiry), "margin:0 0 8px 0;font-weight:bold"),
-        paragraph(f"{escape(phrases['fallback'])} {link(url, escape(url))}", SMALL_STYLE),
+        paragraph(f"{escape(phrases['fallback'])} {link(url, escape(url))}", f"{SMALL_STYLE};{_BREAK}"),
     ]
     if notes:
         htmlLines.append(paragraph("<br>".join(escape(line) for line in notes), SMALL_STYLE))
