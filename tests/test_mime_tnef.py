@@ -99,12 +99,16 @@ class ReaderTests(SynchronousTestCase):
             for name, data in files:
                 self.assertEqual(data, FILES[0].data)
 
-    def test_badDataChecksum(self) -> None:
-        """A damaged file is dropped; the others come out."""
-        stream = tnef([TnefFile(b"abc", "A.TXT")])
-        damaged = stream.replace(attribute(2, 0x0006800F, b"abc"), attribute(2, 0x0006800F, b"abc", 7))
+    def test_badChecksum(self) -> None:
+        """A small value's checksum is checked: a bad one ends the reading; file data is not summed."""
+        stream = tnef([TnefFile(b"abc", "A.TXT"), TnefFile(b"def", "B.TXT")])
+        title = attribute(2, 0x00018010, b"B.TXT\0")
+        damaged = stream.replace(title, attribute(2, 0x00018010, b"B.TXT\0", 7))
         self.assertNotEqual(damaged, stream)
-        self.assertEqual(read(damaged), ([], True))
+        self.assertEqual(read(damaged), ([("A.TXT", b"abc")], True))
+        data = attribute(2, 0x0006800F, b"abc")
+        self.assertEqual(read(stream.replace(data, attribute(2, 0x0006800F, b"abc", 7))),
+                         ([("A.TXT", b"abc"), ("B.TXT", b"def")], False))
 
     def test_badLevel(self) -> None:
         """A broken attribute ends the reading; the open attachment is not judged, so dropped."""

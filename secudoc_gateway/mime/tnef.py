@@ -19,9 +19,10 @@ and judged when its attachment ends: ``FileEnd`` with its name, or
 ``TnefReader`` is sans-I/O, fed decoded bytes in chunks of any size.
 It holds at most ``maxValue`` bytes of one small value (a name, a code
 page, a property header) plus one chunk: the file data streams through,
-larger values are skipped unread, whatever the stream's size.  Whatever
-it cannot turn into files (a broken stream, an embedded message, a bad
-checksum) leaves ``incomplete`` set: the caller then keeps
+larger values are skipped unread, whatever the stream's size.  The
+checksums of small values are checked; that of file data is not (it
+would halve the rate, and base64 already carried the bytes intact).  Whatever
+it cannot turn into files (a broken stream, an embedded message) leaves ``incomplete`` set: the caller then keeps
 ``winmail.dat`` as it is as well, so nothing is lost.  The message's
 own properties (its rich-text body, which the message carries as text
 too) are no file and are skipped.  tnefparse, the Python library for TNEF, needs the whole stream
@@ -136,7 +137,6 @@ class _Attachment:
     names: dict[int, str] = attrs.Factory(dict)
     method: Optional[int] = None
     hasData: bool = False
-    intact: bool = True
 
     def name(self, number: int) -> str:
         for key in _NAMES:
@@ -160,7 +160,6 @@ class TnefReader:
         self._events: list[Event] = []
         self._buffer = bytearray()
         self._progress = 0
-        self._sum = 0
         self._codepage = "cp1252"
         self._open = False  # a FileStart without its FileEnd or FileDrop
         self._steps: Optional[Generator[_Request, object, None]] = self._run()
@@ -171,8 +170,11 @@ class TnefReader:
 
     def feed(self, data: bytes) -> list[Event]:
         if self._steps is not None:
-            self._buffer += data
-            self._drive()
+            # Most of a stream is file data: taken straight from the chunk,
+            # only a short remainder waits in the buffer for the next one.
+            source = self._buffer + data if self._buffer else data
+            at = self._drive(source)
+            self._buffer = bytearray(source[at:]) if self._steps is not None else bytearray()
         return self._take()
 
     def close(self) -> list[Event]:
@@ -188,29 +190,28 @@ class TnefReader:
         events, self._events = self._events, []
         return events
 
-    def _drive(self) -> None:
-        buffer, at = self._buffer, 0
+    def _drive(self, source: Union[bytes, bytearray]) -> int:
+        """Answer the reader's requests from ``source``; how far it got."""
+        at = 0
         while self._steps is not None:
             kind, size = self._want
             if kind == _READ:
-                if len(buffer) - at < size:
+                if len(source) - at < size:
                     break
-                value, at = bytes(buffer[at:at + size]), at + size
+                value, at = bytes(source[at:at + size]), at + size
                 self._send(value)
                 continue
-            take = min(size - self._progress, len(buffer) - at)
+            take = min(size - self._progress, len(source) - at)
             if take:
                 if kind == _DATA:
-                    piece = bytes(buffer[at:at + take])
-                    self._sum += sum(piece)
-                    self._events.append(FileData(piece))
+                    self._events.append(FileData(bytes(source[at:at + take])))
                 at += take
                 self._progress += take
             if self._progress < size:
                 break
-            checksum, self._progress, self._sum = self._sum & 0xFFFF, 0, 0
-            self._send(checksum)
-        del buffer[:at]
+            self._progress = 0
+            self._send(None)
+        return at
 
     def _send(self, value: object) -> None:
         assert self._steps is not None
@@ -231,7 +232,6 @@ class TnefReader:
         if self._steps is not None:
             self._steps.close()
         self._steps = None
-        self._buffer.clear()
 
     # -- the stream ------------------------------------------------------------
 
@@ -259,7 +259,7 @@ class TnefReader:
                 if self.files < self.maxFiles:
                     self._open = True
                     self._events.append(FileStart())
-                    checksum = yield (_DATA, length)
+                    yield (_DATA, length)
                 else:
                     self.incomplete = True
                     yield (_SKIP, length)
@@ -280,21 +280,18 @@ class TnefReader:
                 yield (_SKIP, length)
             footer = yield (_READ, 2)
             if checksum is not None and _u16(footer) != checksum:  # type: ignore[arg-type]
-                if current is not None and name == ATT_DATA:
-                    current.intact = False
-                else:
-                    raise TnefError("checksum")
+                raise TnefError("checksum")
         if current is not None:
             self._attachmentEnd(current)
 
     def _attachmentEnd(self, attachment: _Attachment) -> None:
         byValue = attachment.method in (None, ATTACH_BY_VALUE)
-        if not (attachment.hasData and byValue and attachment.intact):
+        if not (attachment.hasData and byValue):
             self.incomplete = True
         if not self._open:
             return
         self._open = False
-        if byValue and attachment.intact:
+        if byValue:
             self.files += 1
             self._events.append(FileEnd(attachment.name(self.files)))
         else:
