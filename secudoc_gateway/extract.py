@@ -44,11 +44,11 @@ from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
-from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
-from secudoc_gateway.policy import isRightsProtection
 from secudoc_gateway.mime.structure import (
     LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
+from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
+from secudoc_gateway.policy import isRightsProtection
 from secudoc_gateway.spool import Spool
 
 NO_CIDS: frozenset[str] = frozenset()
@@ -248,7 +248,7 @@ class Extractor:
 
     # -- TNEF ----------------------------------------------------------------
 
-    def _unpacked(self, tnef: "_Tnef", events: list) -> None:
+    def _unpacked(self, tnef: _Tnef, events: list) -> None:
         """A TNEF part's files, each a candidate of its own, stored as their bytes come."""
         for event in events:
             if isinstance(event, FileStart):
@@ -270,7 +270,7 @@ class Extractor:
                 self.candidates.remove(file)
                 file.sink.abort()
 
-    def _tnefEnd(self, tnef: "_Tnef", event: PartEnd) -> None:
+    def _tnefEnd(self, tnef: _Tnef, event: PartEnd) -> None:
         """
         The TNEF part ends: its files take its place (none, when it held
         only the message's own properties), unless something in it could

@@ -29,9 +29,9 @@ import attrs
 import idna
 
 from secudoc_gateway.banner import (
-    FONT, SMALL_STYLE, TEXT_COLOUR, Banner, bannerFor, box, button, escape, formatDate, formatMoment, humanSize,
-    oneLine, paragraph,
+    FONT, SMALL_STYLE, TEXT_COLOUR, Banner, box, button, escape, formatMoment, humanSize, oneLine, paragraph,
 )
+from secudoc_gateway.banner import formatDate  # noqa: F401 -- the web pages import it from here
 from secudoc_gateway.mime.decode import encodeQuotedPrintable
 from secudoc_gateway.policy import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
@@ -86,8 +86,6 @@ def _texts(language: str) -> dict[str, str]:
 
 
 # -- transfer mode ---------------------------------------------------------
-
-__all__ = ["Banner", "bannerFor", "formatDate", "formatMoment", "humanSize"]  # banner's, imported from here too
 
 _PRE_STYLE = f"margin:0;white-space:pre-wrap;word-wrap:break-word;{FONT};font-size:14px;color:{TEXT_COLOUR}"
 _HEADING_STYLE = f"margin:0 0 8px 0;{FONT};font-size:14px;font-weight:bold;color:{TEXT_COLOUR}"

@@ -40,7 +40,8 @@ from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, welcomeMail
+from secudoc_gateway.banner import bannerFor
+from secudoc_gateway.mails import confirmationMail, separateMessage, welcomeMail
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan

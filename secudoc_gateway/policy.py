@@ -128,6 +128,7 @@ def isRightsProtection(contentType: str, filename: Optional[str]) -> bool:
     """
     return contentType == RPMSG_TYPE or (filename or "").strip().lower() == RPMSG_NAME
 
+
 DEFAULT_CONTENT_TYPE = "text/plain"
 """RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
 
@@ -278,31 +279,18 @@ _ADDRESS_HEADERS = HeaderRegistry()
 
 
 def parseFromAddress(value: str) -> str:
-    """
-    The first mailbox's bare address of a From value, or ``""``.
-
-    Display names (RFC 2047 encoded or not), comments, angle brackets
-    and groups are the standard library's RFC 5322 parser's job; a
-    value it cannot read yields its best effort, never an exception.
-    """
-    candidates: list[str]
-    try:
-        header = _ADDRESS_HEADERS(FROM, value)
-        candidates = [address.addr_spec for address in header.addresses]
-    except Exception:
-        candidates = [address for _, address in getaddresses([value])]
-    for candidate in candidates:
-        local, at, domain = candidate.rpartition("@")
-        if at and local and domain:
-            return candidate
-    return ""
+    """The first mailbox's bare address of a From value, or ``""``."""
+    return parseFromMailbox(value)[1]
 
 
 def parseFromMailbox(value: str) -> tuple[str, str]:
     """
     The first mailbox of a From value as (display name, bare address),
-    the name decoded (RFC 2047, also the encoded-words some clients put
-    inside quotes), ``("", "")`` when no address can be read.
+    ``("", "")`` when none has an address.  Display names (RFC 2047
+    encoded or not, also the encoded-words some clients put inside
+    quotes), comments, angle brackets and groups are the standard
+    library's RFC 5322 parser's job; a value it cannot read yields its
+    best effort, never an exception.
     """
     try:
         mailboxes = [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADERS(FROM, value).addresses]

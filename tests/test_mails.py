@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from secudoc_gateway.banner import bannerFor
 from secudoc_gateway.mails import (
     addrSpec,
-    bannerFor,
     confirmationMail,
     headerText,
     mailbox,

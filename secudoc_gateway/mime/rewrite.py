@@ -48,7 +48,8 @@ import re
 import secrets
 from typing import AbstractSet, Callable, Optional
 
-from secudoc_gateway.mails import Banner, transferTemplate
+from secudoc_gateway.banner import Banner
+from secudoc_gateway.mails import transferTemplate
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
 from secudoc_gateway.mime.stamp import lineEnding
