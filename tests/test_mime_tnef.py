@@ -10,6 +10,7 @@ import email
 import email.policy
 import hashlib
 import os
+import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -121,6 +122,25 @@ class ReaderTests(SynchronousTestCase):
         stream += attribute(2, 0x00069002, bytes(14)) + attribute(2, 0x0006800F, b"def")
         stream += attribute(2, 0x00069005, b"\x05\x00\x00\x00\x1f\x00\x07\x37\x01\x00\x00\x00\xff\xff\xff\x00")
         self.assertEqual(read(stream), ([("A.TXT", b"abc"), ("attachment-2", b"def")], False))
+
+    def test_largeValuesSkipped(self) -> None:
+        """Values past ``maxValue`` (here 8,000 bytes of 64-bit numbers) are skipped, never held."""
+        props = struct.pack("<IHHI", 1, 0x1014, 0x3000, 1000) + bytes(8000)
+        stream = tnef([TnefFile(b"abc", "A.TXT")])
+        stream += attribute(2, 0x00069002, bytes(14)) + attribute(2, 0x0006800F, b"def")
+        stream += attribute(2, 0x00069005, props)
+        reader = TnefReader(maxValue=1024)
+        held = 0
+        for at in range(0, len(stream), 500):
+            reader.feed(stream[at:at + 500])
+            held = max(held, len(reader._buffer))
+        self.assertLess(held, 1024)
+        self.assertEqual(read(stream, 500, TnefReader(maxValue=1024)),
+                         ([("A.TXT", b"abc"), ("attachment-2", b"def")], False))
+        # A billion values claimed: the list ends, the stream goes on.
+        props = struct.pack("<IHHI", 1, 0x1014, 0x3000, 10**9) + bytes(64)
+        stream = tnef([TnefFile(b"abc", "A.TXT")]) + attribute(2, 0x00069005, props)
+        self.assertEqual(read(stream), ([("A.TXT", b"abc")], False))
 
     def test_memoryBounded(self) -> None:
         """A long file streams through; nothing but the chunk is held."""

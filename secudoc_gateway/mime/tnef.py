@@ -332,9 +332,11 @@ class TnefReader:
                 base, multiple = kind & ~_MULTIPLE, bool(kind & _MULTIPLE)
                 values = (yield from number()) if multiple else 1
                 if base in _FIXED:
-                    raw = yield (_READ, need(_padded(_FIXED[base] * values)))
+                    size = need(_padded(_FIXED[base] * values))
                     if tag == PR_ATTACH_METHOD and base == 0x0003 and not multiple:
-                        attachment.method = _u32(raw)  # type: ignore[arg-type]
+                        attachment.method = _u32((yield (_READ, size)))  # type: ignore[arg-type]
+                    else:
+                        yield (_SKIP, size)
                 elif base in _COUNTED:
                     if not multiple:
                         values = yield from number()
