@@ -1235,6 +1235,9 @@ class HasAttachTests(RewriteChecks, SynchronousTestCase):
             result = self.rewritten(message, plan)
             self.assertIsNone(result["X-MS-Has-Attach"])
             self.assertEqual(result["X-MS-TNEF-Correlator"], "")
+        separate = Protected(build(message), banner=None)  # type: ignore[arg-type]
+        self.assertIsNone(separate.parsed["X-MS-Has-Attach"])
+        self.assertNotIn(HTML_MARK, separate.out)
 
     def test_removedWhenTheMessageWasTheAttachment(self) -> None:
         message = simple(X_MS_Has_Attach="yes")
