@@ -159,6 +159,8 @@ class Tenant:
     link_expiry_days: int = 14
     language: str = "nl"
     on_error: str = "tempfail"
+    organisation: str = ""
+    help_contact: str = ""
     networks: tuple[IPNetwork, ...] = ()
     exchange_online: bool = False
     source: str = ""
@@ -613,6 +615,14 @@ def _requiredHeader(table: _Table) -> str:
     return value
 
 
+def _line(table: _Table, key: str) -> str:
+    """A text shown to recipients (banner, pages): one line, no control characters."""
+    value = table.string(key)
+    if _CONTROL.search(value.replace("\t", " ")):
+        table.problem(key, "must be one line without control characters")
+    return value
+
+
 def _file(table: _Table, key: str, base: str, needKey: bool) -> str:
     value = table.string(key)
     if not value:
@@ -642,9 +652,7 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
     facilitySender = t.string("facility_sender", required=True, nonEmpty=True)
     if facilitySender and _pattern(facilitySender, allowWildcards=False) is None:
         t.problem("facility_sender", f'must be an address, not "{facilitySender}"')
-    disclaimer = t.string("disclaimer")
-    if _CONTROL.search(disclaimer.replace("\t", " ")):
-        t.problem("disclaimer", "must be one line without control characters")
+    disclaimer, organisation, helpContact = (_line(t, key) for key in ("disclaimer", "organisation", "help_contact"))
     tenant = Tenant(
         id=tenantId,
         domains=domains,
@@ -669,6 +677,8 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
         link_expiry_days=t.integer("link_expiry_days", 14, minimum=1),
         language=t.choice("language", "nl", LANGUAGES),
         on_error=t.choice("on_error", "tempfail", ON_ERROR),
+        organisation=organisation,
+        help_contact=helpContact,
         networks=networks,
         exchange_online=exchangeOnline,
         source=file,

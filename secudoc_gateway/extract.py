@@ -15,6 +15,13 @@ its own.  HTML bodies are scanned for ``cid:`` references on the way:
 an inline part that turns out to be shown by one is no attachment
 after all, and its stored object is dropped at the end.
 
+A TNEF part (``winmail.dat``) is opened instead of stored: its decoded
+bytes go through a ``TnefReader``, and each file inside becomes a
+candidate of its own (same path, its own slot and name), stored as its
+bytes arrive.  When the reader could not decode everything, the part is
+also stored as it is, copied from the spool, which always keeps a TNEF
+body (``leaving`` is never true for it).
+
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, the SMTP client is paused.
 """
@@ -22,6 +29,7 @@ for acknowledgement, the SMTP client is paused.
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 from typing import Any, Optional
 
 import attrs
@@ -39,6 +47,8 @@ from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import (
     LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
+from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
+from secudoc_gateway.policy import isRightsProtection
 from secudoc_gateway.spool import Spool
 
 NO_CIDS: frozenset[str] = frozenset()
@@ -107,7 +117,11 @@ class _Stopped(StorageError):
 
 @attrs.define
 class Candidate:
-    """A part that is an attachment unless an HTML body shows it by cid:."""
+    """
+    A part that is an attachment unless an HTML body shows it by cid:,
+    or a file inside a TNEF part (``name`` set, sharing the part's path).
+    ``opened``: a TNEF part whose files took its place.
+    """
 
     path: Path
     slot: int
@@ -115,6 +129,14 @@ class Candidate:
     headers: Any
     sink: Optional[AttachmentSink] = None
     stored: bool = False
+    name: Optional[str] = None
+    opened: bool = False
+
+    @property
+    def contentType(self) -> str:
+        if self.name is not None:
+            return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+        return str(self.headers.contentType)
 
     @property
     def size(self) -> int:
@@ -124,6 +146,16 @@ class Candidate:
     @property
     def sha256(self) -> str:
         return self.sink.sha256 if self.sink is not None else ""
+
+
+@attrs.define
+class _Tnef:
+    """A TNEF part being opened: its reader and the file being stored."""
+
+    part: Candidate
+    decoder: AnyDecoder
+    reader: TnefReader = attrs.Factory(TnefReader)
+    file: Optional[Candidate] = None
 
 
 class Extractor:
@@ -150,6 +182,8 @@ class Extractor:
         self.failure: Optional[Failure] = None
         self.pendingWrites = 0
         self.paused = False
+        self.rightsProtected = False  # a Purview / IRM part outside any attached message
+        self.tnefs: dict[Path, _Tnef] = {}
 
     # -- events --------------------------------------------------------------
 
@@ -158,6 +192,8 @@ class Extractor:
             return
         headers = event.headers
         contentType = headers.contentType
+        if isRightsProtection(contentType, headers.filename):
+            self.rightsProtected = True
         if contentType in SEALED_TYPES:
             self.enclosing.add(event.path)
         if contentType.startswith("multipart/"):
@@ -172,7 +208,9 @@ class Extractor:
             self.candidates.append(candidate)
             if kind == MESSAGE:
                 self.enclosing.add(event.path)
-            if self.active:
+            if self.active and kind == LEAF and isTnef(contentType, headers.filename):
+                self.tnefs[event.path] = _Tnef(candidate, decoderFor(headers.transferEncoding) or IdentityDecoder())
+            elif self.active:
                 self._open(candidate)
         elif contentType == "text/html":
             self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
@@ -181,6 +219,9 @@ class Extractor:
         candidate = self.sinks.get(event.path)
         if candidate is not None:
             self._wrote(candidate.sink.feed(event.data))
+        elif event.path in self.tnefs:
+            tnef = self.tnefs[event.path]
+            self._unpacked(tnef, tnef.reader.feed(tnef.decoder.feed(event.data)))
         elif event.path in self.scanners:
             decoder, scanner = self.scanners[event.path]
             scanner.feed(decoder.feed(event.data))
@@ -193,14 +234,58 @@ class Extractor:
             self.referencedCids |= cids.close()
             return
         candidate = self.sinks.pop(event.path, None)
+        tnef = self.tnefs.pop(event.path, None)
         if candidate is not None:
             self.storing.append(self._finish(candidate, candidate.sink.finish()))
+        elif tnef is not None:
+            self._tnefEnd(tnef, event)
         elif event.path in self.enclosing:
             candidate = self._candidate(event.path)
             if candidate is not None and candidate.sink is not None:
                 start = self.structure[event.path].bodyStart
                 copied = ensureDeferred(self._copy(candidate.sink, start, event.bodyEnd))
                 self.storing.append(self._finish(candidate, copied))
+
+    # -- TNEF ----------------------------------------------------------------
+
+    def _unpacked(self, tnef: _Tnef, events: list) -> None:
+        """A TNEF part's files, each a candidate of its own, stored as their bytes come."""
+        for event in events:
+            if isinstance(event, FileStart):
+                tnef.file = Candidate(tnef.part.path, len(self.candidates), LEAF, tnef.part.headers)
+                self.candidates.append(tnef.file)
+                self._open(tnef.file, IdentityDecoder(), register=False)
+                continue
+            file = tnef.file
+            if file is None or file.sink is None:
+                continue  # its sink could not be opened: extraction has stopped
+            if isinstance(event, FileData):
+                self._wrote(file.sink.feed(event.data))
+                continue
+            tnef.file = None
+            if isinstance(event, FileEnd):
+                file.name = event.name
+                self.storing.append(self._finish(file, file.sink.finish()))
+            else:
+                self.candidates.remove(file)
+                file.sink.abort()
+
+    def _tnefEnd(self, tnef: _Tnef, event: PartEnd) -> None:
+        """
+        The TNEF part ends: its files take its place (none, when it held
+        only the message's own properties), unless something in it could
+        not be decoded; then the part is stored too, as it is, from the
+        spool (SPEC 5), so nothing is lost.
+        """
+        self._unpacked(tnef, tnef.reader.feed(tnef.decoder.close()) + tnef.reader.close())
+        part = tnef.part
+        if not tnef.reader.incomplete:
+            part.opened = True
+            return
+        self._open(part, register=False)
+        if part.sink is not None:
+            start = self.structure[event.path].bodyStart
+            self.storing.append(self._finish(part, ensureDeferred(self._copy(part.sink, start, event.bodyEnd))))
 
     async def _copy(self, sink: AttachmentSink, start: int, end: int) -> int:
         """
@@ -244,6 +329,10 @@ class Extractor:
         for candidate in self.sinks.values():
             candidate.sink.abort()
         self.sinks.clear()
+        for tnef in self.tnefs.values():
+            if tnef.file is not None and tnef.file.sink is not None:
+                tnef.file.sink.abort()
+        self.tnefs.clear()
 
     async def attachments(self) -> list[Candidate]:
         """The message's attachments in order, each stored; StorageError when one could not be."""
@@ -252,7 +341,7 @@ class Extractor:
         if self.failure is not None:
             raise StorageError(self.failure.getErrorMessage())
         found = {part.path for part in attachments(self.structure, self.referencedCids)}
-        files = [c for c in self.candidates if c.path in found]
+        files = [c for c in self.candidates if c.path in found and not c.opened]
         if any(not c.stored for c in files):
             raise StorageError("attachments were not stored")
         return files
@@ -276,8 +365,13 @@ class Extractor:
     def _candidate(self, path: Path) -> Optional[Candidate]:
         return next((c for c in self.candidates if c.path == path), None)
 
-    def _open(self, candidate: Candidate) -> None:
-        decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
+    def _open(self, candidate: Candidate, decoder: Optional[AnyDecoder] = None, register: bool = True) -> None:
+        """
+        The candidate's sink; ``register``: its part's body data feeds it
+        (not so for a TNEF part's files, nor a part copied from the spool).
+        """
+        if decoder is None:
+            decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
         try:
             candidate.sink = AttachmentSink(
                 self.store, objectKey(self.transferId, candidate.slot),
@@ -286,7 +380,7 @@ class Extractor:
         except Exception:
             self._failed(Failure())
             return
-        if candidate.kind == LEAF:
+        if register and candidate.kind == LEAF:
             self.sinks[candidate.path] = candidate
 
     def _wrote(self, d: Optional[Deferred]) -> None:

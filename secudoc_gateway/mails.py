@@ -1,16 +1,12 @@
 """
-What the gateway writes to people, in Dutch and English (SPEC 6): the
-download banner, the transfer-mode template, and the messages it makes
-itself (separate mode's file message, the sender's confirmation, the
-welcome of a new user).
+What the gateway writes to people, in Dutch and English (SPEC 6), around
+the banner (``banner``): the transfer-mode template, and the messages it
+makes itself (separate mode's file message, the sender's confirmation,
+the welcome of a new user).
 
-Every value that comes from a message (sender, file names) or from the
-tenant (disclaimer) is shown with control and bidi characters removed
-(``names.cleanName``).  The HTML form is pure ASCII -- values escaped,
-non-ASCII as numeric character references -- and its lines are short,
-so it can be put into an HTML body in any ASCII-compatible charset and
-any transfer encoding without breaking either (RFC 5322 2.1.1 line
-limit included).
+Every value that comes from a message (subject, addresses, file names)
+is shown as the banner shows it: one line, no control or bidi
+characters, and in HTML escaped to ASCII.
 
 A message the gateway makes is built here, whole, as bytes: its header
 fields from cleaned values only (RFC 2047 encoded-words for any text
@@ -25,7 +21,6 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
-import html
 import re
 import secrets
 from typing import Optional, Sequence
@@ -33,32 +28,15 @@ from typing import Optional, Sequence
 import attrs
 import idna
 
+from secudoc_gateway.banner import (
+    FONT, SMALL_STYLE, TEXT_COLOUR, Banner, box, button, escape, formatMoment, humanSize, oneLine, paragraph,
+)
+from secudoc_gateway.banner import formatDate  # noqa: F401 -- the web pages import it from here
 from secudoc_gateway.mime.decode import encodeQuotedPrintable
-from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
-
-LANGUAGES = ("nl", "en")
-MAX_HTML_LINE = 76
-
-_MONTHS = {
-    "nl": (
-        "januari", "februari", "maart", "april", "mei", "juni",
-        "juli", "augustus", "september", "oktober", "november", "december",
-    ),
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-}
 
 _TEXTS = {
     "nl": {
-        "intro_one": "{sender} heeft u een bestand gestuurd via een beveiligde downloadlink:",
-        "intro_many": "{sender} heeft u {count} bestanden gestuurd via een beveiligde downloadlink:",
-        "download": "Download",
-        "expiry": "Beschikbaar tot {date}.",
-        "bytes": "bytes",
-        "decimal": ",",
         "message": "Bericht:",
         "html_only": "(De tekst van het bericht staat in de HTML-weergave.)",
         "separate_subject": "Bestanden bij: {subject}",
@@ -70,20 +48,16 @@ _TEXTS = {
         "confirmation_intro_none": "Uw bericht is verstuurd. De bijlagen zijn vervangen door een beveiligde downloadlink.",
         "recipients": "Ontvangers:",
         "files": "Bestanden:",
-        "confirmation_expiry": "De ontvangers kunnen de bestanden downloaden tot {date}.",
+        "confirmation_expiry": "De ontvangers kunnen de bestanden downloaden tot {moment}.",
         "confirmation_no_link": "De downloadlink zelf staat niet in deze bevestiging: alleen de ontvangers krijgen hem.",
+        "sender_link": "Bekijk wie de bestanden heeft gedownload, of trek de verzending in:",
+        "sender_button": "Downloads bekijken",
         "welcome_subject": "Welkom bij SecuDoc",
         "welcome_greeting": "Beste {user},",
         "welcome_1": "U bent toegevoegd als gebruiker van SecuDoc. Bijlagen die u naar ontvangers buiten uw organisatie stuurt, worden voortaan vervangen door een beveiligde downloadlink.",
         "welcome_2": "De ontvangers downloaden de bestanden via die link; u hoeft daarvoor niets te doen. Bijlagen aan collega's binnen uw organisatie blijven gewoon in het bericht.",
     },
     "en": {
-        "intro_one": "{sender} sent you a file through a secure download link:",
-        "intro_many": "{sender} sent you {count} files through a secure download link:",
-        "download": "Download",
-        "expiry": "Available until {date}.",
-        "bytes": "bytes",
-        "decimal": ".",
         "message": "Message:",
         "html_only": "(The text of the message is in its HTML version.)",
         "separate_subject": "Files for: {subject}",
@@ -95,8 +69,10 @@ _TEXTS = {
         "confirmation_intro_none": "Your message was sent. Its attachments were replaced by a secure download link.",
         "recipients": "Recipients:",
         "files": "Files:",
-        "confirmation_expiry": "The recipients can download the files until {date}.",
+        "confirmation_expiry": "The recipients can download the files until {moment}.",
         "confirmation_no_link": "The download link itself is not in this confirmation: only the recipients get it.",
+        "sender_link": "See who downloaded the files, or withdraw the transfer:",
+        "sender_button": "View downloads",
         "welcome_subject": "Welcome to SecuDoc",
         "welcome_greeting": "Dear {user},",
         "welcome_1": "You were added as a SecuDoc user. From now on, attachments you send to recipients outside your organisation are replaced by a secure download link.",
@@ -104,137 +80,16 @@ _TEXTS = {
     },
 }
 
-_SEPARATOR = "_" * 40
-
-_BOX_STYLE = (
-    "margin:0 0 16px 0;padding:12px 16px;border:1px solid #c5d0dc;"
-    "background-color:#f4f7fa;font-family:Arial,Helvetica,sans-serif;"
-    "font-size:14px;line-height:1.4;color:#1f2933"
-)
-_P_STYLE = "margin:0 0 8px 0"
-_LIST_STYLE = "margin:0 0 8px 0;padding-left:20px"
-_LINK_STYLE = "color:#0b5cad;font-weight:bold"
-_SMALL_STYLE = "margin:0 0 8px 0;font-size:12px;color:#52606d"
-
-
-@attrs.frozen
-class Banner:
-    """``text`` goes on top of a text/plain body, ``html`` after ``<body>``."""
-
-    text: str
-    html: str
-
 
 def _texts(language: str) -> dict[str, str]:
     return _TEXTS[language if language in _TEXTS else "en"]
 
 
-def humanSize(size: int, language: str = "nl") -> str:
-    """
-    A size as Outlook and Explorer show it (units of 1024, "KB"), in the
-    language's decimal separator: "1,2 MB", "340 KB", "512 bytes".
-    """
-    texts = _texts(language)
-    if size < 1024:
-        return f"{size} {texts['bytes']}"
-    if size < 1024 * 1024:
-        return f"{-(-size // 1024)} KB"
-    for unit, scale in (("MB", 1024**2), ("GB", 1024**3), ("TB", 1024**4)):
-        if size < 1024 * scale or unit == "TB":
-            return f"{size / scale:.1f}".replace(".", texts["decimal"]) + f" {unit}"
-    raise AssertionError("unreachable")
-
-
-def formatDate(day: datetime.date, language: str = "nl") -> str:
-    """'14 maart 2025' / '14 March 2025': unambiguous in either country."""
-    months = _MONTHS[language if language in _MONTHS else "en"]
-    return f"{day.day} {months[day.month - 1]} {day.year}"
-
-
-def _oneLine(value: str) -> str:
-    return " ".join(cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " ")).split())
-
-
-def _escape(value: str) -> str:
-    """HTML-escaped, ASCII only (HTML 13.1.4 numeric character references)."""
-    return html.escape(value, quote=True).encode("ascii", "xmlcharrefreplace").decode("ascii")
-
-
-def _wrapText(escaped: str) -> list[str]:
-    """
-    An escaped text run as lines of at most ``MAX_HTML_LINE``, broken
-    where it renders as nothing: inside an empty comment, never within
-    a character reference.
-    """
-    pieces = []
-    start = 0
-    while len(escaped) - start > MAX_HTML_LINE:
-        cut = start + MAX_HTML_LINE - 4
-        amp = escaped.rfind("&", start, cut)
-        if amp > start and escaped.find(";", amp, cut) < 0:
-            cut = amp
-        pieces.append(escaped[start:cut] + "<!--")
-        start = cut
-    pieces.append(escaped[start:])
-    return [pieces[0]] + ["-->" + piece for piece in pieces[1:]]
-
-
-def bannerFor(
-    language: str,
-    sender: str,
-    files: Sequence[tuple[str, int]],
-    link: str,
-    expiry: datetime.date,
-    disclaimer: str = "",
-) -> Banner:
-    """The banner of one transfer: who sent what, where, until when."""
-    texts = _texts(language)
-    senderText = _oneLine(sender)
-    names = [(_oneLine(name), humanSize(size, language)) for name, size in files]
-    introKey = "intro_one" if len(names) == 1 else "intro_many"
-    dateText = formatDate(expiry, language)
-    intro = texts[introKey]
-    disclaimerLines = [
-        " ".join(cleanName(line).split()) for line in disclaimer.replace("\r\n", "\n").split("\n")
-    ]
-    disclaimerLines = [line for line in disclaimerLines if line]
-
-    textLines = [intro.format(sender=senderText, count=len(names)), ""]
-    textLines += [f"- {name} ({size})" for name, size in names]
-    textLines += ["", f"{texts['download']}: {link}", texts["expiry"].format(date=dateText)]
-    if disclaimerLines:
-        textLines += [""] + disclaimerLines
-    textLines += [_SEPARATOR, ""]
-    text = "\n".join(line.rstrip() for line in textLines) + "\n"
-
-    # Tags on lines of their own, text runs wrapped: no line grows with a name.
-    htmlLines = [f'<div style="{_BOX_STYLE}">', f'<p style="{_P_STYLE}">']
-    htmlLines += _wrapText(intro.format(sender=_escape(senderText), count=len(names)))
-    htmlLines += ["</p>", f'<ul style="{_LIST_STYLE}">']
-    for name, size in names:
-        htmlLines += ["<li>", *_wrapText(f"{_escape(name)} ({_escape(size)})"), "</li>"]
-    htmlLines += [
-        "</ul>",
-        f'<p style="{_P_STYLE}"><a href="{_escape(link)}" style="{_LINK_STYLE}">'
-        f"{_escape(texts['download'])}</a></p>",
-        f'<p style="{_SMALL_STYLE}">{_escape(texts["expiry"].format(date=dateText))}</p>',
-    ]
-    if disclaimerLines:
-        htmlLines.append(f'<p style="{_SMALL_STYLE}">')
-        for number, line in enumerate(disclaimerLines):
-            htmlLines += (["<br>"] if number else []) + _wrapText(_escape(line))
-        htmlLines.append("</p>")
-    htmlLines.append("</div>")
-    return Banner(text=text, html="\n".join(htmlLines) + "\n")
-
-
 # -- transfer mode ---------------------------------------------------------
 
-_PRE_STYLE = (
-    "margin:0;white-space:pre-wrap;word-wrap:break-word;"
-    "font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#1f2933"
-)
-_HEADING_STYLE = "margin:0 0 8px 0;font-family:Arial,Helvetica,sans-serif;font-size:14px;font-weight:bold"
+_PRE_STYLE = f"margin:0;white-space:pre-wrap;word-wrap:break-word;{FONT};font-size:14px;color:{TEXT_COLOUR}"
+_HEADING_STYLE = f"margin:0 0 8px 0;{FONT};font-size:14px;font-weight:bold;color:{TEXT_COLOUR}"
+_LIST_STYLE = "margin:0 0 12px 0;padding-left:20px"
 _DOCUMENT_HEAD = (
     "<!DOCTYPE html>\n<html>\n<head>\n"
     '<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\n'
@@ -267,7 +122,7 @@ class TransferTemplate:
 def transferTemplate(banner: Banner, language: str) -> TransferTemplate:
     texts = _texts(language)
     heading = texts["message"]
-    headingHtml = f'<p style="{_HEADING_STYLE}">{_escape(heading)}</p>\n'
+    headingHtml = f'<p style="{_HEADING_STYLE}">{escape(heading)}</p>\n'
     return TransferTemplate(
         text=banner.text + heading + "\n\n",
         # A line break right after <pre> is dropped by HTML parsers (HTML
@@ -338,7 +193,7 @@ def headerText(value: str, used: int = 0) -> str:
     printable ASCII that no reader could take for an encoded-word, else
     RFC 2047 encoded-words in UTF-8.  Folded, never longer than a line.
     """
-    value = _oneLine(value)
+    value = oneLine(value)
     words = value.split(" ") if value else []
     if value.isascii() and "=?" not in value and all(len(word) < MAX_LINE - 12 for word in words):
         return _fold(words, used)
@@ -347,9 +202,9 @@ def headerText(value: str, used: int = 0) -> str:
 
 def _phrase(name: str) -> str:
     """A display name (RFC 5322 3.2.5 phrase): atoms, a quoted-string, or encoded-words."""
-    name = _oneLine(name)
+    name = oneLine(name)
     if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        name = _oneLine(name[1:-1].replace('\\"', '"').replace("\\\\", "\\"))
+        name = oneLine(name[1:-1].replace('\\"', '"').replace("\\\\", "\\"))
     if not name:
         return ""
     if name.isascii() and "=?" not in name and len(name) < MAX_LINE - 20:
@@ -380,7 +235,7 @@ def addrSpec(address: str) -> str:
     RFC 6532), the domain reduced to what a domain can hold, in its
     A-label form.  Delivery goes by the envelope; this is only shown.
     """
-    value = _oneLine(address).strip().strip("<>").strip()
+    value = oneLine(address).strip().strip("<>").strip()
     local, at, domain = value.rpartition("@")
     if not at:
         local, domain = value, ""
@@ -410,7 +265,7 @@ def mailbox(value: str) -> str:
     ``Name <address>`` or a bare address, as a header mailbox (RFC 5322
     3.4): the name cleaned and made a phrase, the address an addr-spec.
     """
-    value = _oneLine(value)
+    value = oneLine(value)
     name, bracket, rest = value.rpartition("<")
     if bracket:
         address = rest.split(">", 1)[0]
@@ -457,19 +312,12 @@ def _field(name: str, value: str) -> str:
     return f"{name}: {value}\r\n"
 
 
-def _paragraphHtml(text: str, style: str = _P_STYLE) -> list[str]:
-    return [f'<p style="{style}">', *_wrapText(_escape(text)), "</p>"]
-
-
-def _listHtml(items: Sequence[str]) -> list[str]:
-    lines = [f'<ul style="{_LIST_STYLE}">']
-    for item in items:
-        lines += ["<li>", *_wrapText(_escape(item)), "</li>"]
-    return lines + ["</ul>"]
+def _listHtml(items: Sequence[str]) -> str:
+    return f'<ul style="{_LIST_STYLE}">' + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>"
 
 
 def _boxHtml(lines: list[str]) -> str:
-    return _DOCUMENT_HEAD + "\n".join([f'<div style="{_BOX_STYLE}">', *lines, "</div>"]) + "\n" + _DOCUMENT_TAIL
+    return _DOCUMENT_HEAD + box(lines) + _DOCUMENT_TAIL
 
 
 def _message(
@@ -542,14 +390,14 @@ def separateMessage(
     Not Auto-Submitted: it is the sender's own message, in two pieces.
     """
     texts = _texts(language)
-    shown = _oneLine(subject)
+    shown = oneLine(subject)
     newSubject = texts["separate_subject"].format(subject=shown) if shown else texts["separate_subject_none"]
     text = banner.text
     htmlLines = [banner.html.rstrip("\n")]
     if shown:
         reference = texts["separate_reference"].format(subject=shown)
         text += reference + "\n"
-        htmlLines += _paragraphHtml(reference, _SMALL_STYLE)
+        htmlLines.append(paragraph(escape(reference), SMALL_STYLE))
     extra = _transferField(transferId)
     if references and _MESSAGE_ID.fullmatch(references.strip()):
         extra += [("In-Reply-To", references.strip()), ("References", references.strip())]
@@ -565,36 +413,49 @@ def confirmationMail(
     sender: str,
     recipients: Sequence[str],
     files: Sequence[tuple[str, int]],
-    expiry: datetime.date,
+    expires: float,
     subject: str,
     language: str,
     date: Optional[float] = None,
     transferId: Optional[str] = None,
+    senderLink: Optional[str] = None,
 ) -> bytes:
     """
     ``confirmation_mail = true`` (SPEC 6): the sender learns that the
-    message went out protected, to whom, with which files, until when.
-    The link is deliberately absent: it is the recipients' secret (the
-    token is the file key, SPEC 7), the sender does not need it, and a
-    confirmation is more often forwarded or auto-filed than a message.
-    Auto-Submitted (RFC 3834 5) keeps out-of-office replies from it.
+    message went out protected, to whom, with which files, until when
+    (``expires``, Unix time).  The download link is deliberately absent:
+    it is the recipients' secret (the token is the file key, SPEC 7),
+    the sender does not need it, and a confirmation is more often
+    forwarded or auto-filed than a message.  ``senderLink``, the
+    sender's own secret link (downloads, revocation), is shown when
+    given.  Auto-Submitted (RFC 3834 5) keeps out-of-office replies
+    from it.
     """
     texts = _texts(language)
-    shown = _oneLine(subject)
+    shown = oneLine(subject)
     newSubject = texts["confirmation_subject"].format(subject=shown) if shown else texts["confirmation_subject_none"]
     intro = texts["confirmation_intro"].format(subject=shown) if shown else texts["confirmation_intro_none"]
-    shownRecipients = [_oneLine(r) for r in recipients]
-    shownFiles = [f"{_oneLine(name)} ({humanSize(size, language)})" for name, size in files]
-    expiryLine = texts["confirmation_expiry"].format(date=formatDate(expiry, language))
+    shownRecipients = [oneLine(r) for r in recipients]
+    shownFiles = [f"{oneLine(name)} ({humanSize(size, language)})" for name, size in files]
+    expiryLine = texts["confirmation_expiry"].format(moment=formatMoment(expires, language))
     textLines = [intro, "", texts["recipients"]]
     textLines += [f"- {r}" for r in shownRecipients]
     textLines += ["", texts["files"]]
     textLines += [f"- {f}" for f in shownFiles]
     textLines += ["", expiryLine, texts["confirmation_no_link"]]
+    htmlLines = [
+        paragraph(escape(intro)),
+        paragraph(escape(texts["recipients"]), "margin:0 0 4px 0;font-weight:bold"),
+        _listHtml(shownRecipients),
+        paragraph(escape(texts["files"]), "margin:0 0 4px 0;font-weight:bold"),
+        _listHtml(shownFiles),
+        paragraph(escape(expiryLine)),
+    ]
+    if senderLink:
+        textLines += ["", texts["sender_link"], senderLink]
+        htmlLines += [paragraph(escape(texts["sender_link"])), *button(senderLink, texts["sender_button"])]
+    htmlLines.append(paragraph(escape(texts["confirmation_no_link"]), SMALL_STYLE))
     text = "\n".join(line.rstrip() for line in textLines) + "\n"
-    htmlLines = _paragraphHtml(intro) + _paragraphHtml(texts["recipients"]) + _listHtml(shownRecipients)
-    htmlLines += _paragraphHtml(texts["files"]) + _listHtml(shownFiles)
-    htmlLines += _paragraphHtml(expiryLine) + _paragraphHtml(texts["confirmation_no_link"], _SMALL_STYLE)
     extra = [("Auto-Submitted", "auto-generated")] + _transferField(transferId)
     return _message(
         hostname, KIND_CONFIRMATION, mailbox(facilitySender), addrSpec(sender), newSubject, text,
@@ -608,10 +469,10 @@ def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, da
     learns what will happen to the attachments they send outside.
     """
     texts = _texts(language)
-    greeting = texts["welcome_greeting"].format(user=_oneLine(user))
+    greeting = texts["welcome_greeting"].format(user=oneLine(user))
     paragraphs = [greeting, texts["welcome_1"], texts["welcome_2"]]
     text = "\n\n".join(paragraphs) + "\n"
-    htmlLines = [line for paragraph in paragraphs for line in _paragraphHtml(paragraph)]
+    htmlLines = [paragraph(escape(line)) for line in paragraphs]
     return _message(
         hostname, KIND_WELCOME, mailbox(facilitySender), addrSpec(user), texts["welcome_subject"], text,
         _boxHtml(htmlLines), date, [("Auto-Submitted", "auto-generated")],

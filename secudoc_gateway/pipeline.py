@@ -23,7 +23,6 @@ target's own text when it refused the message for good.
 
 from __future__ import annotations
 
-import datetime
 import mimetypes
 import os
 from typing import Any, Awaitable, Callable, Optional, Sequence
@@ -41,7 +40,8 @@ from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, welcomeMail
+from secudoc_gateway.banner import bannerFor
+from secudoc_gateway.mails import confirmationMail, separateMessage, welcomeMail
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
@@ -190,6 +190,7 @@ class Transaction:
         self.defect: Optional[Defect] = None
         self.closed = False
         self.sparse = False
+        self.skipped = False  # attachment bytes left out of the spool: the original is gone
         self.files: list[Candidate] = []
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
@@ -230,6 +231,7 @@ class Transaction:
                 continue
             self.spool.write(data[at - start: skipFrom - start])
             self.spool.skip(skipTo - skipFrom)
+            self.skipped = True
             at = skipTo
         self.spool.write(data[at - start:])
 
@@ -243,6 +245,9 @@ class Transaction:
                 if event.path == ():
                     self._topHeaders(event)
                 extractor.partStart(event)
+                if extractor.rightsProtected and extractor.active and not self.skipped:
+                    # Rule 6: the message will pass as it is.
+                    self._stopExtracting()
             elif isinstance(event, PartEnd):
                 extractor.partEnd(event)
             elif isinstance(event, Defect) and event.fatal:
@@ -333,7 +338,15 @@ class Transaction:
         known = self.configuredUser
         if not known and self.gateway.transfers is not None:
             known = await self.gateway.transfers.isKnownUser(self.tenant.id, sender)
-        decision = policy.earlyDecision(self.tenant, self.envelope.sender, self.envelope.recipients, facts, known)
+        rightsProtected = self.extractor.rightsProtected
+        if rightsProtected and self.skipped:
+            # Rare: a Purview part after attachments already left out of
+            # the spool.  The original cannot pass whole; it is protected,
+            # message.rpmsg among its files (Outlook opens it).
+            self.log.warn("{queueId}: rights-protected part after attachments, protected", queueId=self.queueId)
+            rightsProtected = False
+        decision = policy.earlyDecision(self.tenant, self.envelope.sender, self.envelope.recipients, facts, known,
+                                        rightsProtected)
         if decision is not None:
             return decision
         how = policy.userAction(self.tenant, sender, known)
@@ -386,7 +399,7 @@ class Transaction:
         return (*stamped(block, self._stamp(block, status)), SpoolRange(bodyStart, self.spool.size))
 
     def _fileName(self, candidate: Candidate) -> str:
-        name = candidate.headers.filename
+        name = candidate.name or candidate.headers.filename
         if not name and candidate.kind == MESSAGE:
             inner = self.structure.children(candidate.path)
             subject = inner[0].headers.get("subject") if inner else None
@@ -396,6 +409,17 @@ class Transaction:
             name = "attachment" + extension
         return cleanName(name)
 
+    def _shownSender(self, facts: policy.HeaderFacts) -> tuple[str, str]:
+        """
+        Who the banner names: the From field's display name and address,
+        as the recipient's mail program shows them; the envelope sender
+        when From has no address.
+        """
+        name, address = facts.fromMailbox
+        if not address:
+            return "", self.envelope.sender
+        return name, address
+
     async def _protect(self, decision: policy.Decision, facts: policy.HeaderFacts) -> Reply:
         tenant = self.tenant
         gateway = self.gateway
@@ -404,7 +428,7 @@ class Transaction:
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.headers.contentType, c.size, c.sha256,
+            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256,
                        objectKey(self.extractor.transferId, c.slot))
             for n, c in enumerate(files)
         )
@@ -418,9 +442,11 @@ class Transaction:
         created = []
         hostname = gateway.config.smtp.hostname
         link = f"{gateway.config.web.public_url}/t/{self.extractor.token}"
-        expiry = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).date()
         files_ = [(f.name, f.size) for f in stored]
-        banner = bannerFor(tenant.language, transfer.sender, files_, link, expiry, tenant.disclaimer)
+        senderName, senderAddress = self._shownSender(facts)
+        banner = bannerFor(tenant.language, senderAddress, files_, link, expires, tenant.disclaimer,
+                           senderName=senderName, organisation=tenant.organisation,
+                           helpContact=tenant.help_contact)
         removed = {c.path for c in files}
 
         async def protectedMessage() -> Sequence[Segment]:
@@ -445,7 +471,7 @@ class Transaction:
             self.extras.append(Leg("separate", decision.protectedRecipients, ready([notice])))
         if tenant.confirmation_mail and transfer.sender:
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
-                                            decision.protectedRecipients, files_, expiry, subject,
+                                            decision.protectedRecipients, files_, expires, subject,
                                             tenant.language, date=now, transferId=self.extractor.transferId)
             self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
                                    sender=tenant.facility_sender))

@@ -56,6 +56,7 @@ from secudoc_gateway.fields import (
     SECUDOC_TRANSFER,
 )
 from secudoc_gateway import replies
+from secudoc_gateway.mime.names import decodeHeader
 from secudoc_gateway.replies import Reply
 
 # Lowercased, as Headers and the unfolded pairs name fields.
@@ -104,6 +105,20 @@ SIGNED_TYPES = frozenset(
     }
 )
 """Top-level types of a signed or encrypted message (RFC 1847, RFC 8551)."""
+
+RPMSG_TYPE = "application/x-microsoft-rpmsg-message"
+RPMSG_NAME = "message.rpmsg"
+
+
+def isRightsProtection(contentType: str, filename: Optional[str]) -> bool:
+    """
+    Rule 6's other half: the part that makes a message rights-protected
+    by Microsoft Purview / IRM (its content encrypted in ``message.rpmsg``,
+    readable only through Microsoft's rights service).  Taking it out
+    would leave the recipient a link to a file only Outlook can open.
+    """
+    return contentType == RPMSG_TYPE or (filename or "").strip().lower() == RPMSG_NAME
+
 
 DEFAULT_CONTENT_TYPE = "text/plain"
 """RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
@@ -224,24 +239,28 @@ _ADDRESS_HEADERS = HeaderRegistry()
 
 
 def parseFromAddress(value: str) -> str:
-    """
-    The first mailbox's bare address of a From value, or ``""``.
+    """The first mailbox's bare address of a From value, or ``""``."""
+    return parseFromMailbox(value)[1]
 
-    Display names (RFC 2047 encoded or not), comments, angle brackets
-    and groups are the standard library's RFC 5322 parser's job; a
-    value it cannot read yields its best effort, never an exception.
+
+def parseFromMailbox(value: str) -> tuple[str, str]:
     """
-    candidates: list[str]
+    The first mailbox of a From value as (display name, bare address),
+    ``("", "")`` when none has an address.  Display names (RFC 2047
+    encoded or not, also the encoded-words some clients put inside
+    quotes), comments, angle brackets and groups are the standard
+    library's RFC 5322 parser's job; a value it cannot read yields its
+    best effort, never an exception.
+    """
     try:
-        header = _ADDRESS_HEADERS(FROM, value)
-        candidates = [address.addr_spec for address in header.addresses]  # type: ignore[attr-defined]
+        mailboxes = [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADERS(FROM, value).addresses]  # type: ignore[attr-defined]
     except Exception:
-        candidates = [address for _, address in getaddresses([value])]
-    for candidate in candidates:
-        local, at, domain = candidate.rpartition("@")
+        mailboxes = getaddresses([value])
+    for name, address in mailboxes:
+        local, at, domain = address.rpartition("@")
         if at and local and domain:
-            return candidate
-    return ""
+            return decodeHeader(name).strip(), address
+    return "", ""
 
 
 @attrs.frozen
@@ -279,6 +298,12 @@ class HeaderFacts:
         """
         values = self.values(FROM)
         return parseFromAddress(values[0]) if values else ""
+
+    @property
+    def fromMailbox(self) -> tuple[str, str]:
+        """The From field's first (display name, address), for the banner."""
+        values = self.values(FROM)
+        return parseFromMailbox(values[0]) if values else ("", "")
 
     @property
     def dedupId(self) -> Optional[str]:
@@ -453,13 +478,15 @@ def earlyDecision(
     recipients: Iterable[str],
     facts: HeaderFacts,
     knownUser: bool,
+    rightsProtected: bool = False,
 ) -> Optional[Decision]:
     """
     Rules 1-7 in table order, then the recipient split; ``None`` when
     the message goes on to its content (call `userAction` then).
 
     ``knownUser``: the effective sender is in ``users``
-    (`isConfiguredUser`) or in the database.
+    (`isConfiguredUser`) or in the database.  ``rightsProtected``: a
+    part of the message is a Purview / IRM one (`isRightsProtection`).
     """
     recipients = tuple(recipients)
     sender = effectiveSender(envelopeSender, facts)
@@ -473,7 +500,7 @@ def earlyDecision(
         return passed(NOT_ENABLED, recipients)
     if not requiredHeaderPresent(tenant.required_header, facts):
         return passed(REQUIRED_HEADER, recipients)
-    if facts.topContentType in SIGNED_TYPES:
+    if facts.topContentType in SIGNED_TYPES or rightsProtected:
         return passed(SIGNED, recipients)
     if not knownUser and tenant.auto_create_users == CREATE_NO:
         if tenant.unknown_sender == UNKNOWN_REJECT:

@@ -724,6 +724,19 @@ class TenantProblemTests(ConfigTestCase):
             [f"{self.tenantFile}: disclaimer: must be one line without control characters"],
         )
 
+    def test_organisationAndHelpContact(self) -> None:
+        """Both shown to recipients: default empty, one line, a string."""
+        tenant = self.loadTenant()
+        self.assertEqual((tenant.organisation, tenant.help_contact), ("", ""))
+        tenant = self.loadTenant(organisation="Van Dijk & Zonen B.V.", help_contact="+31 20 123 4567")
+        self.assertEqual((tenant.organisation, tenant.help_contact), ("Van Dijk & Zonen B.V.", "+31 20 123 4567"))
+        for key in ("organisation", "help_contact"):
+            self.assertEqual(
+                self.tenantProblems(**{key: "one\ntwo"}),
+                [f"{self.tenantFile}: {key}: must be one line without control characters"],
+            )
+            self.assertEqual(len(self.tenantProblems(**{key: 3})), 1)
+
 
 class CrossTenantTests(ConfigTestCase):
     def test_domainClaimedTwice(self) -> None:

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.mails import Banner, bannerFor, transferTemplate
+from secudoc_gateway.banner import Banner, bannerFor
+from secudoc_gateway.mails import transferTemplate
 from secudoc_gateway.mime.decode import decoderFor
 from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartStart
 from secudoc_gateway.mime.rewrite import (
@@ -35,6 +36,7 @@ from secudoc_gateway.mime.rewrite import (
     bannerTargets,
     effectiveRemoval,
     escapeText,
+    htmlEncoding,
     linkModePlan,
     textDecoder,
     transferModePlan,
@@ -47,11 +49,14 @@ from tests.support import corpusPaths
 STAMP = b"Received: from x by gw; Fri, 14 Mar 2025 10:00:00 +0000\r\nX-SecuDoc: 1.0\r\nX-SecuDoc-Status: protected\r\n"
 BANNER = bannerFor(
     "nl",
-    "Alice Ærø <alice@example.test>",
+    "alice@example.test",
     [("rapport.pdf", 1234567), ("foto\u202egpj.exe", 2048)],
     "https://gw.example/t/TOKEN",
-    datetime.date(2025, 3, 14),
+    1741957500.0,
     "Vertrouwelijk.",
+    senderName="Alice Ærø",
+    organisation="Van Dijk & Zonen",
+    helpContact="helpdesk@example.test",
 )
 HTML_MARK = b"https://gw.example/t/TOKEN"
 
@@ -208,7 +213,7 @@ class ScenarioTests(RewriteChecks, SynchronousTestCase):
         message = simple()
         message.set_content("<p>Hoi</p>\n", subtype="html")
         result = self.assertProtected(Protected(build(message)))
-        self.assertTrue(result.get_payload(decode=True).startswith(b"<div "))
+        self.assertTrue(result.get_payload(decode=True).startswith(b"<table "))
 
     def test_alternative(self) -> None:
         message = simple()
@@ -536,16 +541,25 @@ class TransformTests(SynchronousTestCase):
         self.assertEqual(binascii.a2b_qp(out).decode("utf-8"), "B\r\nHallo wereld\r\n")
 
     def test_htmlBodyTagAcrossChunks(self) -> None:
-        data = b"<html><head></head><body\n style='a'>text</body></html>"
+        """An 8bit body comes out quoted-printable, the banner after its body tag."""
+        data = "<html><head></head><body\n style='a'>tëxt</body></html>".encode("latin-1")
         for size in range(1, len(data) + 1):
             out = self.through(HtmlBannerTransform("8bit", b"[B]", b"\r\n"), data, size)
-            self.assertEqual(out, data.replace(b"'a'>", b"'a'>[B]"))
+            self.assertEqual(binascii.a2b_qp(out), data.replace(b"'a'>", b"'a'>[B]").replace(b"\n", b"\r\n"))
+            self.assertTrue(out.isascii())
 
     def test_htmlLookaheadBounded(self) -> None:
         """No body tag in the look-ahead: the banner goes first."""
         data = b"<html><head><style>" + b"x" * 1000 + b"</style></head><body>text</body></html>"
         out = self.through(HtmlBannerTransform("7bit", b"[B]", b"\r\n", lookahead=100), data, 10)
-        self.assertEqual(out, b"[B]" + data)
+        self.assertEqual(binascii.a2b_qp(out), b"[B]" + data)
+        self.assertLessEqual(max(len(line) for line in out.split(b"\r\n")), 76)
+
+    def test_htmlEncoding(self) -> None:
+        """Only base64 stays; whatever else carried HTML becomes quoted-printable."""
+        self.assertEqual(htmlEncoding("base64"), "base64")
+        for cte in ("7bit", "8bit", "binary", "quoted-printable"):
+            self.assertEqual(htmlEncoding(cte), "quoted-printable")
 
     def test_textDecoderFallback(self) -> None:
         """Unknown and ASCII labels decode UTF-8, then Windows-1252, never fail."""
@@ -873,7 +887,7 @@ class TransferChecks:
         plainText = text(plain)
         htmlText = text(htmlPart)
         test.assertEqual(plainText.count("https://gw.example/t/TOKEN"), 1)
-        test.assertEqual(htmlText.count('href="https://gw.example/t/TOKEN"'), 1)
+        test.assertEqual(htmlText.count('href="https://gw.example/t/TOKEN"'), 2)  # the button and the fallback
         if message is None:
             test.assertEqual(plainText, template.textAlone)
             test.assertEqual(htmlText, template.htmlAlone)
@@ -1205,3 +1219,52 @@ class StreamingTransformTests(SynchronousTestCase):
         self.assertTrue(all(len(line) <= 76 for line in whole.split(b"\r\n")))
         normalized = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
         self.assertEqual(binascii.a2b_qp(whole), normalized)
+
+
+class HasAttachTests(RewriteChecks, SynchronousTestCase):
+    """X-MS-Has-Attach goes when no part shown as an attachment is left (SPEC 6)."""
+
+    def rewritten(self, message: EmailMessage, plan: type = Protected, **kwargs: Any) -> Message:
+        return plan(build(message), **kwargs).parsed
+
+    def test_removedWhenAllGo(self) -> None:
+        message = simple(X_MS_Has_Attach="yes", X_MS_TNEF_Correlator="")
+        message.set_content("Hoi\n")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        for plan in (Protected, Transferred):
+            result = self.rewritten(message, plan)
+            self.assertIsNone(result["X-MS-Has-Attach"])
+            self.assertEqual(result["X-MS-TNEF-Correlator"], "")
+        separate = Protected(build(message), banner=None)  # type: ignore[arg-type]
+        self.assertIsNone(separate.parsed["X-MS-Has-Attach"])
+        self.assertNotIn(HTML_MARK, separate.out)
+
+    def test_removedWhenTheMessageWasTheAttachment(self) -> None:
+        message = simple(X_MS_Has_Attach="yes")
+        message.set_content(PDF, maintype="application", subtype="pdf", disposition="attachment", filename="r.pdf")
+        self.assertIsNone(self.rewritten(message)["X-MS-Has-Attach"])
+
+    def test_keptWhileAnAttachmentStays(self) -> None:
+        """An attachment the gateway cannot decode stays, and so does the flag."""
+        message = simple(X_MS_Has_Attach="yes")
+        message.set_content("Hoi\n")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        message.add_attachment(b"begin 644 x\n`\nend\n", maintype="application", subtype="octet-stream",
+                               filename="x.uu", cte="7bit")
+        raw = build(message).replace(b"Content-Transfer-Encoding: 7bit\r\nContent-Disposition: attachment;"
+                                     b' filename="x.uu"', b"Content-Transfer-Encoding: x-uuencode\r\n"
+                                     b'Content-Disposition: attachment; filename="x.uu"')
+        self.assertIn(b"x-uuencode", raw)
+        self.assertEqual(Protected(raw).parsed["X-MS-Has-Attach"], "yes")
+
+    def test_inlineImageIsNoAttachment(self) -> None:
+        """A logo an HTML body shows stays, yet the message has no attachment any more."""
+        message = simple(X_MS_Has_Attach="yes")
+        message.set_content("Hoi\n")
+        message.add_alternative('<html><body><img src="cid:logo@x"></body></html>\n', subtype="html")
+        message.get_payload()[1].add_related(b"\x89PNG" + bytes(2000), maintype="image", subtype="png",
+                                             cid="<logo@x>", disposition="inline")
+        message.add_attachment(PDF, maintype="application", subtype="pdf", filename="r.pdf")
+        result = self.rewritten(message)
+        self.assertIsNone(result["X-MS-Has-Attach"])
+        self.assertIn(b"cid:logo@x", Protected(build(message)).out)

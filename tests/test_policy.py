@@ -250,6 +250,20 @@ class RuleTableTests(SynchronousTestCase):
             decision = early(tenant(), base=((policy.CONTENT_TYPE, value),))
             self.assertPassed(decision, policy.SIGNED)
 
+    def test_rightsProtected(self) -> None:
+        """A Purview / IRM part is rule 6 too, before an unknown sender (rule 7)."""
+        facts = headerFacts(BASE_HEADERS)
+        decision = earlyDecision(tenant(unknown_sender="reject"), SENDER, EXTERNAL, facts, False, True)
+        self.assertPassed(decision, policy.SIGNED)
+        decision = earlyDecision(tenant(exclude_senders=("*@example.test",)), SENDER, EXTERNAL, facts, True, True)
+        self.assertPassed(decision, policy.EXCLUDED_SENDER)
+
+    def test_rightsProtectionPart(self) -> None:
+        self.assertTrue(policy.isRightsProtection("application/x-microsoft-rpmsg-message", None))
+        self.assertTrue(policy.isRightsProtection("application/octet-stream", " Message.RPMSG"))
+        self.assertFalse(policy.isRightsProtection("application/octet-stream", "message.rpmsg.pdf"))
+        self.assertFalse(policy.isRightsProtection("application/pdf", None))
+
     def test_notSigned(self) -> None:
         for value in ("multipart/mixed; boundary=x", "application/pkcs7-signature", ""):
             self.assertIsNone(early(tenant(), base=((policy.CONTENT_TYPE, value),)))

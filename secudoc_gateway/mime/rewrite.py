@@ -48,7 +48,8 @@ import re
 import secrets
 from typing import AbstractSet, Callable, Optional
 
-from secudoc_gateway.mails import Banner, transferTemplate
+from secudoc_gateway.banner import Banner
+from secudoc_gateway.mails import transferTemplate
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
 from secudoc_gateway.mime.stamp import lineEnding
@@ -72,6 +73,8 @@ BANNER_FIRST = frozenset(["multipart/mixed", "multipart/parallel"])
 _BODY_TAG = re.compile(rb"<body(?=[\s/>])(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
 _FALLBACK_ERRORS = "secudoc-cp1252-fallback"
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2 ftext
+HAS_ATTACH = "x-ms-has-attach"
+"""Exchange's "has attachments" flag: removed when none is left (SPEC 6)."""
 
 
 def _fallback(error: UnicodeError) -> tuple[str, int]:
@@ -227,23 +230,33 @@ def flowedSafe(text: str) -> str:
     return "\n".join(lines)
 
 
+def htmlEncoding(cte: str) -> str:
+    """
+    The transfer encoding of an HTML body with the banner: base64 stays,
+    anything else becomes quoted-printable, so no banner line can pass
+    the 998-octet limit of a 7bit or 8bit body (RFC 5322 2.1.1) and the
+    banner never needs a break inside a word.  The charset stays.
+    """
+    return "base64" if cte == "base64" else "quoted-printable"
+
+
 class HtmlBannerTransform:
     """
     An HTML body -> the same body, the ASCII banner right after its
     ``<body ...>`` tag (or at the start when none shows in the first
-    ``lookahead`` decoded bytes), in the body's own transfer encoding.
+    ``lookahead`` decoded bytes), in ``htmlEncoding(cte)``.
     """
 
     def __init__(self, cte: str, banner: bytes, eol: bytes, lookahead: int = HTML_LOOKAHEAD) -> None:
         self._decoder = decoderFor(cte) if cte in ("base64", "quoted-printable") else None
-        self._encoder: Optional[Callable[[bytes], bytes]] = None
-        self._encoderClose: Optional[Callable[[], bytes]] = None
-        if cte == "base64":
+        self._encoder: Callable[[bytes], bytes]
+        self._encoderClose: Callable[[], bytes]
+        if htmlEncoding(cte) == "base64":
             base64 = Base64Encoder()
             fix = (lambda b: b) if eol == CRLF else (lambda b: b.replace(CRLF, eol))
             self._encoder = lambda b: fix(base64.feed(b))
             self._encoderClose = lambda: fix(base64.close())
-        elif cte == "quoted-printable":
+        else:
             qp = QuotedPrintableEncoder(eol)
             self._encoder, self._encoderClose = qp.feed, qp.close
         self._banner = banner
@@ -269,14 +282,11 @@ class HtmlBannerTransform:
     def feed(self, data: bytes) -> bytes:
         content = self._decoder.feed(data) if self._decoder else data
         out = self._insert(content, False)
-        return self._encoder(out) if self._encoder and out else out
+        return self._encoder(out) if out else out
 
     def close(self) -> bytes:
         content = self._decoder.close() if self._decoder else b""
-        out = self._insert(content, True)
-        if self._encoder and self._encoderClose:
-            return self._encoder(out) + self._encoderClose()
-        return out
+        return self._encoder(self._insert(content, True)) + self._encoderClose()
 
 
 _HTML_DROP = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)])
@@ -415,6 +425,7 @@ class _Planner:
         self._texts = bannerTargets(structure, self._removed)
         # No banner, no banner targets: text bodies stay byte for byte.
         self._plain, self._html = self._texts if banner is not None else (None, None)
+        self._hasAttachment = self._attachmentLeft()
 
     # -- header blocks ---------------------------------------------------
 
@@ -439,6 +450,8 @@ class _Planner:
             if not _FIELD_NAME.fullmatch(name) or (gateway and lower in GATEWAY_HEADERS):
                 # An mbox "From " line or junk is no field to pass on.
                 continue
+            if gateway and lower == HAS_ATTACH and not self._hasAttachment:
+                continue
             if lower in replace:
                 if lower in pending:
                     out.append(_field(name, pending.pop(lower), eol))
@@ -458,6 +471,27 @@ class _Planner:
         if root:
             replace["mime-version"] = b" 1.0"
         return self._header(part.headers, replace, gateway=root) + self._eol
+
+    @staticmethod
+    def _htmlFields(headers: Headers) -> dict[str, bytes]:
+        return {"content-transfer-encoding": b" " + htmlEncoding(headers.transferEncoding).encode("ascii")}
+
+    def _attachmentLeft(self) -> bool:
+        """
+        Whether the message keeps a part shown as an attachment
+        (``Content-Disposition: attachment``): what ``X-MS-Has-Attach``
+        tells Outlook before it opens the message.
+        """
+        structure = self._structure
+
+        def visit(part: Part) -> bool:
+            if part.path in self._removed:
+                return False
+            if part.path and part.headers.disposition == "attachment":
+                return True
+            return part.kind == MULTIPART and any(visit(child) for child in structure.children(part.path))
+
+        return visit(structure.root)
 
     # -- generated parts ---------------------------------------------------
 
@@ -497,7 +531,8 @@ class _Planner:
         cte, eol = part.headers.transferEncoding, self._eol
         banner = (self._banner.html if insert is None else insert).encode("ascii").replace(b"\n", eol)
         size = part.bodyEnd - part.bodyStart
-        estimate = size + len(banner) * 4 // 3 + len(banner) // 38 * len(eol)
+        grows = size // 3 if cte not in ("base64", "quoted-printable") else 0  # made quoted-printable
+        estimate = size + grows + len(banner) * 4 // 3 + len(banner) // 38 * len(eol)
 
         def make() -> HtmlBannerTransform:
             return HtmlBannerTransform(cte, banner, eol)
@@ -515,7 +550,7 @@ class _Planner:
         if part.path == self._plain:
             header: Segment = self._plainHeader(part, root=False)
         elif part.path == self._html:
-            header = self._header(part.headers, {}) + self._eol
+            header = self._header(part.headers, self._htmlFields(part.headers)) + self._eol
         else:
             header = SpoolRange(part.headerStart, part.bodyStart)
         return [header] + self.body(part)
@@ -640,6 +675,7 @@ class _Planner:
         """
         assert self._banner is not None
         structure, eol = self._structure, self._eol
+        self._hasAttachment = False  # only the text stays
         template = transferTemplate(self._banner, language)
         plain, htmlPath = self._texts
         boundary = newBoundary().encode("ascii")
@@ -668,11 +704,10 @@ class _Planner:
             # Only an HTML body: it stays HTML, in its own charset and
             # encoding, with the template after its <body> tag.
             part = structure[htmlPath]
-            first: dict[str, bytes] = {}
-            for name, value in part.headers.fields:
-                if name.lower() in ("content-type", "content-transfer-encoding"):
-                    first.setdefault(name.lower(), _field(name, value, eol))
-            fields = b"".join(first.values())
+            contentType = next((_field(name, value, eol) for name, value in part.headers.fields
+                                if name.lower() == "content-type"), b"")
+            encoding = htmlEncoding(part.headers.transferEncoding).encode("ascii")
+            fields = contentType + b"Content-Transfer-Encoding: " + encoding + eol
             plainSide = [qpPlain + eol + _qp(template.textHtmlOnly, eol)]
             htmlSide = [fields + eol, self._htmlBody(part, template.htmlInsert)]
         else:

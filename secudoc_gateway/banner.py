@@ -1,0 +1,288 @@
+"""
+The banner (SPEC 6): what a recipient sees first in a protected message,
+in Dutch and English, as text and as HTML, and the HTML building blocks
+the gateway's own messages share with it.
+
+A careful recipient decides in a glance whether a message with a link
+instead of attachments is phishing.  So the banner says who sent it
+(display name and address), for which organisation, why the files come
+as a link, what the files are, until when the link works (date and
+time, in UTC so it reads the same in every time zone), the tenant's
+disclaimer and whom to ask.
+
+Every value that comes from a message (sender, file names) or from the
+tenant (organisation, disclaimer, help contact) is shown with control
+and bidi characters removed (``names.cleanName``).  The HTML is pure
+ASCII -- values escaped, non-ASCII as numeric character references --
+with no markup inside a word: it goes into a body that is, or is made,
+quoted-printable or base64, so no line of it needs breaking.  Its
+layout is tables with inline styles and fixed colours: the HTML engine
+of Outlook on Windows (Word's) ignores style sheets, ``max-width`` and
+padding on links, Gmail drops ``<style>``; a table of ``width="100%"``
+with a ``max-width`` fits a phone in Gmail and Apple Mail as well.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+from typing import Sequence
+
+import attrs
+
+from secudoc_gateway.mime.names import cleanName
+
+LANGUAGES = ("nl", "en")
+
+_MONTHS = {
+    "nl": (
+        "januari", "februari", "maart", "april", "mei", "juni",
+        "juli", "augustus", "september", "oktober", "november", "december",
+    ),
+    "en": (
+        "January", "February", "March", "April", "May", "June",
+        "July", "August", "September", "October", "November", "December",
+    ),
+}
+
+_TEXTS = {
+    "nl": {
+        "intro_one": "{sender} heeft u een bestand gestuurd.",
+        "intro_many": "{sender} heeft u {count} bestanden gestuurd.",
+        "intro_one_org": "{sender} van {organisation} heeft u een bestand gestuurd.",
+        "intro_many_org": "{sender} van {organisation} heeft u {count} bestanden gestuurd.",
+        "why_text": "Om de bijlagen te beschermen zijn ze niet meegestuurd, maar beveiligd opgeslagen."
+                    " U downloadt ze via de link hieronder.",
+        "why_html": "Om de bijlagen te beschermen zijn ze niet meegestuurd, maar beveiligd opgeslagen."
+                    " U downloadt ze via de knop hieronder.",
+        "button": "Bestanden downloaden",
+        "fallback": "Werkt de knop niet? Open dan deze link:",
+        "expiry": "Beschikbaar tot {moment}.",
+        "help": "Vragen? Neem contact op met {contact}.",
+        "bytes": "bytes",
+        "decimal": ",",
+    },
+    "en": {
+        "intro_one": "{sender} sent you a file.",
+        "intro_many": "{sender} sent you {count} files.",
+        "intro_one_org": "{sender} of {organisation} sent you a file.",
+        "intro_many_org": "{sender} of {organisation} sent you {count} files.",
+        "why_text": "To protect the attachments, they were not sent with this message but stored securely."
+                    " You download them with the link below.",
+        "why_html": "To protect the attachments, they were not sent with this message but stored securely."
+                    " You download them with the button below.",
+        "button": "Download files",
+        "fallback": "Does the button not work? Open this link:",
+        "expiry": "Available until {moment}.",
+        "help": "Questions? Contact {contact}.",
+        "bytes": "bytes",
+        "decimal": ".",
+    },
+}
+
+SEPARATOR = "_" * 40
+
+FONT = "font-family:Arial,Helvetica,sans-serif"
+TEXT_COLOUR = "#1f2933"
+LINK_COLOUR = "#0b5cad"
+BOX_STYLE = (
+    f"padding:16px 20px;border:1px solid #c5d0dc;background-color:#f4f7fa;{FONT};"
+    f"font-size:14px;line-height:20px;color:{TEXT_COLOUR}"
+)
+P_STYLE = "margin:0 0 12px 0"
+SMALL_STYLE = "margin:0 0 8px 0;font-size:12px;line-height:17px;color:#52606d"
+LINK_STYLE = f"color:{LINK_COLOUR};text-decoration:underline"
+_BREAK = "word-wrap:break-word;overflow-wrap:anywhere"  # long names and links wrap on a phone
+_CELL_STYLE = (
+    f"padding:3px 0;border-bottom:1px solid #dde3ea;{FONT};font-size:14px;line-height:20px;"
+    f"color:{TEXT_COLOUR};{_BREAK}"
+)
+_SIZE_STYLE = _CELL_STYLE + ";padding-left:16px;white-space:nowrap;color:#52606d"
+_BUTTON_CELL = f"padding:10px 22px;background-color:{LINK_COLOUR};border-radius:4px"
+_BUTTON_LINK = f"{FONT};font-size:15px;font-weight:bold;line-height:20px;color:#ffffff;text-decoration:none"
+_EMAIL = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+")
+_WEB = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+
+
+@attrs.frozen
+class Banner:
+    """``text`` goes on top of a text/plain body, ``html`` after ``<body>``."""
+
+    text: str
+    html: str
+
+
+def texts(language: str) -> dict[str, str]:
+    """The phrases of ``language``; English for any other."""
+    return _TEXTS[language if language in _TEXTS else "en"]
+
+
+def humanSize(size: int, language: str = "nl") -> str:
+    """
+    A size as Outlook and Explorer show it (units of 1024, "KB"), in the
+    language's decimal separator: "1,2 MB", "340 KB", "512 bytes".
+    """
+    phrases = texts(language)
+    if size < 1024:
+        return f"{size} {phrases['bytes']}"
+    if size < 1024 * 1024:
+        return f"{-(-size // 1024)} KB"
+    for unit, scale in (("MB", 1024**2), ("GB", 1024**3), ("TB", 1024**4)):
+        if size < 1024 * scale or unit == "TB":
+            return f"{size / scale:.1f}".replace(".", phrases["decimal"]) + f" {unit}"
+    raise AssertionError("unreachable")
+
+
+def formatDate(day: datetime.date, language: str = "nl") -> str:
+    """'14 maart 2025' / '14 March 2025': unambiguous in either country."""
+    months = _MONTHS[language if language in _MONTHS else "en"]
+    return f"{day.day} {months[day.month - 1]} {day.year}"
+
+
+def formatMoment(when: float, language: str = "nl") -> str:
+    """A Unix time as '14 maart 2025, 13:05 UTC': date and time, the zone named."""
+    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+    return f"{formatDate(moment.date(), language)}, {moment:%H:%M} UTC"
+
+
+def _shown(ch: str) -> bool:
+    """Not a surrogate or noncharacter: HTML drops those from a character reference (13.2.5.80)."""
+    point = ord(ch)
+    return not (0xD800 <= point <= 0xDFFF or 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE)
+
+
+def oneLine(value: str) -> str:
+    """A value as shown: one line, single spaces, no control, bidi or noncharacters."""
+    value = cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " "))
+    return " ".join("".join(ch for ch in value if _shown(ch)).split())
+
+
+def escape(value: str) -> str:
+    """HTML-escaped, ASCII only (HTML 13.1.4 numeric character references)."""
+    return html.escape(value, quote=True).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def paragraph(escaped: str, style: str = P_STYLE) -> str:
+    return f'<p style="{style}">{escaped}</p>'
+
+
+def link(url: str, escapedText: str) -> str:
+    return f'<a href="{escape(url)}" target="_blank" style="{LINK_STYLE}">{escapedText}</a>'
+
+
+def button(url: str, label: str) -> list[str]:
+    """
+    A link that looks like a button everywhere: the colour sits on a
+    table cell, which Outlook's Word engine paints (it ignores padding
+    and background on a link).
+    """
+    return [
+        '<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:0 0 12px 0">',
+        f'<tr><td bgcolor="{LINK_COLOUR}" style="{_BUTTON_CELL}">'
+        f'<a href="{escape(url)}" target="_blank" style="{_BUTTON_LINK}">{escape(label)}</a></td></tr>',
+        "</table>",
+    ]
+
+
+def box(lines: Sequence[str]) -> str:
+    """Content in the banner's frame: one cell of a full-width table."""
+    return "\n".join([
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"'
+        ' style="width:100%;max-width:640px;border-collapse:collapse;margin:0 0 16px 0">',
+        f'<tr><td style="{BOX_STYLE}">',
+        *lines,
+        "</td></tr>",
+        "</table>",
+    ]) + "\n"
+
+
+def fileTable(files: Sequence[tuple[str, str]]) -> list[str]:
+    """Names and sizes, one row each, the size in a column of its own."""
+    rows = [
+        f'<tr><td style="{_CELL_STYLE}">{escape(name)}</td>'
+        f'<td align="right" style="{_SIZE_STYLE}">{escape(size)}</td></tr>'
+        for name, size in files
+    ]
+    return [
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"'
+        ' style="border-collapse:collapse;margin:0 0 14px 0">',
+        *rows,
+        "</table>",
+    ]
+
+
+def contactHtml(contact: str) -> str:
+    """A help contact, linked when it is an address or a web address."""
+    if _WEB.fullmatch(contact):
+        return link(contact, escape(contact))
+    if _EMAIL.fullmatch(contact):
+        return link("mailto:" + contact, escape(contact))
+    return escape(contact)
+
+
+def disclaimerLines(disclaimer: str) -> list[str]:
+    lines = [" ".join(cleanName(line).split()) for line in disclaimer.replace("\r\n", "\n").split("\n")]
+    return [line for line in lines if line]
+
+
+def bannerFor(
+    language: str,
+    sender: str,
+    files: Sequence[tuple[str, int]],
+    url: str,
+    expires: float,
+    disclaimer: str = "",
+    *,
+    senderName: str = "",
+    organisation: str = "",
+    helpContact: str = "",
+) -> Banner:
+    """
+    The banner of one transfer: who (``senderName`` and the address
+    ``sender``, for ``organisation``) sent what, why as a link, where
+    (``url``), until when (``expires``, Unix time), and whom to ask.
+    """
+    phrases = texts(language)
+    name, address = oneLine(senderName), oneLine(sender)
+    organisation, contact = oneLine(organisation), oneLine(helpContact)
+    shown = [(oneLine(file), humanSize(size, language)) for file, size in files]
+    key = ("intro_one" if len(shown) == 1 else "intro_many") + ("_org" if organisation else "")
+    expiry = phrases["expiry"].format(moment=formatMoment(expires, language))
+    notes = disclaimerLines(disclaimer)
+    helpText = phrases["help"].format(contact=contact) if contact else ""
+
+    senderText = f"{name} <{address}>" if name and address else name or address
+    textLines = [
+        phrases[key].format(sender=senderText, organisation=organisation, count=len(shown)),
+        phrases["why_text"],
+        "",
+        *(f"- {file} ({size})" for file, size in shown),
+        "",
+        f"{phrases['button']}: {url}",
+        expiry,
+    ]
+    if notes or helpText:
+        textLines += ["", *notes] + ([helpText] if helpText else [])
+    textLines += [SEPARATOR, ""]
+    text = "\n".join(line.rstrip() for line in textLines) + "\n"
+
+    if name and address:
+        senderHtml = f"<strong>{escape(name)}</strong> ({escape(address)})"
+    else:
+        senderHtml = f"<strong>{escape(name or address)}</strong>"
+    intro = escape(phrases[key]).format(
+        sender=senderHtml, organisation=f"<strong>{escape(organisation)}</strong>", count=len(shown))
+    htmlLines = [
+        paragraph(intro, "margin:0 0 8px 0;font-size:15px;line-height:21px"),
+        paragraph(escape(phrases["why_html"])),
+        *fileTable(shown),
+        *button(url, phrases["button"]),
+        paragraph(escape(expiry), "margin:0 0 8px 0;font-weight:bold"),
+        paragraph(f"{escape(phrases['fallback'])} {link(url, escape(url))}", f"{SMALL_STYLE};{_BREAK}"),
+    ]
+    if notes:
+        htmlLines.append(paragraph("<br>".join(escape(line) for line in notes), SMALL_STYLE))
+    if contact:
+        htmlLines.append(paragraph(escape(phrases["help"]).format(contact=contactHtml(contact)), SMALL_STYLE))
+    return Banner(text=text, html=box(htmlLines))
