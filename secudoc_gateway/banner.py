@@ -29,9 +29,8 @@ import html
 import re
 from typing import Sequence
 
-import attrs
-
 from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.mime.notice import Banner
 
 LANGUAGES = ("nl", "en")
 
@@ -103,14 +102,6 @@ _BUTTON_CELL = f"padding:10px 22px;background-color:{LINK_COLOUR};border-radius:
 _BUTTON_LINK = f"{FONT};font-size:15px;font-weight:bold;line-height:20px;color:#ffffff;text-decoration:none"
 _EMAIL = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+")
 _WEB = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
-
-
-@attrs.frozen
-class Banner:
-    """``text`` goes on top of a text/plain body, ``html`` after ``<body>``."""
-
-    text: str
-    html: str
 
 
 def texts(language: str) -> dict[str, str]:

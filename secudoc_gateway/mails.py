@@ -33,6 +33,7 @@ from secudoc_gateway.banner import (
 )
 from secudoc_gateway.banner import formatDate  # noqa: F401 -- the web pages import it from here
 from secudoc_gateway.mime.decode import encodeQuotedPrintable
+from secudoc_gateway.mime.notice import TransferTemplate
 from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 
 _TEXTS = {
@@ -96,27 +97,6 @@ _DOCUMENT_HEAD = (
     "</head>\n<body>\n"
 )
 _DOCUMENT_TAIL = "</body>\n</html>\n"
-
-
-@attrs.frozen
-class TransferTemplate:
-    """
-    The body of ``content_mode = "transfer"`` (SPEC 6) around the
-    original text, which the rewriter streams in between: ``text``
-    then the decoded text; ``htmlHead``, the text HTML-escaped,
-    ``htmlTail``.  A message whose only text body is HTML gets
-    ``htmlInsert`` after that body's ``<body>`` tag and ``textHtmlOnly``
-    as its plain side; one without any text body ``textAlone`` and
-    ``htmlAlone``.  All HTML here is ASCII.
-    """
-
-    text: str
-    htmlHead: str
-    htmlTail: str
-    htmlInsert: str
-    textHtmlOnly: str
-    textAlone: str
-    htmlAlone: str
 
 
 def transferTemplate(banner: Banner, language: str) -> TransferTemplate:

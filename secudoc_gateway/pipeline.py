@@ -41,7 +41,7 @@ from secudoc_gateway.extract import Candidate, Extractor, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.banner import bannerFor
-from secudoc_gateway.mails import confirmationMail, separateMessage, welcomeMail
+from secudoc_gateway.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
@@ -455,7 +455,8 @@ class Transaction:
             block, _ = self._headerBlock()
             stamp = self._stamp(block, decision.status, self.extractor.transferId)
             if tenant.content_mode == "transfer":
-                return transferModePlan(self.structure, removed, banner, stamp, self.spool.size, tenant.language)
+                return transferModePlan(self.structure, removed, banner, stamp, self.spool.size,
+                                        transferTemplate(banner, tenant.language))
             return linkModePlan(self.structure, removed, None if tenant.content_mode == "separate" else banner,
                                 stamp, self.spool.size)
 

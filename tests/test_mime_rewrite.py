@@ -840,7 +840,9 @@ class Transferred(Protected):
     language = "nl"
 
     def makePlan(self, banner: Banner, stamp: bytes) -> list[Any]:
-        return transferModePlan(self.structure, self.remove, banner, stamp, len(self.raw), self.language)
+        return transferModePlan(
+            self.structure, self.remove, banner, stamp, len(self.raw), transferTemplate(banner, self.language)
+        )
 
     @property
     def normalized(self) -> bytes:

@@ -34,7 +34,7 @@ multipart at least one part (RFC 2046 5.1.1).
 
 ``content_mode = "transfer"`` keeps only the top header block and the
 first text body: the body becomes a new multipart/alternative of the
-transfer template (``mails.transferTemplate``) with that text streamed
+transfer template (a ``notice.TransferTemplate``) with that text streamed
 into it, decoded and re-encoded in the plain part, decoded and
 HTML-escaped in the HTML part (``EscapedTextTransform``).
 """
@@ -48,9 +48,8 @@ import re
 import secrets
 from typing import AbstractSet, Callable, Optional
 
-from secudoc_gateway.banner import Banner
-from secudoc_gateway.mails import transferTemplate
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
+from secudoc_gateway.mime.notice import Banner, TransferTemplate
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
 from secudoc_gateway.mime.stamp import lineEnding
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, MULTIPART, Part, Path, Structure
@@ -668,7 +667,7 @@ class _Planner:
             + [tail, eol + delimiter + b"--" + eol]
         )
 
-    def transfer(self, stamp: bytes, language: str) -> list[Segment]:
+    def transfer(self, stamp: bytes, template: TransferTemplate) -> list[Segment]:
         """
         The transfer-mode message: the top header block (stamp, original
         fields but the Content-* ones), then a new multipart/alternative.
@@ -676,7 +675,6 @@ class _Planner:
         assert self._banner is not None
         structure, eol = self._structure, self._eol
         self._hasAttachment = False  # only the text stays
-        template = transferTemplate(self._banner, language)
         plain, htmlPath = self._texts
         boundary = newBoundary().encode("ascii")
         header = self._header(
@@ -780,7 +778,7 @@ def transferModePlan(
     banner: Banner,
     stamp: bytes,
     totalSize: int,
-    language: str,
+    template: TransferTemplate,
     eol: Optional[bytes] = None,
 ) -> list[Segment]:
     """
@@ -807,4 +805,4 @@ def transferModePlan(
         raise ValueError("the message is not completely parsed")
     if eol is None:
         eol = lineEnding(stamp) if stamp else CRLF
-    return _Planner(structure, remove, banner, eol).transfer(stamp, language)
+    return _Planner(structure, remove, banner, eol).transfer(stamp, template)
