@@ -72,6 +72,8 @@ _TEXTS = {
         "files": "Bestanden:",
         "confirmation_expiry": "De ontvangers kunnen de bestanden downloaden tot {date}.",
         "confirmation_no_link": "De downloadlink zelf staat niet in deze bevestiging: alleen de ontvangers krijgen hem.",
+        "confirmation_sender_link": "Op deze pagina ziet u wanneer de bestanden zijn gedownload, en kunt u de verzending intrekken:",
+        "confirmation_sender_button": "Downloads bekijken of intrekken",
         "welcome_subject": "Welkom bij SecuDoc",
         "welcome_greeting": "Beste {user},",
         "welcome_1": "U bent toegevoegd als gebruiker van SecuDoc. Bijlagen die u naar ontvangers buiten uw organisatie stuurt, worden voortaan vervangen door een beveiligde downloadlink.",
@@ -97,6 +99,8 @@ _TEXTS = {
         "files": "Files:",
         "confirmation_expiry": "The recipients can download the files until {date}.",
         "confirmation_no_link": "The download link itself is not in this confirmation: only the recipients get it.",
+        "confirmation_sender_link": "On this page you see when the files were downloaded, and you can withdraw the transfer:",
+        "confirmation_sender_button": "See downloads or withdraw",
         "welcome_subject": "Welcome to SecuDoc",
         "welcome_greeting": "Dear {user},",
         "welcome_1": "You were added as a SecuDoc user. From now on, attachments you send to recipients outside your organisation are replaced by a secure download link.",
@@ -570,13 +574,16 @@ def confirmationMail(
     language: str,
     date: Optional[float] = None,
     transferId: Optional[str] = None,
+    senderLink: str = "",
 ) -> bytes:
     """
     ``confirmation_mail = true`` (SPEC 6): the sender learns that the
     message went out protected, to whom, with which files, until when.
-    The link is deliberately absent: it is the recipients' secret (the
-    token is the file key, SPEC 7), the sender does not need it, and a
-    confirmation is more often forwarded or auto-filed than a message.
+    The download link is deliberately absent: it is the recipients'
+    secret (the token is the file key, SPEC 7), the sender does not need
+    it, and a confirmation is more often forwarded or auto-filed than a
+    message.  ``senderLink``, a second secret that opens no file, leads
+    to the downloads and the button that withdraws the transfer.
     Auto-Submitted (RFC 3834 5) keeps out-of-office replies from it.
     """
     texts = _texts(language)
@@ -590,11 +597,19 @@ def confirmationMail(
     textLines += [f"- {r}" for r in shownRecipients]
     textLines += ["", texts["files"]]
     textLines += [f"- {f}" for f in shownFiles]
-    textLines += ["", expiryLine, texts["confirmation_no_link"]]
+    textLines += ["", expiryLine]
+    if senderLink:
+        textLines += ["", texts["confirmation_sender_link"], senderLink, ""]
+    textLines += [texts["confirmation_no_link"]]
     text = "\n".join(line.rstrip() for line in textLines) + "\n"
     htmlLines = _paragraphHtml(intro) + _paragraphHtml(texts["recipients"]) + _listHtml(shownRecipients)
     htmlLines += _paragraphHtml(texts["files"]) + _listHtml(shownFiles)
-    htmlLines += _paragraphHtml(expiryLine) + _paragraphHtml(texts["confirmation_no_link"], _SMALL_STYLE)
+    htmlLines += _paragraphHtml(expiryLine)
+    if senderLink:
+        htmlLines += _paragraphHtml(texts["confirmation_sender_link"])
+        htmlLines += [f'<p style="{_P_STYLE}"><a href="{_escape(senderLink)}" style="{_LINK_STYLE}">'
+                      f"{_escape(texts['confirmation_sender_button'])}</a></p>"]
+    htmlLines += _paragraphHtml(texts["confirmation_no_link"], _SMALL_STYLE)
     extra = [("Auto-Submitted", "auto-generated")] + _transferField(transferId)
     return _message(
         hostname, KIND_CONFIRMATION, mailbox(facilitySender), addrSpec(sender), newSubject, text,

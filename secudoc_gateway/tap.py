@@ -199,7 +199,10 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.tls import serverOptions
     from secudoc_gateway.transfers import TransferStore
-    from secudoc_gateway.web.download import TransfersResource
+    from secudoc_gateway.access import AccessStore
+    from secudoc_gateway.web.context import WebContext
+    from secudoc_gateway.web.landing import TransfersResource
+    from secudoc_gateway.web.mails import relayMailer
     from secudoc_gateway.web.ops import HealthResource, MetricsResource
     from secudoc_gateway.web.site import makeSite
 
@@ -232,12 +235,13 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         listener.setServiceParent(service)
         service.smtpListeners.append(listener)
 
-    def language(tenantId: str) -> str:
-        tenant = gateway.registry.byId(tenantId)
-        return tenant.language if tenant is not None else "en"
-
+    web = WebContext(
+        transfers=transfers, access=AccessStore(database, reactor), store=store, metrics=metrics, reactor=reactor,
+        tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
+        publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
+    )
     site = makeSite({
-        b"t": TransfersResource(transfers, store, metrics, reactor, language),
+        b"t": TransfersResource(web),
         b"metrics": MetricsResource(metrics.registry),
         b"healthz": HealthResource([("storage", store.check), ("database", database.check)], reactor),
     })

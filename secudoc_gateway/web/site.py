@@ -12,12 +12,12 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-_TOKEN_PATH = re.compile(r"/t/[^/\s?\"]+")
+_TOKEN_PATH = re.compile(r"/t/(sender/)?[^/\s?\"]+")
 
 
 def redact(text: str) -> str:
-    """Replace every ``/t/<token>`` with ``/t/<redacted>``."""
-    return _TOKEN_PATH.sub("/t/<redacted>", text)
+    """Replace every ``/t/<token>`` with ``/t/<redacted>`` (the sender's ``/t/sender/<secret>`` too)."""
+    return _TOKEN_PATH.sub(lambda m: f"/t/{m.group(1) or ''}<redacted>", text)
 
 
 def redactingLogFormatter(timestamp: str, request: Request) -> str:
