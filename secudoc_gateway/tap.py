@@ -179,10 +179,11 @@ class GatewayService(MultiService):
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
-                registry: Optional[CollectorRegistry] = None) -> IService:
+                registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None) -> IService:
     """
     Build the whole gateway.  ``config`` is a loaded ``Config``, or the
-    plugin's ``Options`` (twistd passes those).
+    plugin's ``Options`` (twistd passes those).  ``clock`` (default the
+    reactor) times verification codes and sessions, so tests can age them.
     """
     if not isinstance(config, Config):
         config = loadOrExit(config["config"])
@@ -236,7 +237,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         service.smtpListeners.append(listener)
 
     web = WebContext(
-        transfers=transfers, access=AccessStore(database, reactor), store=store, metrics=metrics, reactor=reactor,
+        transfers=transfers, access=AccessStore(database, clock or reactor), store=store, metrics=metrics, reactor=reactor,
         tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
