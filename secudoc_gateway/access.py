@@ -62,6 +62,12 @@ class AccessLimits:
     triesPerTransfer: tuple[int, float] = (30, 24 * 60 * 60)
     triesPerClient: tuple[int, float] = (30, 60 * 60)
 
+    @property
+    def horizon(self) -> float:
+        """How long a counted event can matter: older ones are deleted."""
+        return max(window for _, window in (self.codesPerTransfer, self.codesPerClient, self.triesPerTransfer,
+                                            self.triesPerClient))
+
     def forCodes(self, transferId: str, client: str) -> list[Limit]:
         return [Limit(f"code:transfer:{transferId}", *self.codesPerTransfer),
                 Limit(f"code:client:{client}", *self.codesPerClient)]
@@ -105,9 +111,10 @@ class AccessStore:
         now = self._clock.seconds()
 
         def allow(txn: Any) -> bool:
+            txn.execute("DELETE FROM attempts WHERE at <= ?", (now - self.limits.horizon,))
             for limit in limits:
-                txn.execute("DELETE FROM attempts WHERE scope = ? AND at <= ?", (limit.scope, now - limit.window))
-                txn.execute("SELECT COUNT(*) FROM attempts WHERE scope = ?", (limit.scope,))
+                txn.execute("SELECT COUNT(*) FROM attempts WHERE scope = ? AND at > ?",
+                            (limit.scope, now - limit.window))
                 if txn.fetchone()[0] >= limit.count:
                     return False
             txn.executemany("INSERT INTO attempts (scope, at) VALUES (?, ?)",

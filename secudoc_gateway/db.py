@@ -166,6 +166,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX attempts_scope ON attempts (scope, at)",
+        "CREATE INDEX attempts_at ON attempts (at)",
     ),
 )
 

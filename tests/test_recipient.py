@@ -17,28 +17,22 @@ import sqlite3
 import time
 import zipfile
 from email.message import EmailMessage
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
 from secudoc_gateway.purge import purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import Browser, asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import Browser, asyncTest, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
-
-
-def freePort() -> int:
-    """A loopback port free now: the public URL must name the port pages are served on (Origin checks)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ShiftedClock:
@@ -425,9 +419,16 @@ class SenderLink(RecipientTestCase):
         text = confirmation.get_body(("plain",)).get_content()
         self.assertNotIn(path, text)
         [senderPath] = set(SENDER_LINK.findall(text))
+        seen: list[str] = []
+        observer = lambda event: seen.append(formatEvent(event) or "")  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         sender = self.browser()
-        code, page, _ = await sender.request("GET", senderPath)
+        code, page, response = await sender.request("GET", senderPath)
         self.assertEqual(code, 200)
+        self.assertEqual(response.headers.getRawHeaders("server"), ["secudoc-gateway"])
+        self.assertTrue([line for line in seen if "/t/sender/<redacted>" in line])
+        self.assertFalse([line for line in seen if senderPath.rsplit("/", 1)[1] in line])
         self.assertIn(b"Nog niet gedownload", page)
         # The sender's link opens no file.
         code, _, _ = await sender.request("GET", senderPath.replace("/sender", "") + "/0")

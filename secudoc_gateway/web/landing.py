@@ -144,10 +144,10 @@ class _TransferResource(Resource):
         page = chrome(context, transfer, self.token)
         count = len(transfer.files)
         date, time = when(transfer.expires, language)
+        intro = plural(language, count, "intro_one", "intro_many",
+                       sender=cleanName(transfer.sender_name) or cleanName(transfer.sender))
         body = render(
-            "landing.html", language,
-            title=plural(language, count, "intro_one", "intro_many", sender=page["sender"]),
-            intro=plural(language, count, "intro_one", "intro_many", sender=page["sender"]),
+            "landing.html", language, title=intro, intro=intro,
             sender_name=cleanName(transfer.sender_name), subject=cleanName(transfer.subject),
             files_heading=plural(language, count, "files_one", "files_many"),
             files=[{"href": f"{base}/{f.n}", "name": cleanName(f.name), "size": humanSize(f.size, language)}

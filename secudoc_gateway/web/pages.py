@@ -81,9 +81,13 @@ def csrfToken(request: Request, path: str, secure: bool) -> str:
 
 
 def csrfValid(request: Request, publicOrigin: str) -> bool:
-    """A form post from our own page: the field equals the cookie, and Origin (if sent) is ours."""
+    """
+    A form post from our own page: the field equals the cookie, and
+    Origin, when it names one, is ours (under ``no-referrer`` browsers
+    send "null" even for their own origin).
+    """
     origin = request.getHeader(b"origin")
-    if origin is not None and origin.decode("latin-1").rstrip("/") != publicOrigin:
+    if origin not in (None, b"null") and origin.decode("latin-1").rstrip("/") != publicOrigin:
         return False
     cookie = request.getCookie(CSRF_COOKIE) or b""
     field = formValue(request, "csrf") or ""

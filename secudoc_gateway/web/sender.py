@@ -10,7 +10,7 @@ derives no key, so it opens no file.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource

@@ -28,10 +28,18 @@ class _Root(Resource):
     """``/`` answers 404 like any unknown path: nothing to see here."""
 
 
+class _Site(Site):
+    """Names no software version (SPEC 8): Twisted's ``Server`` header is replaced."""
+
+    def getResourceFor(self, request: Request) -> Resource:
+        request.setHeader(b"Server", b"secudoc-gateway")
+        return super().getResourceFor(request)
+
+
 def makeSite(children: dict[bytes, Resource], logPath: Optional[str] = None) -> Site:
     root = _Root()
     for name, child in children.items():
         root.putChild(name, child)
-    site = Site(root, logPath=logPath, logFormatter=redactingLogFormatter)
+    site = _Site(root, logPath=logPath, logFormatter=redactingLogFormatter)
     site.displayTracebacks = False
     return site
