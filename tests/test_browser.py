@@ -79,7 +79,7 @@ class BrowserTests(TestCase):
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
         tenant = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
-                      logo="logo.svg", recipient_verification="email-code")
+                      logo="logo.svg", recipient_verification="email-code", confirmation_mail=True)
         self.gateway = await startGateway(writeConfig(self.folder, [tenant], web=web), reactor)
         self.addCleanup(self.gateway.stop)
 
@@ -100,10 +100,11 @@ class BrowserTests(TestCase):
         code, text = await inThread(sendBDAT, self.gateway.smtpPort, "alice@example.test", ["bob@external.test"],
                                     message.as_bytes())
         self.assertEqual(code, 250, text)
-        [stored] = maildirMessages(self.outbox)
-        out = email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
-        [link] = set(re.findall(r"http://127\.0\.0\.1:\d+/t/[A-Za-z0-9_-]{43}",
-                                out.get_body(("plain",)).get_content()))
+        texts = [email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
+                 .get_body(("plain",)).get_content() for stored in maildirMessages(self.outbox)]
+        [link] = {link for text in texts for link in re.findall(r"http://127\.0\.0\.1:\d+/t/[A-Za-z0-9_-]{43}", text)}
+        [self.senderLink] = {link for text in texts
+                             for link in re.findall(r"http://127\.0\.0\.1:\d+/t/sender/[A-Za-z0-9_-]{43}", text)}
         return link
 
     @property
@@ -177,6 +178,12 @@ class BrowserTests(TestCase):
             return found
 
         violations += await inThread(landing)
+
+        def sender() -> list[str]:
+            driver.get(self.senderLink)
+            driver.find_element(By.CSS_SELECTOR, "button.danger")
+            return self.look(driver, "5-sender")
+
         target = os.path.join(downloads, "bestanden.zip")
         end = time.monotonic() + 60
         while not os.path.exists(target) and time.monotonic() < end:
@@ -184,6 +191,7 @@ class BrowserTests(TestCase):
         with open(target, "rb") as f:
             archive = zipfile.ZipFile(io.BytesIO(f.read()))
         self.assertEqual({name: archive.read(name) for name in archive.namelist()}, self.files)
+        violations += await inThread(sender)
 
         database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
         self.addCleanup(database.close)
