@@ -1,13 +1,16 @@
-"""Range headers, dispositions and the languages of pages, without a server."""
+"""Range headers, dispositions, cookies, CSRF and the languages of pages, without a server."""
 
 from __future__ import annotations
 
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
 
 from secudoc_gateway import crypto
 from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition
+from secudoc_gateway.web.pages import csrfToken, csrfValid, setCookie
 from secudoc_gateway.web.texts import negotiate, plural
 
 
@@ -65,3 +68,42 @@ class LanguageTests(SynchronousTestCase):
         self.assertEqual(plural("nl", 1, "files_one", "files_many"), "1 bestand")
         self.assertEqual(plural("nl", 0, "files_one", "files_many"), "0 bestanden")
         self.assertEqual(plural("en", 3, "files_one", "files_many"), "3 files")
+
+
+class CookieTests(SynchronousTestCase):
+    def request(self, cookies: dict[bytes, bytes]) -> Request:
+        request = Request(DummyChannel())
+        request.received_cookies = cookies
+        return request
+
+    def test_cookieFlags(self) -> None:
+        for secure in (False, True):
+            request = self.request({})
+            setCookie(request, b"sd_session", "abc", "/t/tok", secure)
+            [cookie] = request.cookies
+            self.assertIn(b"HttpOnly", cookie)
+            self.assertIn(b"SameSite=strict", cookie)
+            self.assertIn(b"Path=/t/tok", cookie)
+            self.assertEqual(b"Secure" in cookie, secure)
+
+    def test_csrfTokenKeptOrMade(self) -> None:
+        request = self.request({})
+        token = csrfToken(request, "/t/tok", False)
+        self.assertEqual(len(token), 43)
+        self.assertEqual(len(request.cookies), 1)
+        again = self.request({b"sd_csrf": token.encode()})
+        self.assertEqual(csrfToken(again, "/t/tok", False), token)
+        self.assertEqual(again.cookies, [])
+
+    def test_csrfValid(self) -> None:
+        token = "A" * 43
+        for origin, field, cookie, expected in (
+            (None, token, token, True), (b"null", token, token, True), (b"http://gw.test", token, token, True),
+            (b"http://evil.test", token, token, False), (None, token, None, False), (None, "B" * 43, token, False),
+            (None, None, token, False),
+        ):
+            request = self.request({b"sd_csrf": cookie.encode()} if cookie else {})
+            if origin is not None:
+                request.requestHeaders.setRawHeaders(b"origin", [origin])
+            request.args = {b"csrf": [field.encode()]} if field else {}
+            self.assertEqual(csrfValid(request, "http://gw.test"), expected, (origin, field, cookie))
