@@ -94,6 +94,7 @@ class TransfersResource(Resource):
         self.context = context
 
     def getChild(self, path: bytes, request: Request) -> Resource:
+        secure(request)  # every answer below, a 405 included
         if path == b"sender":
             return SenderRoot(self.context)
         return _TransferResource(self.context, path.decode("ascii", "replace"))
