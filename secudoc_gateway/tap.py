@@ -192,6 +192,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
         reactor = _reactor
 
+    from secudoc_gateway.access import AccessStore
     from secudoc_gateway.db import Database
     from secudoc_gateway.logs import LogService
     from secudoc_gateway.pipeline import Gateway
@@ -200,7 +201,6 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.tls import serverOptions
     from secudoc_gateway.transfers import TransferStore
-    from secudoc_gateway.access import AccessStore
     from secudoc_gateway.web.context import WebContext
     from secudoc_gateway.web.landing import TransfersResource
     from secudoc_gateway.web.mails import relayMailer
@@ -237,7 +237,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         service.smtpListeners.append(listener)
 
     web = WebContext(
-        transfers=transfers, access=AccessStore(database, clock or reactor), store=store, metrics=metrics, reactor=reactor,
+        transfers=transfers, access=AccessStore(database, clock or reactor), store=store, metrics=metrics,
+        reactor=reactor,
         tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
