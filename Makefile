@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
+# The browser tests: Debian's Chromium and its driver, and axe-core run in the pages.
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+AXE := var/axe/node_modules/axe-core/axe.min.js
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: run test check-config bench clean
@@ -30,7 +33,15 @@ run: $(STAMP) $(CERT)
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
 
-test: $(STAMP) $(CERT)
+$(BROWSER):
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium chromium-driver \
+	  || { apt-get -o DPkg::Lock::Timeout=900 update -q && \
+	       DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium chromium-driver; }
+
+$(AXE):
+	npm install --prefix var/axe --no-save --no-audit --no-fund axe-core@4.14.1
+
+test: $(STAMP) $(CERT) $(BROWSER) $(AXE)
 	@mkdir -p var
 	$(BIN)/mypy
 	@set -o pipefail; \

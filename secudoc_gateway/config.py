@@ -60,6 +60,8 @@ AUTO_CREATE_USERS = ("no", "welcome", "silent")
 UNKNOWN_SENDER = ("pass", "reject")
 LANGUAGES = ("nl", "en")
 ON_ERROR = ("tempfail", "pass")
+RECIPIENT_VERIFICATION = ("none", "email-code")
+LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 STORAGE_BACKENDS = ("fs", "s3")
 LOG_FORMATS = ("text", "json")
 
@@ -98,6 +100,7 @@ class SMTPConfig:
 class WebConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
     public_url: str = "http://127.0.0.1:8080"
+    language: str = "nl"
 
 
 @attrs.frozen
@@ -161,6 +164,9 @@ class Tenant:
     on_error: str = "tempfail"
     organisation: str = ""
     help_contact: str = ""
+    logo: str = ""
+    recipient_verification: str = "none"
+    download_notification: bool = False
     networks: tuple[IPNetwork, ...] = ()
     exchange_online: bool = False
     source: str = ""
@@ -429,7 +435,8 @@ def _web(table: _Table) -> WebConfig:
     url = table.string("public_url", d.public_url, nonEmpty=True)
     if not _httpURL(table, "public_url", url):
         url = d.public_url
-    return WebConfig(listen=listen, public_url=url.rstrip("/"))
+    language = table.choice("language", d.language, LANGUAGES)
+    return WebConfig(listen=listen, public_url=url.rstrip("/"), language=language)
 
 
 def _storage(table: _Table, base: str) -> StorageConfig:
@@ -632,6 +639,19 @@ def _file(table: _Table, key: str, base: str, needKey: bool) -> str:
     return path
 
 
+def _logo(table: _Table, base: str) -> str:
+    """A PNG or SVG file the tenant's pages show, checked now so a page never breaks."""
+    value = table.string("logo")
+    if not value:
+        return value
+    path = _resolve(base, value)
+    if os.path.splitext(path)[1].lower() not in LOGO_TYPES:
+        table.problem("logo", f"must be a .png or .svg file, not {path}")
+    elif not os.path.isfile(path) or not os.access(path, os.R_OK):
+        table.problem("logo", f"cannot read {path}")
+    return path
+
+
 def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
     """One tenant file; problems are appended, ``None`` if unreadable."""
     data = _readTOML(file, problems)
@@ -679,6 +699,9 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
         on_error=t.choice("on_error", "tempfail", ON_ERROR),
         organisation=organisation,
         help_contact=helpContact,
+        logo=_logo(t, base),
+        recipient_verification=t.choice("recipient_verification", "none", RECIPIENT_VERIFICATION),
+        download_notification=t.boolean("download_notification", False),
         networks=networks,
         exchange_online=exchangeOnline,
         source=file,

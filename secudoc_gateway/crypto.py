@@ -143,6 +143,11 @@ def plaintextSize(ciphertextSize: int, frameSize: int = FRAME_SIZE) -> int:
     return full * frameSize + last
 
 
+def frameOffset(frame: int, frameSize: int) -> int:
+    """Where frame ``frame``'s ciphertext starts in a stream (a ranged read starts there)."""
+    return HEADER_SIZE + frame * (frameSize + TAG_BYTES)
+
+
 def _aad(header: bytes, counter: int, last: bool) -> bytes:
     return header + _COUNTER.pack(counter) + (b"\x01" if last else b"\x00")
 
@@ -294,6 +299,28 @@ class Decryptor:
         self._prefix = prefix
         self._framer = _Framer(frameSize + TAG_BYTES)
         return rest
+
+    def seek(self, header: bytes, position: int) -> tuple[int, int]:
+        """
+        Open the stream at plaintext byte ``position`` without reading
+        what comes before: returns where to read the ciphertext from and
+        the plaintext position its first frame starts at (``position``
+        rounded down to a frame).  The header, read separately, is still
+        checked and bound into every frame.
+        """
+        if self._header is not None or self._headerBuffer:
+            raise ValueError("seek before anything is fed")
+        if len(header) != HEADER_SIZE or self._readHeader(header) != b"":
+            raise self._fail("truncated: no complete header")
+        self._counter = position // self.frameSize
+        return frameOffset(self._counter, self.frameSize), self._counter * self.frameSize
+
+    @property
+    def frameSize(self) -> int:
+        """The plaintext frame size the header gave."""
+        if self._framer is None:
+            raise ValueError("no header yet")
+        return self._framer.size - TAG_BYTES
 
     def feed(self, data: bytes) -> bytes:
         """Take ciphertext; return the plaintext of every whole frame so far."""

@@ -122,6 +122,52 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX relayed_updated ON relayed (updated)",
     ),
+    (
+        # SPEC 8, the recipient's side.  ``sender_name`` is the From
+        # display name shown on the page; ``revoked`` (NULL = live, else
+        # Unix time) is set through the sender's link or ``transfers
+        # revoke``; ``purged`` marks a tombstone: the files are gone, the
+        # row stays so its link says "expired", not "unknown";
+        # ``sender_hash`` is the hash of the sender's link secret.
+        "ALTER TABLE transfers ADD COLUMN sender_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE transfers ADD COLUMN revoked REAL",
+        "ALTER TABLE transfers ADD COLUMN purged REAL",
+        "ALTER TABLE transfers ADD COLUMN sender_hash TEXT",
+        "CREATE UNIQUE INDEX transfers_sender_hash ON transfers (sender_hash)",
+        # The verified recipient of a download (NULL without verification).
+        "ALTER TABLE downloads ADD COLUMN recipient TEXT",
+        # recipient_verification = "email-code": one code per transfer and
+        # address asked for, stored as an HMAC keyed by the link's token.
+        """
+        CREATE TABLE codes (
+            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
+            recipient TEXT NOT NULL,
+            code_hash TEXT NOT NULL,
+            expires REAL NOT NULL,
+            tries INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (transfer_id, recipient)
+        )
+        """,
+        # A right code's browser session, for that transfer only.
+        """
+        CREATE TABLE sessions (
+            secret_hash TEXT PRIMARY KEY,
+            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
+            recipient TEXT NOT NULL,
+            expires REAL NOT NULL
+        )
+        """,
+        # Rate limits that hold across worker processes and nodes: one row
+        # per counted event, ``scope`` naming what is limited.
+        """
+        CREATE TABLE attempts (
+            scope TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX attempts_scope ON attempts (scope, at)",
+        "CREATE INDEX attempts_at ON attempts (at)",
+    ),
 )
 
 

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from secudoc_gateway import crypto, policy
+from secudoc_gateway.access import secretHash
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor, objectKey
@@ -54,10 +55,22 @@ from secudoc_gateway.replies import Reply
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer
+from secudoc_gateway.addresses import addressKey
 
 TEMPFAILED = "tempfailed"
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
+
+
+def displayName(facts: policy.HeaderFacts, sender: str) -> str:
+    """
+    The From display name the landing page shows beside the sender:
+    only when From is the sender's own address (else it could mislead).
+    """
+    name, address = facts.fromMailbox
+    if not address or addressKey(address) != addressKey(sender):
+        return ""
+    return " ".join(cleanName(name).split())[:200]
 
 
 def newQueueId() -> str:
@@ -433,11 +446,14 @@ class Transaction:
             for n, c in enumerate(files)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""
+        sender = policy.effectiveSender(self.envelope.sender, facts)
+        # The sender's link (confirmation mail): a second secret that opens no file.
+        senderSecret = crypto.newToken() if tenant.confirmation_mail and sender else ""
         transfer = Transfer(
             id=self.extractor.transferId, token_hash=crypto.tokenHash(self.extractor.token), tenant=tenant.id,
-            sender=policy.effectiveSender(self.envelope.sender, facts),
-            recipients=decision.protectedRecipients, subject=subject, created=now, expires=expires,
-            files=stored, message_id=facts.dedupId,
+            sender=sender, recipients=decision.protectedRecipients, subject=subject, created=now,
+            expires=expires, files=stored, message_id=facts.dedupId, sender_name=displayName(facts, sender),
+            sender_hash=secretHash(senderSecret) if senderSecret else None,
         )
         created = []
         hostname = gateway.config.smtp.hostname
@@ -473,7 +489,8 @@ class Transaction:
         if tenant.confirmation_mail and transfer.sender:
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
                                             decision.protectedRecipients, files_, expires, subject,
-                                            tenant.language, date=now, transferId=self.extractor.transferId)
+                                            tenant.language, date=now, transferId=self.extractor.transferId,
+                                            senderLink=f"{gateway.config.web.public_url}/t/sender/{senderSecret}")
             self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
                                    sender=tenant.facility_sender))
         try:

@@ -1,7 +1,9 @@
 """
-Expired transfers go: their objects first, then their rows, so a crash
-between the two leaves a row whose objects are gone (the link then says
-"expired" anyway) rather than objects nobody can find.  The running
+Expired and revoked transfers go: their objects first, then their file
+rows, so a crash between the two leaves a row whose objects are gone
+(the link then says "expired" anyway) rather than objects nobody can
+find.  The transfer's row stays as a tombstone, so its link keeps
+saying "expired" or "withdrawn" instead of "unknown".  The running
 server purges hourly; ``secudoc-gateway purge`` does it once.
 """
 
@@ -31,7 +33,7 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
             try:
                 for stored in transfer.files:
                     await store.delete(stored.object_key)
-                await transfers.deleteTransfer(transfer.id)
+                await transfers.tombstone(transfer.id)
             except Exception:
                 # Tried again next hour; the others go now.
                 log.failure("purging transfer {id} failed", id=transfer.id)

@@ -179,10 +179,11 @@ class GatewayService(MultiService):
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
-                registry: Optional[CollectorRegistry] = None) -> IService:
+                registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None) -> IService:
     """
     Build the whole gateway.  ``config`` is a loaded ``Config``, or the
-    plugin's ``Options`` (twistd passes those).
+    plugin's ``Options`` (twistd passes those).  ``clock`` (default the
+    reactor) times verification codes and sessions, so tests can age them.
     """
     if not isinstance(config, Config):
         config = loadOrExit(config["config"])
@@ -191,6 +192,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
         reactor = _reactor
 
+    from secudoc_gateway.access import AccessStore
     from secudoc_gateway.db import Database
     from secudoc_gateway.logs import LogService
     from secudoc_gateway.pipeline import Gateway
@@ -199,7 +201,9 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.tls import serverOptions
     from secudoc_gateway.transfers import TransferStore
-    from secudoc_gateway.web.download import TransfersResource
+    from secudoc_gateway.web.context import WebContext
+    from secudoc_gateway.web.landing import TransfersResource
+    from secudoc_gateway.web.mails import relayMailer
     from secudoc_gateway.web.ops import HealthResource, MetricsResource
     from secudoc_gateway.web.site import makeSite
 
@@ -232,12 +236,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         listener.setServiceParent(service)
         service.smtpListeners.append(listener)
 
-    def language(tenantId: str) -> str:
-        tenant = gateway.registry.byId(tenantId)
-        return tenant.language if tenant is not None else "en"
-
+    web = WebContext(
+        transfers=transfers, access=AccessStore(database, clock or reactor), store=store, metrics=metrics,
+        reactor=reactor,
+        tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
+        publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
+    )
     site = makeSite({
-        b"t": TransfersResource(transfers, store, metrics, reactor, language),
+        b"t": TransfersResource(web),
         b"metrics": MetricsResource(metrics.registry),
         b"healthz": HealthResource([("storage", store.check), ("database", database.check)], reactor),
     })

@@ -76,6 +76,10 @@ class Transfer:
     expires: float
     files: tuple[StoredFile, ...] = attrs.field(default=(), converter=_files)
     message_id: Optional[str] = None
+    sender_name: str = ""
+    sender_hash: Optional[str] = None
+    revoked: Optional[float] = None
+    purged: Optional[float] = None
 
 
 @attrs.frozen
@@ -94,15 +98,18 @@ class Download:
     at: float
     client: Optional[str]
     user_agent: Optional[str]
+    recipient: Optional[str] = None
 
 
 _TRANSFER_COLUMNS = (
-    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id"
+    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id,"
+    " sender_name, sender_hash, revoked, purged"
 )
 
 
 def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
-    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId) = row
+    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId,
+     senderName, senderHash, revoked, purged) = row
     txn.execute(
         "SELECT n, name, content_type, size, sha256, object_key FROM files"
         " WHERE transfer_id = ? ORDER BY n",
@@ -120,6 +127,10 @@ def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
         expires=expires,
         files=files,
         message_id=messageId,
+        sender_name=senderName,
+        sender_hash=senderHash,
+        revoked=revoked,
+        purged=purged,
     )
 
 
@@ -150,7 +161,8 @@ class TransferStore:
 
         def create(txn: Any) -> None:
             txn.execute(
-                f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO transfers ({_TRANSFER_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     transfer.id,
                     transfer.token_hash,
@@ -161,6 +173,10 @@ class TransferStore:
                     transfer.created,
                     transfer.expires,
                     transfer.message_id,
+                    transfer.sender_name,
+                    transfer.sender_hash,
+                    transfer.revoked,
+                    transfer.purged,
                 ),
             )
             txn.executemany(
@@ -178,40 +194,76 @@ class TransferStore:
         """
         The transfer whose token hashes to ``tokenHash``, its files in
         message order; ``None`` when there is none.  Expired transfers
-        are returned until purged: the web side answers 410 for them.
+        are returned until purged, and purged ones as tombstones
+        (``purged`` set, no files): the web side answers 410 for them.
         """
+        return self._lookup("token_hash", tokenHash)
 
+    def lookupSender(self, senderHash: str) -> Deferred[Optional[Transfer]]:
+        """The transfer whose sender's link secret hashes to ``senderHash``."""
+        return self._lookup("sender_hash", senderHash)
+
+    def _lookup(self, column: str, value: str) -> Deferred[Optional[Transfer]]:
         def lookup(txn: Any) -> Optional[Transfer]:
-            txn.execute(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE token_hash = ?", (tokenHash,)
-            )
+            txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE {column} = ?", (value,))
             row = txn.fetchone()
             return None if row is None else _transferFromRow(txn, row)
 
         return self._db.runReadTransaction(lookup)
 
-    def recordDownload(
-        self, transferId: str, n: int, client: Optional[str], userAgent: Optional[str]
-    ) -> Deferred[None]:
+    def revoke(self, transferId: str) -> Deferred[bool]:
         """
-        Write one download of file ``n`` to the audit trail.  Recorded
-        even when the transfer was purged meanwhile (tenant and name are
-        then unknown): the trail never loses a download.
+        Withdraw a transfer: its link answers 410 "withdrawn" from now on
+        and the next purge deletes its files.  Fires with whether it was
+        live (``False`` when unknown or revoked already).
         """
         now = self._clock.seconds()
-        return self._db.runOperation(
-            "INSERT INTO downloads (transfer_id, n, tenant, name, at, client, user_agent)"
-            " VALUES (?, ?,"
-            " (SELECT tenant FROM transfers WHERE id = ?),"
-            " (SELECT name FROM files WHERE transfer_id = ? AND n = ?),"
-            " ?, ?, ?)",
-            (transferId, n, transferId, transferId, n, now, client, userAgent),
-        )
+
+        def revoke(txn: Any) -> bool:
+            txn.execute(
+                "UPDATE transfers SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, transferId)
+            )
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(revoke)
+
+    def recordDownload(
+        self,
+        transferId: str,
+        n: int,
+        client: Optional[str],
+        userAgent: Optional[str],
+        recipient: Optional[str] = None,
+    ) -> Deferred[bool]:
+        """
+        Write one download of file ``n`` to the audit trail, naming the
+        verified ``recipient`` where there is one.  Recorded even when
+        the transfer was purged meanwhile (tenant and name are then
+        unknown): the trail never loses a download.  Fires with whether
+        it is the file's first download (under the write lock, so of two
+        at once exactly one is first: one notification per file).
+        """
+        now = self._clock.seconds()
+
+        def record(txn: Any) -> bool:
+            txn.execute("SELECT 1 FROM downloads WHERE transfer_id = ? AND n = ? LIMIT 1", (transferId, n))
+            first = txn.fetchone() is None
+            txn.execute(
+                "INSERT INTO downloads (transfer_id, n, tenant, name, at, client, user_agent, recipient)"
+                " VALUES (?, ?,"
+                " (SELECT tenant FROM transfers WHERE id = ?),"
+                " (SELECT name FROM files WHERE transfer_id = ? AND n = ?),"
+                " ?, ?, ?, ?)",
+                (transferId, n, transferId, transferId, n, now, client, userAgent, recipient),
+            )
+            return first
+
+        return self._db.runTransaction(record)
 
     def downloads(self, transferId: str) -> Deferred[list[Download]]:
         """The audit trail of one transfer, oldest first."""
         d = self._db.runQuery(
-            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent FROM downloads"
+            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent, recipient FROM downloads"
             " WHERE transfer_id = ? ORDER BY id",
             (transferId,),
         )
@@ -222,22 +274,49 @@ class TransferStore:
         self, now: Optional[float] = None, limit: int = 100
     ) -> Deferred[list[Transfer]]:
         """
-        Up to ``limit`` transfers whose expiry is at or before ``now``,
-        soonest expired first.  The purge deletes their objects, then
-        ``deleteTransfer``, and asks again until none is left.
+        Up to ``limit`` transfers not yet purged whose expiry is at or
+        before ``now``, or that were revoked, soonest expired first.  The
+        purge deletes their objects, then makes each a ``tombstone``, and
+        asks again until none is left.
         """
         if now is None:
             now = self._clock.seconds()
 
         def expired(txn: Any) -> list[Transfer]:
             txn.execute(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE expires <= ?"
+                f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+                " WHERE (expires <= ? OR revoked IS NOT NULL) AND purged IS NULL"
                 " ORDER BY expires, id LIMIT ?",
                 (now, limit),
             )
             return [_transferFromRow(txn, row) for row in txn.fetchall()]
 
         return self._db.runReadTransaction(expired)
+
+    def tombstone(self, transferId: str) -> Deferred[bool]:
+        """
+        What the purge leaves of a transfer whose objects are gone: the
+        row with its token hash, tenant, sender and dates, so the link
+        answers "expired" (or "withdrawn") rather than "unknown" (SPEC
+        8).  Files, subject, recipients, codes and sessions go.  Fires
+        with whether there was a live transfer.
+        """
+        now = self._clock.seconds()
+
+        def bury(txn: Any) -> bool:
+            txn.execute(
+                "UPDATE transfers SET purged = ?, subject = '', recipients = '[]'"
+                " WHERE id = ? AND purged IS NULL",
+                (now, transferId),
+            )
+            if txn.rowcount != 1:
+                return False
+            for table in ("files", "codes", "sessions"):
+                txn.execute(f"DELETE FROM {table} WHERE transfer_id = ?", (transferId,))
+            txn.execute("DELETE FROM attempts WHERE scope LIKE ?", (f"%:{transferId}",))
+            return True
+
+        return self._db.runTransaction(bury)
 
     def deleteTransfer(self, transferId: str) -> Deferred[bool]:
         """

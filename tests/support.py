@@ -149,3 +149,52 @@ def corpusPaths() -> list[str]:
     if not CORPUS:
         raise SkipTest(f"the shared corpus is not beside this checkout (looked in {CORPUS_CANDIDATES})")
     return sorted(os.path.join(CORPUS, name) for name in os.listdir(CORPUS) if name.endswith(".eml"))
+
+
+class Browser:
+    """
+    A web client that keeps its cookies like a browser (one per test
+    "browser"), over treq: enough to walk forms end to end.
+    """
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+        self.setCookies: list[str] = []
+
+    async def request(self, method: str, path: str, form: Optional[dict[str, str]] = None,
+                      headers: Optional[dict[str, str]] = None) -> tuple[int, bytes, Any]:
+        import urllib.parse
+
+        from treq.client import HTTPClient
+        from twisted.internet import reactor
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        sent = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        data = None
+        if form is not None:
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+            sent["Origin"] = self.base
+            data = urllib.parse.urlencode(form).encode("utf-8")
+        sent.update(headers or {})
+        # A plain agent: no content decoding, so Content-Length is what the server sent.
+        client = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        response = await client.request(method, self.base + path, headers={k: [v] for k, v in sent.items()},
+                                        data=data, allow_redirects=False)
+        for line in response.headers.getRawHeaders("set-cookie", []):
+            self.setCookies.append(line)
+            name, _, rest = line.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        return response.code, await response.content(), response
+
+    def csrf(self) -> str:
+        return self.cookies.get("sd_csrf", "")
+
+
+def freePort() -> int:
+    """A loopback port free now: the public URL must name the port pages are served on (Origin checks)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -738,6 +738,39 @@ class TenantProblemTests(ConfigTestCase):
             self.assertEqual(len(self.tenantProblems(**{key: 3})), 1)
 
 
+class RecipientSideKeyTests(ConfigTestCase):
+    def test_defaults(self) -> None:
+        tenant = self.loadTenant()
+        self.assertEqual((tenant.organisation, tenant.help_contact, tenant.logo, tenant.recipient_verification,
+                          tenant.download_notification), ("", "", "", "none", False))
+        self.assertEqual(loadConfig(self.tree.main).web.language, "nl")
+
+    def test_values(self) -> None:
+        logo = os.path.abspath(self.tree.write(os.path.join(self.tree.etc, "logo.svg"), "<svg/>"))
+        tenant = self.loadTenant(organisation="Gemeente X", help_contact="+31 20 123 4567", logo="logo.svg",
+                                 recipient_verification="email-code", download_notification=True)
+        self.assertEqual((tenant.organisation, tenant.help_contact, tenant.logo, tenant.recipient_verification,
+                          tenant.download_notification), ("Gemeente X", "+31 20 123 4567", logo, "email-code", True))
+        self.tree.writeMain({"web": {"language": "en"}})
+        self.assertEqual(loadConfig(self.tree.main).web.language, "en")
+
+    def test_problems(self) -> None:
+        self.tree.write(os.path.join(self.tree.etc, "logo.gif"), "GIF89a")
+        problems = self.tenantProblems(organisation="a\nb", logo="logo.gif", recipient_verification="sms",
+                                       download_notification="yes")
+        f = self.tenantFile
+        self.assertEqual(problems, [
+            f"{f}: organisation: must be one line without control characters",
+            f"{f}: logo: must be a .png or .svg file, not {self.tree.path('etc', 'logo.gif')}",
+            f'{f}: recipient_verification: must be one of "none", "email-code", not "sms"',
+            f"{f}: download_notification: must be true or false, not a string",
+        ])
+        self.assertEqual(self.tenantProblems(logo="missing.png"),
+                         [f"{self.tenantFile}: logo: cannot read {self.tree.path('etc', 'missing.png')}"])
+        self.tree.writeMain({"web": {"language": "de"}})
+        self.assertEqual(self.problems()[0], f'{self.tree.main}: web.language: must be one of "nl", "en", not "de"')
+
+
 class CrossTenantTests(ConfigTestCase):
     def test_domainClaimedTwice(self) -> None:
         """The second file (in name order) is named, with key domains."""

@@ -380,7 +380,9 @@ class ContentModes(PolicyTestCase):
         text = confirmation.get_body(("plain",)).get_content()
         self.assertIn("bob@external.test", text)
         self.assertIn("offerte.pdf", text)
-        self.assertNotIn("/t/", text)
+        # The sender's own link, never the recipients' download token.
+        self.assertRegex(text, r"http://127\.0\.0\.1:8080/t/sender/[A-Za-z0-9_-]{43}\r?\n")
+        self.assertNotRegex(text, r"/t/[A-Za-z0-9_-]{43}")
 
     @asyncTest
     async def test_welcome(self) -> None:

@@ -424,3 +424,41 @@ class DedupTests(StoreTestCase):
         purged = yield self.store.purgeDedup(START + 10 * DAY)
         self.assertEqual(purged, 2)
         self.assertEqual((yield self.count("relayed")), 0)
+
+
+class RecipientSideTests(StoreTestCase):
+    @defer.inlineCallbacks
+    def test_tombstone(self) -> Any:
+        """Purged: files, subject and recipients go; hash, tenant, sender and dates stay."""
+        yield self.store.createTransfer(makeTransfer(sender_name="Alice", sender_hash="s1"))
+        self.assertTrue((yield self.store.tombstone("T1")))
+        self.assertFalse((yield self.store.tombstone("T1")))
+        transfer = yield self.store.lookup("hash-T1")
+        self.assertEqual((transfer.tenant, transfer.sender, transfer.sender_name, transfer.files, transfer.subject,
+                          transfer.recipients, transfer.purged, transfer.expires),
+                         ("example", "alice@example.test", "Alice", (), "", (), START, START + 14 * DAY))
+        self.assertEqual((yield self.count("files")), 0)
+        self.clock.advance(20 * DAY)
+        self.assertEqual((yield self.store.expiredTransfers()), [])
+        self.assertEqual((yield self.store.lookupSender("s1")).id, "T1")
+
+    @defer.inlineCallbacks
+    def test_revoke(self) -> Any:
+        yield self.store.createTransfer(makeTransfer())
+        self.assertEqual((yield self.store.expiredTransfers()), [])
+        self.clock.advance(5)
+        self.assertTrue((yield self.store.revoke("T1")))
+        self.assertFalse((yield self.store.revoke("T1")))
+        self.assertFalse((yield self.store.revoke("nope")))
+        self.assertEqual((yield self.store.lookup("hash-T1")).revoked, START + 5)
+        # A withdrawn transfer's files go at the next purge.
+        self.assertEqual([t.id for t in (yield self.store.expiredTransfers())], ["T1"])
+
+    @defer.inlineCallbacks
+    def test_firstDownload(self) -> Any:
+        yield self.store.createTransfer(makeTransfer())
+        firsts = yield defer.gatherResults([self.store.recordDownload("T1", n, "192.0.2.7", "x", "bob@external.test")
+                                            for n in (0, 0, 1, 0)])
+        self.assertEqual(firsts, [True, False, True, False])
+        downloads = yield self.store.downloads("T1")
+        self.assertEqual({d.recipient for d in downloads}, {"bob@external.test"})

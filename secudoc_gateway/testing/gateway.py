@@ -90,8 +90,11 @@ class RunningGateway:
         return defer.maybeDeferred(self.service.stopService)
 
 
-async def startGateway(configPath: str, reactor: Any = None) -> RunningGateway:
-    """The real service from ``configPath``, listening; stop it with ``.stop()``."""
+async def startGateway(configPath: str, reactor: Any = None, clock: Any = None) -> RunningGateway:
+    """
+    The real service from ``configPath``, listening; stop it with
+    ``.stop()``.  ``clock`` times verification codes (``makeService``).
+    """
     from secudoc_gateway.config import loadConfig
     from secudoc_gateway.tap import makeService
 
@@ -99,7 +102,7 @@ async def startGateway(configPath: str, reactor: Any = None) -> RunningGateway:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
-    service = makeService(loadConfig(configPath), reactor, CollectorRegistry())
+    service = makeService(loadConfig(configPath), reactor, CollectorRegistry(), clock=clock)
     service.startService()
     smtp = await service.smtpListeners[0].whenListening
     web = await service.webListeners[0].whenListening

@@ -1,65 +1,36 @@
 """
-The recipient's side: ``/t/<token>`` lists a transfer's files,
-``/t/<token>/<n>`` streams file n, decrypted on the way out (SPEC 8).
+Files out of the store, decrypted on the way: one file whole or a
+single byte range (RFC 9110 14: 206, or 416 for a range past the end),
+and every file of a transfer as one streamed ZIP.
 
-The token is the only key: it is hashed to find the transfer and fed
-to HKDF to derive each file's key, so the store and the database alone
-can decrypt nothing.  A landing page view is not a download (link
-scanners such as Safe Links fetch it), HEAD never counts, and every
-download is written to the audit trail as it starts.  The plaintext is
-released frame by frame as it is authenticated; a failure midway drops
-the connection so the client, which was told the Content-Length, sees
-an incomplete file rather than a silently short one.
+The plaintext is released frame by frame as it is authenticated.  A
+range reads the stream's header, then only the frames that hold the
+range, and stops the store's producer after the last of them.  A
+failure midway drops the connection, so a client that was told the
+Content-Length sees an incomplete file rather than a silently short one.
 """
 
 from __future__ import annotations
 
 import datetime
-import html
+import re
 import urllib.parse
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 from zope.interface import implementer
 
-from secudoc_gateway.crypto import DecryptionError, Decryptor, fileKey, tokenHash
+from secudoc_gateway.crypto import HEADER_SIZE, DecryptionError, Decryptor, fileKey, frameOffset
 from secudoc_gateway.errors import ProducerStopped
 from secudoc_gateway.extract import slotOf
-from secudoc_gateway.mails import formatDate, humanSize
-from secudoc_gateway.mime.names import cleanName, safeFilename
+from secudoc_gateway.mime.names import safeFilename
+from secudoc_gateway.transfers import StoredFile, Transfer
+from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
+from secudoc_gateway.web.texts import ZONE
 
-SECURITY_HEADERS = {
-    b"Referrer-Policy": b"no-referrer",
-    b"Cache-Control": b"no-store",
-    b"X-Content-Type-Options": b"nosniff",
-}
-# Downloads are never rendered on our origin, whatever their type.
-DOWNLOAD_CSP = b"default-src 'none'; sandbox"
-PAGE_CSP = b"default-src 'none'; style-src 'unsafe-inline'"
-
-TEXTS = {
-    "nl": {
-        "title": "Beveiligde bestanden",
-        "intro": "{sender} heeft u de volgende bestanden gestuurd.",
-        "expires": "Beschikbaar tot {date}.",
-        "download": "Downloaden",
-        "notFound": "Deze link is onbekend.",
-        "gone": "Deze link is verlopen.",
-    },
-    "en": {
-        "title": "Secure files",
-        "intro": "{sender} sent you the following files.",
-        "expires": "Available until {date}.",
-        "download": "Download",
-        "notFound": "This link is not known.",
-        "gone": "This link has expired.",
-    },
-}
+UNSATISFIABLE = "unsatisfiable"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
 
 
 def contentDisposition(name: str) -> bytes:
@@ -70,199 +41,152 @@ def contentDisposition(name: str) -> bytes:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}".encode("ascii")
 
 
-def _page(title: str, body: str) -> bytes:
-    return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
-        "<meta name=\"robots\" content=\"noindex, nofollow\">"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
-        "li{margin:.5em 0}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
-    ).encode("utf-8")
+def byteRange(header: Optional[str], size: int) -> Union[None, str, tuple[int, int]]:
+    """
+    The ``Range`` header (RFC 9110 14.1.2) of a ``size``-byte file as
+    ``(first, last)``, both inclusive; ``UNSATISFIABLE`` when no byte of
+    it exists; ``None`` to send the whole file (no header, a header we
+    do not parse, or several ranges, which a server may ignore).
+    """
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None
+    if start >= size:
+        return UNSATISFIABLE
+    return start, min(end, size - 1)
 
 
 @implementer(IConsumer)
-class _DecryptingConsumer:
-    """Ciphertext in from the store, plaintext out to the response."""
+class _Window:
+    """
+    Bytes of an object from the store into ``take``, at most ``limit``
+    of them (``None``: to the end), after which the store's producer is
+    stopped.  The producer is registered with the response, so a slow
+    client pauses the reads.
+    """
 
-    def __init__(self, request: Request, decryptor: Decryptor) -> None:
+    def __init__(self, request: Request, limit: Optional[int], take: Callable[[bytes], None]) -> None:
         self._request = request
-        self._decryptor = decryptor
+        self._left = limit
+        self._take = take
+        self._producer: Optional[IPushProducer] = None
+        self.full = False
 
     def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+        self._producer = producer
         self._request.registerProducer(producer, streaming)
 
     def unregisterProducer(self) -> None:
-        self._request.unregisterProducer()
+        if self._producer is not None:
+            self._producer = None
+            self._request.unregisterProducer()
 
     def write(self, data: bytes) -> None:
-        plain = self._decryptor.feed(data)
-        if plain:
-            self._request.write(plain)
+        if self._left is not None:
+            data = data[: self._left]
+            self._left -= len(data)
+        self._take(data)
+        if self._left == 0 and self._producer is not None:
+            self.full = True
+            producer = self._producer
+            self.unregisterProducer()
+            producer.stopProducing()
+
+
+async def _read(store: Any, request: Request, key: str, offset: int, limit: Optional[int],
+                take: Callable[[bytes], None]) -> None:
+    """``limit`` bytes of object ``key`` from ``offset`` (all with ``None``) into ``take``."""
+    window = _Window(request, limit, take)
+    try:
+        await store.produce(key, window, offset)
+    except ProducerStopped:
+        if not window.full:
+            raise  # the client went away
+
+
+class _Plaintext:
+    """Opens ciphertext frames and passes on the plaintext bytes ``[skip, skip + length)``."""
+
+    def __init__(self, decryptor: Decryptor, skip: int, length: int, sink: Callable[[bytes], None]) -> None:
+        self._decryptor = decryptor
+        self._skip = skip
+        self.left = length
+        self._sink = sink
+
+    def feed(self, data: bytes) -> None:
+        self._emit(self._decryptor.feed(data))
 
     def finish(self) -> None:
-        tail = self._decryptor.finish()
-        if tail:
-            self._request.write(tail)
+        self._emit(self._decryptor.finish())
+
+    def _emit(self, plain: bytes) -> None:
+        if self._skip:
+            cut = min(self._skip, len(plain))
+            plain = plain[cut:]
+            self._skip -= cut
+        plain = plain[: self.left]
+        if plain:
+            self.left -= len(plain)
+            self._sink(plain)
 
 
-class TransfersResource(Resource):
-    """``/t``: everything below it is keyed by a token."""
-
-    log = Logger()
-
-    def __init__(self, transfers: Any, store: Any, metrics: Any, reactor: Any,
-                 language: Callable[[str], str]) -> None:
-        super().__init__()
-        self.transfers = transfers
-        self.store = store
-        self.metrics = metrics
-        self.reactor = reactor
-        self.language = language
-
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        return _TransferResource(self, path.decode("ascii", "replace"))
-
-    def render(self, request: Request) -> bytes:
-        _secure(request)
-        request.setResponseCode(404)
-        return b""
-
-
-def _secure(request: Request) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        request.setHeader(name, value)
-
-
-class _TransferResource(Resource):
-    def __init__(self, root: TransfersResource, token: str) -> None:
-        super().__init__()
-        self.root = root
-        self.token = token
-
-    def getChild(self, path: bytes, request: Request) -> Resource:
-        if request.postpath:  # /t/<token>/<n>/more
-            return _FileResource(self, None)
-        try:
-            n = int(path.decode("ascii"))
-        except ValueError:
-            n = None
-        return _FileResource(self, n if n is not None and n >= 0 and path.isdigit() else None)
-
-    async def lookup(self, request: Request) -> Optional[Any]:
-        """The transfer, or ``None`` after answering 404 / 410."""
-        transfer = await self.root.transfers.lookup(tokenHash(self.token)) if self.token else None
-        if transfer is None:
-            self.refuse(request, 404, "notFound", "en")
-            return None
-        if transfer.expires <= self.root.reactor.seconds():
-            self.refuse(request, 410, "gone", self.root.language(transfer.tenant))
-            return None
-        return transfer
-
-    def refuse(self, request: Request, code: int, text: str, language: str) -> None:
-        request.setResponseCode(code)
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        request.setHeader(b"Content-Security-Policy", PAGE_CSP)
-        texts = TEXTS[language]
-        if request.method != b"HEAD":
-            request.write(_page(texts["title"], f"<p>{html.escape(texts[text])}</p>"))
-        request.finish()
-
-    def render_GET(self, request: Request) -> int:
-        _secure(request)
-        ensureDeferred(self._landing(request)).addErrback(_failed, request, self.root.log)
-        return NOT_DONE_YET
-
-    render_HEAD = render_GET
-
-    async def _landing(self, request: Request) -> None:
-        transfer = await self.lookup(request)
-        if transfer is None:
-            return
-        language = self.root.language(transfer.tenant)
-        texts = TEXTS[language]
-        expiry = datetime.datetime.fromtimestamp(transfer.expires, datetime.timezone.utc)
-        token = html.escape(self.token)
-        items = "".join(
-            f"<li><a href=\"/t/{token}/{f.n}\">{html.escape(cleanName(f.name))}</a>"
-            f" ({humanSize(f.size, language)})</li>"
-            for f in transfer.files
-        )
-        body = (
-            f"<p>{html.escape(texts['intro'].format(sender=transfer.sender))}</p>"
-            f"<ul>{items}</ul>"
-            f"<p>{html.escape(texts['expires'].format(date=formatDate(expiry.date(), language)))}</p>"
-        )
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        request.setHeader(b"Content-Security-Policy", PAGE_CSP)
-        if request.method != b"HEAD":
-            request.write(_page(texts["title"], body))
-        request.finish()
+async def streamFile(store: Any, request: Request, token: str, transfer: Transfer, stored: StoredFile,
+                     first: int, last: int, sink: Callable[[bytes], None]) -> None:
+    """
+    Bytes ``first`` to ``last`` (inclusive) of a file's plaintext into
+    ``sink``; only the frames that hold them are read and opened.
+    Raises ``DecryptionError`` for a stored object that fails
+    authentication and ``ProducerStopped`` when the client went away.
+    """
+    decryptor = Decryptor(fileKey(token, transfer.id, slotOf(stored.object_key)))
+    plaintext = _Plaintext(decryptor, 0, last - first + 1, sink)
+    offset = 0
+    limit = None
+    if first or last + 1 < stored.size:
+        header: list[bytes] = []
+        await _read(store, request, stored.object_key, 0, HEADER_SIZE, header.append)
+        offset, frameStart = decryptor.seek(b"".join(header), first)
+        plaintext = _Plaintext(decryptor, first - frameStart, last - first + 1, sink)
+        frameSize = decryptor.frameSize
+        if last // frameSize < stored.size // frameSize:  # the stream's last frame is not needed
+            limit = frameOffset(last // frameSize + 1, frameSize) - offset
+    await _read(store, request, stored.object_key, offset, limit, plaintext.feed)
+    if limit is None:
+        plaintext.finish()
+    if plaintext.left:
+        raise DecryptionError("the stored object ended before the range")
 
 
-class _FileResource(Resource):
-    isLeaf = True
-
-    def __init__(self, parent: _TransferResource, n: Optional[int]) -> None:
-        super().__init__()
-        self.parent = parent
-        self.n = n
-
-    def render_GET(self, request: Request) -> int:
-        _secure(request)
-        ensureDeferred(self._download(request)).addErrback(_failed, request, self.parent.root.log)
-        return NOT_DONE_YET
-
-    render_HEAD = render_GET
-
-    async def _download(self, request: Request) -> None:
-        root = self.parent.root
-        transfer = await self.parent.lookup(request)
-        if transfer is None:
-            return
-        stored = next((f for f in transfer.files if f.n == self.n), None)
-        if stored is None:
-            self.parent.refuse(request, 404, "notFound", root.language(transfer.tenant))
-            return
-        # The object must be there before anything promises its bytes:
-        # a lost object is a 503, not a download that never completes.
-        await root.store.size(stored.object_key)
-        request.setHeader(b"Content-Type", (stored.content_type or "application/octet-stream").encode("ascii", "replace"))
-        request.setHeader(b"Content-Length", str(stored.size).encode("ascii"))
-        request.setHeader(b"Content-Disposition", contentDisposition(stored.name))
-        request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
-        if request.method == b"HEAD":
-            request.finish()
-            return
-        client = request.getClientAddress()
-        await root.transfers.recordDownload(
-            transfer.id, stored.n, getattr(client, "host", str(client)),
-            (request.getHeader(b"user-agent") or b"").decode("latin-1")[:512],
-        )
-        root.metrics.downloads.labels(tenant=transfer.tenant).inc()
-        key = fileKey(self.parent.token, transfer.id, slotOf(stored.object_key))
-        consumer = _DecryptingConsumer(request, Decryptor(key))
-        request.notifyFinish().addErrback(lambda f: None)
-        try:
-            await root.store.produce(stored.object_key, consumer)
-            consumer.finish()
-        except ProducerStopped:
-            return  # the client went away
-        except DecryptionError:
-            root.log.error("transfer {id} file {n}: stored object failed authentication",
-                           id=transfer.id, n=stored.n)
-            request.transport.abortConnection()
-            return
-        request.finish()
+def zipWriter(transfer: Transfer) -> ZipWriter:
+    """The archive of every file of ``transfer``, dated when it was sent."""
+    names = archiveNames([safeFilename(f.name) for f in transfer.files])
+    return ZipWriter([Entry(name, f.size) for name, f in zip(names, transfer.files)],
+                     datetime.datetime.fromtimestamp(transfer.created, ZONE))
 
 
-def _failed(failure: Failure, request: Request, log: Logger) -> None:
-    log.failure("download request failed", failure)
-    if request.startedWriting:
-        request.transport.abortConnection()
-        return
-    for name in (b"Content-Length", b"Content-Disposition", b"Content-Type"):
-        request.responseHeaders.removeHeader(name)
-    request.setResponseCode(503)
-    request.finish()
+async def streamZip(store: Any, request: Request, token: str, transfer: Transfer, writer: ZipWriter) -> None:
+    """Every file of ``transfer`` through ``writer`` into the response, one after another."""
+
+    def sink(data: bytes) -> None:
+        writer.feed(data)
+        request.write(data)
+
+    for index, stored in enumerate(transfer.files):
+        request.write(writer.begin(index))
+        await streamFile(store, request, token, transfer, stored, 0, stored.size - 1, sink)
+        request.write(writer.end())
+    request.write(writer.finish())

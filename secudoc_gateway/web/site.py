@@ -12,12 +12,12 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-_TOKEN_PATH = re.compile(r"/t/[^/\s?\"]+")
+_TOKEN_PATH = re.compile(r"/t/(sender/)?[^/\s?\"]+")
 
 
 def redact(text: str) -> str:
-    """Replace every ``/t/<token>`` with ``/t/<redacted>``."""
-    return _TOKEN_PATH.sub("/t/<redacted>", text)
+    """Replace every ``/t/<token>`` with ``/t/<redacted>`` (the sender's ``/t/sender/<secret>`` too)."""
+    return _TOKEN_PATH.sub(lambda m: f"/t/{m.group(1) or ''}<redacted>", text)
 
 
 def redactingLogFormatter(timestamp: str, request: Request) -> str:
@@ -28,10 +28,18 @@ class _Root(Resource):
     """``/`` answers 404 like any unknown path: nothing to see here."""
 
 
+class _Site(Site):
+    """Names no software version (SPEC 8): Twisted's ``Server`` header is replaced."""
+
+    def getResourceFor(self, request: Request) -> Resource:
+        request.setHeader(b"Server", b"secudoc-gateway")
+        return super().getResourceFor(request)
+
+
 def makeSite(children: dict[bytes, Resource], logPath: Optional[str] = None) -> Site:
     root = _Root()
     for name, child in children.items():
         root.putChild(name, child)
-    site = Site(root, logPath=logPath, logFormatter=redactingLogFormatter)
+    site = _Site(root, logPath=logPath, logFormatter=redactingLogFormatter)
     site.displayTracebacks = False
     return site

@@ -1,0 +1,294 @@
+"""
+The recipient's side (SPEC 8): ``/t/<token>`` shows a transfer's page,
+``/t/<token>/<n>`` streams file n (whole or one range),
+``/t/<token>/all.zip`` every file as one ZIP, ``/t/<token>/logo`` the
+tenant's logo; ``/t/sender/<secret>`` is the sender's page.
+
+The token is the only key: it is hashed to find the transfer and fed
+to HKDF to derive each file's key, so the store and the database alone
+can decrypt nothing.  A landing page view is not a download (link
+scanners such as Safe Links fetch it), HEAD never counts, and every
+download is written to the audit trail as it starts.  With
+``recipient_verification = "email-code"`` nothing but the address form
+is shown until the browser holds a session for this transfer.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import Any, Optional
+
+import attrs
+from twisted.internet.defer import ensureDeferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from secudoc_gateway.config import LOGO_TYPES
+from secudoc_gateway.crypto import DecryptionError, tokenHash
+from secudoc_gateway.errors import ProducerStopped
+from secudoc_gateway.mails import humanSize
+from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.transfers import Transfer
+from secudoc_gateway.web import verification
+from secudoc_gateway.web.context import (
+    LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, failed, languageOf, log, refuse, state,
+)
+from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition, streamFile, streamZip, zipWriter
+from secudoc_gateway.web.mails import downloadNotice
+from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, secure, sendPage
+from secudoc_gateway.web.sender import SenderRoot
+from secudoc_gateway.web.texts import plural, texts, when
+
+ZIP = b"all.zip"
+MAX_LOGO = 1 << 20
+
+
+@attrs.frozen
+class Visit:
+    """A live transfer opened by its token; ``recipient`` is the verified one, if any."""
+
+    transfer: Transfer
+    tenant: Any
+    token: str
+    recipient: Optional[str]
+
+    @property
+    def needsCode(self) -> bool:
+        return self.tenant.recipient_verification == "email-code" and self.recipient is None
+
+
+def basePath(context: WebContext, token: str) -> str:
+    """The path of a transfer's page, below the public URL's own path (a proxy's prefix)."""
+    return urllib.parse.urlsplit(context.publicURL).path.rstrip("/") + f"/t/{token}"
+
+
+async def openVisit(context: WebContext, request: Request, token: str) -> Optional[Visit]:
+    """The transfer of ``token`` if its link opens, else ``None`` after answering 404 or 410."""
+    transfer = await context.transfers.lookup(tokenHash(token)) if token else None
+    why = state(context, transfer)
+    if why is not None:
+        refuse(context, request, why, transfer, token if why != UNKNOWN else "")
+        return None
+    assert transfer is not None
+    tenant = context.tenantOf(transfer.tenant)
+    recipient = None
+    if tenant.recipient_verification == "email-code":
+        secret = request.getCookie(SESSION_COOKIE)
+        if secret:
+            recipient = await context.access.session(secret.decode("ascii", "replace"), transfer.id)
+    return Visit(transfer, tenant, token, recipient)
+
+
+def _async(handler: Any, request: Request, *args: Any) -> int:
+    secure(request)
+    ensureDeferred(handler(request, *args)).addErrback(failed, request)
+    return NOT_DONE_YET
+
+
+class TransfersResource(Resource):
+    """``/t``: everything below it is keyed by a secret."""
+
+    def __init__(self, context: WebContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        secure(request)  # every answer below, a 405 included
+        if path == b"sender":
+            return SenderRoot(self.context)
+        return _TransferResource(self.context, path.decode("ascii", "replace"))
+
+    def render(self, request: Request) -> int:
+        return _async(self._unknown, request)
+
+    async def _unknown(self, request: Request) -> None:
+        refuse(self.context, request, UNKNOWN, None)
+
+
+class _TransferResource(Resource):
+    def __init__(self, context: WebContext, token: str) -> None:
+        super().__init__()
+        self.context = context
+        self.token = token
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if request.postpath:  # /t/<token>/<x>/more
+            return _Leaf(self, "unknown")
+        if path == ZIP:
+            return _Leaf(self, "zip")
+        if path == LOGO.encode("ascii"):
+            return _Leaf(self, "logo")
+        if path in (verification.CODE, verification.VERIFY):
+            return verification.FormResource(self.context, self.token, path, openVisit, basePath)
+        if path.isdigit() and len(path) < 10:
+            return _Leaf(self, "file", int(path))
+        return _Leaf(self, "unknown")
+
+    def render_GET(self, request: Request) -> int:
+        return _async(self._landing, request)
+
+    render_HEAD = render_GET
+
+    async def _landing(self, request: Request) -> None:
+        context = self.context
+        visit = await openVisit(context, request, self.token)
+        if visit is None:
+            return
+        if visit.needsCode:
+            verification.addressPage(context, request, visit, basePath(context, self.token))
+            return
+        transfer = visit.transfer
+        language = visit.tenant.language
+        t = texts(language)
+        base = basePath(context, self.token)
+        page = chrome(context, transfer, self.token)
+        count = len(transfer.files)
+        date, time = when(transfer.expires, language)
+        intro = plural(language, count, "intro_one", "intro_many",
+                       sender=cleanName(transfer.sender_name) or cleanName(transfer.sender))
+        body = render(
+            "landing.html", language, title=intro, intro=intro,
+            sender_name=cleanName(transfer.sender_name), subject=cleanName(transfer.subject),
+            files_heading=plural(language, count, "files_one", "files_many"),
+            files=[{"href": f"{base}/{f.n}", "name": cleanName(f.name), "size": humanSize(f.size, language)}
+                   for f in transfer.files],
+            all_href=f"{base}/all.zip" if count > 1 else "",
+            all_size=humanSize(zipWriter(transfer).size, language),
+            expires=t["expires"].format(date=date, time=time),
+            **{**page, "sender": cleanName(transfer.sender)},
+        )
+        sendPage(request, 200, body)
+
+
+class _Leaf(Resource):
+    """One thing below a token: a file, the ZIP, the logo, or nothing."""
+
+    isLeaf = True
+
+    def __init__(self, parent: _TransferResource, kind: str, n: int = -1) -> None:
+        super().__init__()
+        self.parent = parent
+        self.context = parent.context
+        self.kind = kind
+        self.n = n
+
+    def render_GET(self, request: Request) -> int:
+        return _async(getattr(self, "_" + self.kind), request)
+
+    render_HEAD = render_GET
+
+    async def _unknown(self, request: Request) -> None:
+        refuse(self.context, request, UNKNOWN, None)
+
+    async def _logo(self, request: Request) -> None:
+        context = self.context
+        transfer = await context.transfers.lookup(tokenHash(self.parent.token))
+        tenant = context.tenantOf(transfer.tenant) if transfer is not None else None
+        if tenant is None or not tenant.logo:
+            refuse(context, request, UNKNOWN, None)
+            return
+        with open(tenant.logo, "rb") as f:
+            data = f.read(MAX_LOGO)
+        request.setHeader(b"Content-Type", LOGO_TYPES[os.path.splitext(tenant.logo)[1].lower()].encode("ascii"))
+        request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
+        request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
+        if request.method != b"HEAD":
+            request.write(data)
+        request.finish()
+
+    async def _gate(self, request: Request) -> Optional[Visit]:
+        """The visit, if it may download; a browser without its code goes back to the page."""
+        visit = await openVisit(self.context, request, self.parent.token)
+        if visit is not None and visit.needsCode:
+            request.setResponseCode(303)
+            request.setHeader(b"Location", basePath(self.context, self.parent.token).encode("ascii"))
+            request.finish()
+            return None
+        return visit
+
+    async def _record(self, request: Request, visit: Visit, n: int, name: str) -> None:
+        """The audit trail, the metric, and the sender's notice of a first download."""
+        context = self.context
+        client = request.getClientAddress()
+        transfer = visit.transfer
+        first = await context.transfers.recordDownload(
+            transfer.id, n, getattr(client, "host", str(client)),
+            (request.getHeader(b"user-agent") or b"").decode("latin-1")[:512], visit.recipient)
+        context.metrics.downloads.labels(tenant=transfer.tenant).inc()
+        if first and visit.tenant.download_notification and transfer.sender:
+            notice = downloadNotice(context.hostname, visit.tenant, transfer.sender, name, visit.recipient,
+                                    context.reactor.seconds(), transfer.id)
+            context.mailer(visit.tenant, transfer.sender, notice).addErrback(
+                lambda f: log.failure("download notice for {id} failed", f, id=transfer.id))
+
+    async def _file(self, request: Request) -> None:
+        context = self.context
+        visit = await self._gate(request)
+        if visit is None:
+            return
+        transfer = visit.transfer
+        stored = next((f for f in transfer.files if f.n == self.n), None)
+        if stored is None:
+            refuse(context, request, UNKNOWN, None)
+            return
+        # The object must be there before anything promises its bytes:
+        # a lost object is a 503, not a download that never completes.
+        await context.store.size(stored.object_key)
+        etag = f'"{stored.sha256[:32]}"'.encode("ascii")
+        request.setHeader(b"Accept-Ranges", b"bytes")
+        request.setHeader(b"ETag", etag)
+        request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
+        wanted = request.getHeader(b"range")
+        ifRange = request.getHeader(b"if-range")
+        span = byteRange(wanted.decode("latin-1") if wanted and ifRange in (None, etag) else None, stored.size)
+        if span == UNSATISFIABLE:
+            request.setResponseCode(416)
+            request.setHeader(b"Content-Range", f"bytes */{stored.size}".encode("ascii"))
+            request.finish()
+            return
+        first, last = (0, stored.size - 1) if span is None else span
+        if span is not None:
+            request.setResponseCode(206)
+            request.setHeader(b"Content-Range", f"bytes {first}-{last}/{stored.size}".encode("ascii"))
+        request.setHeader(b"Content-Type", (stored.content_type or "application/octet-stream").encode("ascii", "replace"))
+        request.setHeader(b"Content-Length", str(last - first + 1).encode("ascii"))
+        request.setHeader(b"Content-Disposition", contentDisposition(stored.name))
+        if request.method == b"HEAD":
+            request.finish()
+            return
+        await self._record(request, visit, stored.n, stored.name)
+        await self._stream(request, transfer, streamFile(context.store, request, self.parent.token, transfer,
+                                                         stored, first, last, request.write))
+
+    async def _zip(self, request: Request) -> None:
+        context = self.context
+        visit = await self._gate(request)
+        if visit is None:
+            return
+        transfer = visit.transfer
+        for stored in transfer.files:
+            await context.store.size(stored.object_key)
+        writer = zipWriter(transfer)
+        request.setHeader(b"Content-Type", b"application/zip")
+        request.setHeader(b"Content-Length", str(writer.size).encode("ascii"))
+        request.setHeader(b"Content-Disposition", contentDisposition(texts(languageOf(context, transfer))["zip_name"]))
+        request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
+        if request.method == b"HEAD":
+            request.finish()
+            return
+        for stored in transfer.files:
+            await self._record(request, visit, stored.n, stored.name)
+        await self._stream(request, transfer, streamZip(context.store, request, self.parent.token, transfer, writer))
+
+    async def _stream(self, request: Request, transfer: Transfer, streaming: Any) -> None:
+        request.notifyFinish().addErrback(lambda f: None)
+        try:
+            await streaming
+        except ProducerStopped:
+            return  # the client went away
+        except DecryptionError:
+            log.error("transfer {id}: a stored object failed authentication", id=transfer.id)
+            request.transport.abortConnection()
+            return
+        request.finish()

@@ -1,0 +1,129 @@
+"""
+The sender's link from the confirmation mail (SPEC 6):
+``/t/sender/<secret>`` shows the transfer's downloads (when, which
+file, and who where recipients verify) and a button that withdraws the
+transfer, ``POST /t/sender/<secret>/revoke`` (CSRF-protected).  The
+secret is a second one, hashed in the database like the token; it
+derives no key, so it opens no file.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Optional
+
+from twisted.internet.defer import ensureDeferred
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from secudoc_gateway.access import secretHash
+from secudoc_gateway.mails import humanSize
+from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.transfers import Transfer
+from secudoc_gateway.web.context import UNKNOWN, WebContext, failed, refuse
+from secudoc_gateway.web.pages import csrfToken, csrfValid, render, secure, sendPage
+from secudoc_gateway.web.texts import dateTime, texts, when
+
+REVOKE = b"revoke"
+
+
+class SenderRoot(Resource):
+    """``/t/sender``: below it, one sender's link per secret."""
+
+    def __init__(self, context: WebContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        action = request.postpath[0] if request.postpath else b""
+        if len(request.postpath) > 1 or action not in (b"", REVOKE):
+            action = b"unknown"
+        return SenderResource(self.context, path.decode("ascii", "replace"), action)
+
+    def render(self, request: Request) -> int:
+        secure(request)
+        refuse(self.context, request, UNKNOWN, None)
+        return NOT_DONE_YET
+
+
+class SenderResource(Resource):
+    isLeaf = True
+
+    def __init__(self, context: WebContext, secret: str, action: bytes) -> None:
+        super().__init__()
+        self.context = context
+        self.secret = secret
+        self.action = action
+        self.base = urllib.parse.urlsplit(context.publicURL).path.rstrip("/") + f"/t/sender/{secret}"
+
+    def render_GET(self, request: Request) -> int:
+        secure(request)
+        ensureDeferred(self._show(request)).addErrback(failed, request)
+        return NOT_DONE_YET
+
+    render_HEAD = render_GET
+
+    def render_POST(self, request: Request) -> int:
+        secure(request)
+        ensureDeferred(self._revoke(request)).addErrback(failed, request)
+        return NOT_DONE_YET
+
+    async def _transfer(self, request: Request) -> Optional[Transfer]:
+        transfer = None
+        if self.secret and self.action != b"unknown":
+            transfer = await self.context.transfers.lookupSender(secretHash(self.secret))
+        if transfer is None:
+            refuse(self.context, request, UNKNOWN, None)
+        return transfer
+
+    async def _show(self, request: Request) -> None:
+        transfer = await self._transfer(request)
+        if transfer is None:
+            return
+        context = self.context
+        tenant = context.tenantOf(transfer.tenant)
+        language = tenant.language if tenant is not None else context.language
+        t = texts(language)
+        verified = tenant is not None and tenant.recipient_verification == "email-code"
+        names = {f.n: cleanName(f.name) for f in transfer.files}
+        downloads = [
+            {"when": dateTime(d.at, language), "file": cleanName(d.name or names.get(d.n, str(d.n))),
+             "who": cleanName(d.recipient) if d.recipient else t["unverified"]}
+            for d in await context.transfers.downloads(transfer.id)
+        ]
+        live = transfer.revoked is None and transfer.purged is None and transfer.expires > context.reactor.seconds()
+        if transfer.revoked is not None:
+            date, time = when(transfer.revoked, language)
+            status = t["revoked_on"].format(date=date, time=time)
+        else:
+            date, time = when(transfer.expires, language)
+            status = t["sender_expires" if live else "expired_on"].format(date=date, time=time)
+        body = render(
+            "sender.html", language, title=t["sender_title"], subject=cleanName(transfer.subject), status=status,
+            recipients=[cleanName(r) for r in transfer.recipients],
+            files=[{"name": names[f.n], "size": humanSize(f.size, language)} for f in transfer.files],
+            downloads=downloads, verified=verified, can_revoke=live, action=f"{self.base}/revoke",
+            csrf=csrfToken(request, self.base, context.secureCookies) if live else "",
+            organisation=cleanName(tenant.organisation) if tenant is not None else "",
+        )
+        sendPage(request, 200, body)
+
+    async def _revoke(self, request: Request) -> None:
+        if self.action != REVOKE:
+            request.setResponseCode(405)
+            request.finish()
+            return
+        transfer = await self._transfer(request)
+        if transfer is None:
+            return
+        if not csrfValid(request, self.context.publicOrigin):
+            tenant = self.context.tenantOf(transfer.tenant)
+            language = tenant.language if tenant is not None else self.context.language
+            t = texts(language)
+            sendPage(request, 403, render("message.html", language, title=t["error"], body=t["form_expired"]))
+            return
+        await self.context.transfers.revoke(transfer.id)
+        request.setResponseCode(303)
+        request.setHeader(b"Location", self.base.encode("ascii"))
+        request.finish()
+

@@ -1,0 +1,461 @@
+"""
+The recipient's side end to end (SPEC 8): real messages in over SMTP,
+the links out of the maildir, pages, files, ranges, ZIPs, codes and
+the sender's link over HTTP, purge on the real store and database.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import io
+import os
+import re
+import socket
+import sqlite3
+import time
+import zipfile
+from email.message import EmailMessage
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from secudoc_gateway import crypto
+from secudoc_gateway.purge import purgeExpired
+from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from tests.support import Browser, asyncTest, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
+
+TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
+SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+
+
+class ShiftedClock:
+    """The real time, moved on by ``offset`` seconds: ages codes without waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def seconds(self) -> float:
+        return time.time() + self.offset
+
+
+class RecipientTestCase(TestCase):
+    files: dict[str, bytes] = {}
+
+    async def start(self, **tenant: Any) -> None:
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+        with open(os.path.join(self.folder, "logo.png"), "wb") as f:
+            f.write(PNG)
+        self.clock = ShiftedClock()
+        settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
+                        logo="logo.png", **tenant)
+        port = freePort()
+        web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
+        self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web), reactor, clock=self.clock)
+        self.addCleanup(self.gateway.stop)
+        self.database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
+        self.addCleanup(self.database.close)
+
+    @property
+    def outbox(self) -> str:
+        return os.path.join(self.folder, "outbox", "example")
+
+    async def send(self, files: dict[str, bytes], recipients: tuple[str, ...] = ("bob@external.test",),
+                   subject: str = "Offerte 2025") -> str:
+        """Protect a message with ``files``; returns its link's path."""
+        message = EmailMessage()
+        message["From"] = "Alice de Vries <alice@example.test>"
+        message["To"] = ", ".join(recipients)
+        message["Subject"] = subject
+        message.set_content("Zie bijlagen.\n")
+        for name, data in files.items():
+            message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+        before = set(maildirMessages(self.outbox))
+        code, text = await inThread(sendBDAT, self.gateway.smtpPort, "alice@example.test", list(recipients),
+                                    message.as_bytes())
+        self.assertEqual(code, 250, text)
+        for stored in maildirMessages(self.outbox):
+            if stored not in before and b"kind=" not in stored:
+                out = email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
+                [path] = set(TOKEN_LINK.findall(out.get_body(("plain",)).get_content()))
+                return path
+        raise AssertionError("no protected message relayed")
+
+    async def mails(self, kind: str, count: int, deadline: float = 30) -> list[email.message.EmailMessage]:
+        """The gateway's own messages of ``kind``, once ``count`` have arrived (polled, with a deadline)."""
+        end = time.monotonic() + deadline
+        while True:
+            found = [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
+                     for m in maildirMessages(self.outbox) if f"kind={kind}".encode() in m]
+            if len(found) >= count or time.monotonic() > end:
+                return found
+            await deferLater(reactor, 0.05, lambda: None)
+
+    def browser(self) -> Browser:
+        return Browser(self.gateway.webURL)
+
+    def count(self, sql: str, *args: Any) -> int:
+        return self.database.execute(sql, args).fetchone()[0]
+
+
+class LandingPage(RecipientTestCase):
+    @asyncTest
+    async def test_everythingARecipientNeeds(self) -> None:
+        await self.start()
+        name = "Een heel lang bestandsnaam zonder spaties_" + "x" * 120 + ".pdf"
+        path = await self.send({name: os.urandom(3000), "b.txt": b"hello" * 300})
+        code, page, response = await self.browser().request("GET", path)
+        self.assertEqual(code, 200)
+        text = page.decode("utf-8")
+        self.assertIn('<html lang="nl">', text)
+        self.assertIn('name="viewport"', text)
+        self.assertIn("Alice de Vries &lt;alice@example.test&gt;", text)
+        self.assertIn("Gemeente Voorbeeld", text)
+        self.assertIn("Offerte 2025", text)
+        self.assertIn("2 bestanden", text)
+        self.assertIn("heeft u 2 bestanden gestuurd", text)
+        self.assertIn(f'href="{path}/0"', text)
+        self.assertIn(f'href="{path}/all.zip"', text)
+        self.assertIn("Alle bestanden downloaden (ZIP,", text)
+        self.assertRegex(text, r"Beschikbaar tot \d+ \w+ \d{4} om \d\d:\d\d")
+        self.assertIn("servicedesk@example.test", text)
+        self.assertIn("overflow-wrap: anywhere", text)
+        self.assertIn(":focus-visible", text)
+        self.assertEqual(response.headers.getRawHeaders("referrer-policy"), ["no-referrer"])
+        code, _, response = await self.browser().request("PUT", path)
+        self.assertIn(code, (405, 501))
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-store"])
+        self.assertIn(f'src="{path}/logo"', text)
+        code, logo, response = await self.browser().request("GET", path + "/logo")
+        self.assertEqual((code, logo), (200, PNG))
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["image/png"])
+
+    @asyncTest
+    async def test_oneFileInEnglish(self) -> None:
+        await self.start(language="en")
+        path = await self.send({"contract.pdf": os.urandom(2000)})
+        code, page, _ = await self.browser().request("GET", path)
+        text = page.decode("utf-8")
+        self.assertIn('<html lang="en">', text)
+        self.assertIn("sent you a file.", text)
+        self.assertIn("1 file<", text)
+        self.assertNotIn("all.zip", text)
+        self.assertIn("Download contract.pdf", text)
+
+    @asyncTest
+    async def test_valuesEscaped(self) -> None:
+        await self.start()
+        path = await self.send({"<script>alert(1)</script>.pdf": os.urandom(2000)}, subject="<b>&</b>")
+        _, page, _ = await self.browser().request("GET", path)
+        self.assertNotIn(b"<script>", page)
+        self.assertIn(b"&lt;script&gt;", page)
+        self.assertIn(b"&lt;b&gt;&amp;&lt;/b&gt;", page)
+
+
+class Downloads(RecipientTestCase):
+    @asyncTest
+    async def test_zipByteExact(self) -> None:
+        await self.start()
+        files = {"a.bin": os.urandom(200_000), "b.txt": b"hello\n" * 1000, "empty.pdf": b"",
+                 "Ünïcødé 日本.bin": os.urandom(70_000)}
+        path = await self.send(files)
+        code, body, response = await self.browser().request("GET", path + "/all.zip")
+        self.assertEqual(code, 200)
+        self.assertEqual(response.length, len(body))
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/zip"])
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        self.assertIsNone(archive.testzip())
+        self.assertEqual(sorted(archive.namelist()), sorted(files))
+        for name, data in files.items():
+            self.assertEqual(archive.read(name), data)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM downloads"), len(files))
+
+    @asyncTest
+    async def test_ranges(self) -> None:
+        await self.start()
+        data = os.urandom(300_000)  # five frames of 64 KiB
+        path = await self.send({"big.bin": data, "small.bin": os.urandom(2000)})
+        browser = self.browser()
+        code, body, response = await browser.request("GET", path + "/0")
+        self.assertEqual((code, body), (200, data))
+        self.assertEqual(response.headers.getRawHeaders("accept-ranges"), ["bytes"])
+        etag = response.headers.getRawHeaders("etag")[0]
+        for header, first, last in (("bytes=65530-65545", 65530, 65545), ("bytes=0-0", 0, 0),
+                                    ("bytes=299990-", 299990, 299999), ("bytes=-5", 299995, 299999),
+                                    ("bytes=131072-196607", 131072, 196607), ("bytes=100-999999", 100, 299999)):
+            code, body, response = await browser.request("GET", path + "/0", headers={"Range": header})
+            self.assertEqual(code, 206, header)
+            self.assertEqual(body, data[first:last + 1], header)
+            self.assertEqual(response.headers.getRawHeaders("content-range"), [f"bytes {first}-{last}/300000"])
+        code, body, response = await browser.request("GET", path + "/0", headers={"Range": "bytes=300000-"})
+        self.assertEqual((code, body), (416, b""))
+        self.assertEqual(response.headers.getRawHeaders("content-range"), ["bytes */300000"])
+        code, body, _ = await browser.request("GET", path + "/0", headers={"Range": "bytes=10-", "If-Range": '"x"'})
+        self.assertEqual((code, body), (200, data))
+        code, body, _ = await browser.request("GET", path + "/0", headers={"Range": "bytes=10-", "If-Range": etag})
+        self.assertEqual((code, body), (206, data[10:]))
+
+    @asyncTest
+    async def test_resumeAfterInterruptedDownload(self) -> None:
+        """A download cut off midway is finished with a range from where it stopped."""
+        await self.start()
+        data = os.urandom(1_000_000)
+        path = await self.send({"video.bin": data})
+
+        def interrupted() -> bytes:
+            with socket.create_connection(("127.0.0.1", self.gateway.webPort), timeout=30) as s:
+                s.sendall(f"GET {path}/0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                received = b""
+                while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < 300_000:
+                    received += s.recv(65536)
+                return received.partition(b"\r\n\r\n")[2]
+
+        partial = await inThread(interrupted)
+        self.assertEqual(partial, data[: len(partial)])
+        self.assertLess(len(partial), len(data))
+        code, rest, _ = await self.browser().request("GET", path + "/0", headers={"Range": f"bytes={len(partial)}-"})
+        self.assertEqual(code, 206)
+        self.assertEqual(hashlib.sha256(partial + rest).digest(), hashlib.sha256(data).digest())
+
+
+class DeadLinks(RecipientTestCase):
+    @asyncTest
+    async def test_unknownInBothLanguages(self) -> None:
+        await self.start()
+        unknown = "/t/" + crypto.newToken()
+        code, page, _ = await self.browser().request("GET", unknown)
+        self.assertEqual(code, 404)
+        self.assertIn(b'lang="nl"', page)
+        self.assertIn(b"Deze link is onbekend", page)
+        code, page, _ = await self.browser().request("GET", unknown, headers={"Accept-Language": "en-GB,nl;q=0.5"})
+        self.assertEqual(code, 404)
+        self.assertIn(b'lang="en"', page)
+        self.assertIn(b"This link is not known", page)
+
+    @asyncTest
+    async def test_tombstoneAfterPurge(self) -> None:
+        """A purged link still says "expired, ask the sender", in the tenant's language."""
+        await self.start()
+        path = await self.send({"a.bin": os.urandom(5000)})
+        with self.database:
+            self.database.execute("UPDATE transfers SET expires = 1")
+        service = self.gateway.service
+        web = service.webListeners[0].factory.resource.children[b"t"].context
+        purged = await purgeExpired(web.transfers, web.store, time.time())
+        self.assertEqual(purged, 1)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM files"), 0)
+        self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
+        self.assertEqual(self.database.execute("SELECT subject, recipients FROM transfers").fetchall(), [("", "[]")])
+        for suffix in ("", "/0", "/all.zip"):
+            code, page, _ = await self.browser().request("GET", path + suffix)
+            self.assertEqual(code, 410, suffix)
+            self.assertIn(b"Deze link is verlopen", page)
+            self.assertIn(b"Vraag Alice de Vries &lt;alice@example.test&gt; om ze opnieuw te sturen", page)
+        self.assertEqual(await purgeExpired(web.transfers, web.store, time.time()), 0)
+
+    @asyncTest
+    async def test_expiredInEnglish(self) -> None:
+        await self.start(language="en")
+        path = await self.send({"a.bin": os.urandom(5000)})
+        with self.database:
+            self.database.execute("UPDATE transfers SET expires = 1")
+        code, page, _ = await self.browser().request("GET", path)
+        self.assertEqual(code, 410)
+        self.assertIn(b"This link has expired", page)
+
+
+class Verification(RecipientTestCase):
+    async def startVerifying(self, **tenant: Any) -> str:
+        await self.start(recipient_verification="email-code", **tenant)
+        self.data = os.urandom(5000)
+        return await self.send({"a.bin": self.data, "b.bin": b"b" * 2000},
+                               recipients=("bob@external.test", "carol@external.test"))
+
+    async def askCode(self, browser: Browser, path: str, address: str) -> tuple[int, bytes]:
+        if not browser.csrf():
+            await browser.request("GET", path)
+        code, page, _ = await browser.request("POST", path + "/code", {"csrf": browser.csrf(), "address": address})
+        return code, page
+
+    async def enter(self, browser: Browser, path: str, address: str, code: str) -> tuple[int, bytes, Any]:
+        return await browser.request("POST", path + "/verify",
+                                     {"csrf": browser.csrf(), "address": address, "code": code})
+
+    async def codeFor(self, address: str, count: int = 1) -> str:
+        mails = [m for m in await self.mails("code", count) if m["To"] == address]
+        self.assertEqual(len(mails), count)
+        self.assertEqual(mails[-1]["From"], "noreply@example.test")
+        self.assertEqual(mails[-1]["X-SecuDoc"], "1.0")
+        [code] = re.findall(r"\b(\d{6})\b", mails[-1].get_body(("plain",)).get_content())
+        return code
+
+    @asyncTest
+    async def test_flow(self) -> None:
+        path = await self.startVerifying()
+        browser = self.browser()
+        code, page, _ = await browser.request("GET", path)
+        self.assertEqual(code, 200)
+        self.assertIn(b'type="email"', page)
+        self.assertNotIn(b"a.bin", page)
+        code, _, response = await browser.request("GET", path + "/0")
+        self.assertEqual(code, 303)
+        self.assertEqual(response.headers.getRawHeaders("location"), [path])
+        code, page = await self.askCode(browser, path, "Bob@External.test")
+        self.assertEqual(code, 200)
+        secret = await self.codeFor("bob@external.test")
+        code, _, response = await self.enter(browser, path, "bob@external.test", secret)
+        self.assertEqual(code, 303)
+        [cookie] = [c for c in browser.setCookies if c.startswith("sd_session=")]
+        self.assertIn("HttpOnly", cookie)
+        self.assertIn("samesite=strict", cookie.lower())
+        self.assertIn(f"Path={path}", cookie)
+        self.assertNotIn("Secure", cookie)
+        code, page, _ = await browser.request("GET", path)
+        self.assertIn(b"a.bin", page)
+        code, body, _ = await browser.request("GET", path + "/0")
+        self.assertEqual((code, body), (200, self.data))
+        self.assertEqual(self.database.execute("SELECT recipient FROM downloads").fetchall(),
+                         [("bob@external.test",)])
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+        stored = str(self.database.execute("SELECT * FROM sessions").fetchall())
+        self.assertNotIn(browser.cookies["sd_session"], stored)
+        # The same code in another browser: used up.
+        other = self.browser()
+        await other.request("GET", path)
+        code, page, _ = await self.enter(other, path, "bob@external.test", secret)
+        self.assertEqual(code, 400)
+        self.assertIn(b"klopt niet", page)
+        code, _, _ = await other.request("GET", path + "/0")
+        self.assertEqual(code, 303)
+
+    @asyncTest
+    async def test_strangerGetsTheSameAnswer(self) -> None:
+        path = await self.startVerifying()
+        browser = self.browser()
+        code, stranger = await self.askCode(browser, path, "mallory@evil.test")
+        code2, recipient = await self.askCode(browser, path, "carol@external.test")
+        self.assertEqual((code, code2), (200, 200))
+        self.assertEqual(stranger.replace(b"mallory@evil.test", b"X"), recipient.replace(b"carol@external.test", b"X"))
+        await self.codeFor("carol@external.test")
+        self.assertEqual([m["To"] for m in await self.mails("code", 1)], ["carol@external.test"])
+
+    @asyncTest
+    async def test_getNeverSendsACode(self) -> None:
+        path = await self.startVerifying()
+        browser = self.browser()
+        for suffix in ("", "/code", "/verify"):
+            code, _, _ = await browser.request("GET", path + suffix)
+            self.assertIn(code, (200, 303))
+        await browser.request("HEAD", path + "/code")
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM attempts"), 0)
+        await self.askCode(browser, path, "bob@external.test")
+        await self.codeFor("bob@external.test")
+        self.assertEqual(len(await self.mails("code", 1)), 1)
+
+    @asyncTest
+    async def test_sixthTryRefused(self) -> None:
+        path = await self.startVerifying()
+        browser = self.browser()
+        await self.askCode(browser, path, "bob@external.test")
+        secret = await self.codeFor("bob@external.test")
+        wrong = f"{(int(secret) + 1) % 10**6:06d}"
+        for _ in range(5):
+            code, page, _ = await self.enter(browser, path, "bob@external.test", wrong)
+            self.assertEqual(code, 400)
+        code, page, _ = await self.enter(browser, path, "bob@external.test", secret)
+        self.assertEqual(code, 429)
+        self.assertIn(b"te vaak verkeerd", page)
+        self.assertNotIn("sd_session", browser.cookies)
+
+    @asyncTest
+    async def test_expiredCode(self) -> None:
+        path = await self.startVerifying(language="en")
+        browser = self.browser()
+        await self.askCode(browser, path, "bob@external.test")
+        secret = await self.codeFor("bob@external.test")
+        self.clock.offset = 15 * 60
+        code, page, _ = await self.enter(browser, path, "bob@external.test", secret)
+        self.assertEqual(code, 400)
+        self.assertIn(b"This code has expired", page)
+        self.assertNotIn("sd_session", browser.cookies)
+
+    @asyncTest
+    async def test_csrfRefused(self) -> None:
+        path = await self.startVerifying()
+        browser = self.browser()
+        await browser.request("GET", path)
+        code, _, _ = await browser.request("POST", path + "/code", {"csrf": "forged", "address": "bob@external.test"})
+        self.assertEqual(code, 403)
+        code, _, _ = await browser.request("POST", path + "/code", {"csrf": browser.csrf(), "address": "bob@external.test"},
+                                           headers={"Origin": "https://evil.test"})
+        self.assertEqual(code, 403)
+        stranger = self.browser()  # no cookie of ours: a cross-site form
+        code, _, _ = await stranger.request("POST", path + "/code", {"csrf": browser.csrf(), "address": "bob@external.test"})
+        self.assertEqual(code, 403)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+
+    @asyncTest
+    async def test_rateLimitPerTransfer(self) -> None:
+        path = await self.startVerifying()
+        for n in range(5):
+            code, _ = await self.askCode(self.browser(), path, f"x{n}@evil.test")
+            self.assertEqual(code, 200)
+        code, page = await self.askCode(self.browser(), path, "bob@external.test")
+        self.assertEqual(code, 429)
+        self.assertIn(b"Te veel pogingen", page)
+
+
+class SenderLink(RecipientTestCase):
+    @asyncTest
+    async def test_downloadsAndRevoke(self) -> None:
+        await self.start(confirmation_mail=True, download_notification=True)
+        path = await self.send({"a.bin": os.urandom(3000), "b.bin": os.urandom(4000)})
+        [confirmation] = await self.mails("confirmation", 1)
+        text = confirmation.get_body(("plain",)).get_content()
+        self.assertNotIn(path, text)
+        [senderPath] = set(SENDER_LINK.findall(text))
+        seen: list[str] = []
+        observer = lambda event: seen.append(formatEvent(event) or "")  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        sender = self.browser()
+        code, page, response = await sender.request("GET", senderPath)
+        self.assertEqual(code, 200)
+        self.assertEqual(response.headers.getRawHeaders("server"), ["secudoc-gateway"])
+        self.assertTrue([line for line in seen if "/t/sender/<redacted>" in line])
+        self.assertFalse([line for line in seen if senderPath.rsplit("/", 1)[1] in line])
+        self.assertIn(b"Nog niet gedownload", page)
+        # The sender's link opens no file.
+        code, _, _ = await sender.request("GET", senderPath.replace("/sender", "") + "/0")
+        self.assertEqual(code, 404)
+        recipient = self.browser()
+        for n in (0, 0, 1):
+            code, _, _ = await recipient.request("GET", f"{path}/{n}")
+            self.assertEqual(code, 200)
+        notices = await self.mails("download", 2)
+        self.assertEqual(sorted(m["Subject"] for m in notices), ["Gedownload: a.bin", "Gedownload: b.bin"])
+        self.assertEqual({m["To"] for m in notices}, {"alice@example.test"})
+        code, page, _ = await sender.request("GET", senderPath)
+        self.assertEqual(page.count(b"<td>a.bin</td>"), 2)
+        code, _, _ = await sender.request("POST", senderPath + "/revoke", {"csrf": "forged"})
+        self.assertEqual(code, 403)
+        code, _, _ = await recipient.request("GET", path)
+        self.assertEqual(code, 200)
+        code, _, response = await sender.request("POST", senderPath + "/revoke", {"csrf": sender.csrf()})
+        self.assertEqual(code, 303)
+        for suffix in ("", "/0"):
+            code, page, _ = await recipient.request("GET", path + suffix)
+            self.assertEqual(code, 410)
+            self.assertIn(b"ingetrokken", page)
+        code, page, _ = await sender.request("GET", senderPath)
+        self.assertIn(b"U hebt deze verzending ingetrokken", page)
+        self.assertNotIn(b"<form", page)
+        self.assertEqual(len(await self.mails("download", 2)), 2)

@@ -1,0 +1,109 @@
+"""Range headers, dispositions, cookies, CSRF and the languages of pages, without a server."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
+
+from secudoc_gateway import crypto
+from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition
+from secudoc_gateway.web.pages import csrfToken, csrfValid, setCookie
+from secudoc_gateway.web.texts import negotiate, plural
+
+
+class ByteRangeTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        for header, expected in (
+            (None, None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-100", (900, 999)),
+            ("bytes=-5000", (0, 999)), ("bytes=990-5000", (990, 999)), ("bytes=1000-", UNSATISFIABLE),
+            ("bytes=-0", UNSATISFIABLE), ("bytes=5-1", None), ("bytes=0-1,5-6", None), ("items=0-1", None),
+            ("bytes=-", None), ("bytes=x-1", None), (" bytes = 1 - 2 ", (1, 2)),
+        ):
+            self.assertEqual(byteRange(header, 1000), expected, header)
+        self.assertEqual(byteRange("bytes=0-", 0), UNSATISFIABLE)
+        self.assertEqual(byteRange("bytes=-1", 0), UNSATISFIABLE)
+
+    def test_disposition(self) -> None:
+        self.assertEqual(contentDisposition("Ünï \"x\".pdf"),
+                         b"attachment; filename=\"_n_ _x_.pdf\"; filename*=UTF-8''%C3%9Cn%C3%AF%20%22x%22.pdf")
+
+
+class SeekTests(SynchronousTestCase):
+    def test_everyRangeOpens(self) -> None:
+        """Any window of a stream opens from its frames alone, header read apart."""
+        key = os.urandom(32)
+        data = os.urandom(1000)
+        encryptor = crypto.Encryptor(key, frameSize=64)
+        sealed = encryptor.feed(data) + encryptor.finish()
+        header = sealed[: crypto.HEADER_SIZE]
+        for first in (0, 1, 63, 64, 500, 999):
+            decryptor = crypto.Decryptor(key)
+            offset, frameStart = decryptor.seek(header, first)
+            self.assertEqual(frameStart, first // 64 * 64)
+            self.assertEqual(offset, crypto.frameOffset(first // 64, 64))
+            self.assertEqual(decryptor.feed(sealed[offset:]) + decryptor.finish(), data[frameStart:])
+
+    def test_wrongFrameRefused(self) -> None:
+        key = os.urandom(32)
+        encryptor = crypto.Encryptor(key, frameSize=64)
+        sealed = encryptor.feed(os.urandom(300)) + encryptor.finish()
+        decryptor = crypto.Decryptor(key)
+        offset, _ = decryptor.seek(sealed[: crypto.HEADER_SIZE], 64)
+        # The ciphertext of frame 2 where frame 1 is expected does not open.
+        self.assertRaises(crypto.DecryptionError, decryptor.feed, sealed[offset + 80:offset + 160])
+
+
+class LanguageTests(SynchronousTestCase):
+    def test_negotiate(self) -> None:
+        for header, expected in ((None, "nl"), ("", "nl"), ("en", "en"), ("de, en;q=0.5", "en"),
+                                 ("en;q=0.4, nl-BE;q=0.8", "nl"), ("en, nl", "en"), ("nl;q=0, en;q=0.1", "en"),
+                                 ("fr", "nl"), ("en;q=bad", "nl")):
+            self.assertEqual(negotiate(header, "nl"), expected, header)
+        self.assertEqual(negotiate("fr", "en"), "en")
+
+    def test_plural(self) -> None:
+        self.assertEqual(plural("nl", 1, "files_one", "files_many"), "1 bestand")
+        self.assertEqual(plural("nl", 0, "files_one", "files_many"), "0 bestanden")
+        self.assertEqual(plural("en", 3, "files_one", "files_many"), "3 files")
+
+
+class CookieTests(SynchronousTestCase):
+    def request(self, cookies: dict[bytes, bytes]) -> Request:
+        request = Request(DummyChannel())
+        request.received_cookies = cookies
+        return request
+
+    def test_cookieFlags(self) -> None:
+        for secure in (False, True):
+            request = self.request({})
+            setCookie(request, b"sd_session", "abc", "/t/tok", secure)
+            [cookie] = request.cookies
+            self.assertIn(b"HttpOnly", cookie)
+            self.assertIn(b"SameSite=strict", cookie)
+            self.assertIn(b"Path=/t/tok", cookie)
+            self.assertEqual(b"Secure" in cookie, secure)
+
+    def test_csrfTokenKeptOrMade(self) -> None:
+        request = self.request({})
+        token = csrfToken(request, "/t/tok", False)
+        self.assertEqual(len(token), 43)
+        self.assertEqual(len(request.cookies), 1)
+        again = self.request({b"sd_csrf": token.encode()})
+        self.assertEqual(csrfToken(again, "/t/tok", False), token)
+        self.assertEqual(again.cookies, [])
+
+    def test_csrfValid(self) -> None:
+        token = "A" * 43
+        for origin, field, cookie, expected in (
+            (None, token, token, True), (b"null", token, token, True), (b"http://gw.test", token, token, True),
+            (b"http://evil.test", token, token, False), (None, token, None, False), (None, "B" * 43, token, False),
+            (None, None, token, False),
+        ):
+            request = self.request({b"sd_csrf": cookie.encode()} if cookie else {})
+            if origin is not None:
+                request.requestHeaders.setRawHeaders(b"origin", [origin])
+            request.args = {b"csrf": [field.encode()]} if field else {}
+            self.assertEqual(csrfValid(request, "http://gw.test"), expected, (origin, field, cookie))
