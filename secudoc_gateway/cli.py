@@ -35,6 +35,13 @@ def checkConfig(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
+    from secudoc_gateway.tap import listenerProblems
+
+    problems = listenerProblems(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
     print(f"{args.config}: ok ({len(config.tenants)} tenant(s))")
     return EXIT_OK
 
