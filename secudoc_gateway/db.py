@@ -122,6 +122,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX relayed_updated ON relayed (updated)",
     ),
+    (
+        # SPEC 2/8: ``transfers revoke``: NULL while the link works, else
+        # when it was withdrawn (Unix seconds); the web then answers 410.
+        "ALTER TABLE transfers ADD COLUMN revoked REAL",
+        # ``transfers list --since`` and ``audit --since`` read by time.
+        "CREATE INDEX transfers_created ON transfers (created)",
+        "CREATE INDEX downloads_at ON downloads (at)",
+    ),
 )
 
 

@@ -96,6 +96,7 @@ class Transfer:
     expires: float
     files: tuple[StoredFile, ...] = attrs.field(default=(), converter=_files)
     message_id: Optional[str] = None
+    revoked: Optional[float] = None
 
 
 @attrs.frozen
@@ -117,12 +118,12 @@ class Download:
 
 
 _TRANSFER_COLUMNS = (
-    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id"
+    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id, revoked"
 )
 
 
 def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
-    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId) = row
+    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId, revoked) = row
     txn.execute(
         "SELECT n, name, content_type, size, sha256, object_key FROM files"
         " WHERE transfer_id = ? ORDER BY n",
@@ -140,6 +141,7 @@ def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
         expires=expires,
         files=files,
         message_id=messageId,
+        revoked=revoked,
     )
 
 
@@ -170,7 +172,7 @@ class TransferStore:
 
         def create(txn: Any) -> None:
             txn.execute(
-                f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     transfer.id,
                     transfer.token_hash,
@@ -181,6 +183,7 @@ class TransferStore:
                     transfer.created,
                     transfer.expires,
                     transfer.message_id,
+                    transfer.revoked,
                 ),
             )
             txn.executemany(
@@ -230,21 +233,16 @@ class TransferStore:
 
     def downloads(self, transferId: str) -> Deferred[list[Download]]:
         """The audit trail of one transfer, oldest first."""
-        d = self._db.runQuery(
-            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent FROM downloads"
-            " WHERE transfer_id = ? ORDER BY id",
-            (transferId,),
-        )
-        d.addCallback(lambda rows: [Download(*row) for row in rows])
-        return d
+        return self.audit(transferId)
 
     def expiredTransfers(
-        self, now: Optional[float] = None, limit: int = 100
+        self, now: Optional[float] = None, limit: int = 100, offset: int = 0
     ) -> Deferred[list[Transfer]]:
         """
         Up to ``limit`` transfers whose expiry is at or before ``now``,
-        soonest expired first.  The purge deletes their objects, then
-        ``deleteTransfer``, and asks again until none is left.
+        soonest expired first, skipping the first ``offset``.  The purge
+        deletes their objects, then ``deleteTransfer``, and asks again
+        until none is left.
         """
         if now is None:
             now = self._clock.seconds()
@@ -252,8 +250,8 @@ class TransferStore:
         def expired(txn: Any) -> list[Transfer]:
             txn.execute(
                 f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE expires <= ?"
-                " ORDER BY expires, id LIMIT ?",
-                (now, limit),
+                " ORDER BY expires, id LIMIT ? OFFSET ?",
+                (now, limit, offset),
             )
             return [_transferFromRow(txn, row) for row in txn.fetchall()]
 
@@ -270,6 +268,83 @@ class TransferStore:
             return bool(txn.rowcount == 1)
 
         return self._db.runTransaction(delete)
+
+    def transfer(self, transferId: str) -> Deferred[Optional[Transfer]]:
+        """The transfer with the public id ``transferId``, or ``None``."""
+
+        def find(txn: Any) -> Optional[Transfer]:
+            txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (transferId,))
+            row = txn.fetchone()
+            return None if row is None else _transferFromRow(txn, row)
+
+        return self._db.runReadTransaction(find)
+
+    def transfers(
+        self, tenant: Optional[str] = None, sender: Optional[str] = None, since: Optional[float] = None,
+        limit: int = 1000,
+    ) -> Deferred[list[Transfer]]:
+        """The newest ``limit`` transfers, newest first, of a tenant, a sender, created since."""
+        where, params = [], []
+        for clause, value in (("tenant = ?", tenant), ("sender = ? COLLATE NOCASE", sender),
+                              ("created >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+
+        def find(txn: Any) -> list[Transfer]:
+            txn.execute(
+                f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+                f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created DESC, id LIMIT ?",
+                (*params, limit),
+            )
+            return [_transferFromRow(txn, row) for row in txn.fetchall()]
+
+        return self._db.runReadTransaction(find)
+
+    def revoke(self, transferId: str) -> Deferred[bool]:
+        """
+        Withdraw the link now: downloads get 410 from then on.  Fires
+        with whether there is such a transfer (revoking twice keeps the
+        first time).
+        """
+        now = self._clock.seconds()
+
+        def revoke(txn: Any) -> bool:
+            txn.execute("UPDATE transfers SET revoked = COALESCE(revoked, ?) WHERE id = ?", (now, transferId))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(revoke)
+
+    def extend(self, transferId: str, days: float) -> Deferred[bool]:
+        """
+        Give the link ``days`` more days: from its expiry, or from now
+        when it has expired but not yet been purged.  Fires with whether
+        there is such a transfer.
+        """
+        now = self._clock.seconds()
+
+        def extend(txn: Any) -> bool:
+            txn.execute("UPDATE transfers SET expires = MAX(expires, ?) + ? WHERE id = ?",
+                        (now, days * 86400, transferId))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(extend)
+
+    def audit(self, transferId: Optional[str] = None, since: Optional[float] = None,
+              limit: int = 10000) -> Deferred[list[Download]]:
+        """The download trail, oldest first: of one transfer, since a time."""
+        where, params = [], []
+        for clause, value in (("transfer_id = ?", transferId), ("at >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        d = self._db.runQuery(
+            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent FROM downloads"
+            f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        d.addCallback(lambda rows: [Download(*row) for row in rows])
+        return d
 
     # Users
 

@@ -50,6 +50,7 @@ TEXTS = {
         "download": "Downloaden",
         "notFound": "Deze link is onbekend.",
         "gone": "Deze link is verlopen.",
+        "withdrawn": "Deze link is ingetrokken; de bestanden zijn niet meer beschikbaar.",
     },
     "en": {
         "title": "Secure files",
@@ -58,6 +59,7 @@ TEXTS = {
         "download": "Download",
         "notFound": "This link is not known.",
         "gone": "This link has expired.",
+        "withdrawn": "This link has been withdrawn; the files are no longer available.",
     },
 }
 
@@ -154,6 +156,9 @@ class _TransferResource(Resource):
         transfer = await self.root.transfers.lookup(tokenHash(self.token)) if self.token else None
         if transfer is None:
             self.refuse(request, 404, "notFound", "en")
+            return None
+        if transfer.revoked is not None:
+            self.refuse(request, 410, "withdrawn", self.root.language(transfer.tenant))
             return None
         if transfer.expires <= self.root.reactor.seconds():
             self.refuse(request, 410, "gone", self.root.language(transfer.tenant))
