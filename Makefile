@@ -9,9 +9,13 @@ STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
-export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test check-config bench clean
+# Debian packages the tests run: promtool and Prometheus itself (alert
+# rules, the dashboard's queries), systemd-analyze (the unit file).
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
+DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd
+
+.PHONY: run test check-config bench clean debian-tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,16 +28,25 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 $(CERT): | $(STAMP)
 	$(BIN)/python -m secudoc_gateway.devcert $@
 
+# twistd finds plugins in twisted/plugins/ of each folder on the path: an
+# installed wheel ships the plugin, a checkout is put on the path here.
 run: $(STAMP) $(CERT)
-	$(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
+	PYTHONPATH=$(CURDIR) $(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
 
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
 
-test: $(STAMP) $(CERT)
+debian-tools:
+	@missing=$$(for t in $(DEBIAN_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: $(STAMP) $(CERT) debian-tools
 	@mkdir -p var
 	@set -o pipefail; \
-	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
+	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
 
 bench: $(STAMP) $(CERT)

@@ -100,6 +100,13 @@ class Metrics:
             registry=r,
         )
 
+        self.healthUp = Gauge(
+            "secudoc_health_check_up",
+            "1 when the /healthz check (storage, database) answered at the last scrape, else 0",
+            ["check"],
+            registry=r,
+        )
+
     def showTenants(self, tenants: Iterable[str]) -> None:
         """
         Every tenant's series from the start, at zero, so a rate over

@@ -310,7 +310,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     health = HealthResource([("storage", store.check), ("database", database.check)], reactor)
     public = makeSite({b"t": TransfersResource(transfers, store, metrics, reactor, language), b"healthz": health})
-    operators = makeSite({b"metrics": MetricsResource(metrics.registry), b"healthz": health}, quiet=True)
+    operators = makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health}, quiet=True)
     for descriptions, factory, listeners in ((smtp.listen, smtpFactory, service.smtpListeners),
                                              (config.web.listen, public, service.webListeners),
                                              (config.metrics.listen, operators, service.metricsListeners)):

@@ -28,7 +28,7 @@ SERIES = [
     "secudoc_message_seconds_bucket", "secudoc_downloads_total", "secudoc_build_info",
     "secudoc_config_reload_success", "secudoc_config_reload_success_timestamp_seconds",
     "secudoc_purge_last_success_timestamp_seconds", "secudoc_smtp_replies_total",
-    "secudoc_relay_seconds_bucket", "secudoc_tls_certificate_expiry_timestamp_seconds",
+    "secudoc_relay_seconds_bucket", "secudoc_tls_certificate_expiry_timestamp_seconds", "secudoc_health_check_up",
 ]
 
 
@@ -100,6 +100,8 @@ class ListenerTests(TestCase):
         self.assertEqual([s for s in SERIES if s not in names], [])
         self.assertIn(f'secudoc_build_info{{version="{__version__}"}} 1.0', text)
         self.assertIn("secudoc_config_reload_success 1.0", text)
+        self.assertIn('secudoc_health_check_up{check="database"} 1.0', text)
+        self.assertIn('secudoc_health_check_up{check="storage"} 1.0', text)
         self.assertIn('secudoc_smtp_replies_total{code="220"} 2.0', text)
         self.assertIn('secudoc_smtp_replies_total{code="451"} 1.0', text)
         self.assertIn('secudoc_relay_errors_total{kind="connect",tenant="down"} 1.0', text)
