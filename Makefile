@@ -15,7 +15,7 @@ TRIAL_JOBS ?= 2
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd
 
-.PHONY: run test check-config bench clean debian-tools
+.PHONY: run test check-config bench clean debian-tools dashboard-picture
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ test: $(STAMP) $(CERT) debian-tools
 	@set -o pipefail; \
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
+
+# The README's picture of the dashboard (a few minutes of real traffic).
+dashboard-picture: $(STAMP) debian-tools
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python docs/dashboard_picture.py
 
 bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

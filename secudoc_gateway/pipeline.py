@@ -39,8 +39,8 @@ from secudoc_gateway import crypto, policy
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor, objectKey
-from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
+from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
 from secudoc_gateway.metrics import TEMPFAILED, Metrics
 from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, welcomeMail
 from secudoc_gateway.mime.names import cleanName, decodeHeader
@@ -499,12 +499,12 @@ class Transaction:
         self._count(status)
         return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
 
-    async def _relayLeg(self, leg: Leg, relay: IRelay) -> Optional[str]:
+    async def _relayLeg(self, leg: Leg, relay: IRelay) -> None:
         """
         One leg, unless it was relayed before (SPEC 4 dedup: the network
         message id, else Message-ID, with the same sender and recipients,
-        per leg); recorded as soon as its relay accepted it.  Returns the
-        target's reply, ``None`` for a leg already relayed.
+        per leg); recorded as soon as its relay accepted it, and logged
+        (the summary line) either way.
         """
         transfers = self.gateway.transfers
         dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
@@ -515,7 +515,7 @@ class Transaction:
             if state == DONE:
                 self._summary(leg, SKIPPED, "already relayed")
                 self.delivered.update(leg.recipients)
-                return None
+                return
             if state == INFLIGHT:
                 raise _InFlight()
         envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant,
@@ -541,7 +541,6 @@ class Transaction:
                 await transfers.markDone(key, self.tenant.id)
             except Exception:
                 self.log.failure("{queueId}: recording {leg} for dedup failed", queueId=self.queueId, leg=leg.name)
-        return remote
 
     def _summary(self, leg: Leg, status: str, reason: str, reply: str = "") -> None:
         """The leg's Postfix-style line (logs.SUMMARY)."""

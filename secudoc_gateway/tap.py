@@ -12,16 +12,17 @@ from typing import Any, Optional, Sequence, Union
 import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.service import IService, MultiService, Service
-from twisted.python.components import Componentized
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
 from secudoc_gateway.errors import ConfigError, GatewayError
+from secudoc_gateway.logs import LogService
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
@@ -117,7 +118,8 @@ class ListeningService(Service):
                 # An endpoint that fails later: the start is over, stop.
                 self.log.critical("cannot listen on {listener}: {error}",
                                   listener=self.description, error=f.getErrorMessage())
-                self.reactor.stop()
+                if self.reactor.running:
+                    self.reactor.stop()
             self.whenListening.errback(f)
 
         starting = True
@@ -157,7 +159,7 @@ class GatewayService(MultiService):
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
         self.metricsListeners: list[ListeningService] = []
-        self.logs: Optional[Any] = None
+        self.logs: Optional[LogService] = None
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd makes an Application for the plugin's service and only
@@ -261,7 +263,6 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         reactor = _reactor
 
     from secudoc_gateway.db import Database
-    from secudoc_gateway.logs import LogService
     from secudoc_gateway.pipeline import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
