@@ -122,7 +122,7 @@ def purge(args: argparse.Namespace) -> int:
     from twisted.internet import task
 
     from secudoc_gateway.inventory import timestamp
-    from secudoc_gateway.purge import purgeOnce
+    from secudoc_gateway.purge import PurgeIncomplete, purgeOnce
 
     def report(result) -> None:
         if not args.dry_run:
@@ -133,7 +133,12 @@ def purge(args: argparse.Namespace) -> int:
                   f" {len(t.files)} file(s), {sum(f.size for f in t.files)} bytes)")
         print(f"{len(result)} expired transfer(s) would be purged")
 
-    task.react(lambda reactor: purgeOnce(config, reactor, dryRun=args.dry_run).addCallback(report), [])
+    def incomplete(f) -> None:
+        f.trap(PurgeIncomplete)
+        print(f.getErrorMessage(), file=sys.stderr)
+        raise SystemExit(EXIT_FAILED)
+
+    task.react(lambda reactor: purgeOnce(config, reactor, dryRun=args.dry_run).addCallbacks(report, incomplete), [])
     return EXIT_OK
 
 

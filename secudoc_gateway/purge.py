@@ -81,7 +81,13 @@ class PurgeService(TimerService):
             if count:
                 log.info("purged {count} expired transfer(s)", count=count)
 
-        d.addCallbacks(done, lambda f: log.failure("purge failed", f))
+        def failed(f: Any) -> None:
+            if f.check(PurgeIncomplete):
+                log.error("{error}; tried again next hour", error=f.getErrorMessage())
+            else:
+                log.failure("purge failed", f)
+
+        d.addCallbacks(done, failed)
         return d
 
 

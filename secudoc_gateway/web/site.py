@@ -8,7 +8,7 @@ never shows a download token (SPEC section 8: ``/t/<redacted>``).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
@@ -64,11 +64,11 @@ class _QuietSite(Site):
         pass
 
 
-def makeSite(children: dict[bytes, Resource], logPath: Optional[str] = None, quiet: bool = False) -> Site:
+def makeSite(children: dict[bytes, Resource], quiet: bool = False) -> Site:
     root = _Root()
     for name, child in children.items():
         root.putChild(name, child)
-    site = (_QuietSite if quiet else Site)(root, logPath=logPath, logFormatter=redactingLogFormatter)
+    site = (_QuietSite if quiet else Site)(root, logFormatter=redactingLogFormatter)
     site.requestFactory = _Request
     site.noisy = False
     site.displayTracebacks = False
