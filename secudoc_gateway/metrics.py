@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from secudoc_gateway import __version__
 from secudoc_gateway.policy import PASS, PROTECT, REJECT
 
-# Mail takes from milliseconds (a small message to a maildir) to
-# minutes (150 MB to a slow connector): 10 ms to 10 min.
 # secudoc_messages_total's status label (SPEC section 8): the policy's
 # actions, and a message answered 451.
 TEMPFAILED = "tempfailed"
 MESSAGE_STATUSES = (PROTECT, PASS, REJECT, TEMPFAILED)
+# Mail takes from milliseconds (a small message to a maildir) to
+# minutes (150 MB to a slow connector): 10 ms to 10 min.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -99,7 +99,6 @@ class Metrics:
             ["listener"],
             registry=r,
         )
-
         self.healthUp = Gauge(
             "secudoc_health_check_up",
             "1 when the /healthz check (storage, database) answered at the last scrape, else 0",
