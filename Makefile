@@ -9,12 +9,17 @@ STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
-# The browser tests: Debian's Chromium and its driver, and axe-core run in the pages.
-BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+# axe-core, run in the pages by the browser tests.
 AXE := var/axe/node_modules/axe-core/axe.min.js
-export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test check-config bench clean
+# Debian packages the tests run: promtool and Prometheus itself (alert
+# rules, the dashboard's queries), systemd-analyze (the unit file),
+# Chromium and its driver (the browser tests).
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
+DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
+	chromium:chromium chromedriver:chromium-driver
+
+.PHONY: run test check-config bench clean debian-tools dashboard-picture
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,26 +32,35 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 $(CERT): | $(STAMP)
 	$(BIN)/python -m secudoc_gateway.devcert $@
 
+# twistd finds plugins in twisted/plugins/ of each folder on the path: an
+# installed wheel ships the plugin, a checkout is put on the path here.
 run: $(STAMP) $(CERT)
-	$(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
+	PYTHONPATH=$(CURDIR) $(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
 
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
 
-$(BROWSER):
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium chromium-driver \
-	  || { apt-get -o DPkg::Lock::Timeout=900 update -q && \
-	       DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q chromium chromium-driver; }
-
 $(AXE):
 	npm install --prefix var/axe --no-save --no-audit --no-fund axe-core@4.14.1
 
-test: $(STAMP) $(CERT) $(BROWSER) $(AXE)
+debian-tools:
+	@missing=$$(for t in $(DEBIAN_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t##*:}; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: $(STAMP) $(CERT) debian-tools $(AXE)
 	@mkdir -p var
 	$(BIN)/mypy
 	@set -o pipefail; \
-	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
+	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
+
+# The README's picture of the dashboard (a few minutes of real traffic).
+dashboard-picture: $(STAMP) debian-tools
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python docs/dashboard_picture.py
 
 bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -91,10 +91,10 @@ class Gateway(Process):
             [dict(DEMO_TENANT, relay=relay, relay_require_tls=False, **tenant)],
             smtp={"listen": [f"tcp:{self.smtpPort}:interface=127.0.0.1"], "command_timeout": 600},
             web={"listen": [f"tcp:{self.webPort}:interface=127.0.0.1"]},
+            log={"path": "gateway.log"},
         )
         env = dict(os.environ, PYTHONPATH=ROOT)
-        super().__init__([TWISTD, "--nodaemon", "--pidfile=", "--logfile=" + os.path.join(self.folder, "gateway.log"),
-                          "secudoc-gateway", "--config", config], env=env)
+        super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config], env=env)
         waitForPort(self.smtpPort)
 
     def stop(self) -> None:

@@ -1,6 +1,6 @@
 """
-``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``
-and ``purge`` (SPEC section 2).
+``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``,
+``purge``, ``transfers`` and ``audit`` (SPEC section 2).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import uuid
 from typing import Optional, Sequence
 
+from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH
 from secudoc_gateway.errors import ConfigError, RelayError
 
@@ -34,6 +35,13 @@ def _load(path: str):
 def checkConfig(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
+        return EXIT_CONFIG
+    from secudoc_gateway.tap import listenerProblems
+
+    problems = listenerProblems(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(config.tenants)} tenant(s))")
     return EXIT_OK
@@ -113,31 +121,74 @@ def purge(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from twisted.internet import task
 
-    from secudoc_gateway.purge import purgeOnce
+    from secudoc_gateway.inventory import timestamp
+    from secudoc_gateway.purge import PurgeIncomplete, purgeOnce
 
-    def run(reactor):
-        d = purgeOnce(config, reactor)
-        d.addCallback(lambda n: print(f"purged {n} expired transfer(s)"))
-        return d
+    def report(result) -> None:
+        if not args.dry_run:
+            print(f"purged {result} expired transfer(s)")
+            return
+        for t in result:
+            print(f"would purge {t.id} (tenant {t.tenant}, expired {timestamp(t.expires)},"
+                  f" {len(t.files)} file(s), {sum(f.size for f in t.files)} bytes)")
+        print(f"{len(result)} expired transfer(s) would be purged")
 
-    task.react(run, [])
+    def incomplete(f) -> None:
+        f.trap(PurgeIncomplete)
+        print(f.getErrorMessage(), file=sys.stderr)
+        raise SystemExit(EXIT_FAILED)
+
+    task.react(lambda reactor: purgeOnce(config, reactor, dryRun=args.dry_run).addCallbacks(report, incomplete), [])
+    return EXIT_OK
+
+
+def withTransfers(args: argparse.Namespace, work) -> int:
+    """Open the database, ``await work(args, store, now)`` for its exit status, close."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from twisted.internet import defer, task
+
+    from secudoc_gateway.db import Database
+    from secudoc_gateway.transfers import TransferStore
+
+    async def run(reactor) -> None:
+        database = Database.fromURL(config.database.url, reactor)
+        await database.open()
+        try:
+            status = await work(args, TransferStore(database, reactor), reactor.seconds())
+        finally:
+            database.close()
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])
     return EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="secudoc-gateway")
+    from secudoc_gateway.inventory import addCommands
+
+    parser = argparse.ArgumentParser(prog="secudoc-gateway", description="The gateway's operator commands.")
+    parser.add_argument("--version", action="version", version=f"secudoc-gateway {__version__}",
+                        help="print the version and exit")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
+                        help=f"main configuration file (default: {DEFAULT_CONFIG_PATH})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, helptext in [
         ("check-config", checkConfig, "validate the config and every tenant file"),
         ("test-relay", testRelay, "send a test message through a tenant's relay target"),
         ("purge", purge, "delete expired transfers' objects and rows"),
     ]:
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", default=DEFAULT_CONFIG_PATH)
+        p = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
         p.set_defaults(func=func)
         if name == "test-relay":
-            p.add_argument("tenant")
+            p.add_argument("tenant", help="the tenant's id")
             p.add_argument("--to", default="", help="recipient (default: the tenant's facility_sender)")
+        if name == "purge":
+            p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
+    addCommands(sub, common, withTransfers)
     args = parser.parse_args(argv)
     return args.func(args)
 

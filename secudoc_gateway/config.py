@@ -17,6 +17,7 @@ depends on the working directory.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import ipaddress
 import os
@@ -101,6 +102,13 @@ class WebConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
     public_url: str = "http://127.0.0.1:8080"
     language: str = "nl"
+
+
+@attrs.frozen
+class MetricsConfig:
+    """The operators' listener: ``/metrics`` and ``/healthz``, never public."""
+
+    listen: tuple[str, ...] = ("tcp:9101:interface=127.0.0.1",)
 
 
 @attrs.frozen
@@ -189,6 +197,7 @@ class Config:
     tenants: tuple[Tenant, ...]
     tenants_path: str
     log: LogConfig
+    metrics: MetricsConfig = MetricsConfig()
 
 
 # --- small shared helpers ----------------------------------------------------
@@ -224,6 +233,7 @@ class _Table:
         self.prefix = prefix
         self.data = dict(data)
         self.problems = problems
+        self.known: set[str] = set()
 
     def key(self, key: str) -> str:
         return f"{self.prefix}{key}"
@@ -232,6 +242,7 @@ class _Table:
         self.problems.append(f"{self.file}: {self.key(key)}: {what}")
 
     def _take(self, key: str, default: T, required: bool) -> tuple[bool, Any]:
+        self.known.add(key)
         if key not in self.data:
             if required:
                 self.problem(key, "missing (required)")
@@ -319,7 +330,8 @@ class _Table:
 
     def finish(self) -> None:
         for key in sorted(self.data):
-            self.problem(key, "unknown key")
+            near = difflib.get_close_matches(key, sorted(self.known), n=1)
+            self.problem(key, f'unknown key; did you mean "{near[0]}"?' if near else "unknown key")
 
 
 def _readTOML(file: str, problems: list[str]) -> Optional[dict[str, Any]]:
@@ -495,10 +507,12 @@ def loadConfig(path: str) -> Config:
     if data is None:
         raise ConfigError(problems)
     root = _Table(path, "", data, problems)
-    tables = {name: root.table(name) for name in ("smtp", "web", "storage", "database", "tenants", "log")}
+    tables = {name: root.table(name)
+              for name in ("smtp", "web", "metrics", "storage", "database", "tenants", "log")}
     root.finish()
     smtp = _smtp(tables["smtp"], base)
     web = _web(tables["web"])
+    metrics = MetricsConfig(listen=_listen(tables["metrics"], MetricsConfig().listen))
     storage = _storage(tables["storage"], base)
     database = _database(tables["database"], base)
     tenantsTable = tables["tenants"]
@@ -527,6 +541,7 @@ def loadConfig(path: str) -> Config:
         tenants=tenants,
         tenants_path=tenantsPath,
         log=log,
+        metrics=metrics,
     )
 
 

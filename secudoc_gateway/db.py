@@ -167,6 +167,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX attempts_scope ON attempts (scope, at)",
         "CREATE INDEX attempts_at ON attempts (at)",
+        # ``transfers list --since`` and ``audit --since`` read by time.
+        "CREATE INDEX transfers_created ON transfers (created)",
+        "CREATE INDEX downloads_at ON downloads (at)",
     ),
 )
 

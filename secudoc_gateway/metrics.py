@@ -6,9 +6,20 @@ their own).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from secudoc_gateway import __version__
+from secudoc_gateway.policy import PASS, PROTECT, REJECT
+
+# secudoc_messages_total's status label (SPEC section 8): the policy's
+# actions, and a message answered 451.
+TEMPFAILED = "tempfailed"
+MESSAGE_STATUSES = (PROTECT, PASS, REJECT, TEMPFAILED)
+# Mail takes from milliseconds (a small message to a maildir) to
+# minutes (150 MB to a slow connector): 10 ms to 10 min.
+BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 class Metrics:
@@ -47,9 +58,67 @@ class Metrics:
         self.messageSeconds = Histogram(
             "secudoc_message_seconds",
             "From the end of the message data to the final reply",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            buckets=BUCKETS,
             registry=r,
         )
         self.downloads = Counter(
             "secudoc_downloads_total", "Files downloaded", ["tenant"], registry=r
         )
+        self.buildInfo = Gauge(
+            "secudoc_build_info", "Always 1; the version label says which build runs", ["version"], registry=r
+        )
+        self.buildInfo.labels(version=__version__).set(1)
+        self.reloadSuccess = Gauge(
+            "secudoc_config_reload_success",
+            "1 when the last load or reload of the tenant files succeeded, else 0",
+            registry=r,
+        )
+        self.reloadTimestamp = Gauge(
+            "secudoc_config_reload_success_timestamp_seconds",
+            "When the tenant files were last loaded successfully",
+            registry=r,
+        )
+        self.purgeTimestamp = Gauge(
+            "secudoc_purge_last_success_timestamp_seconds",
+            "When the last purge of expired transfers finished without error",
+            registry=r,
+        )
+        self.replies = Counter(
+            "secudoc_smtp_replies_total", "SMTP replies sent to clients, by code", ["code"], registry=r
+        )
+        self.relaySeconds = Histogram(
+            "secudoc_relay_seconds",
+            "One relay transaction to the tenant's relay target",
+            ["tenant"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.certificateExpiry = Gauge(
+            "secudoc_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate a listener presents expires",
+            ["listener"],
+            registry=r,
+        )
+        self.healthUp = Gauge(
+            "secudoc_health_check_up",
+            "1 when the /healthz check (storage, database) answered at the last scrape, else 0",
+            ["check"],
+            registry=r,
+        )
+
+    def showTenants(self, tenants: Iterable[str]) -> None:
+        """
+        Every tenant's series from the start, at zero, so a rate over
+        them is 0 rather than absent (dashboards, alerts).
+        """
+        for tenant in tenants:
+            for status in MESSAGE_STATUSES:
+                self.messages.labels(tenant=tenant, status=status)
+            for counter in (self.attachments, self.attachmentBytes, self.downloads):
+                counter.labels(tenant=tenant)
+
+    def configLoaded(self, ok: bool, now: float) -> None:
+        """A load or reload of the tenant files succeeded (or not) at ``now``."""
+        self.reloadSuccess.set(1 if ok else 0)
+        if ok:
+            self.reloadTimestamp.set(now)

@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -40,9 +40,10 @@ from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor, objectKey
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
-from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.banner import bannerFor
+from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
 from secudoc_gateway.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
+from secudoc_gateway.metrics import TEMPFAILED, Metrics
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
@@ -57,7 +58,6 @@ from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer
 from secudoc_gateway.addresses import addressKey
 
-TEMPFAILED = "tempfailed"
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
 
@@ -87,11 +87,14 @@ class Leg:
     One relay transaction of a message: who gets which copy.  ``make``
     builds the segments only when the leg is really relayed (a protected
     leg creates its transfer then, not for a resend that dedup skips).
+    ``reason`` is what the summary line says of a leg that was sent: its
+    ``X-SecuDoc-Status``, or what the gateway made.
     """
 
     name: str
     recipients: tuple[str, ...]
     make: Callable[[], Awaitable[Sequence[Segment]]]
+    reason: str
     sender: Optional[str] = None
 
 
@@ -194,6 +197,8 @@ class Transaction:
         self.parser = MIMEParser(smtp.max_mime_depth, smtp.max_mime_parts, smtp.max_header_bytes)
         self.structure = Structure()
         self.queueId = newQueueId()
+        self.started = gateway.reactor.seconds()
+        self.transferId: Optional[str] = None
         self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, self.queueId)
         self.tenant = envelope.tenant
         self.top: Optional[PartStart] = None
@@ -340,7 +345,8 @@ class Transaction:
                 return decision.reply
             if decision.action == policy.PASS:
                 self.extractor.discard()
-                leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)))
+                leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)),
+                          decision.status)
                 return await self._relay([leg], decision.action)
             return await self._protect(decision, facts)
         except Exception:
@@ -368,7 +374,7 @@ class Transaction:
             if created and how == policy.CREATE_WELCOME:
                 welcome = welcomeMail(self.gateway.config.smtp.hostname, self.tenant.facility_sender, sender,
                                       self.tenant.language, date=self.gateway.reactor.seconds())
-                self.extras.append(Leg("welcome", (sender,), ready([welcome]),
+                self.extras.append(Leg("welcome", (sender,), ready([welcome]), "welcome mail",
                                        sender=self.tenant.facility_sender))
         self.files = files = await self.extractor.attachments()
         largest = max((c.size for c in files), default=0)
@@ -385,7 +391,7 @@ class Transaction:
         missing = tuple(r for r in self.envelope.recipients if r not in self.delivered)
         if self.tenant.on_error == "pass" and missing:
             status = policy.passed(ERROR, missing).status
-            leg = Leg("original", missing, ready(self._original(status)))
+            leg = Leg("original", missing, ready(self._original(status)), status)
             try:
                 return await self._relay([leg], policy.PASS)
             except Exception:
@@ -437,6 +443,7 @@ class Transaction:
         tenant = self.tenant
         gateway = self.gateway
         files = self.files
+        self.transferId = self.extractor.transferId
         self.extractor.discard(keep=frozenset(c.slot for c in files))
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
@@ -479,20 +486,20 @@ class Transaction:
         legs = []
         if decision.originalRecipients:
             status = policy.passed(policy.INTERNAL_RECIPIENT, decision.originalRecipients).status
-            legs.append(Leg("original", decision.originalRecipients, ready(self._original(status))))
-        legs.append(Leg("protected", decision.protectedRecipients, protectedMessage))
+            legs.append(Leg("original", decision.originalRecipients, ready(self._original(status)), status))
+        legs.append(Leg("protected", decision.protectedRecipients, protectedMessage, decision.status))
         if tenant.content_mode == "separate":
             notice = separateMessage(hostname, transfer.sender, decision.protectedRecipients, subject, banner,
                                      tenant.language, date=now, transferId=self.extractor.transferId,
                                      references=facts.messageId)
-            self.extras.append(Leg("separate", decision.protectedRecipients, ready([notice])))
+            self.extras.append(Leg("separate", decision.protectedRecipients, ready([notice]), "link message"))
         if tenant.confirmation_mail and transfer.sender:
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
                                             decision.protectedRecipients, files_, expires, subject,
                                             tenant.language, date=now, transferId=self.extractor.transferId,
                                             senderLink=f"{gateway.config.web.public_url}/t/sender/{senderSecret}")
             self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
-                                   sender=tenant.facility_sender))
+                                   "confirmation mail", sender=tenant.facility_sender))
         try:
             reply = await self._relay(legs, policy.PROTECT, queueId=self.extractor.transferId)
         except Exception:
@@ -514,15 +521,18 @@ class Transaction:
         itself (``extras``: their failure is logged, never the reply).
         """
         relay = self.gateway.relayFor(self.tenant)
-        last = ""
         for leg in legs:
             try:
-                last = await self._relayLeg(leg, relay) or last
+                await self._relayLeg(leg, relay)
             except _InFlight:
+                self._summary(leg, DEFERRED, "a copy is being relayed now")
                 self._count(TEMPFAILED)
                 return replies.DUPLICATE_IN_FLIGHT
             except RelayError as e:
-                return self._relayFailed(e)
+                return self._relayFailed(leg, e)
+            except Exception:
+                self._summary(leg, DEFERRED, "internal error")
+                raise
         for leg in self.extras:
             try:
                 await self._relayLeg(leg, relay)
@@ -530,16 +540,15 @@ class Transaction:
                 continue  # the copy being relayed sends it
             except Exception as e:
                 self._extraFailed(leg, e)
-        self.log.info("{queueId}: relayed ({status}): {remote}", queueId=self.queueId, status=status, remote=last)
         self._count(status)
         return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
 
-    async def _relayLeg(self, leg: Leg, relay: IRelay) -> Optional[str]:
+    async def _relayLeg(self, leg: Leg, relay: IRelay) -> None:
         """
         One leg, unless it was relayed before (SPEC 4 dedup: the network
         message id, else Message-ID, with the same sender and recipients,
-        per leg); recorded as soon as its relay accepted it.  Returns the
-        target's reply, ``None`` for a leg already relayed.
+        per leg); recorded as soon as its relay accepted it, and logged
+        (the summary line) either way.
         """
         transfers = self.gateway.transfers
         dedupId = self.facts.dedupId if self.facts is not None and transfers is not None else None
@@ -548,16 +557,19 @@ class Transaction:
             key = transfers.dedupKey(self.tenant.id, dedupId, self.envelope.sender, leg.recipients, leg.name)
             state = await transfers.claim(key, self.tenant.id)
             if state == DONE:
-                self.log.info("{queueId}: {leg} already relayed, not again", queueId=self.queueId, leg=leg.name)
+                self._summary(leg, SKIPPED, "already relayed")
                 self.delivered.update(leg.recipients)
-                return None
+                return
             if state == INFLIGHT:
                 raise _InFlight()
         envelope = attrs.evolve(self.envelope, recipients=leg.recipients, tenant=self.tenant,
                                 sender=self.envelope.sender if leg.sender is None else leg.sender)
         try:
             segments = await leg.make()
+            began = self.gateway.reactor.seconds()
             remote = await relay.send(envelope, OutgoingMessage(self.spool, segments))
+            self.gateway.metrics.relaySeconds.labels(tenant=self.tenant.id).observe(
+                self.gateway.reactor.seconds() - began)
         except Exception:
             if key is not None:
                 try:
@@ -567,22 +579,39 @@ class Transaction:
                                      queueId=self.queueId, leg=leg.name)
             raise
         self.delivered.update(leg.recipients)
+        self._summary(leg, SENT, leg.reason, remote)
         if key is not None:
             try:
                 await transfers.markDone(key, self.tenant.id)
             except Exception:
                 self.log.failure("{queueId}: recording {leg} for dedup failed", queueId=self.queueId, leg=leg.name)
-        return remote
+
+    def _summary(self, leg: Leg, status: str, reason: str, reply: str = "") -> None:
+        """The leg's Postfix-style line (logs.SUMMARY)."""
+        level = LogLevel.info if status in (SENT, SKIPPED) else LogLevel.warn
+        self.log.emit(
+            level, SUMMARY, queue_id=self.queueId, tenant=self.tenant.id,
+            sender=self.envelope.sender if leg.sender is None else leg.sender,
+            recipients=Addresses(leg.recipients), size=self.spool.size, leg=leg.name, status=status,
+            reason=reason, transfer_id=self.transferId, relay=self.tenant.relay, reply=reply,
+            delay=round(self.gateway.reactor.seconds() - self.started, 3),
+        )
 
     def _extraFailed(self, leg: Leg, e: Exception) -> None:
         kind = e.kind if isinstance(e, RelayError) else "internal"
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=kind).inc()
-        self.log.warn("{queueId}: the {leg} message could not be relayed: {error}",
-                      queueId=self.queueId, leg=leg.name, error=str(e))
+        if isinstance(e, RelayError):
+            self._relayFailedSummary(leg, e)
+        else:
+            self._summary(leg, DEFERRED, f"internal error: {e}")
 
-    def _relayFailed(self, e: RelayError) -> Reply:
+    def _relayFailedSummary(self, leg: Leg, e: RelayError) -> None:
+        reply = f"{e.reply.code} {e.reply.enhanced} {e.reply.text}" if e.reply is not None else ""
+        self._summary(leg, BOUNCED if e.permanent else DEFERRED, f"{e.kind}: {e.message}", reply)
+
+    def _relayFailed(self, leg: Leg, e: RelayError) -> Reply:
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=e.kind).inc()
-        self.log.warn("{queueId}: relay failed at {kind}: {message}", queueId=self.queueId, kind=e.kind, message=e.message)
+        self._relayFailedSummary(leg, e)
         if e.permanent and e.reply is not None:
             self._count(policy.REJECT)
             enhanced = e.reply.enhanced if e.reply.enhanced.startswith("5.") else "5.0.0"

@@ -21,8 +21,15 @@ PURGE_INTERVAL = 3600.0
 BATCH = 100
 
 
+class PurgeIncomplete(Exception):
+    """Some expired transfers could not be purged (each was logged); the rest were."""
+
+
 async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
-    """Delete every transfer expired at ``now``; returns how many."""
+    """
+    Delete every transfer expired at ``now``; returns how many.  Raises
+    ``PurgeIncomplete`` after the rest when some could not be deleted.
+    """
     count = 0
     failed: set[str] = set()
     while True:
@@ -41,42 +48,69 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
                 continue
             count += 1
     await transfers.purgeDedup(now)
+    if failed:
+        raise PurgeIncomplete(f"{len(failed)} expired transfer(s) could not be purged, {count} were")
     return count
+
+
+async def expiredList(transfers: Any, now: float) -> list[Any]:
+    """What ``purgeExpired`` would delete at ``now``, deleting nothing (``purge --dry-run``)."""
+    found: list[Any] = []
+    while True:
+        batch = await transfers.expiredTransfers(now, limit=BATCH, offset=len(found))
+        found.extend(batch)
+        if len(batch) < BATCH:
+            return found
 
 
 class PurgeService(TimerService):
     """Runs ``purgeExpired`` every ``interval`` seconds, logging what it did."""
 
-    def __init__(self, transfers: Any, store: Any, reactor: Any, interval: float = PURGE_INTERVAL) -> None:
+    def __init__(self, transfers: Any, store: Any, reactor: Any, metrics: Any,
+                 interval: float = PURGE_INTERVAL) -> None:
         super().__init__(interval, self._purge)
         self.clock = reactor
         self._transfers = transfers
         self._store = store
         self._reactor = reactor
+        self._metrics = metrics
 
     def _purge(self) -> Any:
         d = ensureDeferred(purgeExpired(self._transfers, self._store, self._reactor.seconds()))
 
         def done(count: int) -> None:
+            self._metrics.purgeTimestamp.set(self._reactor.seconds())
             if count:
                 log.info("purged {count} expired transfer(s)", count=count)
 
-        d.addCallbacks(done, lambda f: log.failure("purge failed", f))
+        def failed(f: Any) -> None:
+            if f.check(PurgeIncomplete):
+                log.error("{error}; tried again next hour", error=f.getErrorMessage())
+            else:
+                log.failure("purge failed", f)
+
+        d.addCallbacks(done, failed)
         return d
 
 
-def purgeOnce(config: Any, reactor: Any) -> Any:
-    """For the command line: open the store and database, purge, close."""
+def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
+    """
+    For the command line: open the store and database, purge, close.
+    Fires with the number purged, or with the expired transfers when
+    ``dryRun``.
+    """
     from secudoc_gateway.db import Database
     from secudoc_gateway.storage.fs import FilesystemStore
     from secudoc_gateway.transfers import TransferStore
 
-    async def run() -> int:
+    async def run() -> Any:
         database = Database.fromURL(config.database.url, reactor)
         await database.open()
         try:
-            return await purgeExpired(TransferStore(database, reactor), FilesystemStore(config.storage.path, reactor),
-                                      reactor.seconds())
+            transfers = TransferStore(database, reactor)
+            if dryRun:
+                return await expiredList(transfers, reactor.seconds())
+            return await purgeExpired(transfers, FilesystemStore(config.storage.path, reactor), reactor.seconds())
         finally:
             database.close()
 

@@ -16,30 +16,72 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
-from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.errors import ConfigError, GatewayError
+from secudoc_gateway.logs import LogService
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
+EXIT_CONFIG = 2
+EXIT_CANNOT_LISTEN = 3
 
 
 class Options(usage.Options):
+    synopsis = "[--config PATH]"
+    longdesc = (
+        "Runs the whole gateway in this process: SMTP listeners, the public web"
+        " listener for download links, the operators' metrics listener, the relay"
+        " client and storage. SIGHUP reloads the tenant files; SIGTERM drains"
+        f" transactions in flight (up to {DRAIN_GRACE_SECONDS:.0f} seconds) and stops."
+        " The [log] section of the config decides where the log goes."
+    )
     optParameters = [
-        ["config", "c", DEFAULT_CONFIG_PATH, "Main configuration file (TOML)."],
+        ["config", "c", DEFAULT_CONFIG_PATH,
+         "Main configuration file (TOML); relative paths in it are relative to its folder."],
     ]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"secudoc-gateway {__version__}")
+        raise SystemExit(0)
+
+
+def listenerProblems(config: Config, reactor: Any = None) -> list[str]:
+    """Endpoint strings that Twisted cannot parse, as ``FILE: key: what is wrong``."""
+    if reactor is None:
+        from twisted.internet import reactor
+    problems = []
+    for section, descriptions in (("smtp", config.smtp.listen), ("web", config.web.listen),
+                                  ("metrics", config.metrics.listen)):
+        for description in descriptions:
+            try:
+                serverFromString(reactor, description)
+            except Exception as e:
+                problems.append(f"{config.path}: {section}.listen: \"{description}\" is not an endpoint: {e}")
+    return problems
 
 
 def loadOrExit(path: str) -> Config:
     """Load the config, or print every problem and exit 2 (SPEC section 2)."""
     try:
-        return loadUsableConfig(path)
+        config = loadUsableConfig(path)
+        problems = listenerProblems(config)
     except ConfigError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
-        raise SystemExit(2)
+        problems = e.problems
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        raise SystemExit(EXIT_CONFIG)
+    return config
+
+
+class CannotListen(GatewayError):
+    """A listener's endpoint refused to listen (port in use, no such address...)."""
 
 
 class ListeningService(Service):
@@ -61,6 +103,7 @@ class ListeningService(Service):
 
     def startService(self) -> None:
         super().startService()
+        failure: list[Failure] = []
 
         def listening(port: Any) -> Any:
             self.port = port
@@ -69,13 +112,22 @@ class ListeningService(Service):
             self.whenListening.callback(port)
             return port
 
-        def failed(f: Any) -> None:
-            self.log.failure("cannot listen on {description}", f, description=self.description)
+        def failed(f: Failure) -> None:
+            failure.append(f)
+            if not starting:
+                # An endpoint that fails later: the start is over, stop.
+                self.log.critical("cannot listen on {listener}: {error}",
+                                  listener=self.description, error=f.getErrorMessage())
+                if self.reactor.running:
+                    self.reactor.stop()
             self.whenListening.errback(f)
-            if self.reactor.running:
-                self.reactor.stop()
 
+        starting = True
         self.endpoint.listen(self.factory).addCallbacks(listening, failed)
+        starting = False
+        if failure:
+            self.whenListening.addErrback(lambda f: None)
+            raise CannotListen(f"cannot listen on {self.description}: {failure[0].getErrorMessage()}")
 
     def stopService(self) -> Any:
         super().stopService()
@@ -94,9 +146,10 @@ class GatewayService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config, reactor: Any, gateway: Any, smtpFactory: Any, database: Any,
-                 afterDatabase: Sequence[IService] = ()) -> None:
+                 metrics: Metrics, afterDatabase: Sequence[IService] = ()) -> None:
         super().__init__()
         self.config = config
+        self.metrics = metrics
         self.reactor = reactor
         self.gateway = gateway
         self.smtpFactory = smtpFactory
@@ -105,9 +158,24 @@ class GatewayService(MultiService):
         self._previousHangup: Any = None
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
+        self.metricsListeners: list[ListeningService] = []
+        self.logs: Optional[LogService] = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd makes an Application for the plugin's service and only
+        # then asks it for a log observer: hand ours over (see logs.py).
+        if isinstance(parent, Componentized) and self.logs is not None:
+            self.logs.handOver(parent)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
-        super().startService()
+        try:
+            super().startService()
+        except CannotListen as e:
+            # A gateway without its listeners must not look healthy to
+            # systemd: stop the start, non-zero (SPEC section 2).
+            self.log.critical("{error}; not starting", error=str(e))
+            raise SystemExit(EXIT_CANNOT_LISTEN)
         self._ready: defer.Deferred = defer.Deferred()
         self._installSignals()
 
@@ -147,9 +215,12 @@ class GatewayService(MultiService):
         except ConfigError as e:
             for problem in e.problems:
                 self.log.error("reload refused: {problem}", problem=problem)
+            self.metrics.configLoaded(False, self.reactor.seconds())
             return False
         self.config = attrs.evolve(self.config, tenants=tenants)
         self.gateway.reload(self.config)
+        self.metrics.configLoaded(True, self.reactor.seconds())
+        self.metrics.showTenants(t.id for t in tenants)
         self.log.info("reloaded {count} tenant(s)", count=len(tenants))
         return True
 
@@ -194,12 +265,11 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     from secudoc_gateway.access import AccessStore
     from secudoc_gateway.db import Database
-    from secudoc_gateway.logs import LogService
     from secudoc_gateway.pipeline import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
     from secudoc_gateway.storage.fs import FilesystemStore
-    from secudoc_gateway.tls import serverOptions
+    from secudoc_gateway.tls import expiry, serverOptions
     from secudoc_gateway.transfers import TransferStore
     from secudoc_gateway.web.context import WebContext
     from secudoc_gateway.web.landing import TransfersResource
@@ -208,6 +278,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.web.site import makeSite
 
     metrics = Metrics(registry)
+    metrics.configLoaded(True, reactor.seconds())
+    metrics.showTenants(t.id for t in config.tenants)
     store = FilesystemStore(config.storage.path, reactor)
     database = Database.fromURL(config.database.url, reactor)
     transfers = TransferStore(database, reactor)
@@ -228,13 +300,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         reactor=reactor,
         metrics=metrics,
     )
-    service = GatewayService(config, reactor, gateway, smtpFactory, database,
-                             afterDatabase=[PurgeService(transfers, store, reactor)])
-    LogService(config.log.format, config.log.path).setServiceParent(service)
+    smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
+    service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics)])
+    service.logs = LogService(config.log.format, config.log.path)
+    service.logs.setServiceParent(service)
+    certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
-        listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)
-        listener.setServiceParent(service)
-        service.smtpListeners.append(listener)
+        metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)
 
     web = WebContext(
         transfers=transfers, access=AccessStore(database, clock or reactor), store=store, metrics=metrics,
@@ -242,13 +315,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
-    site = makeSite({
-        b"t": TransfersResource(web),
-        b"metrics": MetricsResource(metrics.registry),
-        b"healthz": HealthResource([("storage", store.check), ("database", database.check)], reactor),
-    })
-    for description in config.web.listen:
-        listener = ListeningService(serverFromString(reactor, description), site, description, reactor)
-        listener.setServiceParent(service)
-        service.webListeners.append(listener)
+    health = HealthResource([("storage", store.check), ("database", database.check)], reactor)
+    public = makeSite({b"t": TransfersResource(web), b"healthz": health})
+    operators = makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health}, quiet=True)
+    for descriptions, factory, listeners in ((smtp.listen, smtpFactory, service.smtpListeners),
+                                             (config.web.listen, public, service.webListeners),
+                                             (config.metrics.listen, operators, service.metricsListeners)):
+        for description in descriptions:
+            listener = ListeningService(serverFromString(reactor, description), factory, description, reactor)
+            listener.setServiceParent(service)
+            listeners.append(listener)
     return service

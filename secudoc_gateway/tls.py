@@ -88,3 +88,12 @@ def clientOptions(
         clientCertificate=private,
         extraCertificateOptions=extra,
     )
+
+
+def expiry(path: str) -> float:
+    """When the first certificate of the PEM file at ``path`` expires (Unix seconds)."""
+    from cryptography import x509
+
+    with open(path, "rb") as f:
+        leaf = x509.load_pem_x509_certificates(f.read())[0]
+    return leaf.not_valid_after_utc.timestamp()

@@ -211,22 +211,6 @@ class TransferStore:
 
         return self._db.runReadTransaction(lookup)
 
-    def revoke(self, transferId: str) -> Deferred[bool]:
-        """
-        Withdraw a transfer: its link answers 410 "withdrawn" from now on
-        and the next purge deletes its files.  Fires with whether it was
-        live (``False`` when unknown or revoked already).
-        """
-        now = self._clock.seconds()
-
-        def revoke(txn: Any) -> bool:
-            txn.execute(
-                "UPDATE transfers SET revoked = ? WHERE id = ? AND revoked IS NULL", (now, transferId)
-            )
-            return bool(txn.rowcount == 1)
-
-        return self._db.runTransaction(revoke)
-
     def recordDownload(
         self,
         transferId: str,
@@ -262,22 +246,17 @@ class TransferStore:
 
     def downloads(self, transferId: str) -> Deferred[list[Download]]:
         """The audit trail of one transfer, oldest first."""
-        d = self._db.runQuery(
-            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent, recipient FROM downloads"
-            " WHERE transfer_id = ? ORDER BY id",
-            (transferId,),
-        )
-        d.addCallback(lambda rows: [Download(*row) for row in rows])
-        return d
+        return self.audit(transferId)
 
     def expiredTransfers(
-        self, now: Optional[float] = None, limit: int = 100
+        self, now: Optional[float] = None, limit: int = 100, offset: int = 0
     ) -> Deferred[list[Transfer]]:
         """
         Up to ``limit`` transfers not yet purged whose expiry is at or
-        before ``now``, or that were revoked, soonest expired first.  The
-        purge deletes their objects, then makes each a ``tombstone``, and
-        asks again until none is left.
+        before ``now``, or that were revoked, soonest expired first,
+        skipping the first ``offset`` (a dry run deletes nothing, so it
+        pages).  The purge deletes their objects, then makes each a
+        ``tombstone``, and asks again until none is left.
         """
         if now is None:
             now = self._clock.seconds()
@@ -286,8 +265,8 @@ class TransferStore:
             txn.execute(
                 f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
                 " WHERE (expires <= ? OR revoked IS NOT NULL) AND purged IS NULL"
-                " ORDER BY expires, id LIMIT ?",
-                (now, limit),
+                " ORDER BY expires, id LIMIT ? OFFSET ?",
+                (now, limit, offset),
             )
             return [_transferFromRow(txn, row) for row in txn.fetchall()]
 
@@ -329,6 +308,87 @@ class TransferStore:
             return bool(txn.rowcount == 1)
 
         return self._db.runTransaction(delete)
+
+    def transfer(self, transferId: str) -> Deferred[Optional[Transfer]]:
+        """The transfer with the public id ``transferId``, or ``None``."""
+
+        def find(txn: Any) -> Optional[Transfer]:
+            txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (transferId,))
+            row = txn.fetchone()
+            return None if row is None else _transferFromRow(txn, row)
+
+        return self._db.runReadTransaction(find)
+
+    def transfers(
+        self, tenant: Optional[str] = None, sender: Optional[str] = None, since: Optional[float] = None,
+        limit: int = 1000,
+    ) -> Deferred[list[Transfer]]:
+        """
+        The newest ``limit`` transfers not yet purged (tombstones are the
+        links' business, not the operator's list), newest first, of a
+        tenant, a sender, created since.
+        """
+        where, params = ["purged IS NULL"], []
+        for clause, value in (("tenant = ?", tenant), ("sender = ? COLLATE NOCASE", sender),
+                              ("created >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+
+        def find(txn: Any) -> list[Transfer]:
+            txn.execute(
+                f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+                f" WHERE {' AND '.join(where)} ORDER BY created DESC, id LIMIT ?",
+                (*params, limit),
+            )
+            return [_transferFromRow(txn, row) for row in txn.fetchall()]
+
+        return self._db.runReadTransaction(find)
+
+    def revoke(self, transferId: str) -> Deferred[bool]:
+        """
+        Withdraw the link now: it answers 410 "withdrawn" from then on
+        and the next purge deletes its files.  Fires with whether there
+        is such a transfer (revoking twice keeps the first time).
+        """
+        now = self._clock.seconds()
+
+        def revoke(txn: Any) -> bool:
+            txn.execute("UPDATE transfers SET revoked = COALESCE(revoked, ?) WHERE id = ?", (now, transferId))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(revoke)
+
+    def extend(self, transferId: str, days: float) -> Deferred[bool]:
+        """
+        Give the link ``days`` more days: from its expiry, or from now
+        when it has expired but not yet been purged.  Fires with whether
+        there is such a transfer.
+        """
+        now = self._clock.seconds()
+
+        def extend(txn: Any) -> bool:
+            txn.execute("UPDATE transfers SET expires = MAX(expires, ?) + ? WHERE id = ?",
+                        (now, days * 86400, transferId))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(extend)
+
+    def audit(self, transferId: Optional[str] = None, since: Optional[float] = None,
+              limit: int = 10000) -> Deferred[list[Download]]:
+        """The download trail, oldest first: of one transfer, since a time."""
+        where, params = [], []
+        for clause, value in (("transfer_id = ?", transferId), ("at >= ?", since)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        d = self._db.runQuery(
+            "SELECT id, transfer_id, n, tenant, name, at, client, user_agent, recipient FROM downloads"
+            f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        d.addCallback(lambda rows: [Download(*row) for row in rows])
+        return d
 
     # Users
 

@@ -299,7 +299,8 @@ class MainFileProblemTests(ConfigTestCase):
         m = self.tree.main
         self.assertEqual(
             self.problems(),
-            [f"{m}: queue: unknown key", f"{m}: verbose: unknown key", f"{m}: smtp.max_recipient: unknown key"],
+            [f"{m}: queue: unknown key", f"{m}: verbose: unknown key",
+             f'{m}: smtp.max_recipient: unknown key; did you mean "max_recipients"?'],
         )
 
     def test_wrongTypes(self) -> None:
@@ -531,7 +532,8 @@ class TenantProblemTests(ConfigTestCase):
     def test_unknownKey(self) -> None:
         self.assertEqual(
             self.tenantProblems(relay_host="x", content_mod="link"),
-            [f"{self.tenantFile}: content_mod: unknown key", f"{self.tenantFile}: relay_host: unknown key"],
+            [f'{self.tenantFile}: content_mod: unknown key; did you mean "content_mode"?',
+             f'{self.tenantFile}: relay_host: unknown key; did you mean "relay"?'],
         )
 
     def test_syntaxError(self) -> None:

@@ -123,6 +123,7 @@ class DatabaseTests(TestCase):
         db = yield self.openDatabase()
         versions = yield db.runQuery("SELECT version, applied FROM schema_version ORDER BY version")
         self.assertEqual(versions, applied)
+        self.assertEqual([v for v, _ in versions], list(range(1, len(MIGRATIONS) + 1)))
         users = yield db.runQuery("SELECT address FROM users")
         self.assertEqual(users, [("alice@example.test",)])
 

@@ -175,6 +175,38 @@ class TransferTests(StoreTestCase):
         self.assertEqual((yield self.count("files")), 0)
 
 
+class RevocationTests(StoreTestCase):
+    @defer.inlineCallbacks
+    def test_revokeKeepsTheFirstTime(self) -> Any:
+        yield self.store.createTransfer(makeTransfer())
+        self.assertTrue((yield self.store.revoke("T1")))
+        self.clock.advance(60)
+        self.assertTrue((yield self.store.revoke("T1")))
+        found = yield self.store.transfer("T1")
+        self.assertEqual(found.revoked, START)
+        self.assertFalse((yield self.store.revoke("nope")))
+
+    @defer.inlineCallbacks
+    def test_extend(self) -> Any:
+        """From the expiry while live, from now once expired."""
+        yield self.store.createTransfer(makeTransfer(days=1))
+        self.assertTrue((yield self.store.extend("T1", 2)))
+        self.assertEqual((yield self.store.transfer("T1")).expires, START + 3 * 86400)
+        self.clock.advance(10 * 86400)
+        yield self.store.extend("T1", 1)
+        self.assertEqual((yield self.store.transfer("T1")).expires, START + 11 * 86400)
+        self.assertFalse((yield self.store.extend("nope", 1)))
+
+    @defer.inlineCallbacks
+    def test_listNewestFirst(self) -> Any:
+        yield self.store.createTransfer(makeTransfer("T1", created=START))
+        yield self.store.createTransfer(makeTransfer("T2", created=START + 10, sender="Bob@example.test"))
+        self.assertEqual([t.id for t in (yield self.store.transfers())], ["T2", "T1"])
+        self.assertEqual([t.id for t in (yield self.store.transfers(sender="bob@EXAMPLE.test"))], ["T2"])
+        self.assertEqual([t.id for t in (yield self.store.transfers(since=START + 5))], ["T2"])
+        self.assertEqual((yield self.store.transfers(tenant="other")), [])
+
+
 class DownloadTests(StoreTestCase):
     @defer.inlineCallbacks
     def test_record(self) -> Any:
@@ -448,8 +480,6 @@ class RecipientSideTests(StoreTestCase):
         self.assertEqual((yield self.store.expiredTransfers()), [])
         self.clock.advance(5)
         self.assertTrue((yield self.store.revoke("T1")))
-        self.assertFalse((yield self.store.revoke("T1")))
-        self.assertFalse((yield self.store.revoke("nope")))
         self.assertEqual((yield self.store.lookup("hash-T1")).revoked, START + 5)
         # A withdrawn transfer's files go at the next purge.
         self.assertEqual([t.id for t in (yield self.store.expiredTransfers())], ["T1"])

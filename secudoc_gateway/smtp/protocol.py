@@ -114,6 +114,7 @@ class SMTPProtocol(Protocol):
         self.peer = getattr(self.transport.getPeer(), "host", "") or ""
         refusal = self.factory._admit(self)
         if refusal is not None:
+            self.factory.countReply(refusal)
             self.transport.write(refusal.toBytes())
             self.transport.loseConnection()
             return
@@ -178,6 +179,7 @@ class SMTPProtocol(Protocol):
         session = self.session
         assert session is not None
         if isinstance(event, SendReply):
+            self.factory.countReply(event.reply)
             self.transport.write(event.data)
         elif isinstance(event, DataChunk):
             if self._tx is not None:
@@ -387,6 +389,10 @@ class SMTPFactory(ServerFactory):
         self._drainWaiters.append(d)
         self._checkDrained()
         return d
+
+    def countReply(self, reply: Reply) -> None:
+        if self.metrics is not None:
+            self.metrics.replies.labels(code=str(reply.code)).inc()
 
     def _admit(self, protocol: SMTPProtocol) -> Optional[Reply]:
         """``None`` when ``protocol`` may be served, else the reply to refuse it."""

@@ -49,6 +49,7 @@ def writeConfig(
     smtp: Optional[dict[str, Any]] = None,
     web: Optional[dict[str, Any]] = None,
     log: Optional[dict[str, Any]] = None,
+    metrics: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -62,6 +63,7 @@ def writeConfig(
     sections = {
         "smtp": {"listen": ["tcp:0:interface=127.0.0.1"], "tls_certificate": "gateway.pem", **(smtp or {})},
         "web": {"listen": ["tcp:0:interface=127.0.0.1"], **(web or {})},
+        "metrics": {"listen": ["tcp:0:interface=127.0.0.1"], **(metrics or {})},
         "storage": {"path": "objects"},
         "database": {"url": "sqlite:gateway.sqlite3"},
         "log": log or {},
@@ -81,10 +83,15 @@ class RunningGateway:
     service: Any
     smtpPort: int
     webPort: int
+    metricsPort: int
 
     @property
     def webURL(self) -> str:
         return f"http://127.0.0.1:{self.webPort}"
+
+    @property
+    def metricsURL(self) -> str:
+        return f"http://127.0.0.1:{self.metricsPort}"
 
     def stop(self) -> defer.Deferred:
         return defer.maybeDeferred(self.service.stopService)
@@ -106,8 +113,9 @@ async def startGateway(configPath: str, reactor: Any = None, clock: Any = None) 
     service.startService()
     smtp = await service.smtpListeners[0].whenListening
     web = await service.webListeners[0].whenListening
+    metrics = await service.metricsListeners[0].whenListening
     await service.whenReady()
-    return RunningGateway(service, smtp.getHost().port, web.getHost().port)
+    return RunningGateway(service, smtp.getHost().port, web.getHost().port, metrics.getHost().port)
 
 
 @implementer(IObjectWriter)

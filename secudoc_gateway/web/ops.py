@@ -1,13 +1,16 @@
 """
 The operator's endpoints: ``/metrics`` for Prometheus and ``/healthz``
 for the load balancer (200 only when storage and database answer).
+Each scrape of ``/metrics`` runs the same checks first and exports them
+as ``secudoc_health_check_up``, so Prometheus alerts on what a balancer
+would see without a probe of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -15,19 +18,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 
 HEALTH_TIMEOUT = 5.0
-
-
-class MetricsResource(Resource):
-    isLeaf = True
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
-        self._registry = registry
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        request.setHeader(b"Cache-Control", b"no-store")
-        return generate_latest(self._registry)
 
 
 class HealthResource(Resource):
@@ -43,9 +33,8 @@ class HealthResource(Resource):
         self._reactor = reactor
         self._timeout = timeout
 
-    def render_GET(self, request: Request) -> int:
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        request.setHeader(b"Cache-Control", b"no-store")
+    def check(self) -> Deferred:
+        """Fires with ``[(name, None or what went wrong)]``, one per check."""
 
         def one(name: str, check: Callable[[], Deferred]) -> Deferred:
             # A backend that hangs is down: the balancer needs an answer.
@@ -54,7 +43,11 @@ class HealthResource(Resource):
                 lambda f: (name, f.getErrorMessage() or f.type.__name__),
             )
 
-        results = [one(name, check) for name, check in self._checks]
+        return gatherResults([one(name, check) for name, check in self._checks])
+
+    def render_GET(self, request: Request) -> int:
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
 
         def done(outcomes: list) -> None:
             failed = [(n, e) for n, e in outcomes if e is not None]
@@ -68,6 +61,27 @@ class HealthResource(Resource):
             request.write(body.encode("utf-8"))
             request.finish()
 
-        gatherResults(results).addCallback(done)
+        self.check().addCallback(done)
+        return NOT_DONE_YET
+
+
+class MetricsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, metrics: Any, health: HealthResource) -> None:
+        super().__init__()
+        self._metrics = metrics
+        self._health = health
+
+    def render_GET(self, request: Request) -> int:
+        def done(outcomes: list) -> None:
+            for name, error in outcomes:
+                self._metrics.healthUp.labels(check=name).set(0 if error else 1)
+            request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+            request.setHeader(b"Cache-Control", b"no-store")
+            request.write(generate_latest(self._metrics.registry))
+            request.finish()
+
+        self._health.check().addCallback(done)
         return NOT_DONE_YET
 

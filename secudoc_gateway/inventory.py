@@ -1,0 +1,165 @@
+"""
+The operator's view of the records: ``transfers list|show|revoke|extend``
+and ``audit`` (SPEC section 2).  Tables for people, ``--json`` for
+scripts; a transfer is named by its public id (``X-SecuDoc-Transfer``,
+the logs), never by its token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.transfers import Download, Transfer, TransferStore
+
+
+def parseDate(text: str) -> float:
+    """``2026-11-30`` or ``2026-11-30T08:00`` (UTC unless an offset is given) as Unix seconds."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM): {text!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def timestamp(seconds: Optional[float]) -> Optional[str]:
+    """RFC 3339, UTC, to the second."""
+    if seconds is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def state(transfer: Transfer, now: float) -> str:
+    if transfer.revoked is not None:
+        return "revoked"
+    return "expired" if transfer.expires <= now else "live"
+
+
+def transferRecord(transfer: Transfer, now: float) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "state": state(transfer, now),
+        "tenant": transfer.tenant,
+        "sender": transfer.sender,
+        "recipients": list(transfer.recipients),
+        "subject": transfer.subject,
+        "created": timestamp(transfer.created),
+        "expires": timestamp(transfer.expires),
+        "revoked": timestamp(transfer.revoked),
+        "message_id": transfer.message_id,
+        "files": [{"n": f.n, "name": f.name, "content_type": f.content_type, "size": f.size, "sha256": f.sha256}
+                  for f in transfer.files],
+    }
+
+
+def downloadRecord(download: Download) -> dict[str, Any]:
+    return {
+        "at": timestamp(download.at),
+        "transfer": download.transfer_id,
+        "tenant": download.tenant,
+        "file": download.n,
+        "name": download.name,
+        "client": download.client,
+        "user_agent": download.user_agent,
+    }
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns as wide as their widest cell; text cleaned of control characters."""
+    cells = [[cleanName("" if v is None else str(v)) for v in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in cells)
+
+
+def _print(args: argparse.Namespace, records: Any, text: Callable[[], str]) -> None:
+    sys.stdout.write(json.dumps(records, ensure_ascii=False, indent=2) + "\n" if args.json else text())
+
+
+async def listTransfers(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    transfers = await store.transfers(tenant=args.tenant, sender=args.sender, since=args.since, limit=args.limit)
+    _print(args, [transferRecord(t, now) for t in transfers], lambda: table(
+        ["ID", "CREATED", "EXPIRES", "STATE", "TENANT", "SENDER", "RECIPIENTS", "FILES", "BYTES"],
+        [[t.id, timestamp(t.created), timestamp(t.expires), state(t, now), t.tenant, t.sender,
+          len(t.recipients), len(t.files), sum(f.size for f in t.files)] for t in transfers]))
+    return 0
+
+
+async def showTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    transfer = await store.transfer(args.id)
+    if transfer is None:
+        print(f"no transfer {args.id!r}", file=sys.stderr)
+        return 1
+    downloads = await store.audit(transferId=transfer.id)
+    record = dict(transferRecord(transfer, now), downloads=[downloadRecord(d) for d in downloads])
+
+    def text() -> str:
+        lines = [f"{key}: {cleanName(str(record[key]))}" for key in
+                 ("id", "state", "tenant", "sender", "subject", "created", "expires", "revoked", "message_id")]
+        lines.append(f"recipients: {', '.join(transfer.recipients)}")
+        files = table(["N", "NAME", "TYPE", "BYTES", "SHA256"],
+                      [[f.n, f.name, f.content_type, f.size, f.sha256] for f in transfer.files])
+        return "\n".join(lines) + "\n\n" + files + f"\ndownloads: {len(downloads)}\n"
+
+    _print(args, record, text)
+    return 0
+
+
+async def revokeTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    if not await store.revoke(args.id):
+        print(f"no transfer {args.id!r}", file=sys.stderr)
+        return 1
+    return await showTransfer(args, store, now)
+
+
+async def extendTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    if not await store.extend(args.id, args.days):
+        print(f"no transfer {args.id!r}", file=sys.stderr)
+        return 1
+    return await showTransfer(args, store, now)
+
+
+async def audit(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    downloads = await store.audit(transferId=args.transfer, since=args.since, limit=args.limit)
+    _print(args, [downloadRecord(d) for d in downloads], lambda: table(
+        ["AT", "TRANSFER", "TENANT", "FILE", "NAME", "CLIENT", "USER AGENT"],
+        [[timestamp(d.at), d.transfer_id, d.tenant, d.n, d.name, d.client, d.user_agent] for d in downloads]))
+    return 0
+
+
+def addCommands(sub: Any, common: argparse.ArgumentParser, run: Callable[..., int]) -> None:
+    """The ``transfers`` and ``audit`` subcommands; ``run(args, work)`` opens the store for ``work``."""
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    transfers = sub.add_parser("transfers", help="list, show, revoke or extend transfers",
+                               description="Transfers by their public id (X-SecuDoc-Transfer); no token needed.")
+    verbs = transfers.add_subparsers(dest="verb", required=True)
+    listing = verbs.add_parser("list", parents=[common, output], help="the newest transfers, newest first")
+    listing.add_argument("--tenant", help="only this tenant's transfers")
+    listing.add_argument("--sender", help="only this sender's transfers (any case)")
+    listing.add_argument("--since", type=parseDate, metavar="DATE", help="only transfers created since DATE (UTC)")
+    listing.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    listing.set_defaults(work=listTransfers)
+    for name, work, helptext in [
+        ("show", showTransfer, "one transfer: files, recipients, state, downloads"),
+        ("revoke", revokeTransfer, "withdraw the link now: downloads answer 410 from then on"),
+        ("extend", extendTransfer, "keep the link DAYS longer (from now if it has expired)"),
+    ]:
+        verb = verbs.add_parser(name, parents=[common, output], help=helptext, description=helptext)
+        verb.add_argument("id", help="the public transfer id")
+        if name == "extend":
+            verb.add_argument("days", type=float, help="days to add")
+        verb.set_defaults(work=work)
+    trail = sub.add_parser("audit", parents=[common, output], help="the download audit trail, oldest first")
+    trail.add_argument("--transfer", help="only this transfer's downloads")
+    trail.add_argument("--since", type=parseDate, metavar="DATE", help="only downloads since DATE (UTC)")
+    trail.add_argument("--limit", type=int, default=10000, help="at most this many (default 10000)")
+    trail.set_defaults(work=audit)
+    for parser in (transfers, trail):
+        parser.set_defaults(func=lambda args: run(args, args.work))
