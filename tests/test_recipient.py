@@ -403,6 +403,19 @@ class Verification(RecipientTestCase):
         self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
 
     @asyncTest
+    async def test_bodyTooLarge(self) -> None:
+        """A form body past 64 KiB is refused before it is kept anywhere."""
+        path = await self.startVerifying()
+        browser = self.browser()
+        await browser.request("GET", path)
+        code, _, _ = await browser.request(
+            "POST", path + "/code", {"csrf": browser.csrf(), "address": "bob@external.test", "pad": "x" * 70000})
+        self.assertEqual(code, 413)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+        code, _ = await self.askCode(browser, path, "bob@external.test")
+        self.assertEqual(code, 200)
+
+    @asyncTest
     async def test_rateLimitPerTransfer(self) -> None:
         path = await self.startVerifying()
         for n in range(5):

@@ -22,10 +22,44 @@ def redactingLogFormatter(timestamp: str, request: Request) -> str:
     return redact(combinedLogFormatter(timestamp, request))
 
 
+MAX_BODY = 64 * 1024
+"""Bytes of a request body: our forms post an address or a code, never more."""
+
+_TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
 class _Request(Request):
-    """Security headers on every response, and no ``Server`` header."""
+    """
+    Security headers on every response, and no ``Server`` header.  A
+    body past ``MAX_BODY`` (declared, or counted as it comes, chunked
+    too) gets 413 and the connection closes: Twisted would otherwise
+    keep any size in a temporary file.
+    """
+
+    _bodyBytes = 0
+    _refused = False
+
+    def gotLength(self, length: Any) -> None:
+        super().gotLength(length)
+        if length is not None and length > MAX_BODY:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._bodyBytes += len(data)
+        if self._bodyBytes > MAX_BODY:
+            self._refuse()
+        if not self._refused:
+            super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        if not self._refused:
+            self._refused = True
+            self.channel.transport.write(_TOO_LARGE)
+            self.channel.transport.loseConnection()
 
     def process(self) -> None:
+        if self._refused:
+            return
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
         super().process()
