@@ -94,11 +94,12 @@ class IObjectStore(Interface):
     def writer(key: str) -> IObjectWriter:
         """Start writing the object ``key``; invisible until ``finish``."""
 
-    def produce(key: str, consumer, offset: int = 0):  # -> Deferred[None]
+    def produce(key: str, consumer, offset: int = 0, length=None):  # -> Deferred[None]
         """
-        Stream object ``key`` into ``consumer`` (an ``IConsumer``),
-        registering as its streaming producer, so a slow consumer pauses
-        the reads.  Fires when all bytes were written.
+        Stream ``length`` bytes (``None``: the rest) of object ``key``
+        from ``offset`` into ``consumer`` (an ``IConsumer``), registering
+        as its streaming producer, so a slow consumer pauses the reads.
+        Fires when all bytes were written.
         """
 
     def size(key: str):  # -> Deferred[int]

@@ -38,7 +38,7 @@ from zope.interface import implementer
 from secudoc_gateway import crypto, policy
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.extract import Candidate, Extractor, objectKey
+from secudoc_gateway.extract import Candidate, Extractor
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.mails import bannerFor, confirmationMail, separateMessage, welcomeMail
@@ -400,12 +400,12 @@ class Transaction:
         tenant = self.tenant
         gateway = self.gateway
         files = self.files
-        self.extractor.discard(keep=frozenset(c.slot for c in files))
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
+        key = self.extractor.object.key if self.extractor.object is not None else ""
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.headers.contentType, c.size, c.sha256,
-                       objectKey(self.extractor.transferId, c.slot))
+            StoredFile(n, self._fileName(c), c.headers.contentType, c.size, c.sha256, key,
+                       c.sink.offset, c.sink.length, c.slot)
             for n, c in enumerate(files)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""

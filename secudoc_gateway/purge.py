@@ -1,6 +1,6 @@
 """
-Expired transfers go: their objects first, then their rows, so a crash
-between the two leaves a row whose objects are gone (the link then says
+Expired transfers go: their object first, then their rows, so a crash
+between the two leaves a row whose object is gone (the link then says
 "expired" anyway) rather than objects nobody can find.  The running
 server purges hourly; ``secudoc-gateway purge`` does it once.
 """
@@ -29,8 +29,8 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
             break
         for transfer in batch:
             try:
-                for stored in transfer.files:
-                    await store.delete(stored.object_key)
+                for key in sorted({stored.object_key for stored in transfer.files}):
+                    await store.delete(key)
                 await transfers.deleteTransfer(transfer.id)
             except Exception:
                 # Tried again next hour; the others go now.

@@ -49,6 +49,7 @@ def writeConfig(
     smtp: Optional[dict[str, Any]] = None,
     web: Optional[dict[str, Any]] = None,
     log: Optional[dict[str, Any]] = None,
+    storage: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -62,7 +63,7 @@ def writeConfig(
     sections = {
         "smtp": {"listen": ["tcp:0:interface=127.0.0.1"], "tls_certificate": "gateway.pem", **(smtp or {})},
         "web": {"listen": ["tcp:0:interface=127.0.0.1"], **(web or {})},
-        "storage": {"path": "objects"},
+        "storage": storage or {"path": "objects"},
         "database": {"url": "sqlite:gateway.sqlite3"},
         "log": log or {},
     }
@@ -149,8 +150,9 @@ class MemoryStore:
     def writer(self, key: str) -> MemoryWriter:
         return MemoryWriter(self, key)
 
-    def produce(self, key: str, consumer: Any, offset: int = 0) -> defer.Deferred:
-        consumer.write(self.objects[key][offset:])
+    def produce(self, key: str, consumer: Any, offset: int = 0, length: Optional[int] = None) -> defer.Deferred:
+        data = self.objects[key]
+        consumer.write(data[offset:] if length is None else data[offset:offset + length])
         return defer.succeed(None)
 
     def size(self, key: str) -> defer.Deferred:

@@ -61,6 +61,17 @@ def sendMail(
             return e.smtp_code, e.smtp_error
 
 
+async def storedObjects(folder: str) -> dict[str, bytes]:
+    """Every object the gateway configured in ``folder`` stores, by key: what is really there."""
+    root = os.path.join(folder, "objects")
+    found = {}
+    for base, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(base, name), "rb") as f:
+                found[os.path.relpath(os.path.join(base, name), root)] = f.read()
+    return found
+
+
 def maildirMessages(folder: str) -> list[bytes]:
     new = os.path.join(folder, "new")
     if not os.path.isdir(new):

@@ -106,8 +106,8 @@ class DatabaseTests(TestCase):
             [name for (name,) in rows],
             ["downloads", "files", "relayed", "schema_version", "transfers", "users"],
         )
-        versions = yield db.runQuery("SELECT version FROM schema_version")
-        self.assertEqual(versions, [(len(MIGRATIONS),)])
+        versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
+        self.assertEqual(versions, [(n,) for n in range(1, len(MIGRATIONS) + 1)])
 
     @defer.inlineCallbacks
     def test_reopen(self) -> Any:
@@ -117,11 +117,12 @@ class DatabaseTests(TestCase):
             "INSERT INTO users (tenant, address, created, how) VALUES (?, ?, ?, ?)",
             ("example", "alice@example.test", 1.0, "config"),
         )
-        [(applied,)] = yield db.runQuery("SELECT applied FROM schema_version")
+        before = yield db.runQuery("SELECT version, applied FROM schema_version ORDER BY version")
         db.close()
         db = yield self.openDatabase()
-        versions = yield db.runQuery("SELECT version, applied FROM schema_version")
-        self.assertEqual(versions, [(1, applied)])
+        versions = yield db.runQuery("SELECT version, applied FROM schema_version ORDER BY version")
+        self.assertEqual(versions, before)
+        self.assertEqual([v for v, _ in versions], list(range(1, len(MIGRATIONS) + 1)))
         users = yield db.runQuery("SELECT address FROM users")
         self.assertEqual(users, [("alice@example.test",)])
 
@@ -189,8 +190,8 @@ class DatabaseTests(TestCase):
         self.addCleanup(second.close)
         yield defer.gatherResults([first.open(), second.open()], consumeErrors=True)
         for db in (first, second):
-            versions = yield db.runQuery("SELECT version FROM schema_version")
-            self.assertEqual(versions, [(1,)])
+            versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
+            self.assertEqual(versions, [(n,) for n in range(1, len(MIGRATIONS) + 1)])
 
     @defer.inlineCallbacks
     def test_runInteraction(self) -> Any:

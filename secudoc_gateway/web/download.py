@@ -28,8 +28,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from secudoc_gateway.crypto import DecryptionError, Decryptor, fileKey, tokenHash
-from secudoc_gateway.errors import ProducerStopped
-from secudoc_gateway.extract import slotOf
+from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.mails import formatDate, humanSize
 from secudoc_gateway.mime.names import cleanName, safeFilename
 
@@ -225,9 +224,11 @@ class _FileResource(Resource):
         if stored is None:
             self.parent.refuse(request, 404, "notFound", root.language(transfer.tenant))
             return
-        # The object must be there before anything promises its bytes:
-        # a lost object is a 503, not a download that never completes.
-        await root.store.size(stored.object_key)
+        # The file's range must be there before anything promises its
+        # bytes: a lost object is a 503, not a download that never completes.
+        end = stored.object_offset + stored.object_length
+        if await root.store.size(stored.object_key) < end:
+            raise StorageError(f"transfer {transfer.id}: object {stored.object_key!r} is shorter than file {stored.n}")
         request.setHeader(b"Content-Type", (stored.content_type or "application/octet-stream").encode("ascii", "replace"))
         request.setHeader(b"Content-Length", str(stored.size).encode("ascii"))
         request.setHeader(b"Content-Disposition", contentDisposition(stored.name))
@@ -241,11 +242,11 @@ class _FileResource(Resource):
             (request.getHeader(b"user-agent") or b"").decode("latin-1")[:512],
         )
         root.metrics.downloads.labels(tenant=transfer.tenant).inc()
-        key = fileKey(self.parent.token, transfer.id, slotOf(stored.object_key))
+        key = fileKey(self.parent.token, transfer.id, stored.key_index)
         consumer = _DecryptingConsumer(request, Decryptor(key))
         request.notifyFinish().addErrback(lambda f: None)
         try:
-            await root.store.produce(stored.object_key, consumer)
+            await root.store.produce(stored.object_key, consumer, stored.object_offset, stored.object_length)
             consumer.finish()
         except ProducerStopped:
             return  # the client went away
