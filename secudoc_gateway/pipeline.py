@@ -104,6 +104,7 @@ class Gateway:
         store: Any = None,
         transfers: Any = None,
         relayFactory: Any = relayFor,
+        budget: Optional[MemoryBudget] = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -111,7 +112,7 @@ class Gateway:
         self.reactor = reactor
         self.store = store
         self.transfers = transfers
-        self.budget = MemoryBudget(config.smtp.memory_budget)
+        self.budget = budget or MemoryBudget(config.smtp.memory_budget)
         self._relayFactory = relayFactory
         self._relays: dict[Any, IRelay] = {}  # by the tenant's settings (frozen, hashable)
         self._current = frozenset(config.tenants)

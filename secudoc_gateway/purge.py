@@ -66,16 +66,18 @@ class PurgeService(TimerService):
 def purgeOnce(config: Any, reactor: Any) -> Any:
     """For the command line: open the store and database, purge, close."""
     from secudoc_gateway.db import Database
-    from secudoc_gateway.storage.fs import FilesystemStore
+    from secudoc_gateway.spool import MemoryBudget
+    from secudoc_gateway.storage import storeFor
     from secudoc_gateway.transfers import TransferStore
 
     async def run() -> int:
         database = Database.fromURL(config.database.url, reactor)
         await database.open()
+        store = storeFor(config, reactor, MemoryBudget(config.smtp.memory_budget))
         try:
-            return await purgeExpired(TransferStore(database, reactor), FilesystemStore(config.storage.path, reactor),
-                                      reactor.seconds())
+            return await purgeExpired(TransferStore(database, reactor), store, reactor.seconds())
         finally:
             database.close()
+            await store.close()
 
     return ensureDeferred(run())

@@ -175,6 +175,7 @@ class GatewayService(MultiService):
             if timeout.active():
                 timeout.cancel()
         yield self.gateway.closeRelays()
+        yield self.gateway.store.close()
         self.database.close()
 
 
@@ -196,7 +197,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.pipeline import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
-    from secudoc_gateway.storage.fs import FilesystemStore
+    from secudoc_gateway.spool import MemoryBudget
+    from secudoc_gateway.storage import StorageService, storeFor
     from secudoc_gateway.tls import serverOptions
     from secudoc_gateway.transfers import TransferStore
     from secudoc_gateway.web.download import TransfersResource
@@ -204,11 +206,12 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.web.site import makeSite
 
     metrics = Metrics(registry)
-    store = FilesystemStore(config.storage.path, reactor)
+    budget = MemoryBudget(config.smtp.memory_budget)
+    store = storeFor(config, reactor, budget)
     database = Database.fromURL(config.database.url, reactor)
     transfers = TransferStore(database, reactor)
     gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
-                      store=store, transfers=transfers)
+                      store=store, transfers=transfers, budget=budget)
     smtp = config.smtp
     smtpFactory = SMTPFactory(
         gateway,
@@ -225,7 +228,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         metrics=metrics,
     )
     service = GatewayService(config, reactor, gateway, smtpFactory, database,
-                             afterDatabase=[PurgeService(transfers, store, reactor)])
+                             afterDatabase=[PurgeService(transfers, store, reactor), StorageService(store)])
     LogService(config.log.format, config.log.path).setServiceParent(service)
     for description in smtp.listen:
         listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)

@@ -201,7 +201,7 @@ class Attachments(ProtectionTestCase):
         out = await self.relay(small)
         self.assertEqual(out["X-SecuDoc-Status"], "passed; reason=no-attachment")
         self.assertEqual(len(list(out.iter_attachments())), 1)
-        self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
+        self.assertEqual(await storedObjects(self.folder), {})
         exact = newMessage(text="exact\n")
         attach(exact, os.urandom(1024), "exact.bin")
         out = await self.relay(exact)
@@ -291,8 +291,7 @@ class Links(ProtectionTestCase):
         transferId, tokenHash = database.execute("SELECT id, token_hash FROM transfers").fetchone()
         [(objectKey, offset, length, slot)] = database.execute(
             "SELECT object_key, object_offset, object_length, key_index FROM files").fetchall()
-        with open(os.path.join(self.folder, "objects", objectKey), "rb") as f:
-            stored = f.read()
+        stored = (await storedObjects(self.folder))[objectKey]
         sealed = stored[offset:offset + length]
         self.assertNotIn(data[:64], stored)
         self.assertEqual(tokenHash, crypto.tokenHash(token))

@@ -422,3 +422,9 @@ class FilesystemStore:
         except OSError as e:
             return fail(StorageError(f"object folder {self._root}: {e}"))
         return succeed(None)
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)

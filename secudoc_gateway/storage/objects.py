@@ -31,6 +31,7 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
 
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
@@ -110,7 +111,7 @@ class TransferObject:
         self._settled = settled = Deferred()
 
         def settle(result: Any) -> Any:
-            settled.callback(None)
+            settled.callback(not isinstance(result, Failure))
             return result
 
         return finished.addBoth(settle)
@@ -124,4 +125,5 @@ class TransferObject:
         if self._settled is None:
             return writer.abort()
         store, key = self._store, self.key
-        return self._settled.addCallback(lambda _: store.delete(key))
+        # A finish that failed left nothing under the key (the writer saw to that).
+        return self._settled.addCallback(lambda finished: store.delete(key) if finished else None)
