@@ -18,6 +18,7 @@ test extra: nothing else in the package imports this module.
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import socket
 import subprocess
@@ -25,9 +26,14 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import attrs
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 ENDPOINT_ENV = "SECUDOC_TEST_S3_ENDPOINT"
 KEY_ENV = "SECUDOC_TEST_S3_KEY"
@@ -133,6 +139,104 @@ class MotoProcess:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+class FaultProxy:
+    """
+    A thin HTTP proxy in front of the S3 server for the faults moto cannot
+    make: an answer of our choice to one matching request, or the server
+    going down (its port closed, its connections cut).  Every request is
+    passed on byte for byte, Host header included, so the signature the
+    gateway made is the one the server checks.  Runs in the test's reactor.
+    """
+
+    def __init__(self, target: str, reactor: Any, contextFactory: Any = None) -> None:
+        self.target = target
+        self.requests: list[tuple[str, str]] = []
+        self.faults: list[tuple[Callable[[str, str], bool], int, bytes]] = []
+        self.watches: list[tuple[Callable[[str, str], bool], Deferred]] = []
+        self.downOn: Optional[Callable[[str, str], bool]] = None
+        self._reactor = reactor
+        self._agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+        self._connections: list[Any] = []
+        site = Site(_ProxyResource(self))
+        build = site.buildProtocol
+
+        def buildProtocol(address: Any) -> Any:
+            protocol = build(address)
+            self._connections.append(protocol)
+            return protocol
+
+        site.buildProtocol = buildProtocol  # type: ignore[method-assign]
+        if contextFactory is None:
+            self._port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        else:
+            self._port = reactor.listenSSL(0, site, contextFactory, interface="127.0.0.1")
+        self.port = self._port.getHost().port
+
+    def fail(self, match: Callable[[str, str], bool], code: int = 500, body: bytes = b"") -> None:
+        """Answer the next request ``match(method, uri)`` accepts with ``code`` and ``body``, once."""
+        self.faults.append((match, code, body))
+
+    def seen(self, match: Callable[[str, str], bool]) -> Deferred:
+        """Fires when a request ``match(method, uri)`` accepts arrives."""
+        d: Deferred = Deferred()
+        self.watches.append((match, d))
+        return d
+
+    def down(self) -> Any:
+        """The server goes away: nothing listens any more, open connections are cut."""
+        for protocol in self._connections:
+            transport = getattr(protocol, "transport", None) or getattr(protocol, "_channel", protocol).transport
+            if transport is not None:
+                transport.abortConnection()
+        return self._port.stopListening()
+
+    def answer(self, request: Any) -> Any:
+        method, uri = request.method.decode(), request.uri.decode()
+        self.requests.append((method, uri))
+        for watch in [w for w in self.watches if w[0](method, uri)]:
+            self.watches.remove(watch)
+            watch[1].callback((method, uri))
+        if self.downOn is not None and self.downOn(method, uri):
+            self.down()
+            return NOT_DONE_YET
+        for i, (match, code, body) in enumerate(self.faults):
+            if match(method, uri):
+                del self.faults[i]
+                request.setResponseCode(code)
+                request.setHeader(b"content-type", b"application/xml")
+                return body
+        ensureDeferred(self._forward(request)).addErrback(lambda f: request.transport.abortConnection())
+        return NOT_DONE_YET
+
+    async def _forward(self, request: Any) -> None:
+        headers = Headers({name: values for name, values in request.requestHeaders.getAllRawHeaders()
+                           if name.lower() not in (b"content-length", b"connection")})
+        content = request.content.read()
+        producer = FileBodyProducer(io.BytesIO(content)) if content else None
+        response = await self._agent.request(request.method, (self.target + request.uri.decode()).encode(),
+                                             headers, producer)
+        body = await readBody(response) if request.method != b"HEAD" else b""
+        request.setResponseCode(response.code)
+        for name, values in response.headers.getAllRawHeaders():
+            if name.lower() not in (b"transfer-encoding", b"connection", b"date", b"server"):
+                request.responseHeaders.setRawHeaders(name, values)
+        if request.method != b"HEAD":
+            request.responseHeaders.setRawHeaders(b"content-length", [str(len(body)).encode()])
+            request.write(body)
+        request.finish()
+
+
+class _ProxyResource(Resource):
+    isLeaf = True
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def render(self, request: Any) -> Any:
+        return self.proxy.answer(request)
 
 
 _shared: Optional[S3Server] = None
