@@ -12,9 +12,10 @@ attachment is ever whole in memory.  An attached message is one
 candidate, stored byte-exact from the spool when it ends; nothing
 inside it, or inside a signed or encrypted subtree, is a candidate of
 its own.  Every candidate of the message is appended to the transfer's
-one object (``TransferObject``), each sealed under its own key.  HTML bodies are scanned for ``cid:`` references on the way:
-an inline part that turns out to be shown by one is no attachment
-after all, and the database does not list its bytes.
+one object (``TransferObject``), each sealed under its own key.  HTML
+bodies are scanned for ``cid:`` references on the way: an inline part
+that turns out to be shown by one is no attachment after all, and the
+database does not list its bytes.
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, or while an attached message is copied from the

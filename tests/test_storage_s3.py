@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.ssl import CertificateOptions
@@ -245,6 +245,29 @@ class Budget(S3TestCase):
         self.assertEqual(await writer.finish(), len(data))
         self.assertEqual(budget.used, 0)
         self.assertEqual(self.objects(store), {"bu/w": data})
+
+
+    @asyncTest
+    async def test_manyWritersOnASmallBudgetAllFinish(self) -> None:
+        """Six large objects at once on a budget of two parts: they take turns, none waits forever."""
+        budget = MemoryBudget(2 * PART)
+        store = self.store(budget=budget)
+        data = {f"mw/{n}": os.urandom(PART + 65536 * (n + 1)) for n in range(6)}
+        peak = 0
+
+        async def upload(key: str) -> int:
+            nonlocal peak
+            writer = store.writer(key)
+            for at in range(0, len(data[key]), 65536):
+                await writer.write(data[key][at:at + 65536])
+                peak = max(peak, budget.used)
+            return await writer.finish()
+
+        sizes = await gatherResults([ensureDeferred(upload(key)) for key in data])
+        self.assertEqual(sizes, [len(d) for d in data.values()])
+        self.assertLessEqual(peak, budget.limit)
+        self.assertEqual(budget.used, 0)
+        self.assertEqual(self.objects(store), data)
 
 
 class Faults(S3TestCase):

@@ -8,11 +8,15 @@ Uploads.  An object gathers its bytes in a part buffer.  A transfer
 that ends before the buffer holds ``part_size`` bytes is one PUT; a
 larger one becomes a multipart upload whose parts go up while the
 message is still arriving, at most ``MAX_PARTS_IN_FLIGHT`` at a time.
-Every buffered byte is reserved in the gateway's ``MemoryBudget``
-(``[smtp] memory_budget``) until its part is stored: when the budget is
-spent, ``write`` answers with a Deferred that fires only once bytes are
-released, so the extractor pauses the SMTP client; nothing fails for
-want of memory.  ``finish`` sends the last part and completes the
+Each part buffer reserves ``part_size`` bytes of the gateway's
+``MemoryBudget`` (``[smtp] memory_budget``) before it fills, and keeps
+them until its part is stored: when the budget is spent, ``write``
+answers with a Deferred that fires only once bytes are released, so the
+extractor pauses the SMTP client; nothing fails for want of memory.  A
+whole part at a time, not byte by byte: buffers that each hold part of
+the budget could otherwise all wait for more and none ever fill (a
+writer waiting for a buffer holds only parts going up, which end on
+their own).  ``finish`` sends the last part and completes the
 upload (a 200 whose body is an ``<Error>`` is a failure too); any
 failure aborts the upload, so a transfer that cannot be stored leaves
 no object (the message gets 451).
@@ -30,7 +34,7 @@ bills their parts until they go.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from xml.etree import ElementTree
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail, succeed
@@ -49,7 +53,7 @@ from secudoc_gateway.storage.s3client import (
     ATTEMPTS, Payload, S3Client, S3Settings, errorOf, failure, xmlAll, xmlText,
 )
 
-MAX_PARTS_IN_FLIGHT = 2
+MAX_PARTS_IN_FLIGHT = 4
 STALE_UPLOAD_AGE = 24 * 3600.0
 """
 Seconds after which a multipart upload belongs to no live transaction:
@@ -59,6 +63,30 @@ of another node still receiving is never aborted.
 
 
 OPEN, FINISHING, DONE, ABORTED = "open", "finishing", "done", "aborted"
+
+
+class _Reservation:
+    """The budget of one part buffer: granted now or later, released once."""
+
+    def __init__(self, budget: MemoryBudget, size: int, granted: Callable[[], None]) -> None:
+        self._budget = budget
+        self._size = size
+        self._onGrant = granted
+        self._released = False
+        self.granted = budget.reserveOrWait(size, self._grant)
+
+    def _grant(self) -> None:
+        if self._released:
+            self._budget.release(self._size)
+            return
+        self.granted = True
+        self._onGrant()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            if self.granted:
+                self._budget.release(self._size)
 
 
 @implementer(IObjectWriter)
@@ -75,8 +103,7 @@ class S3Writer:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._size = 0
-        self._held = 0  # bytes reserved in the budget, released as parts are stored
-        self._owed = 0  # bytes buffered whose reservation the budget has not granted yet
+        self._reservation: Optional[_Reservation] = None  # of the buffer filling now
         self._upload: Optional[_Shared] = None  # the upload id, once created
         self._parts: dict[int, str] = {}  # part number -> ETag
         self._inFlight: dict[int, Deferred] = {}
@@ -92,38 +119,24 @@ class S3Writer:
             return fail(StorageError(f"object {self._key!r}: write after finish or abort"))
         if self._error is not None:
             return fail(self._error)
+        if self._reservation is None:
+            self._reservation = _Reservation(self._budget, self._partSize, self._wake)
         self._chunks.append(data)
         self._buffered += len(data)
         self._size += len(data)
-        self._reserve(len(data))
         if self._buffered >= self._partSize:
             self._startPart()
         return self._whenReady()
 
-    def _reserve(self, n: int) -> None:
-        def granted() -> None:
-            self._owed -= n
-            if self._state == ABORTED:
-                self._budget.release(n)
-                return
-            self._held += n
-            self._wake()
-
-        self._owed += n
-        if self._budget.reserveOrWait(n, granted):
-            self._owed -= n
-            self._held += n
-
-    def _releaseHeld(self, n: int) -> None:
-        n = min(n, self._held)
-        self._held -= n
-        self._budget.release(n)
+    def _ready(self) -> bool:
+        return (self._reservation is None or self._reservation.granted) and \
+            len(self._inFlight) < MAX_PARTS_IN_FLIGHT
 
     def _whenReady(self) -> Deferred[None]:
-        """Fired at once when the budget granted every byte and parts are not piling up."""
+        """Fired at once when the buffer has its budget and parts are not piling up."""
         if self._error is not None:
             return fail(self._error)
-        if not self._owed and len(self._inFlight) < MAX_PARTS_IN_FLIGHT:
+        if self._ready():
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._waiters.append(d)
@@ -134,10 +147,16 @@ class S3Writer:
         for d in waiters:
             if self._error is not None:
                 d.errback(self._error)
-            elif not self._owed and len(self._inFlight) < MAX_PARTS_IN_FLIGHT:
+            elif self._ready():
                 d.callback(None)
             else:
                 self._waiters.append(d)
+
+    def _release(self) -> None:
+        """The filling buffer's budget goes (its bytes were stored or dropped)."""
+        if self._reservation is not None:
+            self._reservation.release()
+            self._reservation = None
 
     def _take(self) -> Payload:
         body = Payload(self._chunks)
@@ -153,13 +172,15 @@ class S3Writer:
         number = self._nextPart
         self._nextPart += 1
         body = self._take()
+        reservation, self._reservation = self._reservation, None  # the part keeps its buffer's budget
         upload = self._upload
         done = ensureDeferred(self._uploadPart(upload, number, body))
         self._inFlight[number] = done
 
         def settled(result: Any) -> None:
             del self._inFlight[number]
-            self._releaseHeld(body.length)
+            if reservation is not None:
+                reservation.release()
             if isinstance(result, Failure) and self._error is None:
                 self._error = result.value if isinstance(result.value, StorageError) else \
                     StorageError(f"object {self._key!r}: {result.getErrorMessage()}")
@@ -205,9 +226,8 @@ class S3Writer:
             if self._error is not None:
                 raise self._error
             if self._upload is None:
-                body = self._take()
-                await self._client.call("PUT", self._key, body=body)
-                self._releaseHeld(body.length)
+                await self._client.call("PUT", self._key, body=self._take())
+                self._release()
             else:
                 if self._chunks:
                     self._startPart()
@@ -242,9 +262,9 @@ class S3Writer:
         if self._error is None:
             self._error = StorageError(f"object {self._key!r} was aborted")
         self._wake()
+        self._release()
         if self._inFlight:
             await DeferredList(list(self._inFlight.values()), consumeErrors=True)
-        self._releaseHeld(self._held)
         if self._upload is None:
             return
         try:
@@ -268,7 +288,7 @@ class _Body(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self._producer._received(data)
 
-    def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if reason.check(ResponseDone, PotentialDataLoss):
             self.done.callback(None)
         else:
@@ -352,7 +372,9 @@ class S3Producer:
 
     def _body(self, transport: Any) -> None:
         self._transport = transport
-        if self._paused:
+        if self._stopped:
+            transport.stopProducing()
+        elif self._paused:
             transport.pauseProducing()
 
     def pauseProducing(self) -> None:
