@@ -54,6 +54,13 @@ class NullSink(io.RawIOBase):
         return len(data)
 
 
+def refused(gateway: Gateway, reply: bytes) -> RuntimeError:
+    """What the gateway logged about a message it did not accept (the bench's folder goes at the end)."""
+    with open(os.path.join(gateway.folder, "gateway.log"), encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f if "S3" in line or "failed" in line or "Error" in line]
+    return RuntimeError(f"gateway answered {reply!r}:\n" + "".join(lines[-20:]))
+
+
 def tokens(folder: str) -> list[str]:
     found = []
     outbox = os.path.join(folder, "outbox", "example", "new")
@@ -108,7 +115,7 @@ def main() -> int:
         for _ in range(args.runs):
             seconds, reply = sendOne(gateway.smtpPort, chunks)
             if not reply.startswith(b"250"):
-                raise RuntimeError(f"gateway answered {reply!r}")
+                raise refused(gateway, reply)
             ours.append(seconds)
             started = time.monotonic()
             s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor", Config=transfer)
@@ -152,7 +159,7 @@ def main() -> int:
         elapsed = time.monotonic() - started
         peak = peakRSS(gateway.pid)
         if sum(r.startswith(b"250") for r in replies) != args.sessions:
-            raise RuntimeError(f"not every upload was accepted: {replies}")
+            raise refused(gateway, b" ".join(r for r in replies if not r.startswith(b"250")))
         row(f"peak RSS, {args.sessions} x {args.each} MB at once ({elapsed:.0f} s)",
             f"{peak / MiB:6.0f} MiB", f"idle {idle / MiB:.0f} MiB; above idle {(peak - idle) / MiB:.0f} MiB "
             f"against memory_budget {args.budget} MiB + 32 MB = {args.budget + 32 * 1e6 / MiB:.0f} MiB")

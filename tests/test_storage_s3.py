@@ -17,7 +17,6 @@ import time
 import tracemalloc
 from typing import Any, Callable, Optional
 
-import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -36,9 +35,9 @@ from secudoc_gateway.spool import MemoryBudget
 from secudoc_gateway.storage.s3 import S3Store
 from secudoc_gateway.storage.s3client import S3Settings
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from secudoc_gateway.testing_s3 import KEY_ENV, REGION, SECRET_ENV, FaultProxy, sharedServer, testStorage
+from secudoc_gateway.testing_s3 import REGION, FaultProxy, sharedServer, testStorage
 from secudoc_gateway.tls import loadPrivateCertificate
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects
+from tests.support import asyncTest, inThread, maildirMessages, splitEnvelope, storedObjects
 from tests.test_faults import sendBDATNoCopy
 
 PART = 5 * 1024 * 1024

@@ -46,7 +46,7 @@ from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
 from zope.interface import implementer
 
-from secudoc_gateway.errors import ObjectNotFound, ProducerStopped, StorageError
+from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 from secudoc_gateway.spool import MemoryBudget
 from secudoc_gateway.storage.s3client import (
