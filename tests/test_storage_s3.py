@@ -10,6 +10,7 @@ import base64
 import email
 import email.policy
 import hashlib
+import http.client
 import os
 import re
 import socket
@@ -433,6 +434,37 @@ class Gateway(S3TestCase):
             tracemalloc.stop()
         self.assertEqual((size, digest), (len(data), hashlib.sha256(data).hexdigest()))
         self.assertLess(peak, 8 * MiB, f"peak {peak / MiB:.1f} MiB")
+
+    @asyncTest
+    async def test_alteredObjectCutsTheDownload(self) -> None:
+        """A stored byte changed behind the gateway's back: the download is cut, never completed."""
+        await self.start(testStorage())
+        code, text = await self.send(attachmentMessage(300_000))
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(os.path.join(self.folder, "outbox", "example"))
+        message = email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
+        [token] = set(re.findall(r"/t/([A-Za-z0-9_-]{43})", message.get_body(("plain",)).get_content()))
+        [(key, sealed)] = (await storedObjects(self.folder)).items()
+        altered = sealed[:200_000] + bytes([sealed[200_000] ^ 1]) + sealed[200_001:]
+        await inThread(self.server.client().put_object, Bucket=self.bucket, Key=key, Body=altered)
+
+        def get() -> tuple[int, int, int]:
+            connection = http.client.HTTPConnection("127.0.0.1", self.gateway.webPort, timeout=30)
+            try:
+                connection.request("GET", f"/t/{token}/0")
+                response = connection.getresponse()
+                try:
+                    return response.status, int(response.getheader("content-length")), len(response.read())
+                except http.client.IncompleteRead as e:
+                    return response.status, int(response.getheader("content-length")), len(e.partial)
+                except ConnectionResetError:
+                    return response.status, int(response.getheader("content-length")), -1
+            finally:
+                connection.close()
+
+        status, promised, received = await inThread(get)
+        self.assertEqual((status, promised), (200, 300_000))
+        self.assertLess(received, promised)
 
     @asyncTest
     async def test_nothingInTheBucketIsReadable(self) -> None:

@@ -310,6 +310,7 @@ class S3Producer:
         self._transport: Any = None
         self._paused = False
         self._stopped = False
+        self._refused: Optional[Failure] = None  # the consumer raised (a file that fails to decrypt)
         self.deferred: Deferred[None] = Deferred()
 
     def start(self) -> None:
@@ -340,10 +341,13 @@ class S3Producer:
             try:
                 await body.done
             except Exception:
-                losses += 1
-                if self._stopped or losses >= ATTEMPTS:
-                    raise
-                continue
+                if self._refused is None:
+                    losses += 1
+                    if self._stopped or losses >= ATTEMPTS:
+                        raise
+                    continue
+            if self._refused is not None:
+                self._refused.raiseException()
             if self._length is None:
                 return
             if self._sent == before:
@@ -356,7 +360,11 @@ class S3Producer:
         if remaining is not None and len(data) > remaining:
             data = data[:remaining]  # a server that ignored the range
         self._sent += len(data)
-        self._consumer.write(data)
+        try:
+            self._consumer.write(data)
+        except Exception:
+            self._refused = Failure()
+            self._transport.stopProducing()
 
     def _ended(self, _: Any) -> None:
         if not self._stopped:
