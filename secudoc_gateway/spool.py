@@ -42,7 +42,8 @@ class MemoryBudget:
         return False
 
     def reserve(self, n: int) -> bool:
-        if self.used + n > self.limit:
+        """Reserve ``n`` bytes if they are free and nobody waits for them first."""
+        if self._waiting or self.used + n > self.limit:
             return False
         self.used += n
         return True
