@@ -11,6 +11,8 @@ CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
 # axe-core, run in the pages by the browser tests.
 AXE := var/axe/node_modules/axe-core/axe.min.js
+# The end-to-end modules, run a second time against S3 (moto, started once for the whole run).
+S3_MODULES := tests.test_protection tests.test_policy_e2e tests.test_faults tests.test_corpus
 
 # Debian packages the tests run: promtool and Prometheus itself (alert
 # rules, the dashboard's queries), systemd-analyze (the unit file),
@@ -53,8 +55,10 @@ debian-tools:
 test: $(STAMP) $(CERT) debian-tools $(AXE)
 	@mkdir -p var
 	$(BIN)/mypy
-	@set -o pipefail; \
+	@$(BIN)/python -m secudoc_gateway.testing.s3 $(SHELL) -o pipefail -c '\
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
+	SECUDOC_TEST_STORAGE=s3 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_s3 \
+	$(S3_MODULES) 2>&1 | tee -a var/trial.log && exit $$rc'; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
 
 # The README's picture of the dashboard (a few minutes of real traffic).
@@ -66,4 +70,4 @@ bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var/trial.log _trial_temp *.egg-info
+	rm -rf $(VENV) var/trial.log _trial_temp _trial_temp_s3 *.egg-info

@@ -82,18 +82,20 @@ class Process:
 class Gateway(Process):
     """The gateway under twistd, relaying to ``relay``."""
 
-    def __init__(self, relay: str, **tenant: object) -> None:
+    def __init__(self, relay: str, root: str = ROOT, storage: Optional[dict] = None, env: Optional[dict] = None,
+                 smtp: Optional[dict] = None, **tenant: object) -> None:
         self.folder = tempfile.mkdtemp(prefix="secudoc-bench-")
         self.smtpPort = freePort()
         self.webPort = freePort()
         config = writeConfig(
             self.folder,
             [dict(DEMO_TENANT, relay=relay, relay_require_tls=False, **tenant)],
-            smtp={"listen": [f"tcp:{self.smtpPort}:interface=127.0.0.1"], "command_timeout": 600},
+            smtp={"listen": [f"tcp:{self.smtpPort}:interface=127.0.0.1"], "command_timeout": 600, **(smtp or {})},
             web={"listen": [f"tcp:{self.webPort}:interface=127.0.0.1"]},
             log={"path": "gateway.log"},
+            storage=storage,
         )
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        env = dict(os.environ, PYTHONPATH=root, **(env or {}))
         super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config], env=env)
         waitForPort(self.smtpPort)
 

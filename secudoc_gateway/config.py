@@ -64,6 +64,8 @@ ON_ERROR = ("tempfail", "pass")
 RECIPIENT_VERIFICATION = ("none", "email-code")
 LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 STORAGE_BACKENDS = ("fs", "s3")
+S3_ADDRESSING = ("path", "virtual")
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3: every part of a multipart upload but the last
 LOG_FORMATS = ("text", "json")
 
 # RFC 5322 3.6.8: field-name = 1*ftext; ftext = %d33-57 / %d59-126
@@ -120,6 +122,10 @@ class StorageConfig:
     region: str = ""
     access_key_id_env: str = ""
     secret_access_key_env: str = ""
+    prefix: str = ""
+    addressing: str = "path"
+    ca_file: str = ""
+    part_size: int = 8388608
 
 
 @attrs.frozen
@@ -462,7 +468,18 @@ def _storage(table: _Table, base: str) -> StorageConfig:
         key: table.string(key, "", required=s3, nonEmpty=s3)
         for key in ("bucket", "region", "access_key_id_env", "secret_access_key_env")
     }
-    return StorageConfig(backend=backend, path=path, endpoint=endpoint.rstrip("/"), **s3Keys)
+    d = StorageConfig()
+    caFile = table.string("ca_file", "")
+    if caFile:
+        caFile = _resolve(base, caFile)
+        _checkPEM(table, "ca_file", caFile, needKey=False)
+    return StorageConfig(
+        backend=backend, path=path, endpoint=endpoint.rstrip("/"), **s3Keys,
+        prefix=table.string("prefix", ""),
+        addressing=table.choice("addressing", d.addressing, S3_ADDRESSING),
+        ca_file=caFile,
+        part_size=table.integer("part_size", d.part_size, minimum=MIN_PART_SIZE),
+    )
 
 
 def _database(table: _Table, base: str) -> DatabaseConfig:
@@ -786,19 +803,36 @@ def unavailable(config: Config) -> list[str]:
     twistd accepts a config whose files would silently land elsewhere.
     """
     problems = []
-    if config.storage.backend != "fs":
-        problems.append(f'{config.path}: storage.backend: "{config.storage.backend}" is not available'
-                        ' in this build yet; use "fs"')
     if config.database.kind != "sqlite":
         problems.append(f"{config.path}: database.url: {config.database.kind} is not available"
                         " in this build yet; use sqlite:PATH")
     return problems
 
 
+def missingEnvironment(config: Config, environ: Optional[dict[str, str]] = None) -> list[str]:
+    """
+    The environment variables the config names for secrets (SPEC 3:
+    secrets never in the file) that are not set, each as a problem.
+    """
+    environ = os.environ if environ is None else environ
+    storage = config.storage
+    if storage.backend != "s3":
+        return []
+    return [
+        f"{config.path}: storage.{key}: environment variable {name} is not set"
+        for key, name in (("access_key_id_env", storage.access_key_id_env),
+                          ("secret_access_key_env", storage.secret_access_key_env))
+        if not environ.get(name)
+    ]
+
+
 def loadUsableConfig(path: str) -> Config:
-    """``loadConfig``, then what this build cannot do: the service's and the tools' view."""
+    """
+    ``loadConfig``, then what this build or this environment cannot do:
+    the service's and the tools' view.
+    """
     config = loadConfig(path)
-    problems = unavailable(config)
+    problems = unavailable(config) + missingEnvironment(config)
     if problems:
         raise ConfigError(problems)
     return config

@@ -171,6 +171,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX transfers_created ON transfers (created)",
         "CREATE INDEX downloads_at ON downloads (at)",
     ),
+    (
+        # SPEC 7: one object per transfer.  A file is the sealed stream
+        # of ``object_length`` bytes at ``object_offset`` in the object
+        # ``object_key``; ``key_index`` is its HKDF index (its place
+        # among the message's candidates, which ``n`` need not be).
+        "ALTER TABLE files ADD COLUMN object_offset INTEGER NOT NULL DEFAULT 0 CHECK (object_offset >= 0)",
+        "ALTER TABLE files ADD COLUMN object_length INTEGER NOT NULL DEFAULT 0 CHECK (object_length >= 0)",
+        "ALTER TABLE files ADD COLUMN key_index INTEGER NOT NULL DEFAULT 0 CHECK (key_index >= 0)",
+    ),
 )
 
 

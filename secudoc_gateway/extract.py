@@ -11,9 +11,11 @@ written to the object store chunk by chunk (``AttachmentSink``), so no
 attachment is ever whole in memory.  An attached message is one
 candidate, stored byte-exact from the spool when it ends; nothing
 inside it, or inside a signed or encrypted subtree, is a candidate of
-its own.  HTML bodies are scanned for ``cid:`` references on the way:
-an inline part that turns out to be shown by one is no attachment
-after all, and its stored object is dropped at the end.
+its own.  Every candidate of the message is appended to the transfer's
+one object (``TransferObject``), each sealed under its own key.  HTML
+bodies are scanned for ``cid:`` references on the way: an inline part
+that turns out to be shown by one is no attachment after all, and the
+database does not list its bytes.
 
 A TNEF part (``winmail.dat``) is opened instead of stored: its decoded
 bytes go through a ``TnefReader``, and each file inside becomes a
@@ -23,7 +25,8 @@ also stored as it is, copied from the spool, which always keeps a TNEF
 body (``leaving`` is never true for it).
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
-for acknowledgement, the SMTP client is paused.
+for acknowledgement, or while an attached message is copied from the
+spool, the SMTP client is paused.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from secudoc_gateway.mime.structure import (
 from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
 from secudoc_gateway.policy import isRightsProtection
 from secudoc_gateway.spool import Spool
+from secudoc_gateway.storage.objects import TransferObject, objectKey
 
 NO_CIDS: frozenset[str] = frozenset()
 MAX_PENDING_WRITES = 4
@@ -58,33 +62,25 @@ MAX_PENDING_WRITES = 4
 Path = tuple[int, ...]
 
 
-def objectKey(transferId: str, slot: int) -> str:
-    """
-    Where file ``slot`` of a transfer lives; the slot also keys its
-    encryption.  Fanned out by the id's first characters, no folder per
-    transfer: creating folders costs as much as creating files.
-    """
-    return f"{transferId[:2]}/{transferId}.{slot}"
-
-
-def slotOf(key: str) -> int:
-    return int(key.rsplit(".", 1)[1])
-
-
 class AttachmentSink:
     """
-    One attachment: decode, hash, encrypt, write.  ``feed`` returns the
-    store's Deferred for the bytes it wrote (``None`` when nothing was
-    written yet), so the caller can pause the client while the store lags.
+    One attachment: decode, hash, encrypt, append to the transfer's
+    object.  ``feed`` returns the store's Deferred for the bytes it
+    wrote (``None`` when nothing was written yet), so the caller can
+    pause the client while the store lags.  ``offset`` and ``length``
+    say where in the object the file's sealed stream lies.
     """
 
-    def __init__(self, store: IObjectStore, key: str, fileKey: bytes, decoder: AnyDecoder) -> None:
-        self.key = key
-        self._writer = store.writer(key)
+    def __init__(self, target: TransferObject, fileKey: bytes, decoder: AnyDecoder,
+                 exclusive: bool = False) -> None:
+        self._target = target
+        self._exclusive = exclusive  # fed from inside the target's exclusive work
         self._decoder = decoder
         self._hash = hashlib.sha256()
         self._encryptor = Encryptor(fileKey)
         self.size = 0
+        self.offset: Optional[int] = None
+        self.length = 0
 
     def feed(self, raw: bytes) -> Optional[Deferred]:
         return self._plain(self._decoder.feed(raw))
@@ -95,20 +91,28 @@ class AttachmentSink:
         self._hash.update(plain)
         self.size += len(plain)
         sealed = self._encryptor.feed(plain)
-        return self._writer.write(sealed) if sealed else None
+        return self._inTurn(sealed) if sealed else None
+
+    def _inTurn(self, sealed: bytes) -> Deferred:
+        if self._exclusive:
+            return self.append(sealed)
+        return self._target.run(lambda: self.append(sealed))
+
+    def append(self, sealed: bytes) -> Deferred:
+        """Put sealed bytes at the end of the object (when it is this file's turn)."""
+        if self.offset is None:
+            self.offset = self._target.size
+        self.length += len(sealed)
+        return self._target.append(sealed)
 
     def finish(self) -> Deferred:
-        """Fires when the object is complete under its key."""
+        """Fires when the last bytes were handed to the store."""
         self._plain(self._decoder.close())
-        self._writer.write(self._encryptor.finish())
-        return self._writer.finish()
+        return self._inTurn(self._encryptor.finish())
 
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
-
-    def abort(self) -> Deferred:
-        return self._writer.abort()
 
 
 class _Stopped(StorageError):
@@ -180,10 +184,11 @@ class Extractor:
         self.referencedCids: set[str] = set()
         self.storing: list[Deferred] = []
         self.failure: Optional[Failure] = None
+        self.object: Optional[TransferObject] = None
         self.pendingWrites = 0
-        self.paused = False
         self.rightsProtected = False  # a Purview / IRM part outside any attached message
         self.tnefs: dict[Path, _Tnef] = {}
+        self.holds = 0
 
     # -- events --------------------------------------------------------------
 
@@ -241,10 +246,8 @@ class Extractor:
             self._tnefEnd(tnef, event)
         elif event.path in self.enclosing:
             candidate = self._candidate(event.path)
-            if candidate is not None and candidate.sink is not None:
-                start = self.structure[event.path].bodyStart
-                copied = ensureDeferred(self._copy(candidate.sink, start, event.bodyEnd))
-                self.storing.append(self._finish(candidate, copied))
+            if candidate is not None and candidate.sink is not None and self.object is not None:
+                self._copyInTurn(candidate, self.structure[event.path].bodyStart, event.bodyEnd)
 
     # -- TNEF ----------------------------------------------------------------
 
@@ -267,8 +270,8 @@ class Extractor:
                 file.name = event.name
                 self.storing.append(self._finish(file, file.sink.finish()))
             else:
+                # Not decoded to its end: its bytes stay unlisted in the object.
                 self.candidates.remove(file)
-                file.sink.abort()
 
     def _tnefEnd(self, tnef: _Tnef, event: PartEnd) -> None:
         """
@@ -282,24 +285,35 @@ class Extractor:
         if not tnef.reader.incomplete:
             part.opened = True
             return
-        self._open(part, register=False)
+        self._open(part, register=False, fromSpool=True)
         if part.sink is not None:
-            start = self.structure[event.path].bodyStart
-            self.storing.append(self._finish(part, ensureDeferred(self._copy(part.sink, start, event.bodyEnd))))
+            self._copyInTurn(part, self.structure[event.path].bodyStart, event.bodyEnd)
 
-    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> int:
+    def _copyInTurn(self, candidate: Candidate, start: int, end: int) -> None:
+        """
+        Store ``candidate`` from the spool in the object's turn (files
+        that arrive meanwhile wait behind it), the client paused until
+        it is in.
+        """
+        assert self.object is not None and candidate.sink is not None
+        sink = candidate.sink
+        self._hold()
+        copied = self.object.exclusive(lambda: ensureDeferred(self._copy(sink, start, end)))
+        copied.addBoth(self._release)
+        self.storing.append(self._finish(candidate, copied))
+
+    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> None:
         """
         An attached message is stored byte-exact from the spool, a chunk
         at a time, waiting for the store: never in memory as a whole.
         """
         for chunk in self.spool.read(start, end):
             if not self.active:
-                sink.abort()
                 raise _Stopped()
             written = sink.feed(chunk)
             if written is not None:
                 await written
-        return await sink.finish()
+        await sink.finish()
 
     def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
         def stored(_: Any) -> None:
@@ -326,16 +340,14 @@ class Extractor:
         if not self.active:
             return
         self.active = False
-        for candidate in self.sinks.values():
-            candidate.sink.abort()
         self.sinks.clear()
-        for tnef in self.tnefs.values():
-            if tnef.file is not None and tnef.file.sink is not None:
-                tnef.file.sink.abort()
         self.tnefs.clear()
 
     async def attachments(self) -> list[Candidate]:
-        """The message's attachments in order, each stored; StorageError when one could not be."""
+        """
+        The message's attachments in order, each stored and the object
+        complete under its key; StorageError when that could not be.
+        """
         if self.storing:
             await DeferredList(self.storing, consumeErrors=True)
         if self.failure is not None:
@@ -344,44 +356,63 @@ class Extractor:
         files = [c for c in self.candidates if c.path in found and not c.opened]
         if any(not c.stored for c in files):
             raise StorageError("attachments were not stored")
+        if files:
+            assert self.object is not None
+            await self.object.finish()
         return files
 
-    def discard(self, keep: frozenset = frozenset()) -> None:
-        """Delete stored objects (all but the ``keep`` slots) once their writes settle."""
-        if not self.candidates or self.store is None:
+    def discard(self) -> None:
+        """Remove the transfer's object, whatever was written of it, once its writes settle."""
+        target = self.object
+        if target is None:
             return
-        store = self.store
 
-        def delete(_: Any) -> None:
-            for candidate in self.candidates:
-                if candidate.stored and candidate.slot not in keep:
-                    store.delete(objectKey(self.transferId, candidate.slot)).addErrback(
-                        lambda f: self.log.failure("deleting a stored object failed", f))
+        def remove(_: Any) -> None:
+            target.discard().addErrback(lambda f: self.log.failure("removing a stored object failed", f))
 
-        DeferredList(self.storing, consumeErrors=True).addCallback(delete)
+        DeferredList(self.storing, consumeErrors=True).addCallback(remove)
 
     # -- storage -------------------------------------------------------------
 
     def _candidate(self, path: Path) -> Optional[Candidate]:
         return next((c for c in self.candidates if c.path == path), None)
 
-    def _open(self, candidate: Candidate, decoder: Optional[AnyDecoder] = None, register: bool = True) -> None:
+    def _open(self, candidate: Candidate, decoder: Optional[AnyDecoder] = None, register: bool = True,
+              fromSpool: bool = False) -> None:
         """
-        The candidate's sink; ``register``: its part's body data feeds it
-        (not so for a TNEF part's files, nor a part copied from the spool).
+        The candidate's sink, appending to the transfer's one object.
+        ``register``: its part's body data feeds it (not so for a TNEF
+        part's files, nor a part copied from the spool); ``fromSpool``:
+        it is fed inside the object's exclusive turn, as an attached
+        message always is.
         """
         if decoder is None:
             decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
         try:
+            if self.object is None:
+                assert self.store is not None
+                self.object = TransferObject(self.store, objectKey(self.transferId))
             candidate.sink = AttachmentSink(
-                self.store, objectKey(self.transferId, candidate.slot),
-                crypto.fileKey(self.token, self.transferId, candidate.slot), decoder or IdentityDecoder(),
+                self.object, crypto.fileKey(self.token, self.transferId, candidate.slot),
+                decoder or IdentityDecoder(), exclusive=fromSpool or candidate.kind == MESSAGE,
             )
         except Exception:
             self._failed(Failure())
             return
         if register and candidate.kind == LEAF:
             self.sinks[candidate.path] = candidate
+
+    def _hold(self) -> None:
+        """Pause the client (holds nest: the last release resumes it)."""
+        self.holds += 1
+        if self.holds == 1:
+            self.producer.pauseProducing()
+
+    def _release(self, result: Any = None) -> Any:
+        self.holds -= 1
+        if self.holds == 0:
+            self.producer.resumeProducing()
+        return result
 
     def _wrote(self, d: Optional[Deferred]) -> None:
         """Pause the client while the store has too many writes outstanding."""
@@ -390,15 +421,13 @@ class Extractor:
                 d.addErrback(self._failed)
             return
         self.pendingWrites += 1
-        if self.pendingWrites >= MAX_PENDING_WRITES and not self.paused:
-            self.paused = True
-            self.producer.pauseProducing()
+        if self.pendingWrites == MAX_PENDING_WRITES:
+            self._hold()
 
         def acknowledged(result: Any) -> Any:
             self.pendingWrites -= 1
-            if self.paused and self.pendingWrites < MAX_PENDING_WRITES:
-                self.paused = False
-                self.producer.resumeProducing()
+            if self.pendingWrites == MAX_PENDING_WRITES - 1:
+                self._release()
             return result
 
         d.addBoth(acknowledged).addErrback(self._failed)

@@ -94,11 +94,12 @@ class IObjectStore(Interface):
     def writer(key: str) -> IObjectWriter:
         """Start writing the object ``key``; invisible until ``finish``."""
 
-    def produce(key: str, consumer, offset: int = 0):  # -> Deferred[None]
+    def produce(key: str, consumer, offset: int = 0, length=None):  # -> Deferred[None]
         """
-        Stream object ``key`` into ``consumer`` (an ``IConsumer``),
-        registering as its streaming producer, so a slow consumer pauses
-        the reads.  Fires when all bytes were written.
+        Stream ``length`` bytes (``None``: the rest) of object ``key``
+        from ``offset`` into ``consumer`` (an ``IConsumer``), registering
+        as its streaming producer, so a slow consumer pauses the reads.
+        Fires when all bytes were written.
         """
 
     def size(key: str):  # -> Deferred[int]
@@ -109,3 +110,9 @@ class IObjectStore(Interface):
 
     def check():  # -> Deferred[None]
         """Fires when the store answers, fails when it does not (/healthz)."""
+
+    def start():  # -> Deferred
+        """At start: remove what a crash left behind (S3: unfinished multipart uploads)."""
+
+    def close():  # -> Deferred[None]
+        """Shutdown: let go of pooled connections."""

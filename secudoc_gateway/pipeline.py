@@ -38,7 +38,7 @@ from secudoc_gateway import crypto, policy
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.extract import Candidate, Extractor, objectKey
+from secudoc_gateway.extract import Candidate, Extractor
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
 from secudoc_gateway.banner import bannerFor
 from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
@@ -120,6 +120,7 @@ class Gateway:
         store: Any = None,
         transfers: Any = None,
         relayFactory: Any = relayFor,
+        budget: Optional[MemoryBudget] = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -127,7 +128,7 @@ class Gateway:
         self.reactor = reactor
         self.store = store
         self.transfers = transfers
-        self.budget = MemoryBudget(config.smtp.memory_budget)
+        self.budget = budget or MemoryBudget(config.smtp.memory_budget)
         self._relayFactory = relayFactory
         self._relays: dict[Any, IRelay] = {}  # by the tenant's settings (frozen, hashable)
         self._current = frozenset(config.tenants)
@@ -444,12 +445,12 @@ class Transaction:
         gateway = self.gateway
         files = self.files
         self.transferId = self.extractor.transferId
-        self.extractor.discard(keep=frozenset(c.slot for c in files))
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
+        key = self.extractor.object.key if self.extractor.object is not None else ""
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256,
-                       objectKey(self.extractor.transferId, c.slot))
+            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256, key,
+                       c.sink.offset, c.sink.length, c.slot)
             for n, c in enumerate(files)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""

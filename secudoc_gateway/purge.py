@@ -1,9 +1,9 @@
 """
-Expired and revoked transfers go: their objects first, then their file
-rows, so a crash between the two leaves a row whose objects are gone
-(the link then says "expired" anyway) rather than objects nobody can
-find.  The transfer's row stays as a tombstone, so its link keeps
-saying "expired" or "withdrawn" instead of "unknown".  The running
+Expired and revoked transfers go: their object first, then their file
+rows, so a crash between the two leaves a row whose object is gone (the
+link then says "expired" anyway) rather than an object nobody can find.
+The transfer's row stays as a tombstone, so its link keeps saying
+"expired" or "withdrawn" instead of "unknown".  The running
 server purges hourly; ``secudoc-gateway purge`` does it once.
 """
 
@@ -38,8 +38,8 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
             break
         for transfer in batch:
             try:
-                for stored in transfer.files:
-                    await store.delete(stored.object_key)
+                for key in sorted({stored.object_key for stored in transfer.files}):
+                    await store.delete(key)
                 await transfers.tombstone(transfer.id)
             except Exception:
                 # Tried again next hour; the others go now.
@@ -100,18 +100,21 @@ def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
     ``dryRun``.
     """
     from secudoc_gateway.db import Database
-    from secudoc_gateway.storage.fs import FilesystemStore
+    from secudoc_gateway.spool import MemoryBudget
+    from secudoc_gateway.storage import storeFor
     from secudoc_gateway.transfers import TransferStore
 
     async def run() -> Any:
         database = Database.fromURL(config.database.url, reactor)
         await database.open()
+        store = storeFor(config, reactor, MemoryBudget(config.smtp.memory_budget))
         try:
             transfers = TransferStore(database, reactor)
             if dryRun:
                 return await expiredList(transfers, reactor.seconds())
-            return await purgeExpired(transfers, FilesystemStore(config.storage.path, reactor), reactor.seconds())
+            return await purgeExpired(transfers, store, reactor.seconds())
         finally:
             database.close()
+            await store.close()
 
     return ensureDeferred(run())

@@ -12,26 +12,51 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import BinaryIO, Iterator, Optional
+from collections import deque
+from typing import BinaryIO, Callable, Iterator, Optional
 
 READ_SIZE = 65536
 
 
 class MemoryBudget:
-    """Bytes of message data all spools together may hold in memory."""
+    """
+    Bytes of message data all spools together may hold in memory.  A
+    spool past it moves to disk; a buffer that cannot (an object store's
+    part) waits for bytes to be released (``reserveOrWait``).
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+
+    def reserveOrWait(self, n: int, granted: Callable[[], None]) -> bool:
+        """
+        Reserve ``n`` bytes now (``True``), or queue the request and call
+        ``granted`` once they are reserved (``False``).  A request larger
+        than the whole budget is granted when nothing else is held.
+        """
+        if not self._waiting and self.reserve(n):
+            return True
+        self._waiting.append((n, granted))
+        return False
 
     def reserve(self, n: int) -> bool:
-        if self.used + n > self.limit:
+        """Reserve ``n`` bytes if they are free and nobody waits for them first."""
+        if self._waiting or self.used + n > self.limit:
             return False
         self.used += n
         return True
 
     def release(self, n: int) -> None:
         self.used -= n
+        while self._waiting:
+            wanted, granted = self._waiting[0]
+            if self.used and self.used + wanted > self.limit:
+                break
+            self._waiting.popleft()
+            self.used += wanted
+            granted()
 
 
 class Spool:

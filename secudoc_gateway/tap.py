@@ -246,6 +246,7 @@ class GatewayService(MultiService):
             if timeout.active():
                 timeout.cancel()
         yield self.gateway.closeRelays()
+        yield self.gateway.store.close()
         self.database.close()
 
 
@@ -268,7 +269,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.pipeline import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
-    from secudoc_gateway.storage.fs import FilesystemStore
+    from secudoc_gateway.spool import MemoryBudget
+    from secudoc_gateway.storage import StorageService, storeFor
     from secudoc_gateway.tls import expiry, serverOptions
     from secudoc_gateway.transfers import TransferStore
     from secudoc_gateway.web.context import WebContext
@@ -280,11 +282,12 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     metrics = Metrics(registry)
     metrics.configLoaded(True, reactor.seconds())
     metrics.showTenants(t.id for t in config.tenants)
-    store = FilesystemStore(config.storage.path, reactor)
+    budget = MemoryBudget(config.smtp.memory_budget)
+    store = storeFor(config, reactor, budget)
     database = Database.fromURL(config.database.url, reactor)
     transfers = TransferStore(database, reactor)
     gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
-                      store=store, transfers=transfers)
+                      store=store, transfers=transfers, budget=budget)
     smtp = config.smtp
     smtpFactory = SMTPFactory(
         gateway,
@@ -302,7 +305,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     )
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[PurgeService(transfers, store, reactor, metrics)])
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics), StorageService(store)])
     service.logs = LogService(config.log.format, config.log.path)
     service.logs.setServiceParent(service)
     certificateExpiry = expiry(smtp.tls_certificate)

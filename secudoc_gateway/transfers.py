@@ -41,7 +41,12 @@ _DEDUP_VERSION = "secudoc-dedup-1"
 
 @attrs.frozen
 class StoredFile:
-    """One file of a transfer: ``n`` is its 0-based place in the message."""
+    """
+    One file of a transfer: ``n`` is its 0-based place in the message.
+    Its sealed stream is ``object_length`` bytes at ``object_offset`` in
+    the transfer's object ``object_key``, under the key HKDF derives for
+    ``key_index``.
+    """
 
     n: int
     name: str
@@ -49,6 +54,9 @@ class StoredFile:
     size: int
     sha256: str
     object_key: str
+    object_offset: int
+    object_length: int
+    key_index: int
 
 
 def _files(files: Iterable[StoredFile]) -> tuple[StoredFile, ...]:
@@ -101,6 +109,7 @@ class Download:
     recipient: Optional[str] = None
 
 
+_FILE_COLUMNS = "n, name, content_type, size, sha256, object_key, object_offset, object_length, key_index"
 _TRANSFER_COLUMNS = (
     "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id,"
     " sender_name, sender_hash, revoked, purged"
@@ -111,7 +120,7 @@ def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
     (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId,
      senderName, senderHash, revoked, purged) = row
     txn.execute(
-        "SELECT n, name, content_type, size, sha256, object_key FROM files"
+        f"SELECT {_FILE_COLUMNS} FROM files"
         " WHERE transfer_id = ? ORDER BY n",
         (id,),
     )
@@ -180,12 +189,8 @@ class TransferStore:
                 ),
             )
             txn.executemany(
-                "INSERT INTO files (transfer_id, n, name, content_type, size, sha256, object_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (transfer.id, f.n, f.name, f.content_type, f.size, f.sha256, f.object_key)
-                    for f in transfer.files
-                ],
+                f"INSERT INTO files (transfer_id, {_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
             )
 
         return self._db.runTransaction(create)

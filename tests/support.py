@@ -61,6 +61,69 @@ def sendMail(
             return e.smtp_code, e.smtp_error
 
 
+def storageOf(folder: str) -> dict:
+    """The ``[storage]`` table of the config ``writeConfig`` wrote in ``folder``."""
+    import tomllib
+
+    with open(os.path.join(folder, "gateway.toml"), "rb") as f:
+        return tomllib.load(f)["storage"]
+
+
+async def storedObjects(folder: str) -> dict[str, bytes]:
+    """
+    Every object the gateway configured in ``folder`` stores, by key:
+    what is really in its folder or bucket.
+    """
+    storage = storageOf(folder)
+    if storage.get("backend") == "s3":
+        from secudoc_gateway.testing.s3 import sharedServer
+
+        return await threads.deferToThread(sharedServer().objects, storage["bucket"])
+    root = os.path.join(folder, "objects")
+    found = {}
+    for base, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(base, name), "rb") as f:
+                found[os.path.relpath(os.path.join(base, name), root)] = f.read()
+    return found
+
+
+async def deleteObjects(folder: str) -> None:
+    """Storage loses every object (or an operator's cleanup went wrong)."""
+    storage = storageOf(folder)
+    if storage.get("backend") == "s3":
+        from secudoc_gateway.testing.s3 import sharedServer
+
+        def delete() -> None:
+            client = sharedServer().client()
+            for key in sharedServer().objects(storage["bucket"]):
+                client.delete_object(Bucket=storage["bucket"], Key=key)
+
+        await threads.deferToThread(delete)
+        return
+    for base, _, names in os.walk(os.path.join(folder, "objects")):
+        for name in names:
+            os.unlink(os.path.join(base, name))
+
+
+async def breakStorage(folder: str) -> None:
+    """
+    The store goes away under the running gateway: the objects folder
+    becomes a file (fs), the bucket is deleted (s3).
+    """
+    storage = storageOf(folder)
+    if storage.get("backend") == "s3":
+        from secudoc_gateway.testing.s3 import sharedServer
+
+        await deleteObjects(folder)
+        await threads.deferToThread(sharedServer().client().delete_bucket, Bucket=storage["bucket"])
+        return
+    objects = os.path.join(folder, "objects")
+    os.rename(objects, objects + ".gone")
+    with open(objects, "w") as f:
+        f.write("not a folder")
+
+
 def maildirMessages(folder: str) -> list[bytes]:
     new = os.path.join(folder, "new")
     if not os.path.isdir(new):

@@ -428,6 +428,17 @@ class MainFileProblemTests(ConfigTestCase):
         self.assertEqual(
             self.problems(), [f'{m}: storage.endpoint: must be an http:// or https:// URL, not "s3.example"']
         )
+        self.assertEqual((storage.prefix, storage.addressing, storage.ca_file, storage.part_size),
+                         ("", "path", "", 8388608))
+        self.tree.writeMain({"storage": dict(s3, prefix="gw/", addressing="virtual", part_size=5 * 1024 * 1024)})
+        storage = loadConfig(self.tree.main).storage
+        self.assertEqual((storage.prefix, storage.addressing, storage.part_size), ("gw/", "virtual", 5242880))
+        self.tree.writeMain({"storage": dict(s3, addressing="dns", part_size=1024, ca_file="absent.pem")})
+        self.assertEqual(self.problems(), [
+            f"{m}: storage.ca_file: cannot read {self.tree.path('etc', 'absent.pem')}: No such file or directory",
+            f'{m}: storage.addressing: must be one of "path", "virtual", not "dns"',
+            f"{m}: storage.part_size: must be at least 5242880, not 1024",
+        ])
 
 
 class CertificateTests(ConfigTestCase):

@@ -20,7 +20,9 @@ import treq
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import CORPUS, asyncTest, corpusPaths, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import (
+    CORPUS, asyncTest, corpusPaths, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects,
+)
 
 LINK = re.compile(r"/t/([A-Za-z0-9_-]{43})")
 STATUS = re.compile(r"(protected|passed; reason=[a-z-]+)\Z")
@@ -69,6 +71,7 @@ class CorpusTestsMixin:
         self.addCleanup(gateway.stop)
         outbox = os.path.join(folder, "outbox", "example")
         problems = []
+        plaintexts: list[tuple[str, bytes]] = []
         for number, path in enumerate(files):
             with open(path, "rb") as f:
                 original = f.read()
@@ -117,6 +120,14 @@ class CorpusTestsMixin:
             for payload in payloads(original):
                 if sha(payload) not in recovered:
                     problems.append(f"{name}: attachment of {len(payload)} bytes not recoverable")
+                if len(payload) >= 64:
+                    plaintexts.append((name, payload))
+        # Nothing in the store is readable without a link: no stored
+        # object holds a piece of any attachment's plaintext.
+        stored = b"\0".join((await storedObjects(folder)).values())
+        for name, payload in plaintexts:
+            if any(payload[at:at + 64] in stored for at in (0, len(payload) // 2 - 32, len(payload) - 64)):
+                problems.append(f"{name}: plaintext of an attachment found in the store")
         self.assertEqual(problems, [], "\n".join(problems))
 
 

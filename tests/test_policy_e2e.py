@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects
 
 TENANT_ID = "0b7f8a52-55f4-4c1e-9a0e-3f4c1d2e5a61"
 
@@ -80,7 +80,7 @@ class Rules(PolicyTestCase):
         code, _ = await self.send(repeated)
         self.assertEqual(code, 550)
         self.assertEqual(self.relayed(), [])
-        self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
+        self.assertEqual(await storedObjects(self.folder), {})
         ok = await self.status(outgoing(headers={"X-MS-Exchange-CrossTenant-Id": TENANT_ID.upper()}))
         self.assertEqual(ok, "protected")
 
@@ -300,16 +300,11 @@ class Dedup(PolicyTestCase):
 class OnError(PolicyTestCase):
     """An internal failure (here: the object store is gone) per on_error."""
 
-    def breakStorage(self) -> None:
-        objects = os.path.join(self.folder, "objects")
-        os.rmdir(objects)
-        with open(objects, "w") as f:
-            f.write("not a folder")
 
     @asyncTest
     async def test_tempfail(self) -> None:
         await self.start()
-        self.breakStorage()
+        await breakStorage(self.folder)
         code, text = await self.send(outgoing())
         self.assertEqual((code, text[:5]), (451, b"4.3.0"))
         self.assertEqual(self.relayed(), [])
@@ -318,7 +313,7 @@ class OnError(PolicyTestCase):
     @asyncTest
     async def test_pass(self) -> None:
         await self.start(on_error="pass")
-        self.breakStorage()
+        await breakStorage(self.folder)
         raw = outgoing()
         status = await self.status(raw)
         self.assertEqual(status, "passed; reason=error")

@@ -5,6 +5,7 @@ the protected message out into a maildir, the files back over HTTP.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import hashlib
@@ -18,9 +19,10 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
-from secudoc_gateway.extract import slotOf
+from secudoc_gateway.config import loadConfig
+from secudoc_gateway.purge import purgeOnce
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
+from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, storedObjects
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 
@@ -149,6 +151,48 @@ class Attachments(ProtectionTestCase):
         self.assertEqual(code, 404)
 
     @asyncTest
+    async def test_oneObjectPerTransfer(self) -> None:
+        """
+        Leaves, an attached message between them and an inline image
+        shown by cid: all go into one object, each file a range of it
+        read back on its own; purge removes the one object.
+        """
+        await self.start()
+        inner = b"From: carol@example.test\r\nSubject: thread\r\n\r\n" + b"y" * 5000 + b"\r\n"
+        first, last, logo = os.urandom(3000), os.urandom(300_000), os.urandom(4000)
+        raw = (b"From: alice@example.test\r\nTo: bob@external.test\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+               b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+               b"Content-Type: multipart/related; boundary=r\r\n\r\n--r\r\n"
+               b"Content-Type: text/html\r\n\r\n<html><body><img src=\"cid:logo@x\"></body></html>\r\n--r\r\n"
+               b"Content-Type: image/png\r\nContent-ID: <logo@x>\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(logo).replace(b"\n", b"\r\n") + b"--r--\r\n--b\r\n"
+               b"Content-Type: application/pdf; name=first.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(first).replace(b"\n", b"\r\n") + b"--b\r\n"
+               b"Content-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b\r\n"
+               b"Content-Type: application/octet-stream; name=last.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(last).replace(b"\n", b"\r\n") + b"--b--\r\n")
+        out = await self.relay(raw)
+        self.assertEqual(out["X-SecuDoc-Status"], "protected")
+        [(key, sealed)] = (await storedObjects(self.folder)).items()
+        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
+        self.addCleanup(database.close)
+        rows = database.execute(
+            "SELECT n, object_key, object_offset, object_length FROM files ORDER BY n").fetchall()
+        self.assertEqual([(n, k) for n, k, _, _ in rows], [(0, key), (1, key), (2, key)])
+        ranges = [(offset, offset + length) for _, _, offset, length in rows]
+        self.assertEqual(ranges, sorted(ranges))
+        self.assertTrue(all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:])))
+        self.assertLessEqual(ranges[-1][1], len(sealed))
+        path = self.link(out)
+        for n, data in enumerate((first, inner, last)):
+            code, content, _ = await self.get(f"{path}/{n}")
+            self.assertEqual((code, hashlib.sha256(content).hexdigest()), (200, hashlib.sha256(data).hexdigest()))
+        with database:
+            database.execute("UPDATE transfers SET expires = 1")
+        self.assertEqual(await purgeOnce(loadConfig(os.path.join(self.folder, "gateway.toml")), reactor), 1)
+        self.assertEqual(await storedObjects(self.folder), {})
+
+    @asyncTest
     async def test_threshold(self) -> None:
         """1023 decoded bytes pass (rule 8); 1024 bytes are protected."""
         await self.start()
@@ -157,7 +201,7 @@ class Attachments(ProtectionTestCase):
         out = await self.relay(small)
         self.assertEqual(out["X-SecuDoc-Status"], "passed; reason=no-attachment")
         self.assertEqual(len(list(out.iter_attachments())), 1)
-        self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
+        self.assertEqual(await storedObjects(self.folder), {})
         exact = newMessage(text="exact\n")
         attach(exact, os.urandom(1024), "exact.bin")
         out = await self.relay(exact)
@@ -245,15 +289,15 @@ class Links(ProtectionTestCase):
         database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
         self.addCleanup(database.close)
         transferId, tokenHash = database.execute("SELECT id, token_hash FROM transfers").fetchone()
-        [objectKey] = [row[0] for row in database.execute("SELECT object_key FROM files")]
-        with open(os.path.join(self.folder, "objects", objectKey), "rb") as f:
-            sealed = f.read()
-        self.assertNotIn(data[:64], sealed)
+        [(objectKey, offset, length, slot)] = database.execute(
+            "SELECT object_key, object_offset, object_length, key_index FROM files").fetchall()
+        stored = (await storedObjects(self.folder))[objectKey]
+        sealed = stored[offset:offset + length]
+        self.assertNotIn(data[:64], stored)
         self.assertEqual(tokenHash, crypto.tokenHash(token))
         dump = b"\n".join(str(row).encode() for table in ("transfers", "files", "users", "relayed")
                           for row in database.execute(f"SELECT * FROM {table}"))
         self.assertNotIn(token.encode(), dump)
-        slot = slotOf(objectKey)
         for guess in (tokenHash, transferId, objectKey):
             decryptor = crypto.Decryptor(crypto.fileKey(guess, transferId, slot))
             self.assertRaises(crypto.DecryptionError, lambda: decryptor.feed(sealed) + decryptor.finish())

@@ -45,7 +45,7 @@ class PurgeTests(TestCase):
         self.transfers = TransferStore(self.db, self.clock)
         for id in ("T1", "T2", "T3"):
             yield self.transfers.createTransfer(makeTransfer(id, days=1 if id != "T3" else 30))
-        self.store = _StuckStore("T1/0")
+        self.store = _StuckStore("T1")  # one object per transfer, keyed by its id
         self.clock.advance(2 * DAY)
 
     @defer.inlineCallbacks

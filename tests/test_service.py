@@ -19,7 +19,7 @@ from secudoc_gateway import devcert, tls
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.smtp import SinkServerFactory
 from secudoc_gateway.replies import Reply
-from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
+from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendMail, splitEnvelope
 
 PLAIN = (
     b"From: alice@example.test\r\n"
@@ -123,10 +123,7 @@ class MaildirTests(ServiceTestCase):
     @asyncTest
     async def test_healthDownWhenStorageIsGone(self) -> None:
         await self.startService()
-        objects = os.path.join(self.folder, "objects")
-        os.rename(objects, objects + ".gone")
-        with open(objects, "w") as f:
-            f.write("not a folder")
+        await breakStorage(self.folder)
         health = await treq.get(self.gateway.webURL + "/healthz", persistent=False)
         self.assertEqual(health.code, 503)
         self.assertIn("storage: down", await health.text())
@@ -435,16 +432,27 @@ class LogTests(ServiceTestCase):
         self.assertFalse([line for line in lines if token in line])
 
 
-class UnavailableTests(TestCase):
-    def test_s3RefusedUntilBuilt(self) -> None:
-        """A config the contract allows but this build cannot serve is refused, not served elsewhere."""
+class S3CredentialsTests(TestCase):
+    def test_checkConfigNamesMissingVariables(self) -> None:
+        """Secrets come only from the environment: check-config says which variable is missing."""
         folder = os.path.abspath(self.mktemp())
-        path = writeConfig(folder)
-        text = open(path).read().replace('[storage]\npath = "objects"\n',
-                                         '[storage]\nbackend = "s3"\nendpoint = "https://s3.test"\nbucket = "b"\n'
-                                         'region = "r"\naccess_key_id_env = "K"\nsecret_access_key_env = "S"\n')
-        with open(path, "w") as f:
-            f.write(text)
-        result = CommandLineTests.run_(self, sys.executable, "-m", "secudoc_gateway.cli", "check-config", "--config", path)
+        path = writeConfig(folder, storage={
+            "backend": "s3", "endpoint": "https://s3.test", "bucket": "b", "region": "r",
+            "access_key_id_env": "SECUDOC_TEST_ABSENT_KEY", "secret_access_key_env": "SECUDOC_TEST_ABSENT_SECRET"})
+        command = (sys.executable, "-m", "secudoc_gateway.cli", "check-config", "--config", path)
+        result = CommandLineTests.run_(self, *command)
         self.assertEqual(result.returncode, 2)
-        self.assertIn(f'{path}: storage.backend: "s3" is not available in this build yet', result.stderr)
+        self.assertEqual(result.stderr.splitlines(), [
+            f"{path}: storage.access_key_id_env: environment variable SECUDOC_TEST_ABSENT_KEY is not set",
+            f"{path}: storage.secret_access_key_env: environment variable SECUDOC_TEST_ABSENT_SECRET is not set",
+        ])
+        os.environ["SECUDOC_TEST_ABSENT_KEY"] = "key"
+        self.addCleanup(os.environ.pop, "SECUDOC_TEST_ABSENT_KEY")
+        result = CommandLineTests.run_(self, *command)
+        self.assertEqual(result.stderr.splitlines(), [
+            f"{path}: storage.secret_access_key_env: environment variable SECUDOC_TEST_ABSENT_SECRET is not set",
+        ])
+        os.environ["SECUDOC_TEST_ABSENT_SECRET"] = "secret"
+        self.addCleanup(os.environ.pop, "SECUDOC_TEST_ABSENT_SECRET")
+        result = CommandLineTests.run_(self, *command)
+        self.assertEqual((result.returncode, result.stderr), (0, ""))

@@ -70,3 +70,23 @@ class SpoolTests(SynchronousTestCase):
         self.assertEqual(b"".join(chunks), whole)
         self.assertTrue(all(len(c) <= size for c in chunks))
         spool.close()
+
+
+class MemoryBudgetWaitTests(SynchronousTestCase):
+    def test_waitersGrantedInTurnAsBytesAreReleased(self) -> None:
+        budget = MemoryBudget(100)
+        granted: list[str] = []
+        self.assertTrue(budget.reserveOrWait(60, lambda: granted.append("first")))
+        self.assertFalse(budget.reserveOrWait(60, lambda: granted.append("second")))
+        self.assertFalse(budget.reserveOrWait(30, lambda: granted.append("third")))
+        self.assertFalse(budget.reserve(10))  # a spool does not jump the queue: it goes to disk
+        budget.release(60)
+        self.assertEqual((granted, budget.used), (["second", "third"], 90))
+
+    def test_largerThanTheBudgetWhenNothingIsHeld(self) -> None:
+        budget = MemoryBudget(100)
+        granted: list[int] = []
+        self.assertTrue(budget.reserve(10))
+        self.assertFalse(budget.reserveOrWait(500, lambda: granted.append(500)))
+        budget.release(10)
+        self.assertEqual((granted, budget.used), ([500], 500))

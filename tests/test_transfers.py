@@ -33,9 +33,9 @@ START = 1_700_000_000.0
 
 def makeTransfer(id: str = "T1", created: float = START, days: int = 14, **kw: Any) -> Transfer:
     files = (
-        StoredFile(0, "offerte.pdf", "application/pdf", 20480, "a" * 64, f"{id}/0"),
+        StoredFile(0, "offerte.pdf", "application/pdf", 20480, "a" * 64, id, 0, 20530, 0),
         StoredFile(
-            1, "Überblick – 2024.xlsx", "application/vnd.ms-excel", 1, "b" * 64, f"{id}/1"
+            1, "Überblick – 2024.xlsx", "application/vnd.ms-excel", 1, "b" * 64, id, 20530, 50, 2
         ),
     )
     values: dict[str, Any] = dict(
@@ -86,7 +86,7 @@ class TransferTests(StoreTestCase):
     def test_filesInMessageOrder(self) -> Any:
         """Files come back ordered by ``n``, whatever order they were given in."""
         files = tuple(
-            StoredFile(n, f"f{n}", "application/octet-stream", n, "c" * 64, f"T1/{n}")
+            StoredFile(n, f"f{n}", "application/octet-stream", n, "c" * 64, "T1", n * 100, n + 49, n)
             for n in (2, 0, 11, 1)
         )
         yield self.store.createTransfer(makeTransfer(files=files, message_id=None))
@@ -105,8 +105,8 @@ class TransferTests(StoreTestCase):
         """A transfer whose files cannot be stored leaves no row."""
         bad = makeTransfer(
             files=(
-                StoredFile(0, "a", "text/plain", 1, "d" * 64, "k0"),
-                StoredFile(0, "b", "text/plain", 1, "d" * 64, "k1"),
+                StoredFile(0, "a", "text/plain", 1, "d" * 64, "k", 0, 50, 0),
+                StoredFile(0, "b", "text/plain", 1, "d" * 64, "k", 50, 50, 1),
             )
         )
         yield self.assertFailure(self.store.createTransfer(bad), sqlite3.IntegrityError)

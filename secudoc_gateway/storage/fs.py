@@ -227,9 +227,11 @@ class FileProducer:
     """
 
     def __init__(
-        self, file: IO[bytes], consumer: IConsumer, reactor: IReactorTime, chunkSize: int
+        self, file: IO[bytes], consumer: IConsumer, reactor: IReactorTime, chunkSize: int,
+        length: Optional[int] = None,
     ) -> None:
         self._file = file
+        self._remaining = length
         self._consumer = consumer
         self._reactor = reactor
         self._chunkSize = chunkSize
@@ -264,8 +266,9 @@ class FileProducer:
         self._call = None
         if self._paused or self._done:
             return
+        size = self._chunkSize if self._remaining is None else min(self._chunkSize, self._remaining)
         try:
-            data = self._file.read(self._chunkSize)
+            data = self._file.read(size) if size else b""
         except OSError as e:
             self._end()
             self._consumer.unregisterProducer()
@@ -274,8 +277,13 @@ class FileProducer:
         if not data:
             self._end()
             self._consumer.unregisterProducer()
-            self.deferred.callback(None)
+            if self._remaining:
+                self.deferred.errback(StorageError(f"object ends {self._remaining} bytes short of the range"))
+            else:
+                self.deferred.callback(None)
             return
+        if self._remaining is not None:
+            self._remaining -= len(data)
         try:
             # May call pauseProducing or stopProducing before it returns.
             self._consumer.write(data)
@@ -347,9 +355,10 @@ class FilesystemStore:
         except OSError as e:
             raise StorageError(f"object {key!r}: {e}") from e
 
-    def produce(self, key: str, consumer: IConsumer, offset: int = 0) -> Deferred[None]:
-        if offset < 0:
-            raise ValueError("offset must not be negative")
+    def produce(self, key: str, consumer: IConsumer, offset: int = 0,
+                length: Optional[int] = None) -> Deferred[None]:
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("offset and length must not be negative")
         path = self._path(key)
         try:
             file = open(path, "rb")
@@ -363,7 +372,7 @@ class FilesystemStore:
         except OSError as e:
             file.close()
             return fail(StorageError(f"object {key!r}: {e}"))
-        producer = FileProducer(file, consumer, self._reactor, self._chunkSize)
+        producer = FileProducer(file, consumer, self._reactor, self._chunkSize, length)
         producer.start()
         return producer.deferred
 
@@ -412,4 +421,10 @@ class FilesystemStore:
                 os.unlink(temporary)
         except OSError as e:
             return fail(StorageError(f"object folder {self._root}: {e}"))
+        return succeed(None)
+
+    def start(self) -> Deferred[None]:
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
         return succeed(None)

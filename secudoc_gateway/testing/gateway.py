@@ -50,21 +50,28 @@ def writeConfig(
     web: Optional[dict[str, Any]] = None,
     log: Optional[dict[str, Any]] = None,
     metrics: Optional[dict[str, Any]] = None,
+    storage: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
-    under ``folder``; returns the main file's path.  ``tenants`` default
+    under ``folder`` (or, with ``SECUDOC_TEST_STORAGE=s3`` in the
+    environment, in a new bucket of the run's S3 server); returns the
+    main file's path.  ``tenants`` default
     to the demo tenant relaying into ``folder/outbox/example``.
     """
     os.makedirs(os.path.join(folder, "tenants"), exist_ok=True)
     certificate = os.path.join(folder, "gateway.pem")
     if not os.path.exists(certificate):
         devcert.issue(None, "mailproxy.localhost", ["mailproxy.localhost", "localhost", "127.0.0.1"]).writeTo(certificate)
+    if storage is None and os.environ.get("SECUDOC_TEST_STORAGE", "fs") == "s3":
+        from secudoc_gateway.testing.s3 import testStorage
+
+        storage = testStorage()
     sections = {
         "smtp": {"listen": ["tcp:0:interface=127.0.0.1"], "tls_certificate": "gateway.pem", **(smtp or {})},
         "web": {"listen": ["tcp:0:interface=127.0.0.1"], **(web or {})},
         "metrics": {"listen": ["tcp:0:interface=127.0.0.1"], **(metrics or {})},
-        "storage": {"path": "objects"},
+        "storage": storage or {"path": "objects"},
         "database": {"url": "sqlite:gateway.sqlite3"},
         "log": log or {},
     }
@@ -160,8 +167,9 @@ class MemoryStore:
     def writer(self, key: str) -> MemoryWriter:
         return MemoryWriter(self, key)
 
-    def produce(self, key: str, consumer: Any, offset: int = 0) -> defer.Deferred:
-        consumer.write(self.objects[key][offset:])
+    def produce(self, key: str, consumer: Any, offset: int = 0, length: Optional[int] = None) -> defer.Deferred:
+        data = self.objects[key]
+        consumer.write(data[offset:] if length is None else data[offset:offset + length])
         return defer.succeed(None)
 
     def size(self, key: str) -> defer.Deferred:
@@ -172,4 +180,10 @@ class MemoryStore:
         return defer.succeed(None)
 
     def check(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+    def start(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+    def close(self) -> defer.Deferred:
         return defer.succeed(None)

@@ -22,8 +22,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from secudoc_gateway.crypto import HEADER_SIZE, DecryptionError, Decryptor, fileKey, frameOffset
-from secudoc_gateway.errors import ProducerStopped
-from secudoc_gateway.extract import slotOf
+from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.mime.names import safeFilename
 from secudoc_gateway.transfers import StoredFile, Transfer
 from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
@@ -107,15 +106,32 @@ class _Window:
             producer.stopProducing()
 
 
-async def _read(store: Any, request: Request, key: str, offset: int, limit: Optional[int],
+async def _read(store: Any, request: Request, stored: StoredFile, offset: int, limit: Optional[int],
                 take: Callable[[bytes], None]) -> None:
-    """``limit`` bytes of object ``key`` from ``offset`` (all with ``None``) into ``take``."""
+    """
+    ``limit`` bytes (``None``: to its end) of a file's sealed stream from
+    ``offset`` into ``take``; the stream lies at ``object_offset`` in the
+    transfer's one object (SPEC 7).
+    """
+    if limit is None:
+        limit = stored.object_length - offset
     window = _Window(request, limit, take)
     try:
-        await store.produce(key, window, offset)
+        await store.produce(stored.object_key, window, stored.object_offset + offset, limit)
     except ProducerStopped:
         if not window.full:
             raise  # the client went away
+
+
+async def checkStored(store: Any, transfer: Transfer, files: Any) -> None:
+    """
+    Every one of ``files`` is in the object before anything promises
+    their bytes: a lost object is a 503, not a download that never
+    completes.
+    """
+    for stored in files:
+        if await store.size(stored.object_key) < stored.object_offset + stored.object_length:
+            raise StorageError(f"transfer {transfer.id}: object {stored.object_key!r} is shorter than file {stored.n}")
 
 
 class _Plaintext:
@@ -152,19 +168,19 @@ async def streamFile(store: Any, request: Request, token: str, transfer: Transfe
     Raises ``DecryptionError`` for a stored object that fails
     authentication and ``ProducerStopped`` when the client went away.
     """
-    decryptor = Decryptor(fileKey(token, transfer.id, slotOf(stored.object_key)))
+    decryptor = Decryptor(fileKey(token, transfer.id, stored.key_index))
     plaintext = _Plaintext(decryptor, 0, last - first + 1, sink)
     offset = 0
     limit = None
     if first or last + 1 < stored.size:
         header: list[bytes] = []
-        await _read(store, request, stored.object_key, 0, HEADER_SIZE, header.append)
+        await _read(store, request, stored, 0, HEADER_SIZE, header.append)
         offset, frameStart = decryptor.seek(b"".join(header), first)
         plaintext = _Plaintext(decryptor, first - frameStart, last - first + 1, sink)
         frameSize = decryptor.frameSize
         if last // frameSize < stored.size // frameSize:  # the stream's last frame is not needed
             limit = frameOffset(last // frameSize + 1, frameSize) - offset
-    await _read(store, request, stored.object_key, offset, limit, plaintext.feed)
+    await _read(store, request, stored, offset, limit, plaintext.feed)
     if limit is None:
         plaintext.finish()
     if plaintext.left:

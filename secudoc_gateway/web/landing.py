@@ -34,7 +34,9 @@ from secudoc_gateway.web import verification
 from secudoc_gateway.web.context import (
     LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, failed, languageOf, log, refuse, state,
 )
-from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition, streamFile, streamZip, zipWriter
+from secudoc_gateway.web.download import (
+    UNSATISFIABLE, byteRange, checkStored, contentDisposition, streamFile, streamZip, zipWriter,
+)
 from secudoc_gateway.web.mails import downloadNotice
 from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, secure, sendPage
 from secudoc_gateway.web.sender import SenderRoot
@@ -232,9 +234,7 @@ class _Leaf(Resource):
         if stored is None:
             refuse(context, request, UNKNOWN, None)
             return
-        # The object must be there before anything promises its bytes:
-        # a lost object is a 503, not a download that never completes.
-        await context.store.size(stored.object_key)
+        await checkStored(context.store, transfer, [stored])
         etag = f'"{stored.sha256[:32]}"'.encode("ascii")
         request.setHeader(b"Accept-Ranges", b"bytes")
         request.setHeader(b"ETag", etag)
@@ -267,8 +267,7 @@ class _Leaf(Resource):
         if visit is None:
             return
         transfer = visit.transfer
-        for stored in transfer.files:
-            await context.store.size(stored.object_key)
+        await checkStored(context.store, transfer, transfer.files)
         writer = zipWriter(transfer)
         request.setHeader(b"Content-Type", b"application/zip")
         request.setHeader(b"Content-Length", str(writer.size).encode("ascii"))

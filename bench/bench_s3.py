@@ -1,0 +1,174 @@
+"""
+The S3 backend against boto3 on the same server in the same run (moto
+in server mode with signature checking, its own process), and the
+gateway's memory under concurrent uploads:
+
+- one 100 MiB attachment over SMTP into S3, against boto3's
+  ``upload_fileobj`` of the same bytes (target: at least 0.8x boto3);
+- its download through the link, against boto3's ``download_fileobj``;
+- peak RSS during 20 concurrent 50 MB uploads (target: within
+  ``memory_budget`` + 32 MB).
+
+    .venv/bin/python bench/bench_s3.py [--size MiB] [--sessions N] [--each MB] [--budget MiB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import email
+import email.policy
+import io
+import os
+import re
+import statistics
+import sys
+import threading
+import time
+import urllib.request
+
+from common import Gateway, peakRSS, resetPeakRSS, row, sendOne
+
+from secudoc_gateway.testing.s3 import KEY_ENV, REGION, SECRET_ENV, MotoProcess  # noqa: E402
+
+MiB = 1024 * 1024
+PART_SIZE = 8 * MiB  # the config's default
+BOTO3_PART = 8 * MiB  # boto3's default multipart chunk size
+
+
+def messageChunks(data: bytes) -> list[bytes]:
+    """The attachment message (base64, 76-character CRLF lines), in 1 MiB pieces for DATA."""
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    head = (b"From: alice@example.test\r\nTo: bob@external.test\r\nSubject: big\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+            b"--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+            b"Content-Disposition: attachment; filename=big.bin\r\n\r\n")
+    return [head] + [encoded[i:i + MiB] for i in range(0, len(encoded), MiB)] + [b"--b1--\r\n"]
+
+
+class NullSink(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return len(data)
+
+
+def refused(gateway: Gateway, reply: bytes) -> RuntimeError:
+    """What the gateway logged about a message it did not accept (the bench's folder goes at the end)."""
+    with open(os.path.join(gateway.folder, "gateway.log"), encoding="utf-8", errors="replace") as f:
+        lines = [line for line in f if "S3" in line or "failed" in line or "Error" in line]
+    return RuntimeError(f"gateway answered {reply!r}:\n" + "".join(lines[-20:]))
+
+
+def tokens(folder: str) -> list[str]:
+    found = []
+    outbox = os.path.join(folder, "outbox", "example", "new")
+    for name in sorted(os.listdir(outbox)):
+        with open(os.path.join(outbox, name), "rb") as f:
+            message = email.message_from_bytes(f.read(), policy=email.policy.default)
+        found += re.findall(r"/t/([A-Za-z0-9_-]{43})", message.get_body(("plain",)).get_content())
+    return found
+
+
+def download(port: int, token: str) -> int:
+    size = 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/t/{token}/0") as response:
+        while True:
+            piece = response.read(MiB)
+            if not piece:
+                return size
+            size += len(piece)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=100, help="MiB of the single attachment")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--each", type=int, default=50, help="MB of each concurrent attachment")
+    parser.add_argument("--budget", type=int, default=64, help="memory_budget in MiB for the RSS run")
+    args = parser.parse_args()
+
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    moto = MotoProcess()
+    gateway = None
+    try:
+        server = moto.bootstrap()
+        env = {KEY_ENV: server.key, SECRET_ENV: server.secret}
+        s3 = boto3.client("s3", region_name=REGION, endpoint_url=server.endpoint,
+                          aws_access_key_id=server.key, aws_secret_access_key=server.secret)
+        transfer = TransferConfig(multipart_chunksize=BOTO3_PART)
+
+        def storage(bucket: str) -> dict:
+            s3.create_bucket(Bucket=bucket)
+            return {"backend": "s3", "endpoint": server.endpoint, "bucket": bucket, "region": REGION,
+                    "access_key_id_env": KEY_ENV, "secret_access_key_env": SECRET_ENV, "part_size": PART_SIZE}
+
+        data = os.urandom(args.size * MiB)
+        chunks = messageChunks(data)
+        gateway = Gateway("maildir:outbox/example", storage=storage("gateway"), env=env)
+        print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs")
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            seconds, reply = sendOne(gateway.smtpPort, chunks)
+            if not reply.startswith(b"250"):
+                raise refused(gateway, reply)
+            ours.append(seconds)
+            started = time.monotonic()
+            s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor", Config=transfer)
+            theirs.append(time.monotonic() - started)
+        mine, anchor = statistics.median(ours), statistics.median(theirs)
+        row(f"upload: SMTP in, S3 out ({args.size} MiB file)", f"{args.size / mine:6.1f} MiB/s",
+            f"boto3 upload_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 0.8)")
+        token = tokens(gateway.folder)[0]
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            started = time.monotonic()
+            if download(gateway.webPort, token) != len(data):
+                raise RuntimeError("short download")
+            ours.append(time.monotonic() - started)
+            started = time.monotonic()
+            s3.download_fileobj("gateway", "boto3-anchor", NullSink(), Config=transfer)
+            theirs.append(time.monotonic() - started)
+        mine, anchor = statistics.median(ours), statistics.median(theirs)
+        row(f"download: S3 ranged GET, decrypted ({args.size} MiB)", f"{args.size / mine:6.1f} MiB/s",
+            f"boto3 download_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f}")
+        gateway.stop()
+
+        budget = args.budget * MiB
+        gateway = Gateway("maildir:outbox/example", storage=storage("concurrent"), env=env,
+                          smtp={"memory_budget": budget})
+        each = messageChunks(os.urandom(args.each * 1000 * 1000))
+        sendOne(gateway.smtpPort, messageChunks(os.urandom(65536)))  # warm up
+        idle = peakRSS(gateway.pid)
+        resetPeakRSS(gateway.pid)
+        replies: list[bytes] = []
+
+        def one() -> None:
+            replies.append(sendOne(gateway.smtpPort, each)[1])
+
+        threads = [threading.Thread(target=one) for _ in range(args.sessions)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        peak = peakRSS(gateway.pid)
+        if sum(r.startswith(b"250") for r in replies) != args.sessions:
+            raise refused(gateway, b" ".join(r for r in replies if not r.startswith(b"250")))
+        row(f"peak RSS, {args.sessions} x {args.each} MB at once ({elapsed:.0f} s)",
+            f"{peak / MiB:6.0f} MiB", f"idle {idle / MiB:.0f} MiB; above idle {(peak - idle) / MiB:.0f} MiB "
+            f"against memory_budget {args.budget} MiB + 32 MB = {args.budget + 32 * 1e6 / MiB:.0f} MiB")
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        moto.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
