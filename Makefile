@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
+# The end-to-end modules that run a second time on PostgreSQL.
+E2E_MODULES := tests.test_protection tests.test_policy_e2e tests.test_service
+PG_BIN := /usr/lib/postgresql/15/bin
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test check-config bench clean
+.PHONY: run test check-config bench clean postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +33,26 @@ run: $(STAMP) $(CERT)
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
 
-test: $(STAMP) $(CERT)
+# Debian's PostgreSQL 15 server binaries, for the tests' throwaway cluster.
+postgresql:
+	@test -x $(PG_BIN)/initdb || { apt-get update && DEBIAN_FRONTEND=noninteractive \
+		apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends postgresql-15; }
+
+# One PostgreSQL cluster for the whole run (stopped however the run ends);
+# the suite once, then the end-to-end modules again on PostgreSQL.
+test: $(STAMP) $(CERT) postgresql
 	@mkdir -p var
-	@set -o pipefail; \
+	@set -o pipefail; pg=$$(mktemp -d /tmp/secudoc-pg-XXXXXX); \
+	trap '$(BIN)/python -m secudoc_gateway.pgcluster stop '"$$pg"' >/dev/null' EXIT; \
+	set -a; eval "$$($(BIN)/python -m secudoc_gateway.pgcluster start $$pg)"; set +a; \
 	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
-	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
+	SECUDOC_TEST_DATABASE=postgresql $(BIN)/trial --jobs=$(TRIAL_JOBS) $(E2E_MODULES) 2>&1 \
+		| tee var/trial-postgresql.log; rc2=$$?; \
+	$(BIN)/python .ci/trial_summary.py var/trial.log var/trial-postgresql.log; \
+	exit $$(( rc || rc2 ))
 
 bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var/trial.log _trial_temp *.egg-info
+	rm -rf $(VENV) var/trial.log var/trial-postgresql.log _trial_temp *.egg-info

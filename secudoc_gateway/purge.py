@@ -2,7 +2,9 @@
 Expired transfers go: their objects first, then their rows, so a crash
 between the two leaves a row whose objects are gone (the link then says
 "expired" anyway) rather than objects nobody can find.  The running
-server purges hourly; ``secudoc-gateway purge`` does it once.
+server purges hourly; ``secudoc-gateway purge`` does it once.  Each
+batch is claimed in the database first, so purges running at once on
+several nodes (or workers) never take the same transfer.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ BATCH = 100
 async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
     """Delete every transfer expired at ``now``; returns how many."""
     count = 0
-    failed: set[str] = set()
     while True:
-        batch = [t for t in await transfers.expiredTransfers(now, limit=BATCH) if t.id not in failed]
+        batch = await transfers.claimExpired(now, limit=BATCH)
         if not batch:
             break
         for transfer in batch:
@@ -33,9 +34,9 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
                     await store.delete(stored.object_key)
                 await transfers.deleteTransfer(transfer.id)
             except Exception:
-                # Tried again next hour; the others go now.
+                # Its claim lapses before the next hourly purge, which
+                # tries again; the others go now.
                 log.failure("purging transfer {id} failed", id=transfer.id)
-                failed.add(transfer.id)
                 continue
             count += 1
     await transfers.purgeDedup(now)
@@ -70,7 +71,7 @@ def purgeOnce(config: Any, reactor: Any) -> Any:
     from secudoc_gateway.transfers import TransferStore
 
     async def run() -> int:
-        database = Database.fromURL(config.database.url, reactor)
+        database = Database.fromConfig(config.database, reactor)
         await database.open()
         try:
             return await purgeExpired(TransferStore(database, reactor), FilesystemStore(config.storage.path, reactor),

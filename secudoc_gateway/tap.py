@@ -205,7 +205,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     metrics = Metrics(registry)
     store = FilesystemStore(config.storage.path, reactor)
-    database = Database.fromURL(config.database.url, reactor)
+    database = Database.fromConfig(config.database, reactor)
     transfers = TransferStore(database, reactor)
     gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
                       store=store, transfers=transfers)

@@ -6,7 +6,9 @@ started on free ports.
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 from typing import Any, Optional
 
 import attrs
@@ -43,17 +45,63 @@ def tomlTable(values: dict[str, Any]) -> str:
     return "".join(f"{key} = {tomlValue(value)}\n" for key, value in values.items())
 
 
+# Which database end-to-end tests run on: "sqlite" (default) or "postgresql".
+DATABASE_ENV = "SECUDOC_TEST_DATABASE"
+
+_cluster: list[Any] = []
+
+
+def postgresqlServer() -> str:
+    """
+    The admin URL of the test PostgreSQL cluster, its password in the
+    environment (``pgcluster.PASSWORD_ENV``): the one the Makefile
+    started for the whole run, else one started for this process and
+    stopped when it exits.
+    """
+    from secudoc_gateway import pgcluster
+
+    if pgcluster.URL_ENV not in os.environ:
+        cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"))
+        cluster.create()
+        cluster.start()
+        atexit.register(cluster.destroy)
+        _cluster.append(cluster)
+        os.environ.update(cluster.environment())
+    return os.environ[pgcluster.URL_ENV]
+
+
+def freshPostgreSQL() -> dict[str, Any]:
+    """A ``[database]`` table naming a new, empty database on the test cluster."""
+    from secudoc_gateway import pgcluster
+
+    admin = postgresqlServer()
+    return {"url": pgcluster.freshDatabase(admin, os.environ[pgcluster.PASSWORD_ENV]),
+            "password_env": pgcluster.PASSWORD_ENV}
+
+
+def testDatabase() -> dict[str, Any]:
+    """The ``[database]`` table of a test config, as ``SECUDOC_TEST_DATABASE`` asks."""
+    kind = os.environ.get(DATABASE_ENV, "sqlite")
+    if kind == "postgresql":
+        return freshPostgreSQL()
+    if kind != "sqlite":
+        raise ValueError(f"{DATABASE_ENV} must be sqlite or postgresql, not {kind!r}")
+    return {"url": "sqlite:gateway.sqlite3"}
+
+
 def writeConfig(
     folder: str,
     tenants: Optional[list[dict[str, Any]]] = None,
     smtp: Optional[dict[str, Any]] = None,
     web: Optional[dict[str, Any]] = None,
     log: Optional[dict[str, Any]] = None,
+    database: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
     under ``folder``; returns the main file's path.  ``tenants`` default
-    to the demo tenant relaying into ``folder/outbox/example``.
+    to the demo tenant relaying into ``folder/outbox/example``;
+    ``database`` to ``testDatabase()``.
     """
     os.makedirs(os.path.join(folder, "tenants"), exist_ok=True)
     certificate = os.path.join(folder, "gateway.pem")
@@ -63,7 +111,7 @@ def writeConfig(
         "smtp": {"listen": ["tcp:0:interface=127.0.0.1"], "tls_certificate": "gateway.pem", **(smtp or {})},
         "web": {"listen": ["tcp:0:interface=127.0.0.1"], **(web or {})},
         "storage": {"path": "objects"},
-        "database": {"url": "sqlite:gateway.sqlite3"},
+        "database": database if database is not None else testDatabase(),
         "log": log or {},
     }
     path = os.path.join(folder, "gateway.toml")

@@ -26,6 +26,9 @@ DEDUP_WINDOW = 24 * 60 * 60
 # copy may relay.  Longer than the slowest relay we expect of a 150 MB
 # message, shorter than EXO's retry schedule gives up on.
 INFLIGHT_TIMEOUT = 15 * 60
+# A purge's claim on an expired transfer lapses after this long, so one
+# whose purge died is taken by the next (hourly) purge.
+PURGE_CLAIM_TIMEOUT = 30 * 60
 
 # Answers of ``TransferStore.claim``.
 NEW = "new"
@@ -259,6 +262,35 @@ class TransferStore:
 
         return self._db.runReadTransaction(expired)
 
+    def claimExpired(
+        self, now: Optional[float] = None, limit: int = 100
+    ) -> Deferred[list[Transfer]]:
+        """
+        Like ``expiredTransfers``, but each transfer returned is claimed
+        for this purge, in one transaction: another purge, on this node
+        or another, skips it for ``PURGE_CLAIM_TIMEOUT`` seconds (after
+        which a claim whose purge died is taken again).
+        """
+        if now is None:
+            now = self._clock.seconds()
+
+        def claim(txn: Any) -> list[Transfer]:
+            txn.execute(
+                "SELECT id FROM transfers WHERE expires <= ?"
+                " AND (purging IS NULL OR purging <= ?)"
+                " ORDER BY expires, id LIMIT ?" + txn.dialect.skipLocked,
+                (now, now - PURGE_CLAIM_TIMEOUT, limit),
+            )
+            ids = [id for (id,) in txn.fetchall()]
+            claimed = []
+            for id in ids:
+                txn.execute("UPDATE transfers SET purging = ? WHERE id = ?", (now, id))
+                txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (id,))
+                claimed.append(_transferFromRow(txn, txn.fetchone()))
+            return claimed
+
+        return self._db.runTransaction(claim)
+
     def deleteTransfer(self, transferId: str) -> Deferred[bool]:
         """
         Delete a transfer and (by cascade) its files; the downloads stay
@@ -348,13 +380,28 @@ class TransferStore:
         - ``INFLIGHT``: another copy is being relayed now: answer 451,
           EXO retries later.
 
-        Read and write happen under one write lock, so of two copies
-        arriving together exactly one gets ``NEW``.
+        One transaction that locks the record it reads, so of two copies
+        arriving together, on one node or two, exactly one gets ``NEW``.
         """
         now = self._clock.seconds()
 
         def claim(txn: Any) -> str:
-            txn.execute("SELECT state, updated FROM relayed WHERE dedup_key = ?", (key,))
+            # The insert either makes the record or waits for the
+            # transaction that is making it (PostgreSQL) and then does
+            # nothing; the SELECT then holds the row until commit, so of
+            # two copies on two nodes exactly one gets NEW.
+            txn.execute(
+                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
+                " VALUES (?, ?, 'inflight', ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+                (key, tenant, now, now),
+            )
+            if txn.rowcount == 1:
+                return NEW
+            txn.execute(
+                "SELECT state, updated FROM relayed WHERE dedup_key = ?"
+                + txn.dialect.forUpdate,
+                (key,),
+            )
             row = txn.fetchone()
             if row is not None:
                 state, updated = row
@@ -364,11 +411,9 @@ class TransferStore:
                 if state == INFLIGHT and age < self.inflightTimeout:
                     return INFLIGHT
             txn.execute(
-                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
-                " VALUES (?, ?, 'inflight', ?, ?)"
-                " ON CONFLICT (dedup_key) DO UPDATE SET tenant = excluded.tenant,"
-                " state = 'inflight', created = excluded.created, updated = excluded.updated",
-                (key, tenant, now, now),
+                "UPDATE relayed SET tenant = ?, state = 'inflight', created = ?, updated = ?"
+                " WHERE dedup_key = ?",
+                (tenant, now, now, key),
             )
             return NEW
 

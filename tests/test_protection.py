@@ -10,7 +10,6 @@ import email.policy
 import hashlib
 import os
 import re
-import sqlite3
 from email.message import EmailMessage
 
 import treq
@@ -20,7 +19,7 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway import crypto
 from secudoc_gateway.extract import slotOf
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
+from tests.support import asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 
@@ -60,6 +59,9 @@ class ProtectionTestCase(TestCase):
         _, _, out = splitEnvelope(stored)
         self.raw = out
         return email.message_from_bytes(out, policy=email.policy.default)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return databaseRows(self.gateway.service.config.database, sql)
 
     @property
     def outbox(self) -> str:
@@ -212,13 +214,11 @@ class Links(ProtectionTestCase):
         path, data = await self.protected()
         code, body, response = await self.get(path + "/0", "HEAD")
         self.assertEqual((code, body), (200, b""))
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 0)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(0,)])
         await self.get(path)
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 0)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(0,)])
         await self.get(path + "/0")
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 1)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(1,)])
 
     @asyncTest
     async def test_unknownAndExpired(self) -> None:
@@ -227,10 +227,7 @@ class Links(ProtectionTestCase):
         code, _, response = await self.get("/t/" + crypto.newToken())
         self.assertEqual(code, 404)
         self.assertEqual(response.headers.getRawHeaders("referrer-policy"), ["no-referrer"])
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        with database:
-            database.execute("UPDATE transfers SET expires = 1")
+        self.rows("UPDATE transfers SET expires = 1")
         for suffix in ("", "/0"):
             code, _, response = await self.get(path + suffix)
             self.assertEqual(code, 410)
@@ -242,16 +239,14 @@ class Links(ProtectionTestCase):
         await self.start()
         path, data = await self.protected()
         token = path.rsplit("/", 1)[1]
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        transferId, tokenHash = database.execute("SELECT id, token_hash FROM transfers").fetchone()
-        [objectKey] = [row[0] for row in database.execute("SELECT object_key FROM files")]
+        [(transferId, tokenHash)] = self.rows("SELECT id, token_hash FROM transfers")
+        [(objectKey,)] = self.rows("SELECT object_key FROM files")
         with open(os.path.join(self.folder, "objects", objectKey), "rb") as f:
             sealed = f.read()
         self.assertNotIn(data[:64], sealed)
         self.assertEqual(tokenHash, crypto.tokenHash(token))
         dump = b"\n".join(str(row).encode() for table in ("transfers", "files", "users", "relayed")
-                          for row in database.execute(f"SELECT * FROM {table}"))
+                          for row in self.rows(f"SELECT * FROM {table}"))
         self.assertNotIn(token.encode(), dump)
         slot = slotOf(objectKey)
         for guess in (tokenHash, transferId, objectKey):
