@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
+WORKERS ?= 2
 TRIAL_JOBS ?= 2
 # The end-to-end modules that run a second time on PostgreSQL.
 E2E_MODULES := tests.test_protection tests.test_policy_e2e tests.test_service
@@ -28,7 +29,7 @@ $(CERT): | $(STAMP)
 	$(BIN)/python -m secudoc_gateway.devcert $@
 
 run: $(STAMP) $(CERT)
-	$(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
+	$(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG) --workers $(WORKERS)
 
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)

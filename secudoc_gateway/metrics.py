@@ -2,13 +2,22 @@
 Every Prometheus series the gateway exports, in one place, on an
 injected registry (tests and several services in one process each get
 their own).
+
+Under ``--workers`` every worker process has ``PROMETHEUS_MULTIPROC_DIR``
+set by the parent before prometheus-client is imported: each process
+then writes its values to files there, and ``/metrics``, whichever
+worker answers, reads all of them (``exposition``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class Metrics:
@@ -16,12 +25,20 @@ class Metrics:
 
     def __init__(self, registry: Optional[CollectorRegistry] = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # What /metrics answers: this process's series, or every worker's.
+        folder = os.environ.get(MULTIPROCESS_ENV)
+        if folder:
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition, folder)
+        else:
+            self.exposition = self.registry
         r = self.registry
         self.connections = Counter(
             "secudoc_smtp_connections_total", "SMTP connections accepted", registry=r
         )
         self.sessionsActive = Gauge(
-            "secudoc_smtp_sessions_active", "SMTP sessions open now", registry=r
+            "secudoc_smtp_sessions_active", "SMTP sessions open now", registry=r,
+            multiprocess_mode="livesum",
         )
         self.messages = Counter(
             "secudoc_messages_total",

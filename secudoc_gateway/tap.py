@@ -5,7 +5,9 @@ the one place where every piece is built and wired together.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import sys
 from typing import Any, Optional, Sequence, Union
 
@@ -29,7 +31,21 @@ DRAIN_GRACE_SECONDS = 60.0
 class Options(usage.Options):
     optParameters = [
         ["config", "c", DEFAULT_CONFIG_PATH, "Main configuration file (TOML)."],
+        ["workers", "w", 1, "Worker processes sharing the listeners (0: one per CPU core).", int],
     ]
+
+    def postOptions(self) -> None:
+        if self["workers"] < 0:
+            raise usage.UsageError("--workers must be 0 or more")
+
+
+def listeners(config: Config) -> list[tuple[str, str]]:
+    """
+    Every listener as (kind, endpoint description), in a fixed order:
+    the parent of ``--workers`` opens them in this order and its workers
+    adopt them in the same order, whatever kinds there are.
+    """
+    return [("smtp", d) for d in config.smtp.listen] + [("web", d) for d in config.web.listen]
 
 
 def loadOrExit(path: str) -> Config:
@@ -42,6 +58,18 @@ def loadOrExit(path: str) -> Config:
         raise SystemExit(2)
 
 
+def _acceptOneAtATime(port: Any) -> None:
+    """
+    A worker's port takes one connection each time the socket is ready
+    (Twisted takes up to hundreds), so connections arriving together
+    spread over the workers, and a busy worker, slower to come round,
+    takes fewer.
+    """
+    cls = type(port)
+    pinned = property(lambda self: 1, lambda self, value: None)
+    port.__class__ = type("Shared" + cls.__name__, (cls,), {"numberAccepts": pinned})
+
+
 class ListeningService(Service):
     """
     Listens on one endpoint; unlike StreamServerEndpointService it says
@@ -51,13 +79,34 @@ class ListeningService(Service):
 
     log = Logger()
 
-    def __init__(self, endpoint: Any, factory: Any, description: str, reactor: Any) -> None:
+    def __init__(self, endpoint: Any, factory: Any, description: str, reactor: Any,
+                 adoptedFD: Optional[int] = None) -> None:
+        """
+        With ``adoptedFD``, a worker's listener: it accepts on that
+        listening socket, opened by the parent, instead of opening one.
+        """
         self.reactor = reactor
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
+        self.adoptedFD = adoptedFD
         self.port: Any = None
         self.whenListening: defer.Deferred = defer.Deferred()
+
+    def _listen(self) -> defer.Deferred:
+        if self.adoptedFD is None:
+            return self.endpoint.listen(self.factory)
+        fd, self.adoptedFD = self.adoptedFD, None
+        try:
+            probe = socket.socket(fileno=fd)  # learns the address family
+            family = probe.family
+            probe.detach()
+            port = self.reactor.adoptStreamPort(fd, family, self.factory)
+            os.close(fd)  # the port holds its own copy
+            _acceptOneAtATime(port)
+        except Exception:
+            return defer.fail()
+        return defer.succeed(port)
 
     def startService(self) -> None:
         super().startService()
@@ -75,7 +124,7 @@ class ListeningService(Service):
             if self.reactor.running:
                 self.reactor.stop()
 
-        self.endpoint.listen(self.factory).addCallbacks(listening, failed)
+        self._listen().addCallbacks(listening, failed)
 
     def stopService(self) -> Any:
         super().stopService()
@@ -179,13 +228,22 @@ class GatewayService(MultiService):
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
-                registry: Optional[CollectorRegistry] = None) -> IService:
+                registry: Optional[CollectorRegistry] = None,
+                adoptedFDs: Optional[Sequence[int]] = None) -> IService:
     """
     Build the whole gateway.  ``config`` is a loaded ``Config``, or the
-    plugin's ``Options`` (twistd passes those).
+    plugin's ``Options`` (twistd passes those; with ``--workers`` other
+    than 1 the service is the parent of the worker processes).  A worker
+    passes ``adoptedFDs``: the parent's listening sockets, one for each
+    of ``listeners(config)``.
     """
     if not isinstance(config, Config):
-        config = loadOrExit(config["config"])
+        path, workers = config["config"], config.get("workers", 1)
+        config = loadOrExit(path)
+        if workers != 1:
+            from secudoc_gateway.workers import WorkerSupervisor
+
+            return WorkerSupervisor(path, config, workers or os.cpu_count() or 1)
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
@@ -227,10 +285,6 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     service = GatewayService(config, reactor, gateway, smtpFactory, database,
                              afterDatabase=[PurgeService(transfers, store, reactor)])
     LogService(config.log.format, config.log.path).setServiceParent(service)
-    for description in smtp.listen:
-        listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)
-        listener.setServiceParent(service)
-        service.smtpListeners.append(listener)
 
     def language(tenantId: str) -> str:
         tenant = gateway.registry.byId(tenantId)
@@ -238,11 +292,17 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     site = makeSite({
         b"t": TransfersResource(transfers, store, metrics, reactor, language),
-        b"metrics": MetricsResource(metrics.registry),
+        b"metrics": MetricsResource(metrics.exposition),
         b"healthz": HealthResource([("storage", store.check), ("database", database.check)], reactor),
     })
-    for description in config.web.listen:
-        listener = ListeningService(serverFromString(reactor, description), site, description, reactor)
+    factories = {"smtp": smtpFactory, "web": site}
+    served = {"smtp": service.smtpListeners, "web": service.webListeners}
+    kinds = listeners(config)
+    if adoptedFDs is not None and len(adoptedFDs) != len(kinds):
+        raise ConfigError([f"{config.path}: the listeners changed since the parent opened them"])
+    for i, (kind, description) in enumerate(kinds):
+        listener = ListeningService(serverFromString(reactor, description), factories[kind], description,
+                                    reactor, adoptedFD=None if adoptedFDs is None else adoptedFDs[i])
         listener.setServiceParent(service)
-        service.webListeners.append(listener)
+        served[kind].append(listener)
     return service

@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from secudoc_gateway import devcert
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
+from secudoc_gateway.pgcluster import freePort
 
 DEMO_TENANT: dict[str, Any] = {
     "id": "example",
@@ -210,3 +211,84 @@ class MemoryStore:
 
     def check(self) -> defer.Deferred:
         return defer.succeed(None)
+
+
+class GatewayProcess:
+    """
+    The gateway as its own ``twistd`` process (``--workers`` and
+    several-node tests, benches), its log in ``logPath``.  Blocking.
+    """
+
+    def __init__(self, configPath: str, smtpPort: int, webPort: int, workers: int = 1,
+                 env: Optional[dict[str, str]] = None) -> None:
+        self.configPath = configPath
+        self.smtpPort = smtpPort
+        self.webPort = webPort
+        self.workers = workers
+        self.env = env or {}
+        self.logPath = configPath + f".{smtpPort}.log"
+        self.process: Any = None
+
+    def start(self, timeout: float = 60) -> "GatewayProcess":
+        import subprocess
+        import sys
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env)
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        with open(self.logPath, "ab") as log:
+            self.process = subprocess.Popen(
+                [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.configPath,
+                 "--workers", str(self.workers)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.waitFor(lambda: self.health() == 200, timeout, "the gateway to answer /healthz")
+        self.waitFor(lambda: self.listening() >= self.workers, timeout, "every worker to listen")
+        return self
+
+    def listening(self) -> int:
+        """How many processes have started serving SMTP (each worker once per start)."""
+        return self.log().count(f"listening on tcp:{self.smtpPort}:interface=127.0.0.1 (IPv4Address")
+
+    def waitFor(self, condition: Any, timeout: float, what: str) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the gateway exited ({self.process.returncode}) waiting for {what}:\n"
+                                     + self.log()[-4000:])
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}:\n" + self.log()[-4000:])
+            time.sleep(0.05)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.webPort}{path}", timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError:
+            return 0, b""
+
+    def health(self) -> int:
+        return self.get("/healthz")[0]
+
+    def log(self) -> str:
+        with open(self.logPath, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def workerPids(self) -> dict[int, int]:
+        """Each worker number's latest pid, from the parent's log."""
+        import re
+
+        return {int(n): int(pid) for n, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", self.log())}
+
+    def stop(self, timeout: float = 120) -> int:
+        """SIGTERM, then the exit status."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
