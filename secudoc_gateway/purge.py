@@ -21,14 +21,14 @@ PURGE_INTERVAL = 3600.0
 BATCH = 100
 
 
-async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
-    """Delete every transfer expired at ``now``; returns how many."""
+async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> int:
+    """Delete every transfer expired at ``now``, ``batch`` at a time; returns how many."""
     count = 0
     while True:
-        batch = await transfers.claimExpired(now, limit=BATCH)
-        if not batch:
+        claimed = await transfers.claimExpired(now, limit=batch)
+        if not claimed:
             break
-        for transfer in batch:
+        for transfer in claimed:
             try:
                 for stored in transfer.files:
                     await store.delete(stored.object_key)

@@ -144,6 +144,15 @@ class SupervisionTests(WorkersTestCase):
         values = MmapedDict.read_all_values_from_file(os.path.join(self.metricsFolder, f"counter_{replacement}.db"))
         self.assertGreater(sum(v for key, v, *_ in values if '"secudoc_smtp_connections_total"' in key), 0)
 
+    def test_hangupReachesEveryWorker(self) -> None:
+        """SIGHUP to the parent: each worker reloads its tenants; none is restarted."""
+        gateway = self.startGateway().start()
+        workers = gateway.workerPids()
+        gateway.process.send_signal(signal.SIGHUP)
+        gateway.waitFor(lambda: gateway.log().count("reloaded 1 tenant(s)") == 2, 30, "both workers to reload")
+        self.assertEqual(gateway.workerPids(), workers)
+        self.assertNotIn("died", gateway.log())
+
     def test_sigtermFinishesInFlight(self) -> None:
         """
         SIGTERM to the parent: every listener closes, the message in
