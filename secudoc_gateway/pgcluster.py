@@ -52,8 +52,11 @@ def freePort() -> int:
 class Cluster:
     """One PostgreSQL server in ``folder`` (made when missing)."""
 
-    def __init__(self, folder: str, port: Optional[int] = None, password: Optional[str] = None) -> None:
+    def __init__(self, folder: str, port: Optional[int] = None, password: Optional[str] = None,
+                 durable: bool = False) -> None:
+        """``durable``: fsync as in production (benches), else ``fsync=off`` (tests)."""
         self.folder = os.path.abspath(folder)
+        self.durable = durable
         self.port = port or freePort()
         self.password = password or secrets.token_urlsafe(16)
         self.data = os.path.join(self.folder, "data")
@@ -88,9 +91,9 @@ class Cluster:
         os.unlink(pwfile)
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-                   " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                   " -c max_connections=300")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", self.data, "-w", "-t", "60", "-l", os.path.join(self.folder, "log"),
                   "-o", options, "start")
 

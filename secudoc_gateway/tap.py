@@ -161,7 +161,7 @@ class GatewayService(MultiService):
         self._installSignals()
 
         def opened(_: Any) -> None:
-            # Jobs that need the database (the hourly purge) start once it is migrated.
+            # What needs the database (the listeners, the hourly purge) starts once it is migrated.
             for child in self.afterDatabase:
                 child.setServiceParent(self)
             self._ready.callback(None)
@@ -303,6 +303,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     for i, (kind, description) in enumerate(kinds):
         listener = ListeningService(serverFromString(reactor, description), factories[kind], description,
                                     reactor, adoptedFD=None if adoptedFDs is None else adoptedFDs[i])
-        listener.setServiceParent(service)
+        # Mail and links are served once the database is migrated.
+        service.afterDatabase.append(listener)
         served[kind].append(listener)
     return service

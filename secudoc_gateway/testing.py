@@ -150,9 +150,9 @@ async def startGateway(configPath: str, reactor: Any = None) -> RunningGateway:
         reactor = _reactor
     service = makeService(loadConfig(configPath), reactor, CollectorRegistry())
     service.startService()
+    await service.whenReady()
     smtp = await service.smtpListeners[0].whenListening
     web = await service.webListeners[0].whenListening
-    await service.whenReady()
     return RunningGateway(service, smtp.getHost().port, web.getHost().port)
 
 
