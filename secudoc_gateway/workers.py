@@ -13,7 +13,8 @@ The parent does no mail work.  It opens the listeners in the order of
 descriptors 3, 4, ... and adopts them (``reactor.adoptStreamPort``).  A
 worker that dies is logged and started again; SIGHUP and SIGTERM are
 passed on to every worker; on SIGTERM the parent waits for the workers
-to finish their transactions (their own grace period) before it exits.
+to finish their transactions (their own grace period) before it exits;
+a worker whose parent dies stops too.
 Metrics go through prometheus-client's multiprocess mode, in a folder
 the parent empties at start.
 """
@@ -136,7 +137,7 @@ class WorkerSupervisor(Service):
         for i, port in enumerate(self.ports):
             fds[FIRST_FD + i] = port.fileno()
         args = [sys.executable, "-m", "secudoc_gateway.workers", "--config", self.configPath,
-                "--listeners", str(len(self.ports))]
+                "--listeners", str(len(self.ports)), "--parent", str(os.getpid())]
         env = dict(os.environ, **{MULTIPROCESS_ENV: self._metricsFolder})
         transport = self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=fds)
         self.workers[number] = worker
@@ -187,13 +188,31 @@ class WorkerSupervisor(Service):
             shutil.rmtree(self._metricsFolder, ignore_errors=True)
 
 
-def runWorker(configPath: str, listenerCount: int) -> int:
+def _stopWithParent() -> None:
+    """
+    Linux: SIGTERM this worker when its parent dies (even by SIGKILL),
+    so no orphan keeps serving on the parent's sockets.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+
+
+def runWorker(configPath: str, listenerCount: int, parent: int) -> int:
     """A worker's life: the whole gateway on the inherited listening sockets."""
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from secudoc_gateway.tap import loadOrExit, makeService
 
+    _stopWithParent()
+    if os.getppid() != parent:  # it died before the line above
+        return 1
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
     config = loadOrExit(configPath)
     service = makeService(config, reactor, adoptedFDs=list(range(FIRST_FD, FIRST_FD + listenerCount)))
@@ -208,8 +227,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      description="One worker of --workers (started by the parent).")
     parser.add_argument("--config", required=True)
     parser.add_argument("--listeners", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
-    return runWorker(args.config, args.listeners)
+    return runWorker(args.config, args.listeners, args.parent)
 
 
 if __name__ == "__main__":

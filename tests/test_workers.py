@@ -11,6 +11,7 @@ import signal
 import smtplib
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from typing import Any
@@ -195,3 +196,24 @@ class SupervisionTests(WorkersTestCase):
         for pid in workers:
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
         self.assertEqual(self.outbox(), {"<m1@workers.test>"})
+
+    def test_parentKilled(self) -> None:
+        """A parent killed outright leaves no worker serving on its sockets."""
+        gateway = self.startGateway().start()
+        workers = list(gateway.workerPids().values())
+        gateway.process.kill()
+        gateway.process.wait(30)
+
+        def gone() -> bool:
+            for pid in workers:
+                try:
+                    os.kill(pid, 0)
+                    return False
+                except ProcessLookupError:
+                    pass
+            return True
+
+        deadline = time.monotonic() + 60
+        while not gone():
+            self.assertLess(time.monotonic(), deadline, "a worker outlived its parent")
+            time.sleep(0.05)
