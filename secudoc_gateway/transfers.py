@@ -410,10 +410,13 @@ class TransferStore:
                     return DONE
                 if state == INFLIGHT and age < self.inflightTimeout:
                     return INFLIGHT
+            # Stale, or released since the insert above: take it over.
             txn.execute(
-                "UPDATE relayed SET tenant = ?, state = 'inflight', created = ?, updated = ?"
-                " WHERE dedup_key = ?",
-                (tenant, now, now, key),
+                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
+                " VALUES (?, ?, 'inflight', ?, ?)"
+                " ON CONFLICT (dedup_key) DO UPDATE SET tenant = excluded.tenant,"
+                " state = 'inflight', created = excluded.created, updated = excluded.updated",
+                (key, tenant, now, now),
             )
             return NEW
 
