@@ -49,6 +49,10 @@ POSTGRESQL_PREFIXES = ("postgresql:", "postgres:")
 # the statement fails with "database is locked".
 BUSY_TIMEOUT = 10.0
 DEFAULT_POOL_SIZE = 10
+# Seconds an interaction may take before its caller gets a TimeoutError
+# (so a message waiting on it gets 451): a database host that hangs,
+# rather than refusing, must not hold mail until the client gives up.
+INTERACTION_TIMEOUT = 30.0
 
 
 # Each step is a tuple of statements applied in one transaction; step i
@@ -221,6 +225,7 @@ class Database:
         dialect: Dialect = SQLITE,
         connectArguments: Optional[dict[str, Any]] = None,
         poolSize: int = DEFAULT_POOL_SIZE,
+        timeout: float = INTERACTION_TIMEOUT,
     ) -> None:
         """
         ``path`` is the SQLite file; for PostgreSQL, ``connectArguments``
@@ -234,6 +239,7 @@ class Database:
         self.dialect = dialect
         self._connectArguments = connectArguments or {}
         self._poolSize = poolSize
+        self._timeout = timeout
         self._reactor = reactor
         self._migrations = tuple(tuple(step) for step in migrations)
         self._pool: Optional[adbapi.ConnectionPool] = None
@@ -312,7 +318,8 @@ class Database:
         # Started now rather than when the reactor starts, so a command
         # line tool may queue work before ``reactor.run()``.
         self._pool.start()
-        d = self.runInteraction(self._migrate, self._migrations, self._reactor.seconds())
+        # No timeout: another node may hold the migration lock for long.
+        d = self._run(self._migrate, self._migrations, self._reactor.seconds())
 
         def failed(f: Any) -> Any:
             self.close()
@@ -363,12 +370,19 @@ class Database:
         if pool is not None:
             pool.close()
 
-    def runInteraction(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
-        """``interaction(cursor, *args, **kw)`` in autocommit mode, on the pool's thread."""
+    def _run(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
         if self._pool is None:
             return defer.fail(GatewayError("database is not open"))
         dialect = self.dialect
         return self._pool.runInteraction(lambda txn: interaction(_Cursor(txn, dialect), *args, **kw))
+
+    def runInteraction(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+        """
+        ``interaction(cursor, *args, **kw)`` in autocommit mode, on the
+        pool's thread; fails with ``TimeoutError`` when the database has
+        not answered within the timeout (the thread still waits for it).
+        """
+        return self._run(interaction, *args, **kw).addTimeout(self._timeout, self._reactor)
 
     def runTransaction(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
         """

@@ -6,7 +6,9 @@ PostgreSQL server, on the real reactor's thread machinery.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import tempfile
 import threading
 from typing import Any
 
@@ -16,9 +18,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import attrs
 import psycopg
 
+from secudoc_gateway import pgcluster
 from secudoc_gateway.config import DatabaseConfig
 from secudoc_gateway.db import MIGRATIONS, Database
-from secudoc_gateway.dialect import POSTGRESQL, SQLITE
+from secudoc_gateway.dialect import POSTGRESQL, SQLITE, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
 from secudoc_gateway.testing import freshPostgreSQL
 
@@ -345,3 +348,35 @@ class PostgreSQLTests(TestCase):
         db = Database.fromConfig(attrs.evolve(self.config, password_env="WRONG"))
         yield self.assertFailure(db.open(), psycopg.OperationalError)
         yield self.assertFailure(db.check(), GatewayError)
+
+    @defer.inlineCallbacks
+    def test_hungServer(self) -> Any:
+        """
+        A server that stops answering (its processes stopped, the TCP
+        connection still up) fails an interaction with a timeout rather
+        than holding it; once it answers again, so does the database.
+        """
+        cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"))
+        cluster.create()
+        cluster.start()
+        self.addCleanup(cluster.destroy)
+        url = pgcluster.freshDatabase(cluster.url(), cluster.password)
+        db = Database(dialect=POSTGRESQL, connectArguments=postgresqlConnectArguments(url, cluster.password),
+                      timeout=1.0)
+        self.addCleanup(db.close)
+        yield db.open()
+        yield db.check()
+        with open(os.path.join(cluster.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        with open(f"/proc/{postmaster}/task/{postmaster}/children") as f:
+            pids = [postmaster] + [int(p) for p in f.read().split()]
+
+        def signalAll(signum: int) -> None:
+            for pid in pids:
+                os.kill(pid, signum)
+
+        signalAll(signal.SIGSTOP)
+        self.addCleanup(signalAll, signal.SIGCONT)
+        yield self.assertFailure(db.runQuery("SELECT 1"), defer.TimeoutError)
+        signalAll(signal.SIGCONT)
+        yield db.check()
