@@ -99,13 +99,17 @@ class Gateway(Process):
         env = dict(os.environ, PYTHONPATH=ROOT)
         # The log on standard output, where the workers write theirs too.
         super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config, "--workers", str(workers)], env=env)
-        waitForPort(self.smtpPort)
-        # Every worker adopts the listener before the load starts.
-        deadline = time.monotonic() + 60
-        while self._listening() < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the workers did not start")
-            time.sleep(0.05)
+        try:
+            waitForPort(self.smtpPort)
+            # Every worker adopts the listener before the load starts.
+            deadline = time.monotonic() + 60
+            while self._listening() < workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the workers did not start:\n" + self.output()[-3000:])
+                time.sleep(0.05)
+        except Exception:
+            self.stop()
+            raise
 
     def _listening(self) -> int:
         return self.output().count(f"listening on tcp:{self.smtpPort}:")
