@@ -15,8 +15,15 @@ import attrs
 from prometheus_client import CollectorRegistry
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import defer
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    UNIXServerEndpoint,
+    serverFromString,
+)
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -56,6 +63,21 @@ def loadOrExit(path: str) -> Config:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         raise SystemExit(2)
+
+
+def adoptable(endpoint: Any, factory: Any) -> Any:
+    """
+    The factory a worker adopts a socket with: ``factory`` itself for a
+    plain TCP or UNIX endpoint; wrapped in TLS as the endpoint would
+    have done for an ``ssl:`` one.  Other kinds are refused rather than
+    served without what their endpoint adds.
+    """
+    if isinstance(endpoint, SSL4ServerEndpoint):
+        return TLSMemoryBIOFactory(endpoint._sslContextFactory, False, factory)
+    if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint)):
+        return factory
+    raise ConfigError([f"a {type(endpoint).__name__} listener cannot be shared by --workers;"
+                       " use tcp:, tcp6:, unix: or ssl:"])
 
 
 def _acceptOneAtATime(port: Any) -> None:
@@ -101,7 +123,7 @@ class ListeningService(Service):
             probe = socket.socket(fileno=fd)  # learns the address family
             family = probe.family
             probe.detach()
-            port = self.reactor.adoptStreamPort(fd, family, self.factory)
+            port = self.reactor.adoptStreamPort(fd, family, adoptable(self.endpoint, self.factory))
             os.close(fd)  # the port holds its own copy
             _acceptOneAtATime(port)
         except Exception:

@@ -220,12 +220,13 @@ class GatewayProcess:
     """
 
     def __init__(self, configPath: str, smtpPort: int, webPort: int, workers: int = 1,
-                 env: Optional[dict[str, str]] = None) -> None:
+                 env: Optional[dict[str, str]] = None, webScheme: str = "http") -> None:
         self.configPath = configPath
         self.smtpPort = smtpPort
         self.webPort = webPort
         self.workers = workers
         self.env = env or {}
+        self.webScheme = webScheme
         self.logPath = configPath + f".{smtpPort}.log"
         self.process: Any = None
 
@@ -260,12 +261,15 @@ class GatewayProcess:
                 raise AssertionError(f"timed out waiting for {what}:\n" + self.log()[-4000:])
             time.sleep(0.05)
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, scheme: str = "http") -> tuple[int, bytes]:
+        import ssl
         import urllib.error
         import urllib.request
 
+        context = ssl._create_unverified_context() if scheme == "https" else None
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.webPort}{path}", timeout=10) as response:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.webPort}{path}", timeout=10,
+                                        context=context) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -273,7 +277,7 @@ class GatewayProcess:
             return 0, b""
 
     def health(self) -> int:
-        return self.get("/healthz")[0]
+        return self.get("/healthz", self.webScheme)[0]
 
     def log(self) -> str:
         with open(self.logPath, encoding="utf-8", errors="replace") as f:

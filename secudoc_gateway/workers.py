@@ -111,10 +111,12 @@ class WorkerSupervisor(Service):
 
     @defer.inlineCallbacks
     def _open(self) -> Any:
-        from secudoc_gateway.tap import listeners
+        from secudoc_gateway.tap import adoptable, listeners
 
         for kind, description in listeners(self.config):
-            port = yield serverFromString(self.reactor, description).listen(_Refuse())
+            endpoint = serverFromString(self.reactor, description)
+            adoptable(endpoint, _Refuse())  # refuses, before any worker, what a worker could not take
+            port = yield endpoint.listen(_Refuse())
             port.stopReading()
             self.ports.append(port)
             self.log.info("opened {description} ({address}) for the workers",

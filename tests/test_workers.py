@@ -98,6 +98,45 @@ class LoadTests(WorkersTestCase):
         self.assertEqual(len([n for n in perWorker.values() if n > 0]), 2, perWorker)
 
 
+class AdoptableTests(SynchronousTestCase):
+    def test_kinds(self) -> None:
+        """TCP and UNIX sockets are adopted as they are, ssl: gets its TLS back, anything else is refused."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import StandardIOEndpoint, serverFromString
+        from twisted.internet.protocol import Factory
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from secudoc_gateway.errors import ConfigError
+        from secudoc_gateway.tap import adoptable
+
+        factory = Factory()
+        for description in ("tcp:0", "tcp6:0", "unix:/nowhere/socket"):
+            self.assertIs(adoptable(serverFromString(reactor, description), factory), factory)
+        certificate = os.path.join(os.path.abspath(self.mktemp()), "gateway.pem")
+        writeConfig(os.path.dirname(certificate))
+        wrapped = adoptable(serverFromString(reactor, f"ssl:0:privateKey={certificate}"), factory)
+        self.assertIsInstance(wrapped, TLSMemoryBIOFactory)
+        self.assertIs(wrapped.wrappedFactory, factory)
+        e = self.assertRaises(ConfigError, adoptable, StandardIOEndpoint(reactor), factory)
+        self.assertIn("cannot be shared by --workers", e.problems[0])
+
+
+class TLSListenerTests(WorkersTestCase):
+    def test_sslWebListener(self) -> None:
+        """An ssl: listener stays TLS in every worker that adopts it."""
+        self.folder = os.path.abspath(self.mktemp())
+        smtpPort, webPort = freePort(), freePort()
+        certificate = os.path.join(self.folder, "gateway.pem")
+        path = writeConfig(self.folder, smtp={"listen": [f"tcp:{smtpPort}:interface=127.0.0.1"]},
+                           web={"listen": [f"ssl:{webPort}:interface=127.0.0.1:privateKey={certificate}"]})
+        gateway = GatewayProcess(path, smtpPort, webPort, 2, webScheme="https")
+        self.addCleanup(lambda: gateway.process is None or gateway.stop())
+        gateway.start()
+        for _ in range(4):
+            self.assertEqual(gateway.get("/healthz", "https"), (200, b"ok\n"))
+        self.assertEqual(gateway.get("/healthz", "http")[0], 0)  # no plain HTTP on it
+
+
 class SupervisionTests(WorkersTestCase):
     def test_killedWorkerRestarted(self) -> None:
         """
