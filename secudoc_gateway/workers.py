@@ -34,6 +34,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -62,6 +63,7 @@ class _Worker(protocol.ProcessProtocol):
     def __init__(self, supervisor: "WorkerSupervisor", number: int) -> None:
         self.supervisor = supervisor
         self.number = number
+        self.pid = 0
         self.ended: defer.Deferred = defer.Deferred()
 
     def processEnded(self, reason: Failure) -> None:
@@ -113,7 +115,7 @@ class WorkerSupervisor(Service):
     def _open(self) -> Any:
         from secudoc_gateway.tap import adoptable, listeners
 
-        for kind, description in listeners(self.config):
+        for _, description in listeners(self.config):
             endpoint = serverFromString(self.reactor, description)
             adoptable(endpoint, _Refuse())  # refuses, before any worker, what a worker could not take
             port = yield endpoint.listen(_Refuse())
@@ -141,17 +143,17 @@ class WorkerSupervisor(Service):
         args = [sys.executable, "-m", "secudoc_gateway.workers", "--config", self.configPath,
                 "--listeners", str(len(self.ports)), "--parent", str(os.getpid())]
         env = dict(os.environ, **{MULTIPROCESS_ENV: self._metricsFolder})
-        transport = self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=fds)
+        # The transport forgets its pid once the process is reaped.
+        worker.pid = self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=fds).pid
         self.workers[number] = worker
         self._started[number] = self.reactor.seconds()
-        self.log.info("worker {number} started (pid {pid})", number=number, pid=transport.pid)
+        self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
-        pid = worker.transport.pid if worker.transport is not None else None
         if self.workers.get(worker.number) is worker:
             del self.workers[worker.number]
-        if pid is not None:
-            mark_process_dead(pid, self._metricsFolder)
+        # Its live gauges (open sessions) no longer count; its counters do.
+        mark_process_dead(worker.pid, self._metricsFolder)
         if not self.running:
             self.log.info("worker {number} stopped", number=worker.number)
             return
@@ -165,11 +167,8 @@ class WorkerSupervisor(Service):
         for worker in list(self.workers.values()):
             try:
                 worker.transport.signalProcess(name)
-            except Exception:  # it ended meanwhile
+            except ProcessExitedAlready:
                 pass
-
-    def pids(self) -> list[int]:
-        return [w.transport.pid for w in self.workers.values()]
 
     @defer.inlineCallbacks
     def stopService(self) -> Any:

@@ -182,6 +182,9 @@ class SupervisionTests(WorkersTestCase):
                 t.join(60)
         self.assertIn("worker 0 died", gateway.log())
         self.assertLessEqual(set(accepted), self.outbox())
+        # The dead worker's open sessions no longer count; its counts do.
+        self.assertFalse(os.path.exists(os.path.join(self.metricsFolder, f"gauge_livesum_{victim}.db")))
+        self.assertGreater(self.connections(victim), 0)
 
     def connections(self, pid: int) -> float:
         """SMTP connections worker ``pid`` has taken, from its metrics file."""
