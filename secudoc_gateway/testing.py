@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from secudoc_gateway import devcert
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
-from secudoc_gateway.pgcluster import freePort
+from secudoc_gateway import pgcluster
 
 DEMO_TENANT: dict[str, Any] = {
     "id": "example",
@@ -49,8 +49,6 @@ def tomlTable(values: dict[str, Any]) -> str:
 # Which database end-to-end tests run on: "sqlite" (default) or "postgresql".
 DATABASE_ENV = "SECUDOC_TEST_DATABASE"
 
-_cluster: list[Any] = []
-
 
 def postgresqlServer() -> str:
     """
@@ -59,22 +57,17 @@ def postgresqlServer() -> str:
     started for the whole run, else one started for this process and
     stopped when it exits.
     """
-    from secudoc_gateway import pgcluster
-
     if pgcluster.URL_ENV not in os.environ:
         cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"))
         cluster.create()
         cluster.start()
         atexit.register(cluster.destroy)
-        _cluster.append(cluster)
         os.environ.update(cluster.environment())
     return os.environ[pgcluster.URL_ENV]
 
 
 def freshPostgreSQL() -> dict[str, Any]:
     """A ``[database]`` table naming a new, empty database on the test cluster."""
-    from secudoc_gateway import pgcluster
-
     admin = postgresqlServer()
     return {"url": pgcluster.freshDatabase(admin, os.environ[pgcluster.PASSWORD_ENV]),
             "password_env": pgcluster.PASSWORD_ENV}

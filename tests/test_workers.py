@@ -14,13 +14,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
-from typing import Any
 
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.testing import GatewayProcess, freePort, writeConfig
+from secudoc_gateway.pgcluster import freePort
+from secudoc_gateway.testing import GatewayProcess, writeConfig
 from tests.support import maildirMessages, splitEnvelope
 
 
