@@ -6,7 +6,8 @@ sessions, the clock stops when the sink has counted every message).
 
     .venv/bin/python bench/bench_scale.py [--messages N] [--sessions C] [--runs R]
 
-Rows: protected 89 KB messages (64 KiB attachment) with --workers 2 vs
+``--tmpfs`` puts every queue, spool, database and object folder on
+/dev/shm. Rows: protected 89 KB messages (64 KiB attachment) with --workers 2 vs
 Postfix + MIMEDefang (target x3) and plain Postfix; 2 KB pass-through
 with --workers 2 vs plain Postfix (target x2); workers 1 vs 2 on both
 loads; PostgreSQL (fsync on) vs SQLite on the protected path.
@@ -38,7 +39,13 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000, help="protected messages per run (2 KB: three times)")
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--tmpfs", action="store_true",
+                        help="queues, spools, databases and objects on /dev/shm (anchors.md's tmpfs rows):"
+                             " what the processes cost without the disk's syncs")
     args = parser.parse_args()
+    if args.tmpfs:
+        tempfile.tempdir = "/dev/shm"
+        os.environ["SPOOL"] = "/dev/shm/MIMEDefang-anchor"  # md_start.sh's spool
     if not (have("smtp-source") and have("smtp-sink")):
         print("needs Postfix's smtp-source and smtp-sink (Debian package postfix)")
         return 1
@@ -95,7 +102,7 @@ def main() -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
     print(f"{args.sessions} sessions; protected: {n} x 89 KB (64 KiB attachment); pass-through: {small} x 2 KB;"
-          f" median of {args.runs} run(s)")
+          f" median of {args.runs} run(s); {'tmpfs' if args.tmpfs else 'disk'}")
     for label, value in results.items():
         row(label, f"{value:7.0f} msg/s")
 
