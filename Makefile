@@ -8,11 +8,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
+WORKERS ?= 2
 TRIAL_JOBS ?= 2
 # axe-core, run in the pages by the browser tests.
 AXE := var/axe/node_modules/axe-core/axe.min.js
-# The end-to-end modules, run a second time against S3 (moto, started once for the whole run).
+# The end-to-end modules, run a second time on S3 (moto) and on PostgreSQL
+# (Debian's server binaries), each server started once for the whole run.
 S3_MODULES := tests.test_protection tests.test_policy_e2e tests.test_faults tests.test_corpus
+PG_MODULES := tests.test_protection tests.test_policy_e2e tests.test_service tests.test_recipient
+PG_BIN := /usr/lib/postgresql/15/bin
 
 # Debian packages the tests run: promtool and Prometheus itself (alert
 # rules, the dashboard's queries), systemd-analyze (the unit file),
@@ -21,7 +25,7 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
 	chromium:chromium chromedriver:chromium-driver
 
-.PHONY: run test check-config bench clean debian-tools dashboard-picture
+.PHONY: run test check-config bench clean debian-tools postgresql dashboard-picture
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +41,7 @@ $(CERT): | $(STAMP)
 # twistd finds plugins in twisted/plugins/ of each folder on the path: an
 # installed wheel ships the plugin, a checkout is put on the path here.
 run: $(STAMP) $(CERT)
-	PYTHONPATH=$(CURDIR) $(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG)
+	PYTHONPATH=$(CURDIR) $(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG) --workers $(WORKERS)
 
 check-config: $(STAMP) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
@@ -52,13 +56,25 @@ debian-tools:
 		$(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends $$missing; \
 	fi
 
-test: $(STAMP) $(CERT) debian-tools $(AXE)
+# Debian's PostgreSQL 15 server binaries, for the tests' throwaway cluster.
+postgresql:
+	@test -x $(PG_BIN)/initdb || { $(APT_GET) update -q && $(APT_GET) install -y -q --no-install-recommends postgresql-15; }
+
+# One PostgreSQL cluster and one S3 server for the whole run (stopped however
+# it ends): the suite once, then the end-to-end modules on S3 and on PostgreSQL.
+test: $(STAMP) $(CERT) debian-tools postgresql $(AXE)
 	@mkdir -p var
 	$(BIN)/mypy
-	@$(BIN)/python -m secudoc_gateway.testing.s3 $(SHELL) -o pipefail -c '\
+	@set -o pipefail; pg=$$(mktemp -d /tmp/secudoc-pg-XXXXXX); \
+	trap '$(BIN)/python -m secudoc_gateway.testing.postgres stop '"$$pg"' >/dev/null' EXIT; \
+	set -a; eval "$$($(BIN)/python -m secudoc_gateway.testing.postgres start $$pg)"; set +a; \
+	$(BIN)/python -m secudoc_gateway.testing.s3 $(SHELL) -o pipefail -c '\
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	SECUDOC_TEST_STORAGE=s3 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_s3 \
-	$(S3_MODULES) 2>&1 | tee -a var/trial.log && exit $$rc'; rc=$$?; \
+		$(S3_MODULES) 2>&1 | tee -a var/trial.log || rc=1; \
+	SECUDOC_TEST_DATABASE=postgresql $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_pg \
+		$(PG_MODULES) 2>&1 | tee -a var/trial.log || rc=1; \
+	exit $$rc'; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
 
 # The README's picture of the dashboard (a few minutes of real traffic).
@@ -70,4 +86,4 @@ bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var/trial.log _trial_temp _trial_temp_s3 *.egg-info
+	rm -rf $(VENV) var/trial.log _trial_temp _trial_temp_s3 _trial_temp_pg *.egg-info

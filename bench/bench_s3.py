@@ -56,8 +56,8 @@ class NullSink(io.RawIOBase):
 
 def refused(gateway: Gateway, reply: bytes) -> RuntimeError:
     """What the gateway logged about a message it did not accept (the bench's folder goes at the end)."""
-    with open(os.path.join(gateway.folder, "gateway.log"), encoding="utf-8", errors="replace") as f:
-        lines = [line for line in f if "S3" in line or "failed" in line or "Error" in line]
+    lines = [line + "\n" for line in gateway.output().splitlines()
+             if "S3" in line or "failed" in line or "Error" in line]
     return RuntimeError(f"gateway answered {reply!r}:\n" + "".join(lines[-20:]))
 
 

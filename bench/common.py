@@ -80,10 +80,14 @@ class Process:
 
 
 class Gateway(Process):
-    """The gateway under twistd, relaying to ``relay``."""
+    """
+    The gateway under twistd, relaying to ``relay``, with ``workers``
+    processes and ``database`` (a ``[database]`` table; default SQLite).
+    """
 
     def __init__(self, relay: str, root: str = ROOT, storage: Optional[dict] = None, env: Optional[dict] = None,
-                 smtp: Optional[dict] = None, **tenant: object) -> None:
+                 smtp: Optional[dict] = None, workers: int = 1, database: Optional[dict] = None,
+                 **tenant: object) -> None:
         self.folder = tempfile.mkdtemp(prefix="secudoc-bench-")
         self.smtpPort = freePort()
         self.webPort = freePort()
@@ -92,12 +96,31 @@ class Gateway(Process):
             [dict(DEMO_TENANT, relay=relay, relay_require_tls=False, **tenant)],
             smtp={"listen": [f"tcp:{self.smtpPort}:interface=127.0.0.1"], "command_timeout": 600, **(smtp or {})},
             web={"listen": [f"tcp:{self.webPort}:interface=127.0.0.1"]},
-            log={"path": "gateway.log"},
             storage=storage,
+            database=database or {"url": "sqlite:gateway.sqlite3"},
         )
         env = dict(os.environ, PYTHONPATH=root, **(env or {}))
-        super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config], env=env)
-        waitForPort(self.smtpPort)
+        # The log on standard output, where the workers write theirs too.
+        super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config,
+                          "--workers", str(workers)], env=env)
+        try:
+            waitForPort(self.smtpPort)
+            # Every worker adopts the listener before the load starts.
+            deadline = time.monotonic() + 60
+            while self._listening() < workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the workers did not start:\n" + self.output()[-3000:])
+                time.sleep(0.05)
+        except Exception:
+            self.stop()
+            raise
+
+    def _listening(self) -> int:
+        return self.output().count(f"listening on tcp:{self.smtpPort}:")
+
+    def pids(self) -> list[int]:
+        """The parent and its workers."""
+        return [self.pid] + [int(p) for p in re.findall(r"worker \d+ started \(pid (\d+)\)", self.output())]
 
     def stop(self) -> None:
         super().stop()
@@ -183,7 +206,8 @@ class PostfixRelay:
     Debian's postfix package; ``reason`` says why when it cannot run.
     """
 
-    def __init__(self, sinkPort: int) -> None:
+    def __init__(self, sinkPort: int, milter: str = "") -> None:
+        """``milter``: a milter address (``inet:127.0.0.1:7357``) every message goes through."""
         self.reason = ""
         self.port = freePort()
         self.folder = tempfile.mkdtemp(prefix="pfbench-")
@@ -210,6 +234,8 @@ class PostfixRelay:
                 f"maillog_file_prefixes = /var, /dev/stdout, {self.folder}\n"
                 f"maillog_file = {self.folder}/maillog\n"
                 "smtp_tls_security_level = none\nsmtpd_tls_security_level = none\n"
+                + (f"smtpd_milters = {milter}\nmilter_default_action = tempfail\nmilter_protocol = 6\n"
+                   if milter else "")
             )
         # postfix -c only accepts folders the default main.cf lists.
         default = "/etc/postfix/main.cf"
@@ -235,3 +261,31 @@ class PostfixRelay:
 
 def row(label: str, value: str, anchor: str = "") -> None:
     print(f"  {label:<44} {value:>14}   {anchor}")
+
+
+ANCHORS = next((p for p in (os.environ.get("SECUDOC_ANCHORS", ""), os.path.join(ROOT, "..", "shared", "anchors"),
+                            "/work/shared/anchors") if p and os.path.isdir(p)), "")
+"""The anchors' set-up scripts (beside the checkout, or where SECUDOC_ANCHORS says)."""
+
+
+class MIMEDefang:
+    """
+    MIMEDefang with the anchors' filter (``action_replace_with_url`` on
+    every attachment), started and stopped by the anchors' own scripts;
+    its milter listens on 127.0.0.1:7357.
+    """
+
+    address = "inet:127.0.0.1:7357"
+
+    def __init__(self) -> None:
+        self.reason = ""
+        if not ANCHORS or not have("mimedefang"):
+            self.reason = "needs the anchors' scripts and Debian's mimedefang package"
+            return
+        result = subprocess.run(["bash", os.path.join(ANCHORS, "md_start.sh")], capture_output=True, text=True)
+        if result.returncode != 0:
+            self.reason = f"md_start.sh failed: {result.stderr.strip()}"
+
+    def stop(self) -> None:
+        if not self.reason:
+            subprocess.run(["bash", os.path.join(ANCHORS, "md_stop.sh")], capture_output=True)

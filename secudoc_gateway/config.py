@@ -130,9 +130,16 @@ class StorageConfig:
 
 @attrs.frozen
 class DatabaseConfig:
-    """``url`` is ``sqlite:/absolute/path`` or a PostgreSQL URL."""
+    """
+    ``url`` is ``sqlite:/absolute/path`` or a PostgreSQL URL;
+    ``password_env`` names the environment variable holding the
+    PostgreSQL password ("" = none, or in the URL); ``pool_size`` is
+    PostgreSQL connections per process.
+    """
 
     url: str
+    password_env: str = ""
+    pool_size: int = 10
 
     @property
     def kind(self) -> str:
@@ -483,7 +490,10 @@ def _storage(table: _Table, base: str) -> StorageConfig:
 
 
 def _database(table: _Table, base: str) -> DatabaseConfig:
+    d = DatabaseConfig("")
     url = table.string("url", "sqlite:../var/gateway.sqlite3", nonEmpty=True)
+    more = dict(password_env=table.string("password_env", d.password_env),
+                pool_size=table.integer("pool_size", d.pool_size))
     if url.startswith("sqlite:"):
         path = url[len("sqlite:"):]
         if path.startswith("//"):
@@ -492,14 +502,14 @@ def _database(table: _Table, base: str) -> DatabaseConfig:
             table.problem("url", "sqlite: needs a path")
         elif path != ":memory:":
             url = "sqlite:" + _resolve(base, path)
-        return DatabaseConfig(url)
+        return DatabaseConfig(url, **more)
     parts = urllib.parse.urlsplit(url)
     if parts.scheme in ("postgresql", "postgres") and url.startswith(parts.scheme + "://"):
         try:
             parts.port
         except ValueError:
             table.problem("url", f'has a bad port: "{url}"')
-        return DatabaseConfig(url)
+        return DatabaseConfig(url, **more)
     table.problem("url", f'must be "sqlite:PATH" or a postgresql:// URL, not "{url}"')
     return DatabaseConfig("sqlite:" + _resolve(base, "../var/gateway.sqlite3"))
 
@@ -798,14 +808,15 @@ def reloadTenants(config: Config) -> tuple[Tenant, ...]:
 
 def unavailable(config: Config) -> list[str]:
     """
-    What a valid configuration asks for that this build cannot do yet:
-    reported like any other problem, so neither ``check-config`` nor
-    twistd accepts a config whose files would silently land elsewhere.
+    What a valid configuration asks for that this build or this
+    environment cannot do: reported like any other problem, so neither
+    ``check-config`` nor twistd accepts a config whose files would
+    silently land elsewhere, or whose database password is missing.
     """
     problems = []
-    if config.database.kind != "sqlite":
-        problems.append(f"{config.path}: database.url: {config.database.kind} is not available"
-                        " in this build yet; use sqlite:PATH")
+    passwordEnv = config.database.password_env
+    if passwordEnv and passwordEnv not in os.environ:
+        problems.append(f"{config.path}: database.password_env: {passwordEnv} is not set in the environment")
     return problems
 
 

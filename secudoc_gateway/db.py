@@ -1,24 +1,28 @@
 """
-The SQL database: a connection pool, the schema and its migrations.
+The SQL database: a connection pool, the schema and its migrations, on
+SQLite (one node) or PostgreSQL (several nodes and worker processes).
 
 Theory of operation.  Every call runs on ``twisted.enterprise.adbapi``'s
 thread pool and fires a Deferred in the reactor thread.  SQLite gets a
 single connection (``cp_min = cp_max = 1``): SQLite serialises writers
 anyway, and one connection makes every interaction in this process run
-one after the other, so a read-then-write such as a dedup claim cannot
-interleave with another.  Other processes on the same file (several
+one after the other.  Other processes on the same file (several
 workers) are kept apart by ``BEGIN IMMEDIATE``, which takes the write
 lock before the first read, and by the busy timeout, which waits for it.
+PostgreSQL gets ``pool_size`` connections (psycopg 3); its claims lock
+the rows they decide on, so they hold across nodes.
 
-The connection runs in autocommit mode (``isolation_level=None``) so the
-module opens its transactions itself: ``runTransaction`` begins one, and
-adbapi's commit or rollback at the end of the interaction closes it.
-DDL is transactional in SQLite, so each migration step is all or nothing.
+Connections run in autocommit mode so the module opens its
+transactions itself: ``runTransaction`` begins one, and adbapi's commit
+or rollback at the end of the interaction closes it.  DDL is
+transactional in both databases, so each migration step is all or
+nothing.  What differs between the two is in ``dialect``.
 
 The schema is an ordered list of steps; ``schema_version`` holds one row
 per step applied.  ``open()`` applies the missing ones, each in its own
-transaction that re-reads the version under the write lock, so two
-processes starting at once apply each step once.
+transaction that re-reads the version under a lock (SQLite's write
+lock, PostgreSQL's advisory lock), so nodes starting at once apply each
+step once.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 
+from secudoc_gateway.dialect import POSTGRESQL, SQLITE, Dialect, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
 
 T = TypeVar("T")
@@ -43,6 +48,11 @@ POSTGRESQL_PREFIXES = ("postgresql:", "postgres:")
 # Seconds a connection waits for another process's write lock before
 # the statement fails with "database is locked".
 BUSY_TIMEOUT = 10.0
+DEFAULT_POOL_SIZE = 10
+# Seconds an interaction may take before its caller gets a TimeoutError
+# (so a message waiting on it gets 451): a database host that hangs,
+# rather than refusing, must not hold mail until the client gives up.
+INTERACTION_TIMEOUT = 30.0
 
 
 # Each step is a tuple of statements applied in one transaction; step i
@@ -180,6 +190,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE files ADD COLUMN object_length INTEGER NOT NULL DEFAULT 0 CHECK (object_length >= 0)",
         "ALTER TABLE files ADD COLUMN key_index INTEGER NOT NULL DEFAULT 0 CHECK (key_index >= 0)",
     ),
+    (
+        # When a purge claimed the transfer (Unix seconds; NULL: none),
+        # so two nodes purging at once never delete the same one.
+        "ALTER TABLE transfers ADD COLUMN purging REAL",
+    ),
 )
 
 
@@ -209,37 +224,102 @@ def _openSQLite(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
+class _PostgreSQLConnection(adbapi.Connection):
+    """
+    adbapi's connection wrapper, quiet about a lost server: a connection
+    that broke is dropped without a "Rollback failed" traceback (the
+    interaction's own error already says what happened), and the next
+    interaction on this thread connects afresh.  That is how the
+    gateway recovers by itself after the database restarts.
+    """
+
+    def rollback(self) -> None:
+        if self._connection.closed:
+            self._pool.disconnect(self._connection)
+            return
+        self._connection.rollback()
+
+
+class _Cursor:
+    """
+    The cursor an interaction gets: statements go through the dialect
+    (placeholders), and ``dialect`` lets a query ask what it may say.
+    """
+
+    def __init__(self, txn: Any, dialect: Dialect) -> None:
+        self._txn = txn
+        self.dialect = dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._txn.execute(self.dialect.statement(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._txn.executemany(self.dialect.statement(sql), [tuple(row) for row in rows])
+
+    def fetchone(self) -> Optional[tuple[Any, ...]]:
+        return self._txn.fetchone()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._txn.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._txn.rowcount)
+
+
 class Database:
     """
-    The gateway's SQL database (SQLite), its schema kept current.
+    The gateway's SQL database, its schema kept current.
 
-    Use ``Database.fromURL(config url)``, then ``open()`` before anything
-    else and ``close()`` at the end.
+    Use ``Database.fromConfig(config.database)``, then ``open()`` before
+    anything else and ``close()`` at the end.
     """
-
-    dialect = "sqlite"
 
     def __init__(
         self,
-        path: str,
+        path: str = "",
         reactor: Any = None,
         migrations: Sequence[Sequence[str]] = MIGRATIONS,
+        dialect: Dialect = SQLITE,
+        connectArguments: Optional[dict[str, Any]] = None,
+        poolSize: int = DEFAULT_POOL_SIZE,
+        timeout: float = INTERACTION_TIMEOUT,
     ) -> None:
+        """
+        ``path`` is the SQLite file; for PostgreSQL, ``connectArguments``
+        are psycopg.connect's keywords instead.
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.path = path
+        self.dialect = dialect
+        self._connectArguments = connectArguments or {}
+        self._poolSize = poolSize
+        self._timeout = timeout
         self._reactor = reactor
         self._migrations = tuple(tuple(step) for step in migrations)
         self._pool: Optional[adbapi.ConnectionPool] = None
 
     @classmethod
-    def fromURL(cls, url: str, reactor: Any = None) -> "Database":
+    def fromConfig(cls, config: Any, reactor: Any = None) -> "Database":
+        """From the config's ``[database]`` (a ``DatabaseConfig``)."""
+        password = None
+        if config.password_env:
+            password = os.environ.get(config.password_env)
+            if password is None:
+                raise ConfigError([f"database.password_env: {config.password_env}"
+                                   " is not set in the environment"])
+        return cls.fromURL(config.url, reactor, password=password, poolSize=config.pool_size)
+
+    @classmethod
+    def fromURL(cls, url: str, reactor: Any = None, password: Optional[str] = None,
+                poolSize: int = DEFAULT_POOL_SIZE) -> "Database":
         """
         ``url`` is the config's ``[database] url`` with relative paths
-        already resolved: ``sqlite:/absolute/path``, or ``sqlite::memory:``
-        (tests; gone when closed).
+        already resolved: ``sqlite:/absolute/path``, ``sqlite::memory:``
+        (tests; gone when closed) or ``postgresql://user@host:port/db``.
         """
         if url.startswith(SQLITE_PREFIX):
             path = url[len(SQLITE_PREFIX) :]
@@ -249,12 +329,8 @@ class Database:
                 )
             return cls(path, reactor)
         if url.startswith(POSTGRESQL_PREFIXES):
-            raise ConfigError(
-                [
-                    "database.url: PostgreSQL is not supported by this build yet"
-                    " (no PostgreSQL driver is installed); use sqlite:PATH"
-                ]
-            )
+            return cls(reactor=reactor, dialect=POSTGRESQL, poolSize=poolSize,
+                       connectArguments=postgresqlConnectArguments(url, password))
         # Only the scheme: the rest of a URL may hold a password.
         scheme = url.partition(":")[0]
         raise ConfigError(
@@ -264,35 +340,44 @@ class Database:
             ]
         )
 
+    def _newPool(self) -> adbapi.ConnectionPool:
+        common = dict(cp_reactor=self._reactor, cp_noisy=False)
+        if self.dialect is SQLITE:
+            folder = os.path.dirname(self.path)
+            if folder and self.path != MEMORY:
+                os.makedirs(folder, exist_ok=True)
+            return adbapi.ConnectionPool(
+                "sqlite3",
+                self.path,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+                cp_min=1,
+                cp_max=1,
+                cp_openfun=_openSQLite,
+                **common,
+            )
+        pool = adbapi.ConnectionPool("psycopg", cp_min=1, cp_max=self._poolSize,
+                                     **self._connectArguments, **common)
+        pool.connectionFactory = _PostgreSQLConnection
+        return pool
+
     def open(self) -> Deferred[Database]:
         """
-        Create the folder and the file when missing, start the pool and
-        apply the missing migrations.  Fires with this database.
+        Create the SQLite folder and file when missing, start the pool
+        and apply the missing migrations.  Fires with this database.
         """
         if self._pool is not None:
             return defer.fail(GatewayError("database is already open"))
         try:
-            folder = os.path.dirname(self.path)
-            if folder and self.path != MEMORY:
-                os.makedirs(folder, exist_ok=True)
+            self._pool = self._newPool()
         except OSError as e:
             return defer.fail(e)
-        self._pool = adbapi.ConnectionPool(
-            "sqlite3",
-            self.path,
-            timeout=BUSY_TIMEOUT,
-            isolation_level=None,
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=_openSQLite,
-            cp_reactor=self._reactor,
-            cp_noisy=False,
-        )
         # Started now rather than when the reactor starts, so a command
         # line tool may queue work before ``reactor.run()``.
         self._pool.start()
-        d = self._pool.runInteraction(self._migrate, self._migrations, self._reactor.seconds())
+        # No timeout: another node may hold the migration lock for long.
+        d = self._run(self._migrate, self._migrations, self._reactor.seconds())
 
         def failed(f: Any) -> Any:
             self.close()
@@ -302,20 +387,23 @@ class Database:
         return d
 
     @staticmethod
-    def _migrate(txn: Any, migrations: tuple[tuple[str, ...], ...], now: float) -> None:
-        # One step per transaction, each under the write lock from its
-        # first statement, so a second process waits and then finds it done.
+    def _migrate(txn: _Cursor, migrations: tuple[tuple[str, ...], ...], now: float) -> None:
+        # One step per transaction, each under the migration lock from
+        # its first statement, so a second node waits and then finds it done.
+        dialect = txn.dialect
         while True:
-            txn.execute("BEGIN IMMEDIATE")
-            txn.execute(
+            txn.execute(dialect.beginWrite)
+            if dialect.migrationLock:
+                txn.execute(dialect.migrationLock)
+            txn.execute(dialect.schema(
                 "CREATE TABLE IF NOT EXISTS schema_version"
                 " (version INTEGER PRIMARY KEY, applied REAL NOT NULL)"
-            )
+            ))
             txn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             [(current,)] = txn.fetchall()
             if current > len(migrations):
-                # A newer build migrated this file: its rows may not mean
-                # what this build thinks they mean.
+                # A newer build migrated this database: its rows may not
+                # mean what this build thinks they mean.
                 raise GatewayError(
                     f"database schema version {current} is newer than this build"
                     f" knows ({len(migrations)})"
@@ -324,7 +412,7 @@ class Database:
                 txn.execute("COMMIT")
                 return
             for statement in migrations[current]:
-                txn.execute(statement)
+                txn.execute(dialect.schema(statement))
             txn.execute(
                 "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
                 (current + 1, now),
@@ -333,37 +421,37 @@ class Database:
 
     def close(self) -> None:
         """
-        Stop the pool: waits for the interaction in progress, then closes
-        the connection.  Safe to call twice.
+        Stop the pool: waits for the interactions in progress, then
+        closes the connections.  Safe to call twice.
         """
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
 
-    def _running(self) -> adbapi.ConnectionPool:
+    def _run(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
         if self._pool is None:
-            raise GatewayError("database is not open")
-        return self._pool
+            return defer.fail(GatewayError("database is not open"))
+        dialect = self.dialect
+        return self._pool.runInteraction(lambda txn: interaction(_Cursor(txn, dialect), *args, **kw))
 
     def runInteraction(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
-        """``interaction(txn, *args, **kw)`` in autocommit mode, on the pool's thread."""
-        try:
-            pool = self._running()
-        except GatewayError:
-            return defer.fail()
-        return pool.runInteraction(interaction, *args, **kw)
+        """
+        ``interaction(cursor, *args, **kw)`` in autocommit mode, on the
+        pool's thread; fails with ``TimeoutError`` when the database has
+        not answered within the timeout (the thread still waits for it).
+        """
+        return self._run(interaction, *args, **kw).addTimeout(self._timeout, self._reactor)
 
     def runTransaction(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
         """
-        ``interaction(txn, *args, **kw)`` inside one transaction, which
-        holds the write lock from its first statement (``BEGIN
-        IMMEDIATE``): a read that decides a write sees no other
-        process's write in between.  Committed when it returns, rolled
-        back when it raises.
+        ``interaction(cursor, *args, **kw)`` inside one transaction whose
+        reads may decide its writes (SQLite: it holds the write lock from
+        its first statement; PostgreSQL: the statements lock the rows
+        they claim).  Committed when it returns, rolled back when it raises.
         """
 
-        def transaction(txn: Any) -> T:
-            txn.execute("BEGIN IMMEDIATE")
+        def transaction(txn: _Cursor) -> T:
+            txn.execute(txn.dialect.beginWrite)
             return interaction(txn, *args, **kw)
 
         return self.runInteraction(transaction)
@@ -372,12 +460,12 @@ class Database:
         self, interaction: Callable[..., T], *args: Any, **kw: Any
     ) -> Deferred[T]:
         """
-        ``interaction(txn, *args, **kw)`` reading one snapshot (WAL: a
-        deferred ``BEGIN`` takes no lock, so it never waits for a writer).
+        ``interaction(cursor, *args, **kw)`` reading one snapshot; it never
+        waits for a writer.
         """
 
-        def transaction(txn: Any) -> T:
-            txn.execute("BEGIN")
+        def transaction(txn: _Cursor) -> T:
+            txn.execute(txn.dialect.beginRead)
             return interaction(txn, *args, **kw)
 
         return self.runInteraction(transaction)
@@ -385,8 +473,8 @@ class Database:
     def runQuery(self, sql: str, params: Sequence[Any] = ()) -> Deferred[list[tuple[Any, ...]]]:
         """All rows of one statement."""
 
-        def query(txn: Any) -> list[tuple[Any, ...]]:
-            txn.execute(sql, tuple(params))
+        def query(txn: _Cursor) -> list[tuple[Any, ...]]:
+            txn.execute(sql, params)
             return list(txn.fetchall())
 
         return self.runInteraction(query)
@@ -394,8 +482,8 @@ class Database:
     def runOperation(self, sql: str, params: Sequence[Any] = ()) -> Deferred[None]:
         """One statement, its rows (if any) discarded."""
 
-        def operation(txn: Any) -> None:
-            txn.execute(sql, tuple(params))
+        def operation(txn: _Cursor) -> None:
+            txn.execute(sql, params)
 
         return self.runInteraction(operation)
 

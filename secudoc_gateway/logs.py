@@ -154,6 +154,11 @@ class LogService(Service):
         application.setComponent(ILogObserver, self.observer())
         self._handedOver = True
 
+    def takeOver(self) -> LineObserver:
+        """The observer, for a host that begins logging to it alone (a worker process)."""
+        self._handedOver = True
+        return self.observer()
+
     def startService(self) -> None:
         super().startService()
         if self._handedOver or (self.path == "-" and self.format == "text"):

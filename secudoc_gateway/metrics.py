@@ -2,16 +2,25 @@
 Every Prometheus series the gateway exports, in one place, on an
 injected registry (tests and several services in one process each get
 their own).
+
+Under ``--workers`` every worker process has ``PROMETHEUS_MULTIPROC_DIR``
+set by the parent before prometheus-client is imported: each process
+then writes its values to files there, and ``/metrics``, whichever
+worker answers, reads all of them (``exposition``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from secudoc_gateway import __version__
 from secudoc_gateway.policy import PASS, PROTECT, REJECT
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # secudoc_messages_total's status label (SPEC section 8): the policy's
 # actions, and a message answered 451.
@@ -27,12 +36,20 @@ class Metrics:
 
     def __init__(self, registry: Optional[CollectorRegistry] = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # What /metrics answers: this process's series, or every worker's.
+        folder = os.environ.get(MULTIPROCESS_ENV)
+        if folder:
+            self.exposition = CollectorRegistry()
+            MultiProcessCollector(self.exposition, folder)
+        else:
+            self.exposition = self.registry
         r = self.registry
         self.connections = Counter(
             "secudoc_smtp_connections_total", "SMTP connections accepted", registry=r
         )
         self.sessionsActive = Gauge(
-            "secudoc_smtp_sessions_active", "SMTP sessions open now", registry=r
+            "secudoc_smtp_sessions_active", "SMTP sessions open now", registry=r,
+            multiprocess_mode="livesum",
         )
         self.messages = Counter(
             "secudoc_messages_total",
@@ -65,23 +82,27 @@ class Metrics:
             "secudoc_downloads_total", "Files downloaded", ["tenant"], registry=r
         )
         self.buildInfo = Gauge(
-            "secudoc_build_info", "Always 1; the version label says which build runs", ["version"], registry=r
+            "secudoc_build_info", "Always 1; the version label says which build runs", ["version"], registry=r,
+            multiprocess_mode="max",
         )
         self.buildInfo.labels(version=__version__).set(1)
         self.reloadSuccess = Gauge(
             "secudoc_config_reload_success",
             "1 when the last load or reload of the tenant files succeeded, else 0",
             registry=r,
+            multiprocess_mode="livemin",  # a worker that failed to reload shows
         )
         self.reloadTimestamp = Gauge(
             "secudoc_config_reload_success_timestamp_seconds",
             "When the tenant files were last loaded successfully",
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.purgeTimestamp = Gauge(
             "secudoc_purge_last_success_timestamp_seconds",
             "When the last purge of expired transfers finished without error",
             registry=r,
+            multiprocess_mode="max",
         )
         self.replies = Counter(
             "secudoc_smtp_replies_total", "SMTP replies sent to clients, by code", ["code"], registry=r
@@ -98,12 +119,14 @@ class Metrics:
             "When the certificate a listener presents expires",
             ["listener"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.healthUp = Gauge(
             "secudoc_health_check_up",
             "1 when the /healthz check (storage, database) answered at the last scrape, else 0",
             ["check"],
             registry=r,
+            multiprocess_mode="livemin",
         )
 
     def showTenants(self, tenants: Iterable[str]) -> None:

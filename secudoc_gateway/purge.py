@@ -3,8 +3,10 @@ Expired and revoked transfers go: their object first, then their file
 rows, so a crash between the two leaves a row whose object is gone (the
 link then says "expired" anyway) rather than an object nobody can find.
 The transfer's row stays as a tombstone, so its link keeps saying
-"expired" or "withdrawn" instead of "unknown".  The running
-server purges hourly; ``secudoc-gateway purge`` does it once.
+"expired" or "withdrawn" instead of "unknown".  The running server
+purges hourly; ``secudoc-gateway purge`` does it once.  Each batch is
+claimed in the database first, so purges running at once on several
+nodes (or workers) never take the same transfer.
 """
 
 from __future__ import annotations
@@ -25,30 +27,33 @@ class PurgeIncomplete(Exception):
     """Some expired transfers could not be purged (each was logged); the rest were."""
 
 
-async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
+async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> int:
     """
-    Delete every transfer expired at ``now``; returns how many.  Raises
-    ``PurgeIncomplete`` after the rest when some could not be deleted.
+    Delete every transfer expired at ``now``, ``batch`` at a time;
+    returns how many.  Raises ``PurgeIncomplete`` after the rest when
+    some could not be deleted; their claims are let go, so the next
+    purge tries them again.
     """
     count = 0
-    failed: set[str] = set()
+    failed: list[str] = []
     while True:
-        batch = [t for t in await transfers.expiredTransfers(now, limit=BATCH) if t.id not in failed]
-        if not batch:
+        claimed = await transfers.claimExpired(now, limit=batch)
+        if not claimed:
             break
-        for transfer in batch:
+        for transfer in claimed:
             try:
                 for key in sorted({stored.object_key for stored in transfer.files}):
                     await store.delete(key)
                 await transfers.tombstone(transfer.id)
             except Exception:
-                # Tried again next hour; the others go now.
+                # Let go at the end, so the next purge tries again; the others go now.
                 log.failure("purging transfer {id} failed", id=transfer.id)
-                failed.add(transfer.id)
+                failed.append(transfer.id)
                 continue
             count += 1
     await transfers.purgeDedup(now)
     if failed:
+        await transfers.unclaim(failed)
         raise PurgeIncomplete(f"{len(failed)} expired transfer(s) could not be purged, {count} were")
     return count
 
@@ -105,7 +110,7 @@ def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
     from secudoc_gateway.transfers import TransferStore
 
     async def run() -> Any:
-        database = Database.fromURL(config.database.url, reactor)
+        database = Database.fromConfig(config.database, reactor)
         await database.open()
         store = storeFor(config, reactor, MemoryBudget(config.smtp.memory_budget))
         try:

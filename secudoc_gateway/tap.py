@@ -5,13 +5,14 @@ the one place where every piece is built and wired together.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any, Optional, Sequence, Union
 
 import attrs
 from prometheus_client import CollectorRegistry
-from twisted.application.service import IService, MultiService, Service
+from twisted.application.service import IService, MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
@@ -21,14 +22,14 @@ from twisted.python.failure import Failure
 
 from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
-from secudoc_gateway.errors import ConfigError, GatewayError
+from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.listening import EXIT_CANNOT_LISTEN, CannotListen, ListeningService, listenerProblems, listeners
 from secudoc_gateway.logs import LogService
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
 EXIT_CONFIG = 2
-EXIT_CANNOT_LISTEN = 3
 
 
 class Options(usage.Options):
@@ -43,6 +44,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", DEFAULT_CONFIG_PATH,
          "Main configuration file (TOML); relative paths in it are relative to its folder."],
+        ["workers", "w", 1, "Worker processes sharing the listeners (0: one per CPU core).", int],
     ]
 
     def opt_version(self) -> None:
@@ -50,20 +52,9 @@ class Options(usage.Options):
         print(f"secudoc-gateway {__version__}")
         raise SystemExit(0)
 
-
-def listenerProblems(config: Config, reactor: Any = None) -> list[str]:
-    """Endpoint strings that Twisted cannot parse, as ``FILE: key: what is wrong``."""
-    if reactor is None:
-        from twisted.internet import reactor
-    problems = []
-    for section, descriptions in (("smtp", config.smtp.listen), ("web", config.web.listen),
-                                  ("metrics", config.metrics.listen)):
-        for description in descriptions:
-            try:
-                serverFromString(reactor, description)
-            except Exception as e:
-                problems.append(f"{config.path}: {section}.listen: \"{description}\" is not an endpoint: {e}")
-    return problems
+    def postOptions(self) -> None:
+        if self["workers"] < 0:
+            raise usage.UsageError("--workers must be 0 or more")
 
 
 def loadOrExit(path: str) -> Config:
@@ -78,62 +69,6 @@ def loadOrExit(path: str) -> Config:
     if problems:
         raise SystemExit(EXIT_CONFIG)
     return config
-
-
-class CannotListen(GatewayError):
-    """A listener's endpoint refused to listen (port in use, no such address...)."""
-
-
-class ListeningService(Service):
-    """
-    Listens on one endpoint; unlike StreamServerEndpointService it says
-    where (``whenListening`` fires with the port), which tests, benches
-    and the start-up log need for ``tcp:0`` listeners.
-    """
-
-    log = Logger()
-
-    def __init__(self, endpoint: Any, factory: Any, description: str, reactor: Any) -> None:
-        self.reactor = reactor
-        self.endpoint = endpoint
-        self.factory = factory
-        self.description = description
-        self.port: Any = None
-        self.whenListening: defer.Deferred = defer.Deferred()
-
-    def startService(self) -> None:
-        super().startService()
-        failure: list[Failure] = []
-
-        def listening(port: Any) -> Any:
-            self.port = port
-            self.log.info("listening on {description} ({address})",
-                          description=self.description, address=port.getHost())
-            self.whenListening.callback(port)
-            return port
-
-        def failed(f: Failure) -> None:
-            failure.append(f)
-            if not starting:
-                # An endpoint that fails later: the start is over, stop.
-                self.log.critical("cannot listen on {listener}: {error}",
-                                  listener=self.description, error=f.getErrorMessage())
-                if self.reactor.running:
-                    self.reactor.stop()
-            self.whenListening.errback(f)
-
-        starting = True
-        self.endpoint.listen(self.factory).addCallbacks(listening, failed)
-        starting = False
-        if failure:
-            self.whenListening.addErrback(lambda f: None)
-            raise CannotListen(f"cannot listen on {self.description}: {failure[0].getErrorMessage()}")
-
-    def stopService(self) -> Any:
-        super().stopService()
-        if self.port is not None:
-            return self.port.stopListening()
-        return None
 
 
 class GatewayService(MultiService):
@@ -180,9 +115,11 @@ class GatewayService(MultiService):
         self._installSignals()
 
         def opened(_: Any) -> None:
-            # Jobs that need the database (the hourly purge) start once it is migrated.
+            # What needs the database (the listeners, the hourly purge) starts once it is migrated.
             for child in self.afterDatabase:
                 child.setServiceParent(self)
+            for listener in self.smtpListeners + self.webListeners + self.metricsListeners:
+                listener.serve()
             self._ready.callback(None)
 
         def failed(f: Any) -> None:
@@ -251,14 +188,23 @@ class GatewayService(MultiService):
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
-                registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None) -> IService:
+                registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None,
+                adoptedFDs: Optional[Sequence[int]] = None) -> IService:
     """
     Build the whole gateway.  ``config`` is a loaded ``Config``, or the
-    plugin's ``Options`` (twistd passes those).  ``clock`` (default the
-    reactor) times verification codes and sessions, so tests can age them.
+    plugin's ``Options`` (twistd passes those; with ``--workers`` other
+    than 1 the service is the parent of the worker processes).  ``clock``
+    (default the reactor) times verification codes and sessions, so
+    tests can age them.  A worker passes ``adoptedFDs``: the parent's
+    listening sockets, one for each of ``listeners(config)``.
     """
     if not isinstance(config, Config):
-        config = loadOrExit(config["config"])
+        path, workers = config["config"], config.get("workers", 1)
+        config = loadOrExit(path)
+        if workers != 1:
+            from secudoc_gateway.workers import WorkerSupervisor
+
+            return WorkerSupervisor(path, config, workers or os.cpu_count() or 1)
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
@@ -284,7 +230,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     metrics.showTenants(t.id for t in config.tenants)
     budget = MemoryBudget(config.smtp.memory_budget)
     store = storeFor(config, reactor, budget)
-    database = Database.fromURL(config.database.url, reactor)
+    database = Database.fromConfig(config.database, reactor)
     transfers = TransferStore(database, reactor)
     gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
                       store=store, transfers=transfers, budget=budget)
@@ -319,13 +265,18 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
     health = HealthResource([("storage", store.check), ("database", database.check)], reactor)
-    public = makeSite({b"t": TransfersResource(web), b"healthz": health})
-    operators = makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health}, quiet=True)
-    for descriptions, factory, listeners in ((smtp.listen, smtpFactory, service.smtpListeners),
-                                             (config.web.listen, public, service.webListeners),
-                                             (config.metrics.listen, operators, service.metricsListeners)):
-        for description in descriptions:
-            listener = ListeningService(serverFromString(reactor, description), factory, description, reactor)
-            listener.setServiceParent(service)
-            listeners.append(listener)
+    factories = {
+        "smtp": smtpFactory,
+        "web": makeSite({b"t": TransfersResource(web), b"healthz": health}),
+        "metrics": makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health}, quiet=True),
+    }
+    served = {"smtp": service.smtpListeners, "web": service.webListeners, "metrics": service.metricsListeners}
+    kinds = listeners(config)
+    if adoptedFDs is not None and len(adoptedFDs) != len(kinds):
+        raise ConfigError([f"{config.path}: the listeners changed since the parent opened them"])
+    for i, (kind, description) in enumerate(kinds):
+        listener = ListeningService(serverFromString(reactor, description), factories[kind], description,
+                                    reactor, adoptedFD=None if adoptedFDs is None else adoptedFDs[i])
+        listener.setServiceParent(service)
+        served[kind].append(listener)
     return service

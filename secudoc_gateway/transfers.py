@@ -27,6 +27,9 @@ DEDUP_WINDOW = 24 * 60 * 60
 # copy may relay.  Longer than the slowest relay we expect of a 150 MB
 # message, shorter than EXO's retry schedule gives up on.
 INFLIGHT_TIMEOUT = 15 * 60
+# A purge's claim on an expired transfer lapses after this long, so one
+# whose purge died is taken by the next (hourly) purge.
+PURGE_CLAIM_TIMEOUT = 30 * 60
 
 # Answers of ``TransferStore.claim``.
 NEW = "new"
@@ -302,6 +305,44 @@ class TransferStore:
 
         return self._db.runTransaction(bury)
 
+    def claimExpired(
+        self, now: Optional[float] = None, limit: int = 100
+    ) -> Deferred[list[Transfer]]:
+        """
+        Like ``expiredTransfers``, but each transfer returned is claimed
+        for this purge, in one transaction: another purge, on this node
+        or another, skips it for ``PURGE_CLAIM_TIMEOUT`` seconds (after
+        which a claim whose purge died is taken again).
+        """
+        if now is None:
+            now = self._clock.seconds()
+
+        def claim(txn: Any) -> list[Transfer]:
+            txn.execute(
+                "SELECT id FROM transfers WHERE (expires <= ? OR revoked IS NOT NULL) AND purged IS NULL"
+                " AND (purging IS NULL OR purging <= ?)"
+                " ORDER BY expires, id LIMIT ?" + txn.dialect.skipLocked,
+                (now, now - PURGE_CLAIM_TIMEOUT, limit),
+            )
+            ids = [id for (id,) in txn.fetchall()]
+            claimed = []
+            for id in ids:
+                txn.execute("UPDATE transfers SET purging = ? WHERE id = ?", (now, id))
+                txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (id,))
+                claimed.append(_transferFromRow(txn, txn.fetchone()))
+            return claimed
+
+        return self._db.runTransaction(claim)
+
+    def unclaim(self, transferIds: Iterable[str]) -> Deferred[None]:
+        """Let go of purge claims (transfers a purge could not delete), so the next purge takes them."""
+
+        def unclaim(txn: Any) -> None:
+            for transferId in transferIds:
+                txn.execute("UPDATE transfers SET purging = NULL WHERE id = ?", (transferId,))
+
+        return self._db.runTransaction(unclaim)
+
     def deleteTransfer(self, transferId: str) -> Deferred[bool]:
         """
         Delete a transfer and (by cascade) its files; the downloads stay
@@ -334,7 +375,7 @@ class TransferStore:
         tenant, a sender, created since.
         """
         where, params = ["purged IS NULL"], []
-        for clause, value in (("tenant = ?", tenant), ("sender = ? COLLATE NOCASE", sender),
+        for clause, value in (("tenant = ?", tenant), ("lower(sender) = lower(?)", sender),
                               ("created >= ?", since)):
             if value is not None:
                 where.append(clause)
@@ -373,8 +414,8 @@ class TransferStore:
         now = self._clock.seconds()
 
         def extend(txn: Any) -> bool:
-            txn.execute("UPDATE transfers SET expires = MAX(expires, ?) + ? WHERE id = ?",
-                        (now, days * 86400, transferId))
+            txn.execute("UPDATE transfers SET expires = CASE WHEN expires > ? THEN expires ELSE ? END + ?"
+                        " WHERE id = ?", (now, now, days * 86400, transferId))
             return bool(txn.rowcount == 1)
 
         return self._db.runTransaction(extend)
@@ -472,13 +513,28 @@ class TransferStore:
         - ``INFLIGHT``: another copy is being relayed now: answer 451,
           EXO retries later.
 
-        Read and write happen under one write lock, so of two copies
-        arriving together exactly one gets ``NEW``.
+        One transaction that locks the record it reads, so of two copies
+        arriving together, on one node or two, exactly one gets ``NEW``.
         """
         now = self._clock.seconds()
 
         def claim(txn: Any) -> str:
-            txn.execute("SELECT state, updated FROM relayed WHERE dedup_key = ?", (key,))
+            # The insert either makes the record or waits for the
+            # transaction that is making it (PostgreSQL) and then does
+            # nothing; the SELECT then holds the row until commit, so of
+            # two copies on two nodes exactly one gets NEW.
+            txn.execute(
+                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
+                " VALUES (?, ?, 'inflight', ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
+                (key, tenant, now, now),
+            )
+            if txn.rowcount == 1:
+                return NEW
+            txn.execute(
+                "SELECT state, updated FROM relayed WHERE dedup_key = ?"
+                + txn.dialect.forUpdate,
+                (key,),
+            )
             row = txn.fetchone()
             if row is not None:
                 state, updated = row
@@ -487,6 +543,7 @@ class TransferStore:
                     return DONE
                 if state == INFLIGHT and age < self.inflightTimeout:
                     return INFLIGHT
+            # Stale, or released since the insert above: take it over.
             txn.execute(
                 "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
                 " VALUES (?, ?, 'inflight', ?, ?)"

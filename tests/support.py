@@ -124,6 +124,29 @@ async def breakStorage(folder: str) -> None:
         f.write("not a folder")
 
 
+def databaseRows(config: Any, sql: str, params: tuple = ()) -> list[tuple]:
+    """
+    Rows of one statement (``?`` placeholders), run straight on the
+    database of ``config`` (a ``DatabaseConfig``), SQLite or PostgreSQL:
+    what a test checks the gateway wrote.  Blocking, and short.
+    """
+    from secudoc_gateway.dialect import POSTGRESQL
+
+    if config.kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(config.url[len("sqlite:"):]) as connection:
+            rows = connection.execute(sql, params).fetchall()
+        connection.close()
+        return rows
+    import psycopg
+
+    password = os.environ[config.password_env] if config.password_env else None
+    with psycopg.connect(config.url, password=password, autocommit=True) as connection:
+        cursor = connection.execute(POSTGRESQL.statement(sql), params)
+        return cursor.fetchall() if cursor.description else []
+
+
 def maildirMessages(folder: str) -> list[bytes]:
     new = os.path.join(folder, "new")
     if not os.path.isdir(new):

@@ -20,6 +20,7 @@ from secudoc_gateway.config import (
     Tenant,
     loadConfig,
     loadTenants,
+    loadUsableConfig,
     reloadTenants,
 )
 from secudoc_gateway.errors import ConfigError
@@ -395,6 +396,20 @@ class MainFileProblemTests(ConfigTestCase):
         ):
             self.tree.writeMain({"database": {"url": url}})
             self.assertEqual(self.problems(), [f"{m}: database.url: {what}"])
+
+    def test_databasePool(self) -> None:
+        """``password_env`` and ``pool_size``; a password variable that is not set is refused at start."""
+        self.tree.writeMain({"database": {"url": "postgresql://secudoc@db.internal/secudoc",
+                                          "password_env": "SECUDOC_TEST_UNSET_PASSWORD", "pool_size": 4}})
+        database = loadConfig(self.tree.main).database
+        self.assertEqual((database.password_env, database.pool_size), ("SECUDOC_TEST_UNSET_PASSWORD", 4))
+        e = self.assertRaises(ConfigError, loadUsableConfig, self.tree.main)
+        self.assertEqual(e.problems, [f"{loadConfig(self.tree.main).path}: database.password_env:"
+                                      " SECUDOC_TEST_UNSET_PASSWORD is not set in the environment"])
+        self.patch(os, "environ", dict(os.environ, SECUDOC_TEST_UNSET_PASSWORD="x"))
+        self.assertEqual(loadUsableConfig(self.tree.main).database, database)
+        self.tree.writeMain({"database": {"pool_size": 0}})
+        self.assertEqual(self.problems(), [f"{self.tree.main}: database.pool_size: must be at least 1, not 0"])
 
     def test_s3RequiresItsKeys(self) -> None:
         """The s3 keys are required with backend s3 only."""

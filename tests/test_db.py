@@ -1,20 +1,29 @@
 """
-Tests for secudoc_gateway.db, against real SQLite files on the real
-reactor's thread machinery.
+Tests for secudoc_gateway.db, against real SQLite files and a real
+PostgreSQL server, on the real reactor's thread machinery.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import tempfile
 import threading
 from typing import Any
 
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import attrs
+import psycopg
+
+from secudoc_gateway.testing import postgres as pgcluster
+from secudoc_gateway.config import DatabaseConfig
 from secudoc_gateway.db import MIGRATIONS, Database
+from secudoc_gateway.dialect import POSTGRESQL, SQLITE, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
+from secudoc_gateway.testing import freshPostgreSQL
 
 
 def tempPath(case: Any, *parts: str) -> str:
@@ -29,15 +38,19 @@ class FromURLTests(SynchronousTestCase):
         path = tempPath(self, "gateway.sqlite3")
         db = Database.fromURL("sqlite:" + path)
         self.assertEqual(db.path, path)
-        self.assertEqual(db.dialect, "sqlite")
+        self.assertIs(db.dialect, SQLITE)
 
     def test_postgresql(self) -> None:
-        """A PostgreSQL URL is refused by name, not taken for a path."""
+        """Either scheme is PostgreSQL; the password comes from the environment."""
         for url in ("postgresql://gateway@db.example/gateway", "postgres://db/gateway"):
-            e = self.assertRaises(ConfigError, Database.fromURL, url)
-            [problem] = e.problems
-            self.assertTrue(problem.startswith("database.url: "), problem)
-            self.assertIn("PostgreSQL is not supported by this build yet", problem)
+            self.assertIs(Database.fromURL(url).dialect, POSTGRESQL)
+        self.patch(os, "environ", {"DB_SECRET": "s3cret"})
+        config = DatabaseConfig("postgresql://gateway@db.example/gateway", password_env="DB_SECRET")
+        db = Database.fromConfig(config)
+        self.assertEqual(db._connectArguments["password"], "s3cret")
+        self.assertTrue(db._connectArguments["autocommit"])
+        e = self.assertRaises(ConfigError, Database.fromConfig, attrs.evolve(config, password_env="NOT_SET"))
+        self.assertEqual(e.problems, ["database.password_env: NOT_SET is not set in the environment"])
 
     def test_relativeSQLite(self) -> None:
         """The config resolves relative paths; one left relative is a bug."""
@@ -288,3 +301,84 @@ class DatabaseTests(TestCase):
         db.close()
         db.close()
         self.assertEqual(poolThreads() - before, set())
+
+
+class PostgreSQLTests(TestCase):
+    """The same schema on a fresh database of the test PostgreSQL cluster."""
+
+    def setUp(self) -> None:
+        self.config = DatabaseConfig(**freshPostgreSQL())
+
+    def database(self) -> Database:
+        db = Database.fromConfig(self.config)
+        self.addCleanup(db.close)
+        return db
+
+    @defer.inlineCallbacks
+    def test_nodesStartingAtOnce(self) -> Any:
+        """Three nodes migrating one new database at once apply each step once (advisory lock)."""
+        nodes = [self.database() for _ in range(3)]
+        yield defer.gatherResults([db.open() for db in nodes], consumeErrors=True)
+        versions = yield nodes[2].runQuery("SELECT version FROM schema_version ORDER BY version")
+        self.assertEqual(versions, [(n + 1,) for n in range(len(MIGRATIONS))])
+        tables = yield nodes[0].runQuery(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            " ORDER BY table_name")
+        self.assertEqual([name for (name,) in tables],
+                         ["attempts", "codes", "downloads", "files", "relayed", "schema_version", "sessions",
+                          "transfers", "users"])
+
+    @defer.inlineCallbacks
+    def test_types(self) -> Any:
+        """
+        Times keep their fractions (REAL is a double, as in SQLite),
+        download ids count up, and a literal % survives the placeholders.
+        """
+        db = self.database()
+        yield db.open()
+        for _ in range(2):
+            yield db.runOperation("INSERT INTO downloads (transfer_id, n, at, client) VALUES (?, ?, ?, ?)",
+                                  ("T1", 0, 1_700_000_000.123456, "100%"))
+        rows = yield db.runQuery("SELECT id, at, client FROM downloads WHERE client LIKE '%\\%' ESCAPE '\\'"
+                                 " ORDER BY id")
+        self.assertEqual(rows, [(1, 1_700_000_000.123456, "100%"), (2, 1_700_000_000.123456, "100%")])
+
+    @defer.inlineCallbacks
+    def test_wrongPassword(self) -> Any:
+        """A refused login fails ``open`` and leaves no pool."""
+        self.patch(os, "environ", dict(os.environ, WRONG="not-the-password"))
+        db = Database.fromConfig(attrs.evolve(self.config, password_env="WRONG"))
+        yield self.assertFailure(db.open(), psycopg.OperationalError)
+        yield self.assertFailure(db.check(), GatewayError)
+
+    @defer.inlineCallbacks
+    def test_hungServer(self) -> Any:
+        """
+        A server that stops answering (its processes stopped, the TCP
+        connection still up) fails an interaction with a timeout rather
+        than holding it; once it answers again, so does the database.
+        """
+        cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"))
+        cluster.create()
+        cluster.start()
+        self.addCleanup(cluster.destroy)
+        url = pgcluster.freshDatabase(cluster.url(), cluster.password)
+        db = Database(dialect=POSTGRESQL, connectArguments=postgresqlConnectArguments(url, cluster.password),
+                      timeout=1.0)
+        self.addCleanup(db.close)
+        yield db.open()
+        yield db.check()
+        with open(os.path.join(cluster.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        with open(f"/proc/{postmaster}/task/{postmaster}/children") as f:
+            pids = [postmaster] + [int(p) for p in f.read().split()]
+
+        def signalAll(signum: int) -> None:
+            for pid in pids:
+                os.kill(pid, signum)
+
+        signalAll(signal.SIGSTOP)
+        self.addCleanup(signalAll, signal.SIGCONT)
+        yield self.assertFailure(db.runQuery("SELECT 1"), defer.TimeoutError)
+        signalAll(signal.SIGCONT)
+        yield db.check()

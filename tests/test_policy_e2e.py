@@ -8,7 +8,6 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import sqlite3
 from email.message import EmailMessage
 
 from twisted.internet import reactor
@@ -16,7 +15,9 @@ from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects
+from tests.support import (
+    asyncTest, breakStorage, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects,
+)
 
 TENANT_ID = "0b7f8a52-55f4-4c1e-9a0e-3f4c1d2e5a61"
 
@@ -157,9 +158,8 @@ class Rules(PolicyTestCase):
     async def test_rule7SilentCreation(self) -> None:
         await self.start(users=[], auto_create_users="silent")
         self.assertEqual(await self.status(outgoing()), "protected")
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        self.assertEqual(database.execute("SELECT tenant, address, how FROM users").fetchall(),
+        self.assertEqual(databaseRows(self.gateway.service.config.database,
+                                      "SELECT tenant, address, how FROM users"),
                          [("example", "alice@example.test", "silent")])
         self.assertEqual(self.relayed(), [])
 
@@ -390,8 +390,7 @@ class ContentModes(PolicyTestCase):
         [(sender, rcpts, welcome)] = [(s, r, m) for s, r, m, _ in relayed
                                       if m["X-SecuDoc-Status"] == "generated; kind=welcome"]
         self.assertEqual((sender, rcpts), ("noreply@example.test", ["alice@example.test"]))
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        self.assertEqual(database.execute("SELECT how FROM users").fetchall(), [("welcome",)])
+        self.assertEqual(databaseRows(self.gateway.service.config.database, "SELECT how FROM users"),
+                         [("welcome",)])
         await self.send(outgoing(messageId="<m-2@x>"))
         self.assertEqual([m["X-SecuDoc-Status"] for _, _, m, _ in self.relayed()], ["protected"])

@@ -11,7 +11,6 @@ import email.policy
 import hashlib
 import os
 import re
-import sqlite3
 from email.message import EmailMessage
 
 import treq
@@ -22,7 +21,9 @@ from secudoc_gateway import crypto
 from secudoc_gateway.config import loadConfig
 from secudoc_gateway.purge import purgeOnce
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, storedObjects
+from tests.support import (
+    asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, storedObjects,
+)
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 
@@ -62,6 +63,9 @@ class ProtectionTestCase(TestCase):
         _, _, out = splitEnvelope(stored)
         self.raw = out
         return email.message_from_bytes(out, policy=email.policy.default)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return databaseRows(self.gateway.service.config.database, sql)
 
     @property
     def outbox(self) -> str:
@@ -174,10 +178,7 @@ class Attachments(ProtectionTestCase):
         out = await self.relay(raw)
         self.assertEqual(out["X-SecuDoc-Status"], "protected")
         [(key, sealed)] = (await storedObjects(self.folder)).items()
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        rows = database.execute(
-            "SELECT n, object_key, object_offset, object_length FROM files ORDER BY n").fetchall()
+        rows = self.rows("SELECT n, object_key, object_offset, object_length FROM files ORDER BY n")
         self.assertEqual([(n, k) for n, k, _, _ in rows], [(0, key), (1, key), (2, key)])
         ranges = [(offset, offset + length) for _, _, offset, length in rows]
         self.assertEqual(ranges, sorted(ranges))
@@ -187,8 +188,7 @@ class Attachments(ProtectionTestCase):
         for n, data in enumerate((first, inner, last)):
             code, content, _ = await self.get(f"{path}/{n}")
             self.assertEqual((code, hashlib.sha256(content).hexdigest()), (200, hashlib.sha256(data).hexdigest()))
-        with database:
-            database.execute("UPDATE transfers SET expires = 1")
+        self.rows("UPDATE transfers SET expires = 1")
         self.assertEqual(await purgeOnce(loadConfig(os.path.join(self.folder, "gateway.toml")), reactor), 1)
         self.assertEqual(await storedObjects(self.folder), {})
 
@@ -256,13 +256,11 @@ class Links(ProtectionTestCase):
         path, data = await self.protected()
         code, body, response = await self.get(path + "/0", "HEAD")
         self.assertEqual((code, body), (200, b""))
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 0)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(0,)])
         await self.get(path)
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 0)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(0,)])
         await self.get(path + "/0")
-        self.assertEqual(database.execute("SELECT count(*) FROM downloads").fetchone()[0], 1)
+        self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(1,)])
 
     @asyncTest
     async def test_unknownAndExpired(self) -> None:
@@ -271,10 +269,7 @@ class Links(ProtectionTestCase):
         code, _, response = await self.get("/t/" + crypto.newToken())
         self.assertEqual(code, 404)
         self.assertEqual(response.headers.getRawHeaders("referrer-policy"), ["no-referrer"])
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        with database:
-            database.execute("UPDATE transfers SET expires = 1")
+        self.rows("UPDATE transfers SET expires = 1")
         for suffix in ("", "/0"):
             code, _, response = await self.get(path + suffix)
             self.assertEqual(code, 410)
@@ -286,17 +281,15 @@ class Links(ProtectionTestCase):
         await self.start()
         path, data = await self.protected()
         token = path.rsplit("/", 1)[1]
-        database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(database.close)
-        transferId, tokenHash = database.execute("SELECT id, token_hash FROM transfers").fetchone()
-        [(objectKey, offset, length, slot)] = database.execute(
-            "SELECT object_key, object_offset, object_length, key_index FROM files").fetchall()
+        [(transferId, tokenHash)] = self.rows("SELECT id, token_hash FROM transfers")
+        [(objectKey, offset, length, slot)] = self.rows(
+            "SELECT object_key, object_offset, object_length, key_index FROM files")
         stored = (await storedObjects(self.folder))[objectKey]
         sealed = stored[offset:offset + length]
         self.assertNotIn(data[:64], stored)
         self.assertEqual(tokenHash, crypto.tokenHash(token))
         dump = b"\n".join(str(row).encode() for table in ("transfers", "files", "users", "relayed")
-                          for row in database.execute(f"SELECT * FROM {table}"))
+                          for row in self.rows(f"SELECT * FROM {table}"))
         self.assertNotIn(token.encode(), dump)
         for guess in (tokenHash, transferId, objectKey):
             decryptor = crypto.Decryptor(crypto.fileKey(guess, transferId, slot))

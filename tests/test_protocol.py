@@ -566,6 +566,9 @@ class ClockTests(SynchronousTestCase):
         tx.finished.callback(OK_REPLY)
         self.assertEqual(self.lines(busyTransport)[-2:], [b"250 2.0.0 Ok q1", b"421 4.3.2 Service shutting down"])
         self.assertTrue(busyTransport.disconnecting)
+        # Drained once the last replies are out and their connections closed.
+        self.assertNoResult(drained)
+        self.lose(busy)
         self.successResultOf(drained)
 
     def test_drainWithNothingInFlight(self) -> None:

@@ -13,7 +13,6 @@ import io
 import os
 import re
 import socket
-import sqlite3
 import time
 import zipfile
 from email.message import EmailMessage
@@ -27,7 +26,7 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway import crypto
 from secudoc_gateway.purge import purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import Browser, asyncTest, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import Browser, asyncTest, databaseRows, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")
@@ -60,8 +59,6 @@ class RecipientTestCase(TestCase):
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
         self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web), reactor, clock=self.clock)
         self.addCleanup(self.gateway.stop)
-        self.database = sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3"))
-        self.addCleanup(self.database.close)
 
     @property
     def outbox(self) -> str:
@@ -102,7 +99,11 @@ class RecipientTestCase(TestCase):
         return Browser(self.gateway.webURL)
 
     def count(self, sql: str, *args: Any) -> int:
-        return self.database.execute(sql, args).fetchone()[0]
+        return self.rows(sql, args)[0][0]
+
+    def rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """What the gateway wrote, on SQLite or PostgreSQL."""
+        return databaseRows(self.gateway.service.config.database, sql, args)
 
 
 class LandingPage(RecipientTestCase):
@@ -244,15 +245,14 @@ class DeadLinks(RecipientTestCase):
         """A purged link still says "expired, ask the sender", in the tenant's language."""
         await self.start()
         path = await self.send({"a.bin": os.urandom(5000)})
-        with self.database:
-            self.database.execute("UPDATE transfers SET expires = 1")
+        self.rows("UPDATE transfers SET expires = 1")
         service = self.gateway.service
         web = service.webListeners[0].factory.resource.children[b"t"].context
         purged = await purgeExpired(web.transfers, web.store, time.time())
         self.assertEqual(purged, 1)
         self.assertEqual(self.count("SELECT COUNT(*) FROM files"), 0)
         self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
-        self.assertEqual(self.database.execute("SELECT subject, recipients FROM transfers").fetchall(), [("", "[]")])
+        self.assertEqual(self.rows("SELECT subject, recipients FROM transfers"), [("", "[]")])
         for suffix in ("", "/0", "/all.zip"):
             code, page, _ = await self.browser().request("GET", path + suffix)
             self.assertEqual(code, 410, suffix)
@@ -264,8 +264,7 @@ class DeadLinks(RecipientTestCase):
     async def test_expiredInEnglish(self) -> None:
         await self.start(language="en")
         path = await self.send({"a.bin": os.urandom(5000)})
-        with self.database:
-            self.database.execute("UPDATE transfers SET expires = 1")
+        self.rows("UPDATE transfers SET expires = 1")
         code, page, _ = await self.browser().request("GET", path)
         self.assertEqual(code, 410)
         self.assertIn(b"This link has expired", page)
@@ -321,10 +320,10 @@ class Verification(RecipientTestCase):
         self.assertIn(b"a.bin", page)
         code, body, _ = await browser.request("GET", path + "/0")
         self.assertEqual((code, body), (200, self.data))
-        self.assertEqual(self.database.execute("SELECT recipient FROM downloads").fetchall(),
+        self.assertEqual(self.rows("SELECT recipient FROM downloads"),
                          [("bob@external.test",)])
         self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
-        stored = str(self.database.execute("SELECT * FROM sessions").fetchall())
+        stored = str(self.rows("SELECT * FROM sessions"))
         self.assertNotIn(browser.cookies["sd_session"], stored)
         # The same code in another browser: used up.
         other = self.browser()

@@ -1,6 +1,7 @@
 """
-Tests for secudoc_gateway.transfers, against a real SQLite file; time
-comes from a ``task.Clock``.
+Tests for secudoc_gateway.transfers, against a real SQLite file and
+again against a real PostgreSQL database; time comes from a
+``task.Clock``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+import psycopg
+
+from secudoc_gateway.config import DatabaseConfig
 from secudoc_gateway.db import Database
+from secudoc_gateway.purge import purgeExpired
+from secudoc_gateway.testing import freshPostgreSQL
 from secudoc_gateway.transfers import (
     DEDUP_WINDOW,
     DONE,
     INFLIGHT,
     INFLIGHT_TIMEOUT,
     NEW,
+    PURGE_CLAIM_TIMEOUT,
     Download,
     StoredFile,
     Transfer,
@@ -57,10 +64,14 @@ def makeTransfer(id: str = "T1", created: float = START, days: int = 14, **kw: A
 class StoreTestCase(TestCase):
     """A fresh database file and a store on a ``task.Clock`` per test."""
 
+    integrityError: type = sqlite3.IntegrityError
+
+    def newDatabase(self) -> Database:
+        return Database(os.path.join(os.path.abspath(self.mktemp()), "gateway.sqlite3"))
+
     @defer.inlineCallbacks
     def setUp(self) -> Any:
-        path = os.path.join(os.path.abspath(self.mktemp()), "gateway.sqlite3")
-        self.db = Database(path)
+        self.db = self.newDatabase()
         self.addCleanup(self.db.close)
         yield self.db.open()
         self.clock = task.Clock()
@@ -109,7 +120,7 @@ class TransferTests(StoreTestCase):
                 StoredFile(0, "b", "text/plain", 1, "d" * 64, "k", 50, 50, 1),
             )
         )
-        yield self.assertFailure(self.store.createTransfer(bad), sqlite3.IntegrityError)
+        yield self.assertFailure(self.store.createTransfer(bad), self.integrityError)
         self.assertEqual((yield self.count("transfers")), 0)
         self.assertEqual((yield self.count("files")), 0)
 
@@ -118,9 +129,9 @@ class TransferTests(StoreTestCase):
         """The public id and the token hash are each unique."""
         yield self.store.createTransfer(makeTransfer())
         again = makeTransfer(token_hash="other")
-        yield self.assertFailure(self.store.createTransfer(again), sqlite3.IntegrityError)
+        yield self.assertFailure(self.store.createTransfer(again), self.integrityError)
         sameToken = makeTransfer(id="T2", token_hash="hash-T1")
-        yield self.assertFailure(self.store.createTransfer(sameToken), sqlite3.IntegrityError)
+        yield self.assertFailure(self.store.createTransfer(sameToken), self.integrityError)
         self.assertEqual((yield self.count("transfers")), 1)
 
     @defer.inlineCallbacks
@@ -492,3 +503,95 @@ class RecipientSideTests(StoreTestCase):
         self.assertEqual(firsts, [True, False, True, False])
         downloads = yield self.store.downloads("T1")
         self.assertEqual({d.recipient for d in downloads}, {"bob@external.test"})
+
+class PurgeClaimTests(StoreTestCase):
+    @defer.inlineCallbacks
+    def test_claimOnce(self) -> Any:
+        """A claimed transfer is not handed to another purge until its claim lapses."""
+        for i in range(3):
+            yield self.store.createTransfer(makeTransfer(f"T{i}", days=1))
+        self.clock.advance(DAY)
+        first = yield self.store.claimExpired(limit=2)
+        second = yield self.store.claimExpired(limit=2)
+        self.assertEqual(([t.id for t in first], [t.id for t in second]), (["T0", "T1"], ["T2"]))
+        self.assertEqual((yield self.store.claimExpired()), [])
+        self.assertEqual(first[0], makeTransfer("T0", days=1))
+        self.clock.advance(PURGE_CLAIM_TIMEOUT)
+        again = yield self.store.claimExpired()
+        self.assertEqual([t.id for t in again], ["T0", "T1", "T2"])
+
+    @defer.inlineCallbacks
+    def test_twoNodes(self) -> Any:
+        """
+        Two purges on two pools (two nodes) at once: every expired
+        transfer is deleted exactly once, the live one stays.
+        """
+        other = self.otherNode()
+        self.addCleanup(other.close)
+        yield other.open()
+        otherStore = TransferStore(other, self.clock)
+        for i in range(40):
+            yield self.store.createTransfer(makeTransfer(f"T{i:02}", days=1))
+        yield self.store.createTransfer(makeTransfer("live", days=30))
+        self.clock.advance(DAY)
+        deleted: list[str] = []
+
+        class Store:
+            def delete(self, key: str) -> Any:
+                deleted.append(key)
+                return defer.succeed(None)
+
+        counts = yield defer.gatherResults([
+            defer.ensureDeferred(purgeExpired(store, Store(), self.clock.seconds(), batch=3))
+            for store in (self.store, otherStore, self.store, otherStore)
+        ])
+        self.assertEqual(sum(counts), 40)
+        self.assertEqual(sorted(deleted), sorted(f"T{i:02}" for i in range(40)))  # one object each
+        self.assertEqual(len((yield self.store.transfers())), 1)  # the rest are tombstones
+        self.assertIsNotNone((yield self.store.lookup("hash-live")))
+
+    def otherNode(self) -> Database:
+        return Database(self.db.path)
+
+
+class PostgreSQLStore:
+    """The same tests on a fresh database of the test PostgreSQL cluster."""
+
+    integrityError = psycopg.IntegrityError
+
+    def newDatabase(self) -> Database:
+        self.databaseConfig = DatabaseConfig(**freshPostgreSQL())
+        return Database.fromConfig(self.databaseConfig)
+
+    def otherNode(self) -> Database:
+        return Database.fromConfig(self.databaseConfig)
+
+
+class TransferTestsPostgreSQL(PostgreSQLStore, TransferTests):
+    pass
+
+
+class DownloadTestsPostgreSQL(PostgreSQLStore, DownloadTests):
+    pass
+
+
+class UserTestsPostgreSQL(PostgreSQLStore, UserTests):
+    pass
+
+
+class DedupTestsPostgreSQL(PostgreSQLStore, DedupTests):
+    @defer.inlineCallbacks
+    def test_twoNodes(self) -> Any:
+        """Copies claimed at once through two pools (two nodes): one relays."""
+        other = Database.fromConfig(self.databaseConfig)
+        self.addCleanup(other.close)
+        yield other.open()
+        stores = [self.store, TransferStore(other, self.clock)]
+        for n in range(20):
+            key = TransferStore.dedupKey("example", f"<m{n}@x>", "a@x", ["b@y"], "protected")
+            results = yield defer.gatherResults([stores[i % 2].claim(key) for i in range(6)])
+            self.assertEqual(sorted(results), [INFLIGHT] * 5 + [NEW])
+
+
+class PurgeClaimTestsPostgreSQL(PostgreSQLStore, PurgeClaimTests):
+    pass

@@ -379,8 +379,9 @@ class SMTPFactory(ServerFactory):
     def drain(self) -> "Deferred[None]":
         """
         Stop serving: idle connections get 421 4.3.2 now, the others
-        after their message's final reply.  Fires when no connection
-        holds a transaction.
+        after their message's final reply.  Fires when every connection
+        is closed, so each final reply has reached its client before the
+        process may exit.
         """
         self.draining = True
         for protocol in list(self.connections):
@@ -434,7 +435,7 @@ class SMTPFactory(ServerFactory):
         self._checkDrained()
 
     def _checkDrained(self) -> None:
-        if self.draining and not self._busy:
+        if self.draining and not self._busy and not self.connections:
             waiters, self._drainWaiters = self._drainWaiters, []
             for d in waiters:
                 d.callback(None)

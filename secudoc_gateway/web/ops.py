@@ -79,7 +79,7 @@ class MetricsResource(Resource):
                 self._metrics.healthUp.labels(check=name).set(0 if error else 1)
             request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
             request.setHeader(b"Cache-Control", b"no-store")
-            request.write(generate_latest(self._metrics.registry))
+            request.write(generate_latest(self._metrics.exposition))
             request.finish()
 
         self._health.check().addCallback(done)

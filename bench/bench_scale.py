@@ -1,0 +1,125 @@
+"""
+Scale: the gateway with several worker processes and on PostgreSQL,
+next to Postfix and Postfix + MIMEDefang relaying the same load to the
+same sink in the same run (smtp-source -> server -> smtp-sink, 20
+sessions, the clock stops when the sink has counted every message).
+
+    .venv/bin/python bench/bench_scale.py [--messages N] [--sessions C] [--runs R]
+
+``--tmpfs`` puts every queue, spool, database and object folder on
+/dev/shm. Rows: protected 89 KB messages (64 KiB attachment) with --workers 2 vs
+Postfix + MIMEDefang (target x3) and plain Postfix; 2 KB pass-through
+with --workers 2 vs plain Postfix (target x2); workers 1 vs 2 on both
+loads; PostgreSQL (fsync on) vs SQLite on the protected path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+
+from bench_throughput import attachmentMessage, measure
+from common import MIMEDefang, Gateway, PostfixRelay, SMTPSink, have, row
+
+from secudoc_gateway.testing import postgres as pgcluster
+
+
+def rate(port: int, sink: SMTPSink, sessions: int, messages: int, runs: int, size: int = 0, file: str = "") -> float:
+    """Messages per second, the median of ``runs``."""
+    measure(port, sink, sessions, max(messages // 10, 20), size, file)  # warm up
+    return messages / statistics.median(measure(port, sink, sessions, messages, size, file) for _ in range(runs))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1000, help="protected messages per run (2 KB: three times)")
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--tmpfs", action="store_true",
+                        help="queues, spools, databases and objects on /dev/shm (anchors.md's tmpfs rows):"
+                             " what the processes cost without the disk's syncs")
+    args = parser.parse_args()
+    if args.tmpfs:
+        tempfile.tempdir = "/dev/shm"
+        os.environ["SPOOL"] = "/dev/shm/MIMEDefang-anchor"  # md_start.sh's spool
+    if not (have("smtp-source") and have("smtp-sink")):
+        print("needs Postfix's smtp-source and smtp-sink (Debian package postfix)")
+        return 1
+    folder = tempfile.mkdtemp(prefix="secudoc-scale-")
+    message = attachmentMessage(folder)
+    sink = SMTPSink()
+    results: dict[str, float] = {}
+    relay = f"smtp://127.0.0.1:{sink.port}"
+    n, small = args.messages, 3 * args.messages
+
+    def gateway(label: str, workers: int, database: dict | None = None) -> None:
+        g = Gateway(relay, workers=workers, database=database)
+        try:
+            results[f"{label} protected"] = rate(g.smtpPort, sink, args.sessions, n, args.runs, file=message)
+            if database is None:
+                results[f"{label} 2 KB"] = rate(g.smtpPort, sink, args.sessions, small, args.runs, size=2048)
+        finally:
+            g.stop()
+
+    try:
+        gateway("gateway --workers 2", 2)
+        gateway("gateway --workers 1", 1)
+        cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"), durable=True)
+        cluster.create()
+        cluster.start()
+        try:
+            os.environ["SECUDOC_BENCH_DB_PASSWORD"] = cluster.password
+            database = {"url": pgcluster.freshDatabase(cluster.url(), cluster.password),
+                        "password_env": "SECUDOC_BENCH_DB_PASSWORD"}
+            gateway("gateway --workers 2, PostgreSQL", 2, database)
+        finally:
+            cluster.destroy()
+        postfix = PostfixRelay(sink.port)
+        try:
+            if not postfix.reason:
+                results["Postfix protected"] = rate(postfix.port, sink, args.sessions, n, args.runs, file=message)
+                results["Postfix 2 KB"] = rate(postfix.port, sink, args.sessions, small, args.runs, size=2048)
+        finally:
+            postfix.stop()
+        defang = MIMEDefang()
+        try:
+            if not defang.reason:
+                milter = PostfixRelay(sink.port, milter=defang.address)
+                try:
+                    if not milter.reason:
+                        results["Postfix+MIMEDefang protected"] = rate(milter.port, sink, args.sessions, n,
+                                                                       args.runs, file=message)
+                finally:
+                    milter.stop()
+        finally:
+            defang.stop()
+    finally:
+        sink.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    print(f"{args.sessions} sessions; protected: {n} x 89 KB (64 KiB attachment); pass-through: {small} x 2 KB;"
+          f" median of {args.runs} run(s); {'tmpfs' if args.tmpfs else 'disk'}")
+    for label, value in results.items():
+        row(label, f"{value:7.0f} msg/s")
+
+    def ratio(a: str, b: str) -> str:
+        return f"x{results[a] / results[b]:.2f}" if a in results and b in results else "not run"
+
+    print("ratios")
+    row("protected, workers 2 / Postfix+MIMEDefang", ratio("gateway --workers 2 protected",
+                                                           "Postfix+MIMEDefang protected"), "target x3")
+    row("protected, workers 2 / plain Postfix", ratio("gateway --workers 2 protected", "Postfix protected"))
+    row("2 KB, workers 2 / plain Postfix", ratio("gateway --workers 2 2 KB", "Postfix 2 KB"), "target x2")
+    row("protected, workers 2 / workers 1", ratio("gateway --workers 2 protected", "gateway --workers 1 protected"))
+    row("2 KB, workers 2 / workers 1", ratio("gateway --workers 2 2 KB", "gateway --workers 1 2 KB"))
+    row("protected, PostgreSQL / SQLite (workers 2)", ratio("gateway --workers 2, PostgreSQL protected",
+                                                             "gateway --workers 2 protected"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
