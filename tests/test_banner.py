@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.banner import Banner, bannerFor, escape, formatDate, formatMoment, humanSize, oneLine
-from secudoc_gateway.mime.rewrite import flowedSafe
+from secudoc_gateway.mime.transforms import flowedSafe
 
 EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC
 LINK = "https://gw.example/t/AbC-123_x"
@@ -244,7 +244,10 @@ class LayerTests(SynchronousTestCase):
         import secudoc_gateway.banner
         import secudoc_gateway.mails
         import secudoc_gateway.mime.rewrite
+        import secudoc_gateway.mime.transforms
 
-        for module in (secudoc_gateway.banner, secudoc_gateway.mails, secudoc_gateway.mime.rewrite):
+        modules = (secudoc_gateway.banner, secudoc_gateway.mails, secudoc_gateway.mime.rewrite,
+                   secudoc_gateway.mime.transforms)
+        for module in modules:
             source = open(module.__file__ or "", encoding="utf-8").read()
             self.assertNotIn("twisted", source)

@@ -19,7 +19,7 @@ import secudoc_gateway
 
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.smtp.session import (
+from secudoc_gateway.smtp.events import (
     NEED_DATA,
     PAUSED,
     Close,
@@ -30,10 +30,9 @@ from secudoc_gateway.smtp.session import (
     MailFrom,
     RcptTo,
     SendReply,
-    Session,
     StartTLS,
-    State,
 )
+from secudoc_gateway.smtp.session import Session, State
 
 FINAL = Reply(250, "2.0.0", "Ok q1")
 

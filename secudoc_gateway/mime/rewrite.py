@@ -14,9 +14,10 @@ keeps the banner part as its only child.
 
 Only a few things are generated: the top header block (the gateway's
 stamp, then the original fields without incoming gateway fields), the
-header block of the text/plain part that gets the banner, and the
-banner part when no text body exists.  Text bodies are rewritten as
-they stream from the spool to the relay (``Transformed`` segments):
+header block of the text/plain part that gets the banner (both by
+``headerblock``), and the banner part when no text body exists.  Text
+bodies are rewritten as they stream from the spool to the relay
+(``Transformed`` segments, with the ``transforms``):
 text/plain decoded (transfer encoding, then charset, incrementally) and
 re-encoded as UTF-8 quoted-printable with the banner in front; HTML
 keeps its charset and transfer encoding and gets the ASCII banner after
@@ -41,298 +42,30 @@ HTML-escaped in the HTML part (``EscapedTextTransform``).
 
 from __future__ import annotations
 
-import binascii
-import codecs
-import html
-import re
 import secrets
 from typing import AbstractSet, Callable, Optional
 
-from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
-from secudoc_gateway.mime.notice import Banner, TransferTemplate
+from secudoc_gateway.mime.headerblock import contentFields, field, headerBlock, isContentField, isFlowed, plainContentType
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
+from secudoc_gateway.mime.notice import Banner, TransferTemplate
 from secudoc_gateway.mime.stamp import lineEnding
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, MULTIPART, Part, Path, Structure
+from secudoc_gateway.mime.transforms import (
+    CRLF,
+    EscapedTextTransform,
+    HtmlBannerTransform,
+    PlainBannerTransform,
+    asciiCompatible,
+    htmlEncoding,
+    quotedPrintable,
+)
 from secudoc_gateway.outgoing import Segment, SpoolRange, Transformed
-from secudoc_gateway.fields import GATEWAY_HEADERS
-
-CRLF = b"\r\n"
-HTML_LOOKAHEAD = 256 * 1024
-"""Decoded HTML searched for ``<body>`` before the banner goes at the start."""
-
-QP_MAX_LINE = 76  # RFC 2045 6.7 (5)
-_QP_LONG_LINE = 16384
 
 DESCEND = frozenset(["multipart/mixed", "multipart/alternative", "multipart/related"])
 """Containers of the main body searched for the first text bodies."""
 
 BANNER_FIRST = frozenset(["multipart/mixed", "multipart/parallel"])
 """Roots that take the banner part as a new first child; others get wrapped."""
-
-_BODY_TAG = re.compile(rb"<body(?=[\s/>])(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
-_FALLBACK_ERRORS = "secudoc-cp1252-fallback"
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2 ftext
-HAS_ATTACH = "x-ms-has-attach"
-"""Exchange's "has attachments" flag: removed when none is left (SPEC 6)."""
-
-
-def _fallback(error: UnicodeError) -> tuple[str, int]:
-    """
-    Undecodable bytes read as Windows-1252, else Latin-1: what 8-bit
-    text without (or with a wrong) charset almost always is.
-    """
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    bad = error.object[error.start : error.end]
-    return "".join(_cp1252(bytes([b])) for b in bad), error.end
-
-
-def _cp1252(octet: bytes) -> str:
-    try:
-        return octet.decode("cp1252")
-    except UnicodeDecodeError:
-        return octet.decode("latin-1")
-
-
-codecs.register_error(_FALLBACK_ERRORS, _fallback)
-
-
-def _codecName(charset: Optional[str]) -> Optional[str]:
-    if not charset:
-        return None
-    try:
-        return codecs.lookup(charset.strip().strip('"')).name
-    except LookupError:
-        return None
-
-
-def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
-    """
-    An incremental decoder for a body's declared charset.  No charset,
-    US-ASCII, Latin-1 and unknown names decode as UTF-8 with anything
-    invalid read as Windows-1252 (the WHATWG reading of those labels);
-    a known charset decodes with replacement characters for bad bytes.
-    """
-    name = _codecName(charset)
-    if name in (None, "ascii", "latin-1", "iso8859-1", "cp1252", "utf-8"):
-        return codecs.getincrementaldecoder("utf-8-sig")(_FALLBACK_ERRORS)
-    return codecs.getincrementaldecoder(name)("replace")
-
-
-def asciiCompatible(charset: Optional[str]) -> bool:
-    """Whether ASCII bytes inserted into text in ``charset`` read as themselves."""
-    name = _codecName(charset)
-    if name is None:
-        return True
-    probe = "<body>&#;\"=:/ aZ09\n"
-    try:
-        return probe.encode(name) == probe.encode("ascii") and not name.startswith(("utf_7", "utf-7"))
-    except (UnicodeError, LookupError):
-        return False
-
-
-class QuotedPrintableEncoder:
-    """
-    RFC 2045 6.7 quoted-printable, fed in chunks, lines ending ``eol``.
-    Any line break in the input (CRLF, LF, bare CR) becomes a hard line
-    break; whole lines go to ``binascii.b2a_qp`` at once.  A line longer
-    than ``_QP_LONG_LINE`` is cut with a soft line break, so the carry
-    stays bounded.
-    """
-
-    def __init__(self, eol: bytes = CRLF) -> None:
-        self._eol = eol
-        self._carry = b""
-        self._pendingCR = False
-
-    def _normalize(self, data: bytes, final: bool) -> bytes:
-        if self._pendingCR:
-            data = b"\r" + data
-            self._pendingCR = False
-        if not final and data.endswith(b"\r"):
-            data = data[:-1]
-            self._pendingCR = True
-        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
-    def feed(self, data: bytes) -> bytes:
-        data = self._carry + self._normalize(bytes(data), False)
-        self._carry = b""
-        cut = data.rfind(b"\n") + 1
-        out = [self._encode(data[:cut])] if cut else []
-        rest = data[cut:]
-        while len(rest) > _QP_LONG_LINE:
-            out.append(self._softCut(rest[:_QP_LONG_LINE]))
-            rest = rest[_QP_LONG_LINE:]
-        self._carry = rest
-        return b"".join(out)
-
-    def close(self) -> bytes:
-        data = self._carry + self._normalize(b"", True)
-        self._carry = b""
-        return self._encode(data)
-
-    def _encode(self, data: bytes) -> bytes:
-        if not data:
-            return b""
-        encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-        return encoded.replace(b"\n", self._eol) if self._eol != b"\n" else encoded
-
-    def _softCut(self, piece: bytes) -> bytes:
-        """A piece of a long line: encoded, ended by a soft line break."""
-        encoded = binascii.b2a_qp(piece, quotetabs=False, istext=True, header=False)
-        head, newline, last = encoded.rpartition(b"\n")
-        if len(last) + 1 > QP_MAX_LINE:
-            split = QP_MAX_LINE - 3
-            while b"=" in last[split - 2 : split]:
-                split -= 1
-            last = last[:split] + b"=\n" + last[split:]
-        return (head + newline + last + b"=\n").replace(b"\n", self._eol)
-
-
-class PlainBannerTransform:
-    """
-    A text/plain body -> the banner plus the body, as UTF-8
-    quoted-printable.  ``flowed``: the banner lines are made hard lines
-    (no trailing space) and space-stuffed where RFC 3676 4.4 asks.
-    """
-
-    def __init__(self, cte: str, charset: Optional[str], banner: str, eol: bytes, flowed: bool = False) -> None:
-        decoder = decoderFor(cte)
-        if decoder is None:
-            raise ValueError(f"cannot decode {cte!r}")
-        self._decoder = decoder
-        self._text = textDecoder(charset)
-        self._encoder = QuotedPrintableEncoder(eol)
-        self._banner: Optional[str] = flowedSafe(banner) if flowed else banner
-
-    def _out(self, text: str) -> bytes:
-        if self._banner is not None:
-            text, self._banner = self._banner + text, None
-        return self._encoder.feed(text.encode("utf-8", "surrogatepass")) if text else b""
-
-    def feed(self, data: bytes) -> bytes:
-        return self._out(self._text.decode(self._decoder.feed(data)))
-
-    def close(self) -> bytes:
-        out = self._out(self._text.decode(self._decoder.close(), final=True))
-        return out + self._encoder.close()
-
-
-def flowedSafe(text: str) -> str:
-    """RFC 3676: lines that stay hard lines and are not read as quotes."""
-    lines = []
-    for line in text.split("\n"):
-        line = line.rstrip(" ")
-        if line.startswith((" ", ">", "From ")):
-            line = " " + line
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def htmlEncoding(cte: str) -> str:
-    """
-    The transfer encoding of an HTML body with the banner: base64 stays,
-    anything else becomes quoted-printable, so no banner line can pass
-    the 998-octet limit of a 7bit or 8bit body (RFC 5322 2.1.1) and the
-    banner never needs a break inside a word.  The charset stays.
-    """
-    return "base64" if cte == "base64" else "quoted-printable"
-
-
-class HtmlBannerTransform:
-    """
-    An HTML body -> the same body, the ASCII banner right after its
-    ``<body ...>`` tag (or at the start when none shows in the first
-    ``lookahead`` decoded bytes), in ``htmlEncoding(cte)``.
-    """
-
-    def __init__(self, cte: str, banner: bytes, eol: bytes, lookahead: int = HTML_LOOKAHEAD) -> None:
-        self._decoder = decoderFor(cte) if cte in ("base64", "quoted-printable") else None
-        self._encoder: Callable[[bytes], bytes]
-        self._encoderClose: Callable[[], bytes]
-        if htmlEncoding(cte) == "base64":
-            base64 = Base64Encoder()
-            fix = (lambda b: b) if eol == CRLF else (lambda b: b.replace(CRLF, eol))
-            self._encoder = lambda b: fix(base64.feed(b))
-            self._encoderClose = lambda: fix(base64.close())
-        else:
-            qp = QuotedPrintableEncoder(eol)
-            self._encoder, self._encoderClose = qp.feed, qp.close
-        self._banner = banner
-        self._lookahead = lookahead
-        self._buffer = b""
-        self._inserted = False
-
-    def _insert(self, data: bytes, final: bool) -> bytes:
-        if self._inserted:
-            return data
-        self._buffer += data
-        match = _BODY_TAG.search(self._buffer)
-        if match is not None:
-            at = match.end()
-        elif final or len(self._buffer) >= self._lookahead:
-            at = 0
-        else:
-            return b""
-        buffer, self._buffer = self._buffer, b""
-        self._inserted = True
-        return buffer[:at] + self._banner + buffer[at:]
-
-    def feed(self, data: bytes) -> bytes:
-        content = self._decoder.feed(data) if self._decoder else data
-        out = self._insert(content, False)
-        return self._encoder(out) if out else out
-
-    def close(self) -> bytes:
-        content = self._decoder.close() if self._decoder else b""
-        return self._encoder(self._insert(content, True)) + self._encoderClose()
-
-
-_HTML_DROP = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)])
-"""Controls other than tab and line breaks: HTML parse errors (HTML 13.2.5), never text."""
-
-
-def escapeText(text: str) -> bytes:
-    """
-    Text as HTML character data: ``&``, ``<``, ``>`` escaped, controls
-    dropped, pure ASCII (numeric character references).  Character by
-    character, so any split of the text escapes to the same bytes.
-    """
-    return html.escape(text.translate(_HTML_DROP), quote=False).encode("ascii", "xmlcharrefreplace")
-
-
-class EscapedTextTransform:
-    """
-    A text/plain body -> ``head``, the body's text HTML-escaped, ``tail``
-    (ASCII HTML around it), as quoted-printable: the HTML side of the
-    transfer template with the original text inside.
-    """
-
-    def __init__(self, cte: str, charset: Optional[str], head: bytes, tail: bytes, eol: bytes) -> None:
-        decoder = decoderFor(cte)
-        if decoder is None:
-            raise ValueError(f"cannot decode {cte!r}")
-        self._decoder = decoder
-        self._text = textDecoder(charset)
-        self._encoder = QuotedPrintableEncoder(eol)
-        self._head: Optional[bytes] = head
-        self._tail = tail
-
-    def _out(self, text: str) -> bytes:
-        data = escapeText(text) if text else b""
-        if self._head is not None:
-            data, self._head = self._head + data, None
-        return self._encoder.feed(data) if data else b""
-
-    def feed(self, data: bytes) -> bytes:
-        return self._out(self._text.decode(self._decoder.feed(data)))
-
-    def close(self) -> bytes:
-        out = self._out(self._text.decode(self._decoder.close(), final=True))
-        return out + self._encoder.feed(self._tail) + self._encoder.close()
-
-
-# -- the plan ------------------------------------------------------------
 
 
 def newBoundary() -> str:
@@ -392,29 +125,6 @@ def bannerTargets(structure: Structure, removed: AbstractSet[Path]) -> tuple[Opt
     return found.get("text/plain"), found.get("text/html")
 
 
-def _field(name: str, value: bytes, eol: bytes) -> bytes:
-    return name.encode("latin-1") + b":" + value + eol
-
-
-def _plainContentType(headers: Headers) -> bytes:
-    """text/plain in UTF-8, keeping RFC 3676 format and delsp."""
-    value = b' text/plain; charset="utf-8"'
-    if headers.params.get("format", "").strip().lower() == "flowed":
-        value += b"; format=flowed"
-        if headers.params.get("delsp", "").strip().lower() == "yes":
-            value += b"; delsp=yes"
-    return value
-
-
-def _isFlowed(headers: Headers) -> bool:
-    return headers.params.get("format", "").strip().lower() == "flowed"
-
-
-def _qp(text: str, eol: bytes) -> bytes:
-    encoder = QuotedPrintableEncoder(eol)
-    return encoder.feed(text.encode("utf-8")) + encoder.close()
-
-
 class _Planner:
     def __init__(self, structure: Structure, remove: AbstractSet[Path], banner: Optional[Banner], eol: bytes) -> None:
         self._structure = structure
@@ -432,39 +142,15 @@ class _Planner:
         self,
         headers: Headers,
         replace: dict[str, bytes],
-        drop: Callable[[str], bool] = lambda name: False,
+        drop: Optional[Callable[[str], bool]] = None,
         gateway: bool = False,
     ) -> bytes:
-        """
-        A header block from the parsed fields, in order: ``replace``
-        (lowercased name -> new value) takes the place of the first field
-        of that name (or goes at the end), later ones and dropped ones go.
-        """
-        eol = self._eol
-        pending = dict(replace)
-        names = {name.lower(): name for name in replace}
-        out = []
-        for name, value in headers.fields:
-            lower = name.lower()
-            if not _FIELD_NAME.fullmatch(name) or (gateway and lower in GATEWAY_HEADERS):
-                # An mbox "From " line or junk is no field to pass on.
-                continue
-            if gateway and lower == HAS_ATTACH and not self._hasAttachment:
-                continue
-            if lower in replace:
-                if lower in pending:
-                    out.append(_field(name, pending.pop(lower), eol))
-                continue
-            if drop(lower):
-                continue
-            out.append(_field(name, value, eol))
-        for lower, value in pending.items():
-            out.append(_field(_CANONICAL.get(lower, names[lower]), value, eol))
-        return b"".join(out)
+        """``headerBlock`` in this message's line ending, knowing whether an attachment stays."""
+        return headerBlock(headers, replace, self._eol, drop, gateway, self._hasAttachment)
 
     def _plainHeader(self, part: Part, root: bool) -> bytes:
         replace = {
-            "content-type": _plainContentType(part.headers),
+            "content-type": plainContentType(part.headers),
             "content-transfer-encoding": b" quoted-printable",
         }
         if root:
@@ -498,7 +184,7 @@ class _Planner:
         """The banner as a body of its own; without a banner, an empty body."""
         if self._banner is None:
             return b""
-        return _qp(self._banner.text.rstrip("\n") + "\n", self._eol)
+        return quotedPrintable(self._banner.text.rstrip("\n") + "\n", self._eol)
 
     def _bannerPart(self) -> bytes:
         eol = self._eol
@@ -515,7 +201,7 @@ class _Planner:
         headers = part.headers
         cte, charset, eol = headers.transferEncoding, headers.charset, self._eol
         text = self._banner.text if text is None else text
-        flowed = _isFlowed(headers)
+        flowed = isFlowed(headers)
         size = part.bodyEnd - part.bodyStart
         estimate = (size * 3 // 4 if cte == "base64" else size) + size // 8 + len(text.encode("utf-8")) * 2
 
@@ -627,7 +313,7 @@ class _Planner:
                     "content-type": b' text/plain; charset="utf-8"',
                     "content-transfer-encoding": b" quoted-printable",
                 },
-                drop=_isContentField,
+                drop=isContentField,
                 gateway=True,
             )
             return [stamp, header, eol, self._bannerBody()]
@@ -652,14 +338,10 @@ class _Planner:
         header = self._header(
             root.headers,
             {"mime-version": b" 1.0", "content-type": b' multipart/mixed; boundary="' + boundary + b'"'},
-            drop=_isContentField,
+            drop=isContentField,
             gateway=True,
         )
-        inner = b"".join(
-            _field(name, value, eol)
-            for name, value in root.headers.fields
-            if _isContentField(name.lower()) and _FIELD_NAME.fullmatch(name)
-        )
+        inner = contentFields(root.headers, eol)
         delimiter = b"--" + boundary
         return (
             [stamp, header, eol, delimiter + eol, self._bannerPart(), eol + delimiter + eol, inner, eol]
@@ -683,7 +365,7 @@ class _Planner:
                 "mime-version": b" 1.0",
                 "content-type": b' multipart/alternative; boundary="' + boundary + b'"',
             },
-            drop=_isContentField,
+            drop=isContentField,
             gateway=True,
         )
         qpPlain = b'Content-Type: text/plain; charset="utf-8"' + eol + b"Content-Transfer-Encoding: quoted-printable" + eol
@@ -693,7 +375,7 @@ class _Planner:
         if plain is not None:
             part = structure[plain]
             plainSide = [
-                _field("Content-Type", _plainContentType(part.headers), eol)
+                field("Content-Type", plainContentType(part.headers), eol)
                 + b"Content-Transfer-Encoding: quoted-printable" + eol + eol,
                 self._plainBody(part, template.text),
             ]
@@ -702,15 +384,15 @@ class _Planner:
             # Only an HTML body: it stays HTML, in its own charset and
             # encoding, with the template after its <body> tag.
             part = structure[htmlPath]
-            contentType = next((_field(name, value, eol) for name, value in part.headers.fields
+            contentType = next((field(name, value, eol) for name, value in part.headers.fields
                                 if name.lower() == "content-type"), b"")
             encoding = htmlEncoding(part.headers.transferEncoding).encode("ascii")
             fields = contentType + b"Content-Transfer-Encoding: " + encoding + eol
-            plainSide = [qpPlain + eol + _qp(template.textHtmlOnly, eol)]
+            plainSide = [qpPlain + eol + quotedPrintable(template.textHtmlOnly, eol)]
             htmlSide = [fields + eol, self._htmlBody(part, template.htmlInsert)]
         else:
-            plainSide = [qpPlain + eol + _qp(template.textAlone, eol)]
-            htmlSide = [qpHtml + eol + _qp(template.htmlAlone, eol)]
+            plainSide = [qpPlain + eol + quotedPrintable(template.textAlone, eol)]
+            htmlSide = [qpHtml + eol + quotedPrintable(template.htmlAlone, eol)]
         delimiter = b"--" + boundary
         return (
             [stamp, header, eol, delimiter + eol]
@@ -732,18 +414,6 @@ class _Planner:
             return EscapedTextTransform(cte, charset, headBytes, tailBytes, eol)
 
         return Transformed(SpoolRange(part.bodyStart, part.bodyEnd), make, estimate)
-
-
-_CANONICAL = {
-    "mime-version": "MIME-Version",
-    "content-type": "Content-Type",
-    "content-transfer-encoding": "Content-Transfer-Encoding",
-}
-
-
-def _isContentField(lowerName: str) -> bool:
-    """RFC 2045 9: the fields that describe a body, not the message."""
-    return lowerName.startswith("content-")
 
 
 def linkModePlan(

@@ -32,7 +32,7 @@ from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.smtp.session import (
+from secudoc_gateway.smtp.events import (
     NEED_DATA,
     PAUSED,
     Close,
@@ -43,10 +43,9 @@ from secudoc_gateway.smtp.session import (
     Event,
     MailFrom,
     SendReply,
-    Session,
     StartTLS,
-    State,
 )
+from secudoc_gateway.smtp.session import Session, State
 
 #: Pipelined input held behind an unanswered message before the protocol
 #: stops reading (the session closes at its own, larger, ``maxPending``).

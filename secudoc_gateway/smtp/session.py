@@ -12,121 +12,39 @@ questions to answer (``MailFrom`` → ``acceptMail``/``refuseMail``,
 ``DataEnd`` → ``finalReply``), message data, and the two things only
 the owner can do (``StartTLS``, ``Close``).
 
-Commands are parsed one CRLF-terminated line at a time.  Message data is
-handled in raw mode: a DATA stream is scanned for ``CRLF . CRLF`` and
-dot-unstuffed with bytes methods over whole chunks, holding back at most
-four bytes that may begin the end marker; a BDAT chunk is counted off
-byte-exact.  Every state transition is in ``TRANSITIONS``; handlers
-validate a command and then ``_go`` to the state the table names.
+Commands are read one CRLF-terminated line at a time, their arguments
+parsed by ``grammar``.  Message data is handled in raw mode by the
+``readers``: a DATA stream is scanned for ``CRLF . CRLF`` and
+dot-unstuffed over whole chunks; a BDAT chunk is counted off byte-exact.
+The events are in ``events``.  Every state transition is in
+``TRANSITIONS``; handlers validate a command and then ``_go`` to the
+state the table names.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from typing import Optional, Union
 
-import attrs
-
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
-
-# --- events ----------------------------------------------------------------
-
-
-@attrs.frozen
-class SendReply:
-    """Write ``data`` (``reply`` rendered for this session) to the client."""
-
-    reply: Reply
-    data: bytes
-
-
-@attrs.frozen
-class MailFrom:
-    """
-    A well-formed MAIL command.  The session waits until the owner calls
-    ``acceptMail()`` or ``refuseMail(reply)``.  ``sender`` is ``""`` for
-    the null reverse-path.
-    """
-
-    sender: str
-    body: Optional[str]
-    smtputf8: bool
-    size: Optional[int]
-
-
-@attrs.frozen
-class RcptTo:
-    """A recipient was accepted (already answered with 250)."""
-
-    address: str
-
-
-@attrs.frozen
-class DataStart:
-    """
-    The first data byte is about to come (DATA's 354, the first BDAT):
-    the envelope is complete.  ``kind`` is ``"DATA"`` or ``"BDAT"``.
-    """
-
-    kind: str
-    sender: str
-    recipients: tuple[str, ...]
-    body: Optional[str]
-    smtputf8: bool
-    size: Optional[int]
-    helo: str
-    tls: bool
-
-
-@attrs.frozen
-class DataChunk:
-    """Message bytes: DATA dot-unstuffed without the end marker, BDAT as sent."""
-
-    data: bytes
-
-
-@attrs.frozen
-class DataEnd:
-    """All data is in; the session waits for ``finalReply(reply)``."""
-
-
-@attrs.frozen
-class DataAbort:
-    """The message is abandoned (over size, RSET, EHLO, close): relay nothing."""
-
-
-@attrs.frozen
-class StartTLS:
-    """
-    Switch the transport to TLS now, before reading anything more; the
-    220 was the event before.  Pipelined input after STARTTLS was
-    discarded (RFC 3207 section 4.2, and the command-injection attacks
-    that section's rule prevents).
-    """
-
-
-@attrs.frozen
-class Close:
-    """Close the connection after writing what came before."""
-
-
-Event = Union[SendReply, MailFrom, RcptTo, DataStart, DataChunk, DataEnd, DataAbort, StartTLS, Close]
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = _Sentinel("NEED_DATA")
-PAUSED = _Sentinel("PAUSED")
-
+from secudoc_gateway.smtp.events import (
+    NEED_DATA,
+    PAUSED,
+    Close,
+    DataAbort,
+    DataChunk,
+    DataEnd,
+    DataStart,
+    Event,
+    RcptTo,
+    SendReply,
+    Sentinel,
+    StartTLS,
+)
+from secudoc_gateway.smtp.grammar import CONTROL, ArgumentError, helloDomain, parseBdat, parseMail, parseRcpt
+from secudoc_gateway.smtp.readers import CRLF, ChunkReader, DotReader
 
 # --- states and transitions ------------------------------------------------
 
@@ -171,94 +89,6 @@ _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 #: Replies that count against ``maxErrors``: a client getting these keeps
 #: sending things we do not understand or in an order we do not accept.
 _ERROR_CODES = frozenset({500, 501, 503, 555})
-
-_CRLF = b"\r\n"
-_MARKER = b"\r\n.\r\n"
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-
-# RFC 5321 4.1.2 (and RFC 6531 3.3 for UTF-8): Mailbox = Local-part "@" ( Domain / address-literal )
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
-_DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
-_LABEL = r"[A-Za-z0-9_\u0080-\U0010ffff](?:[A-Za-z0-9_\-\u0080-\U0010ffff]*[A-Za-z0-9_\u0080-\U0010ffff])?"
-_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[^\[\]\\ ]+\])"
-_MAILBOX = re.compile(rf"(?:{_DOT_ATOM}|{_QUOTED})@{_DOMAIN}")
-_SOURCE_ROUTE = re.compile(rf"@{_DOMAIN}(?:,@{_DOMAIN})*:")
-_SIZE_VALUE = re.compile(r"[0-9]{1,20}")
-_BDAT_ARGS = re.compile(r"([0-9]{1,20})(?: +(LAST))? *", re.IGNORECASE)
-
-
-class _Syntax(Exception):
-    """A malformed argument; carries the reply to give."""
-
-    def __init__(self, reply: Reply) -> None:
-        super().__init__(reply)
-        self.reply = reply
-
-
-def _parsePath(text: str, prefix: str) -> tuple[str, str]:
-    """
-    ``FROM:<path> params`` → (mailbox, params).  Optional space after the
-    colon is tolerated; angle brackets are required (RFC 5321 4.1.2).
-    """
-    if not text[: len(prefix)].upper() == prefix:
-        raise _Syntax(replies.PARAM_SYNTAX)
-    rest = text[len(prefix) :].lstrip(" ")
-    if not rest.startswith("<"):
-        raise _Syntax(replies.PARAM_SYNTAX)
-    # find the closing '>' outside a quoted local part
-    i, quoted = 1, False
-    while i < len(rest):
-        c = rest[i]
-        if quoted and c == "\\":
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
-        elif c == ">" and not quoted:
-            break
-        i += 1
-    else:
-        raise _Syntax(replies.PARAM_SYNTAX)
-    path, params = rest[1:i], rest[i + 1 :]
-    if params and not params.startswith(" "):
-        raise _Syntax(replies.PARAM_SYNTAX)
-    route = _SOURCE_ROUTE.match(path)
-    if route:  # RFC 5321 4.1.2: accept and ignore a source route
-        path = path[route.end() :]
-    return path, params.strip(" ")
-
-
-def _params(text: str) -> dict[str, Optional[str]]:
-    """``KEY=VALUE KEY`` → {KEY: VALUE or None}; keywords upper-cased."""
-    out: dict[str, Optional[str]] = {}
-    for item in text.split():
-        key, eq, value = item.partition("=")
-        key = key.upper()
-        if not key or key in out or (eq and not value):
-            raise _Syntax(replies.PARAM_SYNTAX)
-        out[key] = value if eq else None
-    return out
-
-
-def _needsUTF8(address: str) -> bool:
-    return not address.isascii()
-
-
-def _unstuff(work: bytes, start: int, stop: int, first: int, last: int) -> bytes:
-    """
-    ``work[start:stop]`` with the dot after every LF removed (RFC 5321
-    4.5.2), knowing that dots occur only at ``first``..``last`` and not
-    in ``work[:start]``.
-    """
-    if first < 0 or first >= stop:
-        return work[start:stop]
-    lo = max(first - 1, 0)  # the LF before the first dot
-    hi = min(last + 1, stop)
-    middle = work[lo:hi].replace(b"\n.", b"\n")
-    if lo < start:  # that LF is in the prefix, which replace left alone
-        return middle[start - lo :] + work[hi:stop]
-    return work[start:lo] + middle + work[hi:stop]
 
 
 class Session:
@@ -324,7 +154,7 @@ class Session:
         if self._state is not S.CLOSED:
             self._buffer += data
 
-    def nextEvent(self) -> Union[Event, _Sentinel]:
+    def nextEvent(self) -> Union[Event, Sentinel]:
         while not self._events:
             if not self._step():
                 if self._state in (S.MAIL_PENDING, S.FINISHING) and len(self._buffer) > self.maxPending:
@@ -400,10 +230,8 @@ class Session:
         self._txOpen = False  # DataStart sent, neither DataEnd nor DataAbort yet
         self._size = 0  # message bytes so far
         self._oversize = False
-        self._prefix = _CRLF  # DATA: the line context before the buffer
-        self._bdatLeft = 0
-        self._bdatLast = False
-        self._bdatSize = 0
+        self._dot = DotReader()
+        self._chunk = ChunkReader(0, False)
 
     def _step(self) -> bool:
         """Make progress on the buffer; False when nothing can be done now."""
@@ -422,7 +250,7 @@ class Session:
 
     def _commandStep(self) -> bool:
         buf = self._buffer
-        end = buf.find(_CRLF)
+        end = buf.find(CRLF)
         if self._discardLine:
             if end < 0:
                 keep = 1 if buf.endswith(b"\r") else 0
@@ -441,7 +269,7 @@ class Session:
         del buf[: end + 2]
         if len(line) + 2 > self.maxLineLength:
             self._error(replies.LINE_TOO_LONG)
-        elif _CONTROL.search(line):
+        elif CONTROL.search(line):
             # RFC 5321 2.3.8: only CRLF ends a line; a bare CR or LF inside
             # one is not a separator but a stray control character.
             self._error(replies.CONTROL_CHARACTERS)
@@ -467,9 +295,10 @@ class Session:
             self._error(replies.BAD_SEQUENCE)
 
     def _hello(self, arg: str, esmtp: bool) -> None:
-        domain = arg.strip(" ")
-        if not domain or " " in domain:
-            self._error(replies.PARAM_SYNTAX)
+        try:
+            domain = helloDomain(arg)
+        except ArgumentError as e:
+            self._error(e.reply)
             return
         self._go("EHLO" if esmtp else "HELO")
         self._resetTransaction()
@@ -502,52 +331,20 @@ class Session:
             self._send(replies.TLS_REQUIRED)
             return
         try:
-            sender, rest = _parsePath(arg, "FROM:")
-            params = _params(rest)
-            if params and not self.esmtp:
-                raise _Syntax(replies.PARAM_NOT_IMPLEMENTED)
-            smtputf8 = False
-            body = size = None
-            for key, value in params.items():
-                if key == "SIZE":
-                    if value is None or not _SIZE_VALUE.fullmatch(value):
-                        raise _Syntax(replies.PARAM_SYNTAX)
-                    size = int(value)
-                elif key == "BODY":
-                    body = (value or "").upper()
-                    if body == "BINARYMIME":  # RFC 3030 3: not advertised
-                        raise _Syntax(replies.PARAM_NOT_IMPLEMENTED)
-                    if body not in ("7BIT", "8BITMIME"):
-                        raise _Syntax(replies.PARAM_SYNTAX)
-                elif key == "SMTPUTF8":
-                    if value is not None:
-                        raise _Syntax(replies.PARAM_SYNTAX)
-                    smtputf8 = True
-                else:
-                    raise _Syntax(replies.PARAM_NOT_IMPLEMENTED)
-            if sender and not _MAILBOX.fullmatch(sender):
-                raise _Syntax(replies.PARAM_SYNTAX)
-            if _needsUTF8(sender) and not smtputf8:  # RFC 6531 3.4
-                raise _Syntax(replies.SMTPUTF8_REQUIRED)
-            if size is not None and size > self.maxMessageSize:  # RFC 1870 6.1
-                raise _Syntax(replies.MESSAGE_TOO_BIG)
-        except _Syntax as e:
+            mail = parseMail(arg, self.esmtp)
+            if mail.size is not None and mail.size > self.maxMessageSize:  # RFC 1870 6.1
+                raise ArgumentError(replies.MESSAGE_TOO_BIG)
+        except ArgumentError as e:
             self._error(e.reply)
             return
-        self.sender, self.body, self.smtputf8, self.declaredSize = sender, body, smtputf8, size
+        self.sender, self.body, self.smtputf8, self.declaredSize = mail.sender, mail.body, mail.smtputf8, mail.size
         self._go("MAIL")
-        self._events.append(MailFrom(sender, body, smtputf8, size))
+        self._events.append(mail)
 
     def _rcpt(self, arg: str) -> None:
         try:
-            address, rest = _parsePath(arg, "TO:")
-            if rest:  # no DSN (RFC 3461) advertised, so no parameter is known
-                raise _Syntax(replies.PARAM_NOT_IMPLEMENTED)
-            if not (_MAILBOX.fullmatch(address) or address.lower() == "postmaster"):
-                raise _Syntax(replies.PARAM_SYNTAX)
-            if _needsUTF8(address) and not self.smtputf8:
-                raise _Syntax(replies.SMTPUTF8_REQUIRED)
-        except _Syntax as e:
+            address = parseRcpt(arg, self.smtputf8)
+        except ArgumentError as e:
             self._error(e.reply)
             return
         if len(self.recipients) >= self.maxRecipients:
@@ -578,18 +375,18 @@ class Session:
             self._error(replies.PARAM_SYNTAX)
             return
         self._go("DATA")
-        self._prefix = _CRLF  # RFC 5321 4.1.1.4: the body starts after a CRLF
+        self._dot = DotReader()
         self._dataStart("DATA")
         self._send(replies.START_DATA)
 
     def _bdat(self, arg: str) -> None:
-        match = _BDAT_ARGS.fullmatch(arg)
-        if match is None:
+        parsed = parseBdat(arg)
+        if parsed is None:
             # Without a size the chunk cannot be skipped; reading on would
             # execute message bytes as commands.
             self._closeWith(replies.BDAT_SYNTAX)
             return
-        size, last = int(match.group(1)), match.group(2) is not None
+        size, last = parsed
         if "BDAT" not in TRANSITIONS[self._state]:
             reply = replies.TLS_REQUIRED if self.requireTLS and not self.tlsActive else replies.BAD_SEQUENCE
             # RFC 3030 2: chunks pipelined after a failed one are read and discarded.
@@ -599,7 +396,7 @@ class Session:
             return
         first = self._state is S.RCPT
         self._go("BDAT")
-        self._bdatLeft, self._bdatLast, self._bdatSize = size, last, size
+        self._chunk = ChunkReader(size, last)
         if first:
             self._dataStart("BDAT")
         if not size:
@@ -687,72 +484,42 @@ class Session:
             self._events.append(DataChunk(data))
 
     def _dataStep(self) -> bool:
-        """
-        Scan ``prefix + buffer`` for CRLF "." CRLF.  ``prefix`` is the line
-        context of the buffer's first byte: CRLF at the body start (so
-        ".\\r\\n" first ends an empty message), LF after any line end (so
-        its leading dot is stuffing), else nothing.  Without a marker all
-        but the last four bytes are emitted: a marker cannot straddle that
-        cut without lying wholly in the scanned bytes.  Unstuffing is one
-        replace of LF "." by LF, which covers lines after CRLF and bare LF.
-
-        Both the marker and stuffing need a dot, and most message bytes
-        (base64) have none: the search and the replace run only between
-        the first and the last dot, found with memchr.
-        """
-        if not self._buffer:
+        """DATA: the unstuffed bytes up to the end marker (``DotReader``)."""
+        data = self._dot.read(self._buffer)
+        if data is None:
             return False
-        prefix = self._prefix
-        work = prefix + self._buffer
-        self._buffer.clear()
-        first = work.find(b".")
-        last = work.rfind(b".") if first >= 0 else -1
-        end = work.find(_MARKER, max(first - 2, 0), last + 3) if first >= 0 else -1
-        if end >= 0:
-            self._count(_unstuff(work, len(prefix), end + 2, first, last))
-            self._buffer += work[end + 5 :]
-            if self._oversize:
-                self._go("oversize")
-                self._resetTransaction()
-                self._send(replies.MESSAGE_TOO_BIG)
-            else:
-                self._txOpen = False
-                self._go("end")
-                self._events.append(DataEnd())
-            return True
-        cut = len(work) - 4
-        if cut <= len(prefix):
-            self._buffer += work[len(prefix) :]
-            return False
-        self._count(_unstuff(work, len(prefix), cut, first, last))
-        self._prefix = b"\n" if work[cut - 1] == 0x0A else b""
-        self._buffer += work[cut:]
+        self._count(data)
+        if self._dot.done:
+            self._end("end")
         return True
 
     def _bdatStep(self) -> bool:
         """RFC 3030 2: exactly the announced octets, taken as they are."""
-        if self._bdatLeft:
-            if not self._buffer:
+        chunk = self._chunk
+        if chunk.left:
+            data = chunk.read(self._buffer)
+            if data is None:
                 return False
-            take = min(self._bdatLeft, len(self._buffer))
-            chunk = bytes(self._buffer[:take])
-            del self._buffer[:take]
-            self._bdatLeft -= take
-            self._count(chunk)
-            if self._bdatLeft:
+            self._count(data)
+            if chunk.left:
                 return True
+        if chunk.last or self._oversize:
+            self._end("last")
+        else:
+            self._go("chunk")
+            self._send(replies.BDAT_RECEIVED.withText(replies.BDAT_RECEIVED.text.format(size=chunk.size)))
+        return True
+
+    def _end(self, trigger: str) -> None:
+        """All data is in: ``DataEnd`` by ``trigger``, or the over-size reply."""
         if self._oversize:
             self._go("oversize")
             self._resetTransaction()
             self._send(replies.MESSAGE_TOO_BIG)
-        elif self._bdatLast:
-            self._txOpen = False
-            self._go("last")
-            self._events.append(DataEnd())
         else:
-            self._go("chunk")
-            self._send(replies.BDAT_RECEIVED.withText(replies.BDAT_RECEIVED.text.format(size=self._bdatSize)))
-        return True
+            self._txOpen = False
+            self._go(trigger)
+            self._events.append(DataEnd())
 
     def _skipStep(self) -> bool:
         """Drain a refused BDAT chunk, then give its reply."""
