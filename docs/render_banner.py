@@ -17,10 +17,10 @@ import subprocess
 import sys
 import tempfile
 
-from secudoc_gateway.banner import bannerFor
+from secudoc_gateway.notices.banner import bannerFor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC
+EXPIRES = 1741957500.0  # 14 March 2025, 14:05 in Amsterdam
 LINK = "https://download.vandijk.example/t/5Hq0cVnY1m2xTQe7sRz0b9KkJf3LwPa8dEuG4oNiX6M"
 FILES = [("Offerte 2025-031 – Zoë de Vries.pdf", 1258291), ("Plattegrond begane grond.dwg", 348160)]
 BODY = {

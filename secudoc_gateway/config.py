@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 
 from secudoc_gateway.addresses import IPNetwork, configDomain, parseIP
 from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.notices.texts import LANGUAGES
 from secudoc_gateway.targets import MAILDIR_PREFIX, MaildirTarget, parseRelayTarget
 
 
@@ -59,7 +60,6 @@ MODES = ("opt-out", "opt-in")
 CONTENT_MODES = ("link", "transfer", "separate")
 AUTO_CREATE_USERS = ("no", "welcome", "silent")
 UNKNOWN_SENDER = ("pass", "reject")
-LANGUAGES = ("nl", "en")
 ON_ERROR = ("tempfail", "pass")
 RECIPIENT_VERIFICATION = ("none", "email-code")
 LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}

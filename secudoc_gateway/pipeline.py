@@ -40,9 +40,9 @@ from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.extract import Candidate, Extractor
 from secudoc_gateway.interfaces import IIngress, IRelay, ITransaction
-from secudoc_gateway.banner import bannerFor
+from secudoc_gateway.notices.banner import bannerFor
 from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
-from secudoc_gateway.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
+from secudoc_gateway.notices.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
 from secudoc_gateway.metrics import TEMPFAILED, Metrics
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart

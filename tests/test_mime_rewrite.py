@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.banner import Banner, bannerFor
-from secudoc_gateway.mails import transferTemplate
+from secudoc_gateway.notices.banner import Banner, bannerFor
+from secudoc_gateway.notices.mails import transferTemplate
 from secudoc_gateway.mime.decode import decoderFor
 from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartStart
 from secudoc_gateway.mime.rewrite import bannerTargets, effectiveRemoval, linkModePlan, transferModePlan

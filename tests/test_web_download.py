@@ -11,7 +11,6 @@ from twisted.web.test.requesthelper import DummyChannel
 from secudoc_gateway import crypto
 from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition
 from secudoc_gateway.web.pages import csrfToken, csrfValid, setCookie
-from secudoc_gateway.web.texts import negotiate, plural
 
 
 class ByteRangeTests(SynchronousTestCase):
@@ -54,20 +53,6 @@ class SeekTests(SynchronousTestCase):
         offset, _ = decryptor.seek(sealed[: crypto.HEADER_SIZE], 64)
         # The ciphertext of frame 2 where frame 1 is expected does not open.
         self.assertRaises(crypto.DecryptionError, decryptor.feed, sealed[offset + 80:offset + 160])
-
-
-class LanguageTests(SynchronousTestCase):
-    def test_negotiate(self) -> None:
-        for header, expected in ((None, "nl"), ("", "nl"), ("en", "en"), ("de, en;q=0.5", "en"),
-                                 ("en;q=0.4, nl-BE;q=0.8", "nl"), ("en, nl", "en"), ("nl;q=0, en;q=0.1", "en"),
-                                 ("fr", "nl"), ("en;q=bad", "nl")):
-            self.assertEqual(negotiate(header, "nl"), expected, header)
-        self.assertEqual(negotiate("fr", "en"), "en")
-
-    def test_plural(self) -> None:
-        self.assertEqual(plural("nl", 1, "files_one", "files_many"), "1 bestand")
-        self.assertEqual(plural("nl", 0, "files_one", "files_many"), "0 bestanden")
-        self.assertEqual(plural("en", 3, "files_one", "files_many"), "3 files")
 
 
 class CookieTests(SynchronousTestCase):

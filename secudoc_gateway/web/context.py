@@ -18,9 +18,9 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.notices.texts import negotiate, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.pages import render, sendPage
-from secudoc_gateway.web.texts import negotiate, texts
 
 LOGO = "logo"
 SESSION_COOKIE = b"sd_session"

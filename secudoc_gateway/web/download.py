@@ -26,7 +26,7 @@ from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.mime.names import safeFilename
 from secudoc_gateway.transfers import StoredFile, Transfer
 from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
-from secudoc_gateway.web.texts import ZONE
+from secudoc_gateway.notices.texts import ZONE
 
 UNSATISFIABLE = "unsatisfiable"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")

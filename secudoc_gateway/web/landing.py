@@ -27,8 +27,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 from secudoc_gateway.config import LOGO_TYPES
 from secudoc_gateway.crypto import DecryptionError, tokenHash
 from secudoc_gateway.errors import ProducerStopped
-from secudoc_gateway.mails import humanSize
 from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.notices.downloads import downloadNotice
+from secudoc_gateway.notices.texts import formatMoment, humanSize, plural, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web import verification
 from secudoc_gateway.web.context import (
@@ -37,10 +38,8 @@ from secudoc_gateway.web.context import (
 from secudoc_gateway.web.download import (
     UNSATISFIABLE, byteRange, checkStored, contentDisposition, streamFile, streamZip, zipWriter,
 )
-from secudoc_gateway.web.mails import downloadNotice
 from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, secure, sendPage
 from secudoc_gateway.web.sender import SenderRoot
-from secudoc_gateway.web.texts import plural, texts, when
 
 ZIP = b"all.zip"
 MAX_LOGO = 1 << 20
@@ -146,7 +145,6 @@ class _TransferResource(Resource):
         base = basePath(context, self.token)
         page = chrome(context, transfer, self.token)
         count = len(transfer.files)
-        date, time = when(transfer.expires, language)
         intro = plural(language, count, "intro_one", "intro_many",
                        sender=cleanName(transfer.sender_name) or cleanName(transfer.sender))
         body = render(
@@ -157,7 +155,7 @@ class _TransferResource(Resource):
                    for f in transfer.files],
             all_href=f"{base}/all.zip" if count > 1 else "",
             all_size=humanSize(zipWriter(transfer).size, language),
-            expires=t["expires"].format(date=date, time=time),
+            expires=t["expires"].format(moment=formatMoment(transfer.expires, language)),
             **{**page, "sender": cleanName(transfer.sender)},
         )
         sendPage(request, 200, body)

@@ -1,57 +1,17 @@
 """
-The messages the web side makes (SPEC 6 and 8): a recipient's
-verification code and the sender's notice of a file's first download.
-Both are built like the gateway's other messages (``mails._message``:
-``X-SecuDoc: 1.0``, quoted-printable bodies, every value cleaned), from
-the tenant's ``facility_sender``, Auto-Submitted so no auto-reply
-answers them.
+How the web side sends the messages it makes (``notices.downloads``):
+through the tenant's relay, from its ``facility_sender``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from secudoc_gateway.banner import escape, paragraph
-from secudoc_gateway.mails import _boxHtml, _message, _transferField, addrSpec, mailbox
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.outgoing import OutgoingMessage
 from secudoc_gateway.spool import MemoryBudget, Spool
-from secudoc_gateway.web.texts import texts, when
-
-KIND_CODE = "code"
-KIND_DOWNLOAD = "download"
-
-
-def _mail(hostname: str, tenant: Any, to: str, kind: str, subject: str, paragraphs: list[str],
-          date: float, transferId: str) -> bytes:
-    text = "\n\n".join(paragraphs) + "\n"
-    html = _boxHtml([paragraph(escape(text)) for text in paragraphs])
-    extra = [("Auto-Submitted", "auto-generated")] + _transferField(transferId)
-    return _message(hostname, kind, mailbox(tenant.facility_sender), addrSpec(to), subject, text, html, date,
-                    extra)
-
-
-def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str, expires: float,
-             date: float, transferId: str) -> bytes:
-    """The six-digit code, to the recipient address that asked for it."""
-    t = texts(tenant.language)
-    _, time = when(expires, tenant.language)
-    return _mail(hostname, tenant, recipient, KIND_CODE, t["code_subject"].format(sender=cleanName(sender)),
-                 [t["code_mail"].format(code=code, time=time), t["code_ignore"]], date, transferId)
-
-
-def downloadNotice(hostname: str, tenant: Any, sender: str, name: str, recipient: Optional[str], at: float,
-                   transferId: str) -> bytes:
-    """``download_notification``: the sender learns that a file was downloaded for the first time."""
-    t = texts(tenant.language)
-    date, time = when(at, tenant.language)
-    who = cleanName(recipient) if recipient else t["notify_someone"]
-    line = t["notify_mail"].format(who=who, name=cleanName(name), date=date, time=time)
-    return _mail(hostname, tenant, sender, KIND_DOWNLOAD, t["notify_subject"].format(name=cleanName(name)),
-                 [line], at, transferId)
 
 
 def relayMailer(gateway: Any) -> Callable[[Any, str, bytes], Deferred]:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import jinja2
 from twisted.web.server import Request
 
-from secudoc_gateway.web.texts import texts
+from secudoc_gateway.notices.texts import texts
 
 SECURITY_HEADERS = {
     b"Referrer-Policy": b"no-referrer",

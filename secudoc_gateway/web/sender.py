@@ -17,12 +17,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway.access import secretHash
-from secudoc_gateway.mails import humanSize
 from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.context import UNKNOWN, WebContext, failed, refuse
 from secudoc_gateway.web.pages import csrfToken, csrfValid, render, secure, sendPage
-from secudoc_gateway.web.texts import dateTime, texts, when
 
 REVOKE = b"revoke"
 
@@ -87,17 +86,16 @@ class SenderResource(Resource):
         verified = tenant is not None and tenant.recipient_verification == "email-code"
         names = {f.n: cleanName(f.name) for f in transfer.files}
         downloads = [
-            {"when": dateTime(d.at, language), "file": cleanName(d.name or names.get(d.n, str(d.n))),
+            {"when": formatMoment(d.at, language), "file": cleanName(d.name or names.get(d.n, str(d.n))),
              "who": cleanName(d.recipient) if d.recipient else t["unverified"]}
             for d in await context.transfers.downloads(transfer.id)
         ]
         live = transfer.revoked is None and transfer.purged is None and transfer.expires > context.reactor.seconds()
         if transfer.revoked is not None:
-            date, time = when(transfer.revoked, language)
-            status = t["revoked_on"].format(date=date, time=time)
+            status = t["revoked_on"].format(moment=formatMoment(transfer.revoked, language))
         else:
-            date, time = when(transfer.expires, language)
-            status = t["sender_expires" if live else "expired_on"].format(date=date, time=time)
+            status = t["sender_expires" if live else "expired_on"].format(
+                moment=formatMoment(transfer.expires, language))
         body = render(
             "sender.html", language, title=t["sender_title"], subject=cleanName(transfer.subject), status=status,
             recipients=[cleanName(r) for r in transfer.recipients],

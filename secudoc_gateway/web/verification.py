@@ -24,11 +24,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway.access import EXHAUSTED, EXPIRED, RIGHT, codeHash, newCode
 from secudoc_gateway.crypto import newToken
+from secudoc_gateway.notices.downloads import codeMail
+from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.web.context import SESSION_COOKIE, WebContext, chrome, failed, log
-from secudoc_gateway.web.mails import codeMail
 from secudoc_gateway.web.pages import csrfToken, csrfValid, formValue, render, secure, sendPage, setCookie
-from secudoc_gateway.web.texts import texts
 
 CODE = b"code"
 VERIFY = b"verify"

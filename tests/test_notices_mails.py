@@ -1,7 +1,7 @@
 """
-Tests for L{secudoc_gateway.mails}: the transfer template and the
+Tests for L{secudoc_gateway.notices.mails}: the transfer template and the
 messages the gateway makes, in both languages, with hostile input for
-every value taken from a message.  The banner: L{tests.test_banner}.
+every value taken from a message.  The banner: L{tests.test_notices_banner}.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.banner import bannerFor
-from secudoc_gateway.mails import (
+from secudoc_gateway.notices.banner import bannerFor
+from secudoc_gateway.notices.mails import (
     addrSpec,
     confirmationMail,
     headerText,
@@ -28,7 +28,7 @@ from secudoc_gateway.mails import (
 )
 from secudoc_gateway.mime.names import cleanName
 
-EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC
+EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC, 14:05 in Amsterdam
 LINK = "https://gw.example/t/AbC-123_x"
 
 
@@ -237,10 +237,12 @@ class ConfirmationTests(SystemMessageChecks, SynchronousTestCase):
         self.assertEqual(message["To"].addresses[0].addr_spec, "alice@example.test")
         self.assertEqual(message["Subject"], "Bevestiging: bijlagen beveiligd verstuurd: Stukken")
         plain, html = bodies(message)
-        for value in ("- bob@external.test", "- eve@other.test", "- rapport.pdf (1,2 MB)", "- fotogpj.exe (2 KB)",
-                      "14 maart 2025, 13:05 UTC", '"Stukken"'):
+        for value in ("Ontvangers:\n- bob@external.test\n- eve@other.test\n",
+                      "Bestanden:\n- rapport.pdf (1,2 MB)\n- fotogpj.exe (2 KB)\n",
+                      "tot 14 maart 2025 om 14:05 CET.", '"Stukken"'):
             self.assertIn(value, plain)
-        for value in ("bob@external.test", "fotogpj.exe (2 KB)", "14 maart 2025, 13:05 UTC"):
+        for value in (">Ontvangers:</p>", "bob@external.test", ">Bestanden:</p>", "fotogpj.exe (2 KB)",
+                      "14 maart 2025 om 14:05 CET"):
             self.assertIn(value, html)
         self.assertNotIn("\u202e", plain + html)
 
@@ -252,7 +254,7 @@ class ConfirmationTests(SystemMessageChecks, SynchronousTestCase):
         plain, html = bodies(message)
         self.assertNotIn("/t/", plain + html)
         self.assertNotIn("href", html)
-        self.assertIn("until 14 March 2025, 13:05 UTC", plain)
+        self.assertIn("until 14 March 2025 at 14:05 CET", plain)
 
     def test_senderLink(self) -> None:
         """The sender's own link, when there is one, as text and as a button."""

@@ -7,8 +7,8 @@ A careful recipient decides in a glance whether a message with a link
 instead of attachments is phishing.  So the banner says who sent it
 (display name and address), for which organisation, why the files come
 as a link, what the files are, until when the link works (date and
-time, in UTC so it reads the same in every time zone), the tenant's
-disclaimer and whom to ask.
+time in Amsterdam, the zone named: ``texts.formatMoment``), the
+tenant's disclaimer and whom to ask.
 
 Every value that comes from a message (sender, file names) or from the
 tenant (organisation, disclaimer, help contact) is shown with control
@@ -24,61 +24,13 @@ with a ``max-width`` fits a phone in Gmail and Apple Mail as well.
 
 from __future__ import annotations
 
-import datetime
 import html
 import re
 from typing import Sequence
 
 from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.mime.notice import Banner
-
-LANGUAGES = ("nl", "en")
-
-_MONTHS = {
-    "nl": (
-        "januari", "februari", "maart", "april", "mei", "juni",
-        "juli", "augustus", "september", "oktober", "november", "december",
-    ),
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-}
-
-_TEXTS = {
-    "nl": {
-        "intro_one": "{sender} heeft u een bestand gestuurd.",
-        "intro_many": "{sender} heeft u {count} bestanden gestuurd.",
-        "intro_one_org": "{sender} van {organisation} heeft u een bestand gestuurd.",
-        "intro_many_org": "{sender} van {organisation} heeft u {count} bestanden gestuurd.",
-        "why_text": "Om de bijlagen te beschermen zijn ze niet meegestuurd, maar beveiligd opgeslagen."
-                    " U downloadt ze via de link hieronder.",
-        "why_html": "Om de bijlagen te beschermen zijn ze niet meegestuurd, maar beveiligd opgeslagen."
-                    " U downloadt ze via de knop hieronder.",
-        "button": "Bestanden downloaden",
-        "fallback": "Werkt de knop niet? Open dan deze link:",
-        "expiry": "Beschikbaar tot {moment}.",
-        "help": "Vragen? Neem contact op met {contact}.",
-        "bytes": "bytes",
-        "decimal": ",",
-    },
-    "en": {
-        "intro_one": "{sender} sent you a file.",
-        "intro_many": "{sender} sent you {count} files.",
-        "intro_one_org": "{sender} of {organisation} sent you a file.",
-        "intro_many_org": "{sender} of {organisation} sent you {count} files.",
-        "why_text": "To protect the attachments, they were not sent with this message but stored securely."
-                    " You download them with the link below.",
-        "why_html": "To protect the attachments, they were not sent with this message but stored securely."
-                    " You download them with the button below.",
-        "button": "Download files",
-        "fallback": "Does the button not work? Open this link:",
-        "expiry": "Available until {moment}.",
-        "help": "Questions? Contact {contact}.",
-        "bytes": "bytes",
-        "decimal": ".",
-    },
-}
+from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 
 SEPARATOR = "_" * 40
 
@@ -102,39 +54,6 @@ _BUTTON_CELL = f"padding:10px 22px;background-color:{LINK_COLOUR};border-radius:
 _BUTTON_LINK = f"{FONT};font-size:15px;font-weight:bold;line-height:20px;color:#ffffff;text-decoration:none"
 _EMAIL = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+")
 _WEB = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
-
-
-def texts(language: str) -> dict[str, str]:
-    """The phrases of ``language``; English for any other."""
-    return _TEXTS[language if language in _TEXTS else "en"]
-
-
-def humanSize(size: int, language: str = "nl") -> str:
-    """
-    A size as Outlook and Explorer show it (units of 1024, "KB"), in the
-    language's decimal separator: "1,2 MB", "340 KB", "512 bytes".
-    """
-    phrases = texts(language)
-    if size < 1024:
-        return f"{size} {phrases['bytes']}"
-    if size < 1024 * 1024:
-        return f"{-(-size // 1024)} KB"
-    for unit, scale in (("MB", 1024**2), ("GB", 1024**3), ("TB", 1024**4)):
-        if size < 1024 * scale or unit == "TB":
-            return f"{size / scale:.1f}".replace(".", phrases["decimal"]) + f" {unit}"
-    raise AssertionError("unreachable")
-
-
-def formatDate(day: datetime.date, language: str = "nl") -> str:
-    """'14 maart 2025' / '14 March 2025': unambiguous in either country."""
-    months = _MONTHS[language if language in _MONTHS else "en"]
-    return f"{day.day} {months[day.month - 1]} {day.year}"
-
-
-def formatMoment(when: float, language: str = "nl") -> str:
-    """A Unix time as '14 maart 2025, 13:05 UTC': date and time, the zone named."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
-    return f"{formatDate(moment.date(), language)}, {moment:%H:%M} UTC"
 
 
 def _shown(ch: str) -> bool:
@@ -239,7 +158,7 @@ def bannerFor(
     organisation, contact = oneLine(organisation), oneLine(helpContact)
     shown = [(oneLine(file), humanSize(size, language)) for file, size in files]
     key = ("intro_one" if len(shown) == 1 else "intro_many") + ("_org" if organisation else "")
-    expiry = phrases["expiry"].format(moment=formatMoment(expires, language))
+    expiry = phrases["expires"].format(moment=formatMoment(expires, language))
     notes = disclaimerLines(disclaimer)
     helpText = phrases["help"].format(contact=contact) if contact else ""
 

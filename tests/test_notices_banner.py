@@ -1,21 +1,21 @@
 """
-Tests for L{secudoc_gateway.banner}: what a recipient reads, in both
+Tests for L{secudoc_gateway.notices.banner}: what a recipient reads, in both
 languages, as text and HTML, with hostile values from messages.
 """
 
 from __future__ import annotations
 
-import datetime
 from html.parser import HTMLParser
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.banner import Banner, bannerFor, escape, formatDate, formatMoment, humanSize, oneLine
 from secudoc_gateway.mime.transforms import flowedSafe
+from secudoc_gateway.notices.banner import Banner, bannerFor, escape, oneLine
+from secudoc_gateway.notices.texts import formatMoment
 
-EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC
+EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC, 14:05 in Amsterdam
 LINK = "https://gw.example/t/AbC-123_x"
 VOID = {"br", "img", "meta"}
 
@@ -56,29 +56,6 @@ def shownText(markup: str) -> str:
     return " ".join("".join(tree.text).split())
 
 
-class SizeAndDateTests(SynchronousTestCase):
-    def test_humanSize(self) -> None:
-        self.assertEqual(humanSize(0, "nl"), "0 bytes")
-        self.assertEqual(humanSize(1023, "en"), "1023 bytes")
-        self.assertEqual(humanSize(1024, "nl"), "1 KB")
-        self.assertEqual(humanSize(1025, "nl"), "2 KB")
-        self.assertEqual(humanSize(340 * 1024, "en"), "340 KB")
-        self.assertEqual(humanSize(1258291, "nl"), "1,2 MB")
-        self.assertEqual(humanSize(1258291, "en"), "1.2 MB")
-        self.assertEqual(humanSize(150 * 1024**3, "en"), "150.0 GB")
-        self.assertEqual(humanSize(5 * 1024**4, "nl"), "5,0 TB")
-
-    def test_formatDate(self) -> None:
-        self.assertEqual(formatDate(datetime.date(2025, 3, 14), "nl"), "14 maart 2025")
-        self.assertEqual(formatDate(datetime.datetime(2025, 12, 1, 23, 59), "en"), "1 December 2025")
-
-    def test_formatMoment(self) -> None:
-        """Date and time, in UTC and saying so, whatever the machine's zone."""
-        self.assertEqual(formatMoment(EXPIRES, "nl"), "14 maart 2025, 13:05 UTC")
-        self.assertEqual(formatMoment(EXPIRES, "en"), "14 March 2025, 13:05 UTC")
-        self.assertEqual(formatMoment(0.0, "en"), "1 January 1970, 00:00 UTC")
-
-
 class BannerTests(SynchronousTestCase):
     def banner(self, language: str = "nl", **kwargs: object) -> Banner:
         arguments: dict[str, object] = dict(
@@ -106,7 +83,7 @@ class BannerTests(SynchronousTestCase):
                 "- foto.jpg (340 KB)",
                 "",
                 f"Bestanden downloaden: {LINK}",
-                "Beschikbaar tot 14 maart 2025, 13:05 UTC.",
+                "Beschikbaar tot 14 maart 2025 om 14:05 CET.",
                 "",
                 "Vertrouwelijk.",
                 "Vragen? Neem contact op met helpdesk@example.test.",
@@ -119,7 +96,7 @@ class BannerTests(SynchronousTestCase):
         text = self.banner("en", files=[("a.pdf", 10)]).text
         self.assertTrue(text.startswith("Alice de Vries <alice@example.test> of Van Dijk & Zonen sent you a file.\n"))
         for line in ("To protect the attachments", "- a.pdf (10 bytes)\n", f"Download files: {LINK}\n",
-                     "Available until 14 March 2025, 13:05 UTC.\n", "Questions? Contact helpdesk@example.test.\n"):
+                     "Available until 14 March 2025 at 14:05 CET.\n", "Questions? Contact helpdesk@example.test.\n"):
             self.assertIn(line, text)
 
     def test_dutchHtml(self) -> None:
@@ -130,7 +107,7 @@ class BannerTests(SynchronousTestCase):
             " Om de bijlagen te beschermen zijn ze niet meegestuurd, maar beveiligd opgeslagen."
             " U downloadt ze via de knop hieronder."
             " rapport.pdf 1,2 MB foto.jpg 340 KB Bestanden downloaden"
-            " Beschikbaar tot 14 maart 2025, 13:05 UTC."
+            " Beschikbaar tot 14 maart 2025 om 14:05 CET."
             f" Werkt de knop niet? Open dan deze link: {LINK}"
             " Vertrouwelijk. Vragen? Neem contact op met helpdesk@example.test.",
         )
@@ -139,7 +116,7 @@ class BannerTests(SynchronousTestCase):
 
     def test_englishHtml(self) -> None:
         shown = shownText(self.banner("en").html)
-        for value in ("sent you 2 files.", "Download files", "Available until 14 March 2025, 13:05 UTC.",
+        for value in ("sent you 2 files.", "Download files", "Available until 14 March 2025 at 14:05 CET.",
                       "Questions? Contact helpdesk@example.test."):
             self.assertIn(value, shown)
 
@@ -157,7 +134,7 @@ class BannerTests(SynchronousTestCase):
         self.assertTrue(banner.text.startswith("alice@example.test heeft u een bestand gestuurd.\n"))
         self.assertTrue(shownText(banner.html).startswith("alice@example.test heeft u een bestand gestuurd."))
         self.assertNotIn("Vragen", banner.text + banner.html)
-        self.assertIn(f"Beschikbaar tot 14 maart 2025, 13:05 UTC.\n{'_' * 40}\n", banner.text)
+        self.assertIn(f"Beschikbaar tot 14 maart 2025 om 14:05 CET.\n{'_' * 40}\n", banner.text)
 
     def test_unknownLanguageIsEnglish(self) -> None:
         self.assertIn("sent you", self.banner("fr").text)
@@ -241,13 +218,15 @@ class BannerTests(SynchronousTestCase):
 class LayerTests(SynchronousTestCase):
     def test_noReactorImport(self) -> None:
         """The sans-I/O modules never load Twisted."""
-        import secudoc_gateway.banner
-        import secudoc_gateway.mails
         import secudoc_gateway.mime.rewrite
         import secudoc_gateway.mime.transforms
+        import secudoc_gateway.notices.banner
+        import secudoc_gateway.notices.downloads
+        import secudoc_gateway.notices.mails
+        import secudoc_gateway.notices.texts
 
-        modules = (secudoc_gateway.banner, secudoc_gateway.mails, secudoc_gateway.mime.rewrite,
-                   secudoc_gateway.mime.transforms)
+        modules = (secudoc_gateway.notices.banner, secudoc_gateway.notices.downloads, secudoc_gateway.notices.mails,
+                   secudoc_gateway.notices.texts, secudoc_gateway.mime.rewrite, secudoc_gateway.mime.transforms)
         for module in modules:
             source = open(module.__file__ or "", encoding="utf-8").read()
             self.assertNotIn("twisted", source)

@@ -25,66 +25,13 @@ import re
 import secrets
 from typing import Optional, Sequence
 
-import attrs
 import idna
 
-from secudoc_gateway.banner import (
-    FONT, SMALL_STYLE, TEXT_COLOUR, Banner, box, button, escape, formatMoment, humanSize, oneLine, paragraph,
-)
-from secudoc_gateway.banner import formatDate  # noqa: F401 -- the web pages import it from here
-from secudoc_gateway.mime.decode import encodeQuotedPrintable
-from secudoc_gateway.mime.notice import TransferTemplate
 from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
-
-_TEXTS = {
-    "nl": {
-        "message": "Bericht:",
-        "html_only": "(De tekst van het bericht staat in de HTML-weergave.)",
-        "separate_subject": "Bestanden bij: {subject}",
-        "separate_subject_none": "Bestanden",
-        "separate_reference": "Dit hoort bij het bericht \"{subject}\".",
-        "confirmation_subject": "Bevestiging: bijlagen beveiligd verstuurd: {subject}",
-        "confirmation_subject_none": "Bevestiging: bijlagen beveiligd verstuurd",
-        "confirmation_intro": "Uw bericht \"{subject}\" is verstuurd. De bijlagen zijn vervangen door een beveiligde downloadlink.",
-        "confirmation_intro_none": "Uw bericht is verstuurd. De bijlagen zijn vervangen door een beveiligde downloadlink.",
-        "recipients": "Ontvangers:",
-        "files": "Bestanden:",
-        "confirmation_expiry": "De ontvangers kunnen de bestanden downloaden tot {moment}.",
-        "confirmation_no_link": "De downloadlink zelf staat niet in deze bevestiging: alleen de ontvangers krijgen hem.",
-        "sender_link": "Bekijk wie de bestanden heeft gedownload, of trek de verzending in:",
-        "sender_button": "Downloads bekijken",
-        "welcome_subject": "Welkom bij SecuDoc",
-        "welcome_greeting": "Beste {user},",
-        "welcome_1": "U bent toegevoegd als gebruiker van SecuDoc. Bijlagen die u naar ontvangers buiten uw organisatie stuurt, worden voortaan vervangen door een beveiligde downloadlink.",
-        "welcome_2": "De ontvangers downloaden de bestanden via die link; u hoeft daarvoor niets te doen. Bijlagen aan collega's binnen uw organisatie blijven gewoon in het bericht.",
-    },
-    "en": {
-        "message": "Message:",
-        "html_only": "(The text of the message is in its HTML version.)",
-        "separate_subject": "Files for: {subject}",
-        "separate_subject_none": "Files",
-        "separate_reference": "This belongs to the message \"{subject}\".",
-        "confirmation_subject": "Confirmation: attachments sent securely: {subject}",
-        "confirmation_subject_none": "Confirmation: attachments sent securely",
-        "confirmation_intro": "Your message \"{subject}\" was sent. Its attachments were replaced by a secure download link.",
-        "confirmation_intro_none": "Your message was sent. Its attachments were replaced by a secure download link.",
-        "recipients": "Recipients:",
-        "files": "Files:",
-        "confirmation_expiry": "The recipients can download the files until {moment}.",
-        "confirmation_no_link": "The download link itself is not in this confirmation: only the recipients get it.",
-        "sender_link": "See who downloaded the files, or withdraw the transfer:",
-        "sender_button": "View downloads",
-        "welcome_subject": "Welcome to SecuDoc",
-        "welcome_greeting": "Dear {user},",
-        "welcome_1": "You were added as a SecuDoc user. From now on, attachments you send to recipients outside your organisation are replaced by a secure download link.",
-        "welcome_2": "The recipients download the files through that link; you need not do anything for it. Attachments to colleagues inside your organisation stay in the message as before.",
-    },
-}
-
-
-def _texts(language: str) -> dict[str, str]:
-    return _TEXTS[language if language in _TEXTS else "en"]
-
+from secudoc_gateway.mime.decode import encodeQuotedPrintable
+from secudoc_gateway.mime.notice import Banner, TransferTemplate
+from secudoc_gateway.notices.banner import FONT, SMALL_STYLE, TEXT_COLOUR, box, button, escape, oneLine, paragraph
+from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 
 # -- transfer mode ---------------------------------------------------------
 
@@ -100,8 +47,8 @@ _DOCUMENT_TAIL = "</body>\n</html>\n"
 
 
 def transferTemplate(banner: Banner, language: str) -> TransferTemplate:
-    texts = _texts(language)
-    heading = texts["message"]
+    phrases = texts(language)
+    heading = phrases["message"]
     headingHtml = f'<p style="{_HEADING_STYLE}">{escape(heading)}</p>\n'
     return TransferTemplate(
         text=banner.text + heading + "\n\n",
@@ -110,7 +57,7 @@ def transferTemplate(banner: Banner, language: str) -> TransferTemplate:
         htmlHead=_DOCUMENT_HEAD + banner.html + headingHtml + f'<pre style="{_PRE_STYLE}">\n',
         htmlTail="</pre>\n" + _DOCUMENT_TAIL,
         htmlInsert=banner.html + headingHtml,
-        textHtmlOnly=banner.text + heading + "\n\n" + texts["html_only"] + "\n",
+        textHtmlOnly=banner.text + heading + "\n\n" + phrases["html_only"] + "\n",
         textAlone=banner.text.rstrip("\n") + "\n",
         htmlAlone=_DOCUMENT_HEAD + banner.html + _DOCUMENT_TAIL,
     )
@@ -296,11 +243,12 @@ def _listHtml(items: Sequence[str]) -> str:
     return f'<ul style="{_LIST_STYLE}">' + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>"
 
 
-def _boxHtml(lines: list[str]) -> str:
+def boxDocument(lines: list[str]) -> str:
+    """A whole HTML body: ``lines`` in the banner's frame."""
     return _DOCUMENT_HEAD + box(lines) + _DOCUMENT_TAIL
 
 
-def _message(
+def generatedMessage(
     hostname: str,
     kind: str,
     sender: str,
@@ -346,7 +294,8 @@ def _message(
     return (head + "\r\n" + body).encode("utf-8", "surrogateescape")
 
 
-def _transferField(transferId: Optional[str]) -> list[tuple[str, str]]:
+def transferFields(transferId: Optional[str]) -> list[tuple[str, str]]:
+    """The X-SecuDoc-Transfer field of a message about a transfer, if it has an id."""
     cleaned = _TOKEN_JUNK.sub("", transferId or "")
     return [(SECUDOC_TRANSFER, cleaned)] if cleaned else []
 
@@ -369,20 +318,20 @@ def separateMessage(
     original's Message-ID, lets readers thread the two (RFC 5322 3.6.4).
     Not Auto-Submitted: it is the sender's own message, in two pieces.
     """
-    texts = _texts(language)
+    phrases = texts(language)
     shown = oneLine(subject)
-    newSubject = texts["separate_subject"].format(subject=shown) if shown else texts["separate_subject_none"]
+    newSubject = phrases["separate_subject"].format(subject=shown) if shown else phrases["separate_subject_none"]
     text = banner.text
     htmlLines = [banner.html.rstrip("\n")]
     if shown:
-        reference = texts["separate_reference"].format(subject=shown)
+        reference = phrases["separate_reference"].format(subject=shown)
         text += reference + "\n"
         htmlLines.append(paragraph(escape(reference), SMALL_STYLE))
-    extra = _transferField(transferId)
+    extra = transferFields(transferId)
     if references and _MESSAGE_ID.fullmatch(references.strip()):
         extra += [("In-Reply-To", references.strip()), ("References", references.strip())]
     htmlText = _DOCUMENT_HEAD + "\n".join(htmlLines) + "\n" + _DOCUMENT_TAIL
-    return _message(
+    return generatedMessage(
         hostname, KIND_SEPARATE, mailbox(sender), _addressList(recipients), newSubject, text, htmlText, date, extra,
     )
 
@@ -411,35 +360,38 @@ def confirmationMail(
     given.  Auto-Submitted (RFC 3834 5) keeps out-of-office replies
     from it.
     """
-    texts = _texts(language)
+    phrases = texts(language)
     shown = oneLine(subject)
-    newSubject = texts["confirmation_subject"].format(subject=shown) if shown else texts["confirmation_subject_none"]
-    intro = texts["confirmation_intro"].format(subject=shown) if shown else texts["confirmation_intro_none"]
+    newSubject = (
+        phrases["confirmation_subject"].format(subject=shown) if shown else phrases["confirmation_subject_none"]
+    )
+    intro = phrases["confirmation_intro"].format(subject=shown) if shown else phrases["confirmation_intro_none"]
     shownRecipients = [oneLine(r) for r in recipients]
     shownFiles = [f"{oneLine(name)} ({humanSize(size, language)})" for name, size in files]
-    expiryLine = texts["confirmation_expiry"].format(moment=formatMoment(expires, language))
-    textLines = [intro, "", texts["recipients"]]
+    expiryLine = phrases["sender_expires"].format(moment=formatMoment(expires, language))
+    recipientsHeading, filesHeading = phrases["recipients"] + ":", phrases["files"] + ":"
+    textLines = [intro, "", recipientsHeading]
     textLines += [f"- {r}" for r in shownRecipients]
-    textLines += ["", texts["files"]]
+    textLines += ["", filesHeading]
     textLines += [f"- {f}" for f in shownFiles]
-    textLines += ["", expiryLine, texts["confirmation_no_link"]]
+    textLines += ["", expiryLine, phrases["confirmation_no_link"]]
     htmlLines = [
         paragraph(escape(intro)),
-        paragraph(escape(texts["recipients"]), "margin:0 0 4px 0;font-weight:bold"),
+        paragraph(escape(recipientsHeading), "margin:0 0 4px 0;font-weight:bold"),
         _listHtml(shownRecipients),
-        paragraph(escape(texts["files"]), "margin:0 0 4px 0;font-weight:bold"),
+        paragraph(escape(filesHeading), "margin:0 0 4px 0;font-weight:bold"),
         _listHtml(shownFiles),
         paragraph(escape(expiryLine)),
     ]
     if senderLink:
-        textLines += ["", texts["sender_link"], senderLink]
-        htmlLines += [paragraph(escape(texts["sender_link"])), *button(senderLink, texts["sender_button"])]
-    htmlLines.append(paragraph(escape(texts["confirmation_no_link"]), SMALL_STYLE))
+        textLines += ["", phrases["sender_link"], senderLink]
+        htmlLines += [paragraph(escape(phrases["sender_link"])), *button(senderLink, phrases["sender_button"])]
+    htmlLines.append(paragraph(escape(phrases["confirmation_no_link"]), SMALL_STYLE))
     text = "\n".join(line.rstrip() for line in textLines) + "\n"
-    extra = [("Auto-Submitted", "auto-generated")] + _transferField(transferId)
-    return _message(
+    extra = [("Auto-Submitted", "auto-generated")] + transferFields(transferId)
+    return generatedMessage(
         hostname, KIND_CONFIRMATION, mailbox(facilitySender), addrSpec(sender), newSubject, text,
-        _boxHtml(htmlLines), date, extra,
+        boxDocument(htmlLines), date, extra,
     )
 
 
@@ -448,12 +400,12 @@ def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, da
     ``auto_create_users = "welcome"`` (SPEC 5 rule 7): a new user
     learns what will happen to the attachments they send outside.
     """
-    texts = _texts(language)
-    greeting = texts["welcome_greeting"].format(user=oneLine(user))
-    paragraphs = [greeting, texts["welcome_1"], texts["welcome_2"]]
+    phrases = texts(language)
+    greeting = phrases["welcome_greeting"].format(user=oneLine(user))
+    paragraphs = [greeting, phrases["welcome_1"], phrases["welcome_2"]]
     text = "\n\n".join(paragraphs) + "\n"
     htmlLines = [paragraph(escape(line)) for line in paragraphs]
-    return _message(
-        hostname, KIND_WELCOME, mailbox(facilitySender), addrSpec(user), texts["welcome_subject"], text,
-        _boxHtml(htmlLines), date, [("Auto-Submitted", "auto-generated")],
+    return generatedMessage(
+        hostname, KIND_WELCOME, mailbox(facilitySender), addrSpec(user), phrases["welcome_subject"], text,
+        boxDocument(htmlLines), date, [("Auto-Submitted", "auto-generated")],
     )

@@ -1,0 +1,47 @@
+"""
+The messages around a download (SPEC 6 and 8): a recipient's
+verification code and the sender's notice of a file's first download.
+Both are built like the gateway's other messages
+(``mails.generatedMessage``: ``X-SecuDoc: 1.0``, quoted-printable
+bodies, every value cleaned), from the tenant's ``facility_sender``,
+Auto-Submitted so no auto-reply answers them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.notices.banner import escape, paragraph
+from secudoc_gateway.notices.mails import addrSpec, boxDocument, generatedMessage, mailbox, transferFields
+from secudoc_gateway.notices.texts import formatMoment, formatTime, texts
+
+KIND_CODE = "code"
+KIND_DOWNLOAD = "download"
+
+
+def _mail(hostname: str, tenant: Any, to: str, kind: str, subject: str, paragraphs: list[str],
+          date: float, transferId: str) -> bytes:
+    text = "\n\n".join(paragraphs) + "\n"
+    html = boxDocument([paragraph(escape(text)) for text in paragraphs])
+    extra = [("Auto-Submitted", "auto-generated")] + transferFields(transferId)
+    return generatedMessage(hostname, kind, mailbox(tenant.facility_sender), addrSpec(to), subject, text, html,
+                            date, extra)
+
+
+def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str, expires: float,
+             date: float, transferId: str) -> bytes:
+    """The six-digit code, to the recipient address that asked for it; valid minutes, so only the time."""
+    t = texts(tenant.language)
+    return _mail(hostname, tenant, recipient, KIND_CODE, t["code_subject"].format(sender=cleanName(sender)),
+                 [t["code_mail"].format(code=code, time=formatTime(expires)), t["code_ignore"]], date, transferId)
+
+
+def downloadNotice(hostname: str, tenant: Any, sender: str, name: str, recipient: Optional[str], at: float,
+                   transferId: str) -> bytes:
+    """``download_notification``: the sender learns that a file was downloaded for the first time."""
+    t = texts(tenant.language)
+    who = cleanName(recipient) if recipient else t["notify_someone"]
+    line = t["notify_mail"].format(who=who, name=cleanName(name), moment=formatMoment(at, tenant.language))
+    return _mail(hostname, tenant, sender, KIND_DOWNLOAD, t["notify_subject"].format(name=cleanName(name)),
+                 [line], at, transferId)
