@@ -251,11 +251,14 @@ class S3Client:
         try:
             return await self._attempts(method, key, query, headers, body, idempotent, stream, timeout)
         finally:
-            self._busy -= 1
-            if not self._busy:
-                idle, self._idle = self._idle, []
-                for d in idle:
-                    d.callback(None)
+            self._done()
+
+    def _done(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
 
     async def _attempts(self, method: str, key: Optional[str], query: Sequence[tuple[str, str]],
                         headers: Optional[dict[str, str]], body: Optional[Body], idempotent: bool,
@@ -288,11 +291,16 @@ class S3Client:
     async def call(self, method: str, key: Optional[str] = None, expect: Sequence[int] = (200,),
                    **kw: Any) -> tuple[IResponse, bytes]:
         """``request``, its body read, any status outside ``expect`` raised as a ``StorageError``."""
-        response = await self.request(method, key, **kw)
+        # Busy until the body is in: only then is its connection back in
+        # the pool, where ``close`` can find it.
+        self._busy += 1
         try:
+            response = await self.request(method, key, **kw)
             body = await response.content()
         except _CONNECTION_ERRORS as e:
             raise S3Unavailable(f"S3 {method} {key or '(bucket)'}: {type(e).__name__}") from e
+        finally:
+            self._done()
         if response.code not in expect:
             raise failure(method, key, response.code, body)
         return response, body
