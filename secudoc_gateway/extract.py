@@ -17,6 +17,13 @@ after all, and its stored object is dropped at the end.
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, the SMTP client is paused.
+
+A finished part keeps only its size and hash, never a buffer.  A small
+object (up to ``SMALL_OBJECT`` sealed bytes) is not committed to the
+store when its part ends: it waits, counted in the memory budget, until
+the message is known to be protected.  So a message of thousands of
+tiny parts that passes costs no file system work per part; when the
+budget is used up, small objects are committed at once, as big ones are.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import hashlib
 from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, fail, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,17 +40,19 @@ from twisted.python.failure import Failure
 from secudoc_gateway import crypto
 from secudoc_gateway.crypto import Encryptor
 from secudoc_gateway.errors import StorageError
-from secudoc_gateway.interfaces import IObjectStore
+from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import (
     LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
-from secudoc_gateway.spool import Spool
+from secudoc_gateway.spool import MemoryBudget, Spool
 
 NO_CIDS: frozenset[str] = frozenset()
 MAX_PENDING_WRITES = 4
 """Store writes not yet acknowledged before the client is paused."""
+SMALL_OBJECT = 64 * 1024
+"""Sealed bytes up to which a finished object waits for the decision in memory."""
 
 Path = tuple[int, ...]
 
@@ -66,17 +75,31 @@ class AttachmentSink:
     One attachment: decode, hash, encrypt, write.  ``feed`` returns the
     store's Deferred for the bytes it wrote (``None`` when nothing was
     written yet), so the caller can pause the client while the store lags.
+
+    The store is not touched until more than ``SMALL_OBJECT`` sealed
+    bytes have gathered or the object is committed: a small object can
+    wait in memory for the message's decision and be dropped for free.
     """
 
     def __init__(self, store: IObjectStore, key: str, fileKey: bytes, decoder: AnyDecoder) -> None:
         self.key = key
-        self._writer = store.writer(key)
-        self._decoder = decoder
+        self._store = store
+        self._writer: Optional[IObjectWriter] = None
+        self._gathered: list[bytes] = []
+        self._decoder: Optional[AnyDecoder] = decoder
         self._hash = hashlib.sha256()
-        self._encryptor = Encryptor(fileKey)
+        self._encryptor: Optional[Encryptor] = Encryptor(fileKey)
         self.size = 0
+        self.sealed = 0
+        self.sha256 = ""
+
+    @property
+    def opened(self) -> bool:
+        """Whether the store was asked to write (the object costs store work to drop)."""
+        return self._writer is not None
 
     def feed(self, raw: bytes) -> Optional[Deferred]:
+        assert self._decoder is not None, "fed after close"
         return self._plain(self._decoder.feed(raw))
 
     def _plain(self, plain: bytes) -> Optional[Deferred]:
@@ -84,20 +107,51 @@ class AttachmentSink:
             return None
         self._hash.update(plain)
         self.size += len(plain)
+        assert self._encryptor is not None
         sealed = self._encryptor.feed(plain)
-        return self._writer.write(sealed) if sealed else None
+        return self._write(sealed) if sealed else None
 
-    def finish(self) -> Deferred:
+    def _write(self, sealed: bytes) -> Optional[Deferred]:
+        self.sealed += len(sealed)
+        if self._writer is not None:
+            return self._writer.write(sealed)
+        self._gathered.append(sealed)
+        return self._open() if self.sealed > SMALL_OBJECT else None
+
+    def _open(self) -> Deferred:
+        gathered, self._gathered = b"".join(self._gathered), []
+        try:
+            self._writer = self._store.writer(self.key)
+        except Exception:
+            return fail()
+        return self._writer.write(gathered)
+
+    def close(self) -> list[Deferred]:
+        """
+        The end of the input: the last bytes are sealed, the codec state
+        goes; returns the writes still to be acknowledged.  The object is
+        not complete under its key until ``commit``.
+        """
+        assert self._decoder is not None and self._encryptor is not None, "closed twice"
+        written = [self._plain(self._decoder.close()), self._write(self._encryptor.finish())]
+        self.sha256 = self._hash.hexdigest()
+        self._decoder = self._encryptor = None
+        return [d for d in written if d is not None]
+
+    def commit(self) -> Deferred:
         """Fires when the object is complete under its key."""
-        self._plain(self._decoder.close())
-        self._writer.write(self._encryptor.finish())
+        if self._writer is None:
+            return self._open().addCallback(lambda _: self._finishWriter())
+        return self._finishWriter()
+
+    def _finishWriter(self) -> Deferred:
+        assert self._writer is not None
         return self._writer.finish()
 
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
-
     def abort(self) -> Deferred:
+        self._gathered = []
+        if self._writer is None:
+            return succeed(None)
         return self._writer.abort()
 
 
@@ -107,7 +161,12 @@ class _Stopped(StorageError):
 
 @attrs.define
 class Candidate:
-    """A part that is an attachment unless an HTML body shows it by cid:."""
+    """
+    A part that is an attachment unless an HTML body shows it by cid:.
+    ``sink`` is set while its object is written or while a small object
+    waits to be committed (``held``, with ``reserved`` bytes of the
+    memory budget); ``size`` and ``sha256`` are final once it ended.
+    """
 
     path: Path
     slot: int
@@ -115,15 +174,10 @@ class Candidate:
     headers: Any
     sink: Optional[AttachmentSink] = None
     stored: bool = False
-
-    @property
-    def size(self) -> int:
-        """Decoded bytes (final once ``stored``)."""
-        return self.sink.size if self.sink is not None else 0
-
-    @property
-    def sha256(self) -> str:
-        return self.sink.sha256 if self.sink is not None else ""
+    held: bool = False
+    reserved: int = 0
+    size: int = 0
+    sha256: str = ""
 
 
 class Extractor:
@@ -132,8 +186,9 @@ class Extractor:
     log = Logger()
 
     def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
-                 structure: Structure, queueId: str) -> None:
+                 structure: Structure, queueId: str, budget: MemoryBudget) -> None:
         self.store = store
+        self.budget = budget
         self.producer = producer
         self.spool = spool
         self.structure = structure
@@ -146,7 +201,8 @@ class Extractor:
         self.enclosing: set[Path] = set()
         self.scanners: dict[Path, tuple[Any, CidScanner]] = {}
         self.referencedCids: set[str] = set()
-        self.storing: list[Deferred] = []
+        self.storing: list[Deferred] = []  # commits and copies under way
+        self.settled: list[Deferred] = []  # those awaited already
         self.failure: Optional[Failure] = None
         self.pendingWrites = 0
         self.paused = False
@@ -194,33 +250,69 @@ class Extractor:
             return
         candidate = self.sinks.pop(event.path, None)
         if candidate is not None:
-            self.storing.append(self._finish(candidate, candidate.sink.finish()))
+            for written in candidate.sink.close():
+                self._wrote(written)
+            self._ended(candidate)
         elif event.path in self.enclosing:
             candidate = self._candidate(event.path)
             if candidate is not None and candidate.sink is not None:
                 start = self.structure[event.path].bodyStart
-                copied = ensureDeferred(self._copy(candidate.sink, start, event.bodyEnd))
-                self.storing.append(self._finish(candidate, copied))
+                self.storing.append(ensureDeferred(self._copy(candidate, start, event.bodyEnd)))
 
-    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> int:
+    async def _copy(self, candidate: Candidate, start: int, end: int) -> None:
         """
         An attached message is stored byte-exact from the spool, a chunk
         at a time, waiting for the store: never in memory as a whole.
         """
-        for chunk in self.spool.read(start, end):
-            if not self.active:
-                sink.abort()
-                raise _Stopped()
-            written = sink.feed(chunk)
-            if written is not None:
+        sink = candidate.sink
+        assert sink is not None
+        try:
+            for chunk in self.spool.read(start, end):
+                if not self.active:
+                    sink.abort()
+                    raise _Stopped()
+                written = sink.feed(chunk)
+                if written is not None:
+                    await written
+            for written in sink.close():
                 await written
-        return await sink.finish()
+        except Exception:
+            self._failed(Failure())
+            return
+        if not self.active:
+            candidate.sink = None
+            sink.abort()
+            return
+        self._ended(candidate)
 
-    def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
+    def _ended(self, candidate: Candidate) -> None:
+        """
+        The part's object has all its bytes: keep its size and hash; a
+        small one waits in memory for the decision, a big one is committed.
+        """
+        sink = candidate.sink
+        assert sink is not None
+        candidate.size, candidate.sha256 = sink.size, sink.sha256
+        if not sink.opened and self.budget.reserve(sink.sealed):
+            candidate.held, candidate.reserved = True, sink.sealed
+            return
+        self._commit(candidate)
+
+    def _commit(self, candidate: Candidate) -> None:
+        sink, candidate.sink = candidate.sink, None
+        assert sink is not None
+        self._release(candidate)
+
         def stored(_: Any) -> None:
             candidate.stored = True
 
-        return finished.addCallbacks(stored, self._failed)
+        self.storing.append(sink.commit().addCallbacks(stored, self._failed))
+
+    def _release(self, candidate: Candidate) -> None:
+        if candidate.held:
+            candidate.held = False
+            self.budget.release(candidate.reserved)
+            candidate.reserved = 0
 
     # -- state ---------------------------------------------------------------
 
@@ -237,28 +329,55 @@ class Extractor:
             headers.disposition == "attachment" or headers.contentId is None)
 
     def stop(self) -> None:
-        """No protection after all: abort open sinks."""
+        """No protection after all: abort open sinks and the objects that wait."""
         if not self.active:
             return
         self.active = False
         for candidate in self.sinks.values():
             candidate.sink.abort()
         self.sinks.clear()
+        self._abortHeld(frozenset())
+
+    def _abortHeld(self, keep: frozenset) -> None:
+        for candidate in self.candidates:
+            if candidate.held and candidate.slot not in keep:
+                self._release(candidate)
+                sink, candidate.sink = candidate.sink, None
+                assert sink is not None
+                sink.abort()
 
     async def attachments(self) -> list[Candidate]:
-        """The message's attachments in order, each stored; StorageError when one could not be."""
-        if self.storing:
-            await DeferredList(self.storing, consumeErrors=True)
-        if self.failure is not None:
-            raise StorageError(self.failure.getErrorMessage())
+        """
+        The message's attachments in order, each complete (stored, or
+        waiting for ``commit``); StorageError when one could not be.
+        """
+        await self._settled()
         found = {part.path for part in attachments(self.structure, self.referencedCids)}
         files = [c for c in self.candidates if c.path in found]
-        if any(not c.stored for c in files):
+        if any(not (c.stored or c.held) for c in files):
             raise StorageError("attachments were not stored")
         return files
 
+    async def _settled(self) -> None:
+        while self.storing:
+            storing, self.storing = self.storing, []
+            self.settled.extend(storing)
+            await DeferredList(storing, consumeErrors=True)
+        if self.failure is not None:
+            raise StorageError(self.failure.getErrorMessage())
+
+    async def commit(self, files: list[Candidate]) -> None:
+        """The message is protected: store ``files`` that wait in memory, drop the others."""
+        keep = frozenset(c.slot for c in files)
+        self._abortHeld(keep)
+        for candidate in files:
+            if candidate.held:
+                self._commit(candidate)
+        await self._settled()
+
     def discard(self, keep: frozenset = frozenset()) -> None:
         """Delete stored objects (all but the ``keep`` slots) once their writes settle."""
+        self._abortHeld(keep)
         if not self.candidates or self.store is None:
             return
         store = self.store
@@ -269,7 +388,7 @@ class Extractor:
                     store.delete(objectKey(self.transferId, candidate.slot)).addErrback(
                         lambda f: self.log.failure("deleting a stored object failed", f))
 
-        DeferredList(self.storing, consumeErrors=True).addCallback(delete)
+        DeferredList(self.settled + self.storing, consumeErrors=True).addCallback(delete)
 
     # -- storage -------------------------------------------------------------
 

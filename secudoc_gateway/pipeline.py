@@ -58,6 +58,19 @@ from secudoc_gateway.transfers import DONE, INFLIGHT, StoredFile, Transfer
 TEMPFAILED = "tempfailed"
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
+PART_MEMORY = 4096
+FIELD_MEMORY = 160
+"""
+What one part's state costs in memory beyond its header bytes (its
+structure entry, candidate, sink, parsed values), and what each header
+field adds: measured with tracemalloc, rounded up.  Counted in the
+memory budget, so ``max_mime_parts`` parts with big header blocks in
+many connections cannot exhaust the machine.
+"""
+
+
+def partMemory(event: PartStart) -> int:
+    return PART_MEMORY + (event.bodyStart - event.headerStart) + FIELD_MEMORY * len(event.headers.fields)
 
 
 def newQueueId() -> str:
@@ -181,7 +194,8 @@ class Transaction:
         self.parser = MIMEParser(smtp.max_mime_depth, smtp.max_mime_parts, smtp.max_header_bytes)
         self.structure = Structure()
         self.queueId = newQueueId()
-        self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, self.queueId)
+        self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, self.queueId,
+                                   gateway.budget)
         self.tenant = envelope.tenant
         self.top: Optional[PartStart] = None
         self.facts: Optional[policy.HeaderFacts] = None
@@ -194,11 +208,17 @@ class Transaction:
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
         self._block: Optional[tuple[bytes, int]] = None
+        self.partMemory = 0  # reserved in the budget for the parts' state
+        self.overBudget = False
+
+    @property
+    def parsing(self) -> bool:
+        return self.defect is None and not self.overBudget
 
     # -- receiving ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.defect is not None:
+        if not self.parsing:
             self.spool.write(data)
             return
         start = self.spool.size
@@ -236,6 +256,8 @@ class Transaction:
     def _events(self, events: list) -> None:
         extractor = self.extractor
         for event in events:
+            if isinstance(event, PartStart) and not self._reserve(partMemory(event)):
+                return
             self.structure.add(event)
             if isinstance(event, BodyData):
                 extractor.bodyData(event)
@@ -248,6 +270,15 @@ class Transaction:
             elif isinstance(event, Defect) and event.fatal:
                 self.defect = event
                 self._stopExtracting()
+
+    def _reserve(self, cost: int) -> bool:
+        """Count a part's state in the memory budget; past it, stop parsing (452 at the end)."""
+        if self.gateway.budget.reserve(cost):
+            self.partMemory += cost
+            return True
+        self.overBudget = True
+        self._stopExtracting()
+        return False
 
     def _stopExtracting(self) -> None:
         self.sparse = False
@@ -294,6 +325,8 @@ class Transaction:
         if not self.closed:
             self.closed = True
             self.spool.close()
+            self.gateway.budget.release(self.partMemory)
+            self.partMemory = 0
         return result
 
     def _count(self, status: str) -> None:
@@ -301,8 +334,13 @@ class Transaction:
         self.gateway.metrics.messages.labels(tenant=tenant, status=status).inc()
 
     async def _finish(self) -> Reply:
-        if self.defect is None:
+        if self.parsing:
             self._events(self.parser.close())
+        if self.overBudget:
+            self.log.warn("{queueId}: the memory budget is used up, tempfailed", queueId=self.queueId)
+            self.extractor.discard()
+            self._count(TEMPFAILED)
+            return replies.OUT_OF_MEMORY
         if self.defect is not None:
             self.log.info("{queueId}: refused, {reason} at byte {offset}",
                           queueId=self.queueId, reason=self.defect.reason, offset=self.defect.offset)
@@ -400,6 +438,7 @@ class Transaction:
         tenant = self.tenant
         gateway = self.gateway
         files = self.files
+        await self.extractor.commit(files)
         self.extractor.discard(keep=frozenset(c.slot for c in files))
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400

@@ -92,6 +92,7 @@ LOCAL_TEMPFAIL = Reply(451, "4.3.0", "Temporary local problem, try again later")
 DUPLICATE_IN_FLIGHT = Reply(451, "4.3.0", "Same message is being relayed, try again later")
 RELAY_REJECTED = Reply(554, "5.0.0", "{remote}")
 MIME_LIMIT = Reply(554, "5.6.0", "Message structure exceeds limits")
+OUT_OF_MEMORY = Reply(452, "4.3.1", "Insufficient system resources, try again later")
 TENANT_MISMATCH = Reply(550, "5.7.1", "Message does not belong to a known tenant")
 UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service")
 
