@@ -87,8 +87,10 @@ class ListeningService(Service):
 class GatewayService(MultiService):
     """
     The listeners as children; on stop, listeners close first, then
-    in-flight transactions get up to ``DRAIN_GRACE_SECONDS`` to finish
-    (EXO retries whatever we tempfail), then the database closes.
+    in-flight transactions get up to ``DRAIN_GRACE_SECONDS`` to finish,
+    and every connection is closed (its final reply flushed) before the
+    database closes and the reactor may stop.  Past the grace period the
+    rest get 421 (EXO retries whatever we tempfail).
     """
 
     log = Logger()
@@ -170,7 +172,8 @@ class GatewayService(MultiService):
         try:
             yield drained
         except defer.CancelledError:
-            self.log.warn("grace period over with transactions still in flight")
+            self.log.warn("grace period over with transactions still in flight: 421 to them")
+            yield self.smtpFactory.expire()
         finally:
             if timeout.active():
                 timeout.cancel()

@@ -566,10 +566,34 @@ class ClockTests(SynchronousTestCase):
         tx.finished.callback(OK_REPLY)
         self.assertEqual(self.lines(busyTransport)[-2:], [b"250 2.0.0 Ok q1", b"421 4.3.2 Service shutting down"])
         self.assertTrue(busyTransport.disconnecting)
+        # Written is not yet sent: the drain ends when the connection has closed.
+        self.assertNoResult(drained)
+        self.lose(busy)
         self.successResultOf(drained)
 
     def test_drainWithNothingInFlight(self) -> None:
         self.successResultOf(self.factory.drain())
+
+    def test_expire(self) -> None:
+        """Past the grace period a message in flight gets 421 too, and its late result is dropped."""
+        self.ingress.reply = None
+        busy, busyTransport = self.connect(port=2)
+        self.toData(busy)
+        busy.dataReceived(b"hi\r\n.\r\n")
+        drained = self.factory.drain()
+        self.assertNoResult(drained)
+        expired = self.factory.expire()
+        [tx] = self.ingress.transactions
+        self.assertTrue(tx.aborted)
+        self.assertEqual(self.lines(busyTransport)[-1], b"421 4.3.2 Service shutting down")
+        self.assertTrue(busyTransport.disconnecting)
+        assert tx.finished is not None
+        tx.finished.callback(OK_REPLY)
+        self.assertEqual(self.lines(busyTransport)[-1], b"421 4.3.2 Service shutting down")
+        self.assertNoResult(expired)
+        self.lose(busy)
+        self.successResultOf(expired)
+        self.successResultOf(drained)
 
     def test_beginFailureGives451(self) -> None:
         def broken(envelope: Envelope, producer: Any) -> Any:

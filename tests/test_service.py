@@ -237,6 +237,75 @@ class SMTPRelayTests(ServiceTestCase):
         self.assertIn('secudoc_messages_total{status="tempfailed",tenant="example"} 1.0', metrics)
 
 
+def freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pollUntil(condition, what: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+
+
+class ShutdownTests(TestCase):
+    """SIGTERM to a real twistd process while a message is on its way in."""
+
+    def test_sigtermAnswersTheMessageInFlight(self) -> None:
+        """
+        The message arrives while the gateway stops: it is relayed once
+        and its client gets 250 before the process exits (without a
+        Message-ID no dedup would save a resend).
+        """
+        import signal
+
+        folder = os.path.abspath(self.mktemp())
+        port = freePort()
+        config = writeConfig(folder, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]},
+                             web={"listen": [f"tcp:{freePort()}:interface=127.0.0.1"]})
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        with open(os.path.join(folder, "twistd.out"), "wb") as out:
+            process = subprocess.Popen(
+                [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config],
+                stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=dict(os.environ, PYTHONPATH=root))
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        pollUntil(lambda: accepting() or process.poll() is not None, "the gateway listens")
+        self.assertIsNone(process.poll(), "twistd exited at start")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(b"HELO client.test\r\nMAIL FROM:<alice@example.test>\r\n"
+                         b"RCPT TO:<bob@external.test>\r\nDATA\r\n")
+            self.assertEqual([reader.readline()[:3] for _ in range(4)], [b"250", b"250", b"250", b"354"])
+            sock.sendall(b"From: alice@example.test\r\nSubject: no id\r\n\r\nfirst half\r\n")
+            process.send_signal(signal.SIGTERM)
+            pollUntil(lambda: not accepting(), "the listener closes on SIGTERM")
+            sock.sendall(b"second half\r\n.\r\n")
+            final = reader.readline()
+            closing = reader.readline()
+        self.assertTrue(final.startswith(b"250 Ok "), final)
+        self.assertTrue(closing.startswith(b"421 4.3.2"), closing)
+        # After a clean stop twistd ends itself with the signal that stopped it.
+        self.assertIn(process.wait(60), (0, -signal.SIGTERM))
+        [stored] = maildirMessages(os.path.join(folder, "outbox", "example"))
+        self.assertNotIn(b"Message-ID", stored)
+        self.assertTrue(stored.endswith(b"first half\r\nsecond half\r\n"))
+
+
 class CommandLineTests(TestCase):
     """``check-config`` and ``twistd`` report the same problems, the same way."""
 

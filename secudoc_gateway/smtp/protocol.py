@@ -157,6 +157,17 @@ class SMTPProtocol(Protocol):
         self.session.close(replies.SHUTTING_DOWN)
         self._pump()
 
+    def expire(self) -> None:
+        """
+        The shutdown's grace period is over: 421 4.3.2 now, even to a
+        message being received or relayed (it is abandoned; EXO retries).
+        """
+        if self.session is None or self._lost:
+            return
+        self._abortTransaction()
+        self.session.close(replies.SHUTTING_DOWN)
+        self._pump()
+
     # --- the session's events -----------------------------------------------
 
     def _pump(self) -> None:
@@ -227,8 +238,6 @@ class SMTPProtocol(Protocol):
         except Exception:
             self._log.failure("ingress.begin failed from {peer}", peer=self.peer)
             self._abortTransaction()
-            return
-        self.factory._transactionStarted(self)
 
     def _finish(self) -> None:
         tx = self._tx
@@ -247,14 +256,18 @@ class SMTPProtocol(Protocol):
         return replies.LOCAL_TEMPFAIL
 
     def _finished(self, reply: Reply) -> None:
+        """
+        The reply is written before the transaction is let go: a drain
+        waits for the connection to close, which flushes what was written.
+        """
         self._finishing = False
+        session = self.session
+        if not self._lost and session is not None and session.state is State.FINISHING:
+            session.finalReply(reply)
+            if self.factory.draining:
+                session.close(replies.SHUTTING_DOWN)
+            self._pump()
         self._releaseTransaction()
-        if self._lost or self.session is None:
-            return
-        self.session.finalReply(reply)
-        if self.factory.draining:
-            self.session.close(replies.SHUTTING_DOWN)
-        self._pump()
 
     def _abortTransaction(self) -> None:
         tx = self._tx
@@ -271,7 +284,6 @@ class SMTPProtocol(Protocol):
         if self._producer is not None:
             self._producer.detach()
             self._producer = None
-        self.factory._transactionEnded(self)
 
     # --- flow control and timeouts ------------------------------------------
 
@@ -368,7 +380,6 @@ class SMTPFactory(ServerFactory):
         self.draining = False
         self.connections: set[SMTPProtocol] = set()
         self._perIP: Counter[str] = Counter()
-        self._busy: set[SMTPProtocol] = set()
         self._drainWaiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> SMTPProtocol:
@@ -377,12 +388,26 @@ class SMTPFactory(ServerFactory):
     def drain(self) -> "Deferred[None]":
         """
         Stop serving: idle connections get 421 4.3.2 now, the others
-        after their message's final reply.  Fires when no connection
-        holds a transaction.
+        after their message's final reply.  Fires when every connection
+        is closed, so every reply written was flushed to its client (a
+        client that does not read is cut off after ``CLOSE_GRACE``).
         """
         self.draining = True
         for protocol in list(self.connections):
             protocol.shutdown()
+        return self._whenClosed()
+
+    def expire(self) -> "Deferred[None]":
+        """
+        The grace period is over: 421 4.3.2 to every connection, messages
+        in flight too.  Fires when every connection is closed.
+        """
+        self.draining = True
+        for protocol in list(self.connections):
+            protocol.expire()
+        return self._whenClosed()
+
+    def _whenClosed(self) -> "Deferred[None]":
         d: Deferred[None] = Deferred()
         self._drainWaiters.append(d)
         self._checkDrained()
@@ -420,15 +445,8 @@ class SMTPFactory(ServerFactory):
             self.metrics.sessionsActive.dec()
         self._checkDrained()
 
-    def _transactionStarted(self, protocol: SMTPProtocol) -> None:
-        self._busy.add(protocol)
-
-    def _transactionEnded(self, protocol: SMTPProtocol) -> None:
-        self._busy.discard(protocol)
-        self._checkDrained()
-
     def _checkDrained(self) -> None:
-        if self.draining and not self._busy:
+        if self.draining and not self.connections:
             waiters, self._drainWaiters = self._drainWaiters, []
             for d in waiters:
                 d.callback(None)
