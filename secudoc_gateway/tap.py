@@ -224,6 +224,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         maxConnectionsPerIP=smtp.max_connections_per_ip,
         commandTimeout=smtp.command_timeout,
         dataTimeout=smtp.data_timeout,
+        minDataRate=smtp.min_data_rate,
         reactor=reactor,
         metrics=metrics,
     )

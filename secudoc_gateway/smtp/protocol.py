@@ -13,6 +13,15 @@ pause (the transaction through a producer proxy), and the transport
 reads only when neither holds one, so neither resumes what the other
 paused.  Timeouts do not run while the transport is paused: a client
 that we stopped reading from is not idle.
+
+A timeout alone lets a client hold a connection forever with a byte
+every few seconds.  So while a message's data comes in (DATA or BDAT,
+from the start of the data to its end), the client must also send at
+least ``minDataRate`` bytes a second, measured over each window of
+``rateWindow`` seconds in which we read (Postfix's smtpd_min_data_rate):
+a window, not the whole message, so a slow link over a big message
+passes, and a rate, not an overall deadline, so the limit does not grow
+with the message size.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from secudoc_gateway.config import DATA_RATE_WINDOW
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
@@ -107,6 +117,8 @@ class SMTPProtocol(Protocol):
         self._tx: Optional[ITransaction] = None
         self._producer: Optional[_TransactionProducer] = None
         self._finishing = False
+        self._rateTimer: Optional[IDelayedCall] = None
+        self._windowBytes = 0
 
     # --- connection ---------------------------------------------------------
 
@@ -131,15 +143,16 @@ class SMTPProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.session is None:
             return
+        self._windowBytes += len(data)
         self.session.receiveData(data)
         self._pump()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
-        for call in (self._timer, self._closer):
+        for call in (self._timer, self._closer, self._rateTimer):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._closer = None
+        self._timer = self._closer = self._rateTimer = None
         if not self._finishing:
             self._abortTransaction()
         if self._admitted:
@@ -314,6 +327,7 @@ class SMTPProtocol(Protocol):
 
     def _armTimer(self) -> None:
         """RFC 5321 4.5.3.2: a timeout for a command, another for data."""
+        self._armRate()
         session = self.session
         idle = (
             session is not None
@@ -332,6 +346,35 @@ class SMTPProtocol(Protocol):
             self._timer.reset(seconds)
         else:
             self._timer = self.factory.reactor.callLater(seconds, self._timedOut)
+
+    def _armRate(self) -> None:
+        """The data rate's window runs while message data comes in and we read."""
+        measuring = (
+            self._tx is not None
+            and not self._finishing
+            and not self._lost
+            and not self._pauses
+            and self.factory.minDataRate > 0
+        )
+        if not measuring:
+            if self._rateTimer is not None and self._rateTimer.active():
+                self._rateTimer.cancel()
+            self._rateTimer = None
+        elif self._rateTimer is None:
+            self._windowBytes = 0
+            self._rateTimer = self.factory.reactor.callLater(self.factory.rateWindow, self._windowEnded)
+
+    def _windowEnded(self) -> None:
+        self._rateTimer = None
+        if self.session is None or self._lost:
+            return
+        if self._windowBytes < self.factory.minDataRate * self.factory.rateWindow:
+            self._log.info("SMTP data from {peer} too slow: {count} bytes in {window:g} s",
+                           peer=self.peer, count=self._windowBytes, window=self.factory.rateWindow)
+            self.session.close(replies.TOO_SLOW)
+            self._pump()
+            return
+        self._armRate()
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -364,6 +407,8 @@ class SMTPFactory(ServerFactory):
         dataTimeout: float,
         reactor: IReactorTime,
         metrics: Optional[Metrics] = None,
+        minDataRate: int = 0,
+        rateWindow: float = DATA_RATE_WINDOW,
     ) -> None:
         self.ingress = ingress
         self.hostname = hostname
@@ -375,6 +420,8 @@ class SMTPFactory(ServerFactory):
         self.maxConnectionsPerIP = maxConnectionsPerIP
         self.commandTimeout = commandTimeout
         self.dataTimeout = dataTimeout
+        self.minDataRate = minDataRate
+        self.rateWindow = rateWindow
         self.reactor = reactor
         self.metrics = metrics
         self.draining = False

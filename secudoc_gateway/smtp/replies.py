@@ -57,6 +57,7 @@ TOO_MANY_FROM_IP = Reply(421, "4.7.0", "Too many connections from your address")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+TOO_SLOW = Reply(421, "4.4.2", "Message data too slow, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 
 # Commands
