@@ -109,3 +109,10 @@ class IObjectStore(Interface):
 
     def check():  # -> Deferred[None]
         """Fires when the store answers, fails when it does not (/healthz)."""
+
+    def removeLeftovers(olderThan: float, now: float):  # -> Deferred[int]
+        """
+        Remove what writers that never finished left behind (a crash
+        mid-message) and was last touched more than ``olderThan``
+        seconds before ``now``; fires with how many.
+        """

@@ -2,7 +2,9 @@
 Expired transfers go: their objects first, then their rows, so a crash
 between the two leaves a row whose objects are gone (the link then says
 "expired" anyway) rather than objects nobody can find.  The running
-server purges hourly; ``secudoc-gateway purge`` does it once.
+server purges at start and hourly; ``secudoc-gateway purge`` does it
+once.  Each purge also removes the store's crash leftovers: temporary
+objects older than the longest possible transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ log = Logger()
 
 PURGE_INTERVAL = 3600.0
 BATCH = 100
+
+
+async def removeLeftovers(store: Any, olderThan: float, now: float) -> None:
+    try:
+        removed = await store.removeLeftovers(olderThan, now)
+    except Exception:
+        log.failure("removing the store's leftovers failed")
+        return
+    if removed:
+        log.info("removed {count} temporary object(s) a crash left", count=removed)
 
 
 async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
@@ -45,15 +57,19 @@ async def purgeExpired(transfers: Any, store: Any, now: float) -> int:
 class PurgeService(TimerService):
     """Runs ``purgeExpired`` every ``interval`` seconds, logging what it did."""
 
-    def __init__(self, transfers: Any, store: Any, reactor: Any, interval: float = PURGE_INTERVAL) -> None:
+    def __init__(self, transfers: Any, store: Any, reactor: Any, leftoverAge: float,
+                 interval: float = PURGE_INTERVAL) -> None:
         super().__init__(interval, self._purge)
         self.clock = reactor
         self._transfers = transfers
         self._store = store
         self._reactor = reactor
+        self._leftoverAge = leftoverAge
 
     def _purge(self) -> Any:
-        d = ensureDeferred(purgeExpired(self._transfers, self._store, self._reactor.seconds()))
+        now = self._reactor.seconds()
+        d = ensureDeferred(removeLeftovers(self._store, self._leftoverAge, now))
+        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now)))
 
         def done(count: int) -> None:
             if count:
@@ -70,11 +86,12 @@ def purgeOnce(config: Any, reactor: Any) -> Any:
     from secudoc_gateway.transfers import TransferStore
 
     async def run() -> int:
+        store = FilesystemStore(config.storage.path, reactor)
+        await removeLeftovers(store, config.smtp.longestTransaction, reactor.seconds())
         database = Database.fromURL(config.database.url, reactor)
         await database.open()
         try:
-            return await purgeExpired(TransferStore(database, reactor), FilesystemStore(config.storage.path, reactor),
-                                      reactor.seconds())
+            return await purgeExpired(TransferStore(database, reactor), store, reactor.seconds())
         finally:
             database.close()
 

@@ -229,7 +229,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         metrics=metrics,
     )
     service = GatewayService(config, reactor, gateway, smtpFactory, database,
-                             afterDatabase=[PurgeService(transfers, store, reactor)])
+                             afterDatabase=[PurgeService(transfers, store, reactor,
+                                                         leftoverAge=smtp.longestTransaction)])
     LogService(config.log.format, config.log.path).setServiceParent(service)
     for description in smtp.listen:
         listener = ListeningService(serverFromString(reactor, description), smtpFactory, description, reactor)

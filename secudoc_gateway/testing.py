@@ -162,3 +162,6 @@ class MemoryStore:
 
     def check(self) -> defer.Deferred:
         return defer.succeed(None)
+
+    def removeLeftovers(self, olderThan: float, now: float) -> defer.Deferred:
+        return defer.succeed(0)  # an unfinished writer leaves nothing here

@@ -306,6 +306,46 @@ class ShutdownTests(TestCase):
         self.assertTrue(stored.endswith(b"first half\r\nsecond half\r\n"))
 
 
+def crashLeftovers(folder: str) -> tuple[str, str]:
+    """A temporary object older than the longest transaction, and one a writer may still own."""
+    import time
+
+    objects = os.path.join(folder, "objects", "q4")
+    os.makedirs(objects, exist_ok=True)
+    old, young = os.path.join(objects, ".tmp-0123456789abcdef"), os.path.join(objects, ".tmp-fedcba9876543210")
+    for path, age in [(old, 13 * 3600), (young, 3600)]:
+        with open(path, "wb") as f:
+            f.write(b"x" * 1000)
+        os.utime(path, (time.time() - age, time.time() - age))
+    return old, young
+
+
+class LeftoverTests(TestCase):
+    """Temporary objects a crash left behind (SIGKILL mid-message) go at start and with every purge."""
+
+    @asyncTest
+    async def test_removedAtStart(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        config = writeConfig(folder)
+        old, young = crashLeftovers(folder)
+        gateway = await startGateway(config, reactor)
+        self.addCleanup(gateway.stop)
+        await inThread(pollUntil, lambda: not os.path.exists(old), "the leftover is removed")
+        self.assertTrue(os.path.exists(young))
+
+    def test_removedByPurge(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        config = writeConfig(folder)
+        old, young = crashLeftovers(folder)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run([sys.executable, "-m", "secudoc_gateway.cli", "purge", "--config", config],
+                                capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=root))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(young))
+
+
 class CommandLineTests(TestCase):
     """``check-config`` and ``twistd`` report the same problems, the same way."""
 

@@ -301,6 +301,27 @@ class StoreTests(SynchronousTestCase):
         self.assertRaises(StorageError, FilesystemStore, path, self.clock)
 
 
+class LeftoverTests(SynchronousTestCase):
+    """A crash mid-message leaves a temporary file; it goes once no transaction can still own it."""
+
+    def test_removeLeftovers(self) -> None:
+        root = self.mktemp()
+        store = FilesystemStore(root, reactor=Clock())
+        result(store.writer("ab/done.0").finish())
+        now = 1_000_000_000.0
+        leftovers = {}
+        for name, age in [("old", 7200), ("young", 60)]:
+            path = os.path.join(root, "ab", TEMPORARY_PREFIX + name)
+            with open(path, "wb") as f:
+                f.write(b"half an object")
+            os.utime(path, (now - age, now - age))
+            leftovers[name] = path
+        self.assertEqual(result(store.removeLeftovers(3600, now)), 1)
+        self.assertEqual(allFiles(root), ["ab/.tmp-young", "ab/done.0"])
+        self.assertEqual(result(store.removeLeftovers(3600, now + 7200)), 1)
+        self.assertEqual(allFiles(root), ["ab/done.0"])
+
+
 class ProducerTests(SynchronousTestCase):
     """The read side as an IPushProducer, driven turn by turn."""
 

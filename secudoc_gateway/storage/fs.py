@@ -6,7 +6,8 @@ folder it will live in, flushed, fsynced and renamed into place, so a
 half-written object is never visible under its key and a crash leaves
 only temporary files (which no key can name: every key segment starts
 with a letter or digit).  ``rename`` within one folder is atomic on
-POSIX file systems.
+POSIX file systems.  ``removeLeftovers`` deletes those once they are
+older than any transaction can be (at start and by every purge).
 
 Reads are a streaming ``IPushProducer`` that reads one chunk per reactor
 turn (``callLater(0)``): a slow download pauses the reads instead of
@@ -399,6 +400,32 @@ class FilesystemStore:
                 break
             folder = os.path.dirname(folder)
         return succeed(None)
+
+    def removeLeftovers(self, olderThan: float, now: float) -> Deferred[int]:
+        """
+        Delete temporary files last written more than ``olderThan``
+        seconds before ``now``: a live writer's file is younger (see
+        ``SMTPConfig.longestTransaction``), so these are a crash's.
+        """
+
+        def sweep() -> int:
+            removed = 0
+            for folder, _, names in os.walk(self._root):
+                for name in names:
+                    if not name.startswith(TEMPORARY_PREFIX):
+                        continue
+                    path = os.path.join(folder, name)
+                    try:
+                        if os.stat(path).st_mtime < now - olderThan:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue  # finished or removed meanwhile
+                    except OSError as e:
+                        raise StorageError(f"temporary object {path}: {e}") from e
+            return removed
+
+        return self._blocking(sweep)
 
     def check(self) -> Deferred[None]:
         """Fires when a file can be created in the store's folder (for /healthz)."""
