@@ -73,6 +73,32 @@ class MaildirTests(ServiceTestCase):
         self.assertEqual(body, b"Hello Bob.\r\n.A line that starts with a dot.\r\n")
 
     @asyncTest
+    async def test_strayContinuationNeverFoldsIntoTheEnvelope(self) -> None:
+        """
+        A header block that starts with folding whitespace (the corpus's
+        enmime__bad-header-start.eml): the maildir's envelope lines and
+        the gateway's status stay whole, our Received takes the stray line.
+        """
+        import email
+
+        from tests.support import sendBDAT
+
+        await self.startService()
+        message = (b" From: James Hillyerd <james@makita.skynet>\r\nSubject: plain text\r\n"
+                   b"To: bob@external.test\r\n\r\nA text section\r\n")
+        code, text = await inThread(sendBDAT, self.gateway.smtpPort, "alice@example.test",
+                                    ["bob@external.test", "eve@other.test"], message)
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(self.outbox)
+        parsed = email.message_from_bytes(stored)
+        self.assertEqual(parsed.get_all("Return-Path"), ["<alice@example.test>"])
+        self.assertEqual(parsed.get_all("X-Envelope-To"), ["bob@external.test", "eve@other.test"])
+        self.assertEqual(parsed.get_all("X-SecuDoc-Status"), ["passed; reason=no-attachment"])
+        self.assertEqual(parsed.get_all("Subject"), ["plain text"])
+        self.assertIn(b"From: James Hillyerd", parsed["Received"].encode())
+        self.assertTrue(stored.endswith(b"\r\n\r\nA text section\r\n"))
+
+    @asyncTest
     async def test_startTLS(self) -> None:
         """STARTTLS with a client that verifies the certificate; Received says ESMTPS."""
         await self.startService()
