@@ -51,6 +51,7 @@ from typing import AbstractSet, Callable, Optional
 from secudoc_gateway.mails import Banner, transferTemplate
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
+from secudoc_gateway.mime.names import lookupCharset
 from secudoc_gateway.mime.stamp import lineEnding
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, MULTIPART, Part, Path, Structure
 from secudoc_gateway.outgoing import Segment, SpoolRange, Transformed
@@ -95,15 +96,6 @@ def _cp1252(octet: bytes) -> str:
 codecs.register_error(_FALLBACK_ERRORS, _fallback)
 
 
-def _codecName(charset: Optional[str]) -> Optional[str]:
-    if not charset:
-        return None
-    try:
-        return codecs.lookup(charset.strip().strip('"')).name
-    except LookupError:
-        return None
-
-
 def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
     """
     An incremental decoder for a body's declared charset.  No charset,
@@ -111,7 +103,7 @@ def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
     invalid read as Windows-1252 (the WHATWG reading of those labels);
     a known charset decodes with replacement characters for bad bytes.
     """
-    name = _codecName(charset)
+    name = lookupCharset(charset)
     if name in (None, "ascii", "latin-1", "iso8859-1", "cp1252", "utf-8"):
         return codecs.getincrementaldecoder("utf-8-sig")(_FALLBACK_ERRORS)
     return codecs.getincrementaldecoder(name)("replace")
@@ -119,7 +111,7 @@ def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
 
 def asciiCompatible(charset: Optional[str]) -> bool:
     """Whether ASCII bytes inserted into text in ``charset`` read as themselves."""
-    name = _codecName(charset)
+    name = lookupCharset(charset)
     if name is None:
         return True
     probe = "<body>&#;\"=:/ aZ09\n"
