@@ -11,7 +11,9 @@ CONFIG ?= etc/secudoc-gateway.toml
 TRIAL_JOBS ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test check-config bench clean
+FUZZ_SECONDS ?= 600
+
+.PHONY: run test check-config bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,10 @@ test: $(STAMP) $(CERT)
 	@set -o pipefail; \
 	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
 	$(BIN)/python .ci/trial_summary.py var/trial.log; exit $$rc
+
+# Each fuzz target for FUZZ_SECONDS (make test runs them for a few seconds).
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
