@@ -324,6 +324,7 @@ class Transaction:
     def _cleanup(self, result: Any) -> Any:
         if not self.closed:
             self.closed = True
+            self.extractor.stop()  # small objects still waiting give their budget back
             self.spool.close()
             self.gateway.budget.release(self.partMemory)
             self.partMemory = 0
