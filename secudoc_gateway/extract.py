@@ -197,6 +197,7 @@ class Extractor:
         self.token = crypto.newToken()
         self.transferId = crypto.newTransferId()
         self.candidates: list[Candidate] = []
+        self.byPath: dict[Path, Candidate] = {}  # per-part work stays constant however many parts
         self.sinks: dict[Path, Candidate] = {}
         self.enclosing: set[Path] = set()
         self.scanners: dict[Path, tuple[Any, CidScanner]] = {}
@@ -226,6 +227,7 @@ class Extractor:
         if isAttachment(provisional, self.structure, NO_CIDS):
             candidate = Candidate(event.path, len(self.candidates), kind, headers)
             self.candidates.append(candidate)
+            self.byPath[event.path] = candidate
             if kind == MESSAGE:
                 self.enclosing.add(event.path)
             if self.active:
@@ -254,7 +256,7 @@ class Extractor:
                 self._wrote(written)
             self._ended(candidate)
         elif event.path in self.enclosing:
-            candidate = self._candidate(event.path)
+            candidate = self.byPath.get(event.path)
             if candidate is not None and candidate.sink is not None:
                 start = self.structure[event.path].bodyStart
                 self.storing.append(ensureDeferred(self._copy(candidate, start, event.bodyEnd)))
@@ -391,9 +393,6 @@ class Extractor:
         DeferredList(self.settled + self.storing, consumeErrors=True).addCallback(delete)
 
     # -- storage -------------------------------------------------------------
-
-    def _candidate(self, path: Path) -> Optional[Candidate]:
-        return next((c for c in self.candidates if c.path == path), None)
 
     def _open(self, candidate: Candidate) -> None:
         decoder = IdentityDecoder() if candidate.kind == MESSAGE else decoderFor(candidate.headers.transferEncoding)
