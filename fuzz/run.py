@@ -7,7 +7,8 @@ Runs the coverage-guided fuzz targets (atheris, libFuzzer inside).
 Targets: session, mime, rewrite.  A target's working corpus lives in
 var/fuzz/TARGET/ (its seeds, its regressions, and what the fuzzer
 found worth keeping); a crash is written to var/fuzz/TARGET-artifacts/
-and ends the run with status 1.  The summary adds each run to
+and ends the run with status 1 (its log stays beside it in var/fuzz/).
+The summary adds each run to
 var/fuzz/stats.tsv and prints the executions per second and the total
 executions ever recorded there.
 """
@@ -65,7 +66,7 @@ def fuzzAll(seconds: int, targets: list[str]) -> int:
     failed = []
     print(f"{'target':<10} {'seconds':>8} {'executions':>12} {'exec/s':>8}")
     for target in targets:
-        log = os.path.join(WORK, f"{target}.log")
+        log = os.path.join(WORK, f"{target}-{os.getpid()}.log")  # runs at the same time keep apart
         with open(log, "w") as out:
             result = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), target, f"-max_total_time={seconds}",
@@ -80,6 +81,8 @@ def fuzzAll(seconds: int, targets: list[str]) -> int:
         if result.returncode != 0 or runs == 0:
             failed.append(target)
             print(output[-3000:], file=sys.stderr)
+        else:
+            os.unlink(log)
     totals: dict[str, int] = {}
     with open(STATS) as f:
         for line in f:
