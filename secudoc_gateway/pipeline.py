@@ -67,6 +67,12 @@ field adds: measured with tracemalloc, rounded up.  Counted in the
 memory budget, so ``max_mime_parts`` parts with big header blocks in
 many connections cannot exhaust the machine.
 """
+PART_ALLOWANCE = 64 * 1024
+"""
+Part state a transaction holds before it counts in the budget, like
+its other fixed buffers: an ordinary message (a dozen parts) never
+waits on a budget the spools of a busy moment have used up.
+"""
 
 
 def partMemory(event: PartStart) -> int:
@@ -208,7 +214,8 @@ class Transaction:
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
         self._block: Optional[tuple[bytes, int]] = None
-        self.partMemory = 0  # reserved in the budget for the parts' state
+        self.partCost = 0  # what the parts' state costs
+        self.partMemory = 0  # what of it is reserved in the budget
         self.overBudget = False
 
     @property
@@ -273,8 +280,12 @@ class Transaction:
 
     def _reserve(self, cost: int) -> bool:
         """Count a part's state in the memory budget; past it, stop parsing (452 at the end)."""
-        if self.gateway.budget.reserve(cost):
-            self.partMemory += cost
+        self.partCost += cost
+        due = self.partCost - PART_ALLOWANCE - self.partMemory
+        if due <= 0:
+            return True
+        if self.gateway.budget.reserve(due):
+            self.partMemory += due
             return True
         self.overBudget = True
         self._stopExtracting()

@@ -101,6 +101,14 @@ class PartMemory(TestCase):
         self.assertEqual(gateway.budget.used, 0)
         self.assertEqual(store.objects, {})
 
+    def test_ordinaryMessageNeedsNoBudget(self) -> None:
+        """A message of a few parts is received whole when the spools of a busy moment hold the budget."""
+        store = MemoryStore()
+        gateway = self.gateway(store, memory_budget=1)
+        tx, _ = self.fed(gateway, tinyParts(5))
+        self.assertFalse(tx.overBudget)
+        tx.abort()
+
     def test_smallObjectsWaitForTheDecision(self) -> None:
         """Tiny parts reach the store only when the message is protected."""
         store = MemoryStore()
