@@ -43,6 +43,8 @@ from secudoc_gateway.testing import MemoryStore  # noqa: E402
 STAMP = b"Received: from c by gw; Fri, 14 Mar 2025 10:00:00 +0000\r\nX-SecuDoc: 1.0\r\nX-SecuDoc-Status: protected\r\n"
 BANNER = bannerFor("en", "Alice <alice@example.test>", [("a.pdf", 1000)], "https://gw.test/t/TOKEN",
                    datetime.date(2025, 3, 14), "")
+MAX_LEN = 16384
+"""Longer inputs mostly cost time: the structures worth finding fit in 16 KiB."""
 
 
 class _Producer:

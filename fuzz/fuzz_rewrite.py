@@ -32,6 +32,10 @@ from secudoc_gateway.outgoing import OutgoingMessage  # noqa: E402
 from secudoc_gateway.smtp.client import DataEncoder  # noqa: E402
 
 
+MAX_LEN = 16384
+"""Longer inputs mostly cost time: the structures worth finding fit in 16 KiB."""
+
+
 def checkDataEncoding(data: bytes) -> None:
     encoder = DataEncoder()
     wire = b"".join(encoder.feed(chunk) for chunk in chunked(data, zlib.crc32(data))) + encoder.finish()

@@ -51,7 +51,8 @@ def fuzzOne(target: str, options: list[str]) -> None:
                 f.write(seed)
     for name, _ in regressions(target):
         shutil.copyfile(os.path.join(REGRESSIONS, target, name), os.path.join(corpus, f"regression-{name}"))
-    atheris.Setup([sys.argv[0], *options, f"-artifact_prefix={artifacts}", "-max_len=65536", corpus],
+    maxLen = getattr(module, "MAX_LEN", 65536)
+    atheris.Setup([sys.argv[0], f"-max_len={maxLen}", *options, f"-artifact_prefix={artifacts}", corpus],
                   module.TestOneInput)
     atheris.Fuzz()
 
