@@ -140,6 +140,7 @@ class FileSystemWork(TestCase):
 
     events: list[tuple[str, str]] = []
     watched: str = ""
+    hooked = False  # an audit hook stays for the process: it records only while ``watched`` is set
 
     @classmethod
     def _audit(cls, event: str, args: tuple) -> None:
@@ -153,9 +154,9 @@ class FileSystemWork(TestCase):
     @asyncTest
     async def test_tinyPartsCostNoFileSystemWork(self) -> None:
         """A passed message of 300 tiny attachments creates, renames and deletes no object file."""
-        if not getattr(FileSystemWork, "_hooked", False):
-            sys.addaudithook(FileSystemWork._audit)  # hooks stay for the process: armed by ``watched``
-            FileSystemWork._hooked = True
+        if not FileSystemWork.hooked:
+            sys.addaudithook(FileSystemWork._audit)
+            FileSystemWork.hooked = True
         folder = os.path.abspath(self.mktemp())
         gateway = await startGateway(writeConfig(folder), reactor)
         self.addCleanup(gateway.stop)

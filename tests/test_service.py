@@ -6,10 +6,13 @@ requires a TLS client certificate.
 
 from __future__ import annotations
 
+import email
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import treq
 from twisted.internet import defer, reactor
@@ -19,7 +22,7 @@ from secudoc_gateway import devcert, tls
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing_smtp import SinkServerFactory
 from secudoc_gateway.smtp.replies import Reply
-from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
+from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
 
 PLAIN = (
     b"From: alice@example.test\r\n"
@@ -79,10 +82,6 @@ class MaildirTests(ServiceTestCase):
         enmime__bad-header-start.eml): the maildir's envelope lines and
         the gateway's status stay whole, our Received takes the stray line.
         """
-        import email
-
-        from tests.support import sendBDAT
-
         await self.startService()
         message = (b" From: James Hillyerd <james@makita.skynet>\r\nSubject: plain text\r\n"
                    b"To: bob@external.test\r\n\r\nA text section\r\n")
@@ -270,8 +269,6 @@ def freePort() -> int:
 
 
 def pollUntil(condition, what: str, timeout: float = 30.0) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -288,12 +285,9 @@ class ShutdownTests(TestCase):
         and its client gets 250 before the process exits (without a
         Message-ID no dedup would save a resend).
         """
-        import signal
-
         folder = os.path.abspath(self.mktemp())
         port = freePort()
-        config = writeConfig(folder, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]},
-                             web={"listen": [f"tcp:{freePort()}:interface=127.0.0.1"]})
+        config = writeConfig(folder, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         with open(os.path.join(folder, "twistd.out"), "wb") as out:
@@ -334,8 +328,6 @@ class ShutdownTests(TestCase):
 
 def crashLeftovers(folder: str) -> tuple[str, str]:
     """A temporary object older than the longest transaction, and one a writer may still own."""
-    import time
-
     objects = os.path.join(folder, "objects", "q4")
     os.makedirs(objects, exist_ok=True)
     old, young = os.path.join(objects, ".tmp-0123456789abcdef"), os.path.join(objects, ".tmp-fedcba9876543210")
