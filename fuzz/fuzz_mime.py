@@ -7,8 +7,10 @@ Invariants: no exception escapes; a message the parser accepts is
 complete; no byte is lost -- each attachment's stored file decrypts to
 exactly its decoded body (an attached message to its raw bytes), every
 other leaf's body is in the plan as a range of the spool, and every
-field of the top header block (but the gateway's own) is in the output.
-So the original is rebuilt from the plan plus the stored files.
+field of the top header block is in the output (but the gateway's own,
+and Content-* and MIME-Version, which the plan may rewrite).  So the
+original is rebuilt from the plan plus the stored files, up to the
+header blocks of the parts taken out.
 
     .venv/bin/python fuzz/run.py mime -max_total_time=60
 """
