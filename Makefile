@@ -25,7 +25,9 @@ APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
 	chromium:chromium chromedriver:chromium-driver
 
-.PHONY: run test check-config bench clean debian-tools postgresql dashboard-picture
+FUZZ_SECONDS ?= 600
+
+.PHONY: run test check-config bench fuzz clean debian-tools postgresql dashboard-picture
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +83,10 @@ test: $(STAMP) $(CERT) debian-tools postgresql $(AXE)
 dashboard-picture: $(STAMP) debian-tools
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python docs/dashboard_picture.py
+
+# Each fuzz target for FUZZ_SECONDS (make test runs them for a few seconds).
+fuzz: $(STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP) $(CERT)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -81,6 +81,14 @@ _BAD_LOCAL = re.compile(r'[\x00-\x20\x7f()<>\[\]\\,;:"@]')
 # --- the values --------------------------------------------------------------
 
 
+DATA_RATE_WINDOW = 60.0
+"""
+Seconds over which ``min_data_rate`` is measured: a client must send
+``min_data_rate * DATA_RATE_WINDOW`` bytes of a message in every such
+window while we read (Postfix's smtpd_min_data_rate, per window).
+"""
+
+
 @attrs.frozen
 class SMTPConfig:
     listen: tuple[str, ...] = ("tcp:2525:interface=127.0.0.1",)
@@ -97,6 +105,17 @@ class SMTPConfig:
     max_header_bytes: int = 1048576
     command_timeout: float = 300
     data_timeout: float = 600
+    min_data_rate: int = 4096
+
+    @property
+    def longestTransaction(self) -> float:
+        """
+        Seconds a message's data can be on its way in at most: the
+        largest message at the minimum rate, one window more, and an
+        hour for the store's own work.  A temporary object older than
+        that is a crash's leftover.
+        """
+        return self.max_message_size / self.min_data_rate + DATA_RATE_WINDOW + 3600
 
 
 @attrs.frozen
@@ -451,6 +470,7 @@ def _smtp(table: _Table, base: str) -> SMTPConfig:
         max_header_bytes=table.integer("max_header_bytes", d.max_header_bytes),
         command_timeout=table.seconds("command_timeout", d.command_timeout),
         data_timeout=table.seconds("data_timeout", d.data_timeout),
+        min_data_rate=table.integer("min_data_rate", d.min_data_rate),
     )
 
 

@@ -155,14 +155,16 @@ def _aad(header: bytes, counter: int, last: bool) -> bytes:
 class _Framer:
     """
     Cuts a stream into whole frames of ``size`` bytes.  A partial frame
-    waits in one fixed buffer (no reallocation on the hot path); a frame
-    that arrives whole is handed out as a view, never copied.  Each frame
-    must be used before the next is asked for: the buffer is reused.
+    waits in one buffer that grows to the frame size once and is then
+    reused (no reallocation on the hot path), so a stream shorter than a
+    frame (a tiny attachment) never holds a whole frame's buffer.  A
+    frame that arrives whole is handed out as a view, never copied.
+    Each frame must be used before the next is asked for.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.buffer = bytearray(size)
+        self.buffer = bytearray()
         self.fill = 0
 
     def frames(self, data: bytes) -> Iterator[bytearray | memoryview]:
@@ -242,6 +244,7 @@ class Encryptor:
         out = self._start()
         out.append(self._seal(self._framer.rest(), True))
         self._finished = True
+        self._framer = _Framer(self._frameSize)  # a finished stream holds no buffer
         return b"".join(out)
 
 

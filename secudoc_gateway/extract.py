@@ -179,7 +179,9 @@ class Extractor:
         self.transferId = crypto.newTransferId()
         self.candidates: list[Candidate] = []
         self.sinks: dict[Path, Candidate] = {}
-        self.enclosing: set[Path] = set()
+        # Sealed subtrees and attached messages (the latter with their
+        # candidate): nothing inside them is a candidate of its own.
+        self.enclosing: dict[Path, Optional[Candidate]] = {}
         self.scanners: dict[Path, tuple[Any, CidScanner]] = {}
         self.referencedCids: set[str] = set()
         self.storing: list[Deferred] = []
@@ -200,7 +202,7 @@ class Extractor:
         if isRightsProtection(contentType, headers.filename):
             self.rightsProtected = True
         if contentType in SEALED_TYPES:
-            self.enclosing.add(event.path)
+            self.enclosing[event.path] = None
         if contentType.startswith("multipart/"):
             return
         kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
@@ -212,7 +214,7 @@ class Extractor:
             candidate = Candidate(event.path, len(self.candidates), kind, headers)
             self.candidates.append(candidate)
             if kind == MESSAGE:
-                self.enclosing.add(event.path)
+                self.enclosing[event.path] = candidate
             if self.active and kind == LEAF and isTnef(contentType, headers.filename):
                 self.tnefs[event.path] = _Tnef(candidate, decoderFor(headers.transferEncoding) or IdentityDecoder())
             elif self.active:
@@ -245,7 +247,8 @@ class Extractor:
         elif tnef is not None:
             self._tnefEnd(tnef, event)
         elif event.path in self.enclosing:
-            candidate = self._candidate(event.path)
+            # Found by its path, not by a scan: thousands of attached messages cost linear time.
+            candidate = self.enclosing[event.path]
             if candidate is not None and candidate.sink is not None and self.object is not None:
                 self._copyInTurn(candidate, self.structure[event.path].bodyStart, event.bodyEnd)
 
@@ -345,8 +348,8 @@ class Extractor:
 
     async def attachments(self) -> list[Candidate]:
         """
-        The message's attachments in order, each stored and the object
-        complete under its key; StorageError when that could not be.
+        The message's attachments in order, each stored (the object is
+        not complete yet: ``commit``); StorageError when one could not be.
         """
         if self.storing:
             await DeferredList(self.storing, consumeErrors=True)
@@ -356,10 +359,16 @@ class Extractor:
         files = [c for c in self.candidates if c.path in found and not c.opened]
         if any(not c.stored for c in files):
             raise StorageError("attachments were not stored")
-        if files:
-            assert self.object is not None
-            await self.object.finish()
         return files
+
+    async def commit(self) -> None:
+        """
+        The message is protected: complete the object under its key.
+        Until then a small object waits in the writer's buffer, so tiny
+        parts of a message that passes cost no file system work.
+        """
+        if self.object is not None:
+            await self.object.finish()
 
     def discard(self) -> None:
         """Remove the transfer's object, whatever was written of it, once its writes settle."""
@@ -373,9 +382,6 @@ class Extractor:
         DeferredList(self.storing, consumeErrors=True).addCallback(remove)
 
     # -- storage -------------------------------------------------------------
-
-    def _candidate(self, path: Path) -> Optional[Candidate]:
-        return next((c for c in self.candidates if c.path == path), None)
 
     def _open(self, candidate: Candidate, decoder: Optional[AnyDecoder] = None, register: bool = True,
               fromSpool: bool = False) -> None:

@@ -116,3 +116,10 @@ class IObjectStore(Interface):
 
     def close():  # -> Deferred[None]
         """Shutdown: let go of pooled connections."""
+
+    def removeLeftovers(olderThan: float, now: float):  # -> Deferred[int]
+        """
+        Remove what writers that never finished left behind (a crash
+        mid-message) and was last touched more than ``olderThan``
+        seconds before ``now``; fires with how many.
+        """

@@ -60,6 +60,25 @@ from secudoc_gateway.addresses import addressKey
 
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
+PART_MEMORY = 4096
+FIELD_MEMORY = 160
+"""
+What one part's state costs in memory beyond its header bytes (its
+structure entry, candidate, sink, parsed values), and what each header
+field adds: measured with tracemalloc, rounded up.  Counted in the
+memory budget, so ``max_mime_parts`` parts with big header blocks in
+many connections cannot exhaust the machine.
+"""
+PART_ALLOWANCE = 64 * 1024
+"""
+Part state a transaction holds before it counts in the budget, like
+its other fixed buffers: an ordinary message (a dozen parts) never
+waits on a budget the spools of a busy moment have used up.
+"""
+
+
+def partMemory(event: PartStart) -> int:
+    return PART_MEMORY + (event.bodyStart - event.headerStart) + FIELD_MEMORY * len(event.headers.fields)
 
 
 def displayName(facts: policy.HeaderFacts, sender: str) -> str:
@@ -214,11 +233,18 @@ class Transaction:
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
         self._block: Optional[tuple[bytes, int]] = None
+        self.partCost = 0  # what the parts' state costs
+        self.partMemory = 0  # what of it is reserved in the budget
+        self.overBudget = False
+
+    @property
+    def parsing(self) -> bool:
+        return self.defect is None and not self.overBudget
 
     # -- receiving ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.defect is not None:
+        if not self.parsing:
             self.spool.write(data)
             return
         start = self.spool.size
@@ -257,6 +283,8 @@ class Transaction:
     def _events(self, events: list) -> None:
         extractor = self.extractor
         for event in events:
+            if isinstance(event, PartStart) and not self._reserve(partMemory(event)):
+                return
             self.structure.add(event)
             if isinstance(event, BodyData):
                 extractor.bodyData(event)
@@ -272,6 +300,19 @@ class Transaction:
             elif isinstance(event, Defect) and event.fatal:
                 self.defect = event
                 self._stopExtracting()
+
+    def _reserve(self, cost: int) -> bool:
+        """Count a part's state in the memory budget; past it, stop parsing (452 at the end)."""
+        self.partCost += cost
+        due = self.partCost - PART_ALLOWANCE - self.partMemory
+        if due <= 0:
+            return True
+        if self.gateway.budget.reserve(due):
+            self.partMemory += due
+            return True
+        self.overBudget = True
+        self._stopExtracting()
+        return False
 
     def _stopExtracting(self) -> None:
         self.sparse = False
@@ -317,7 +358,10 @@ class Transaction:
     def _cleanup(self, result: Any) -> Any:
         if not self.closed:
             self.closed = True
+            self.extractor.stop()  # small objects still waiting give their budget back
             self.spool.close()
+            self.gateway.budget.release(self.partMemory)
+            self.partMemory = 0
         return result
 
     def _count(self, status: str) -> None:
@@ -325,8 +369,13 @@ class Transaction:
         self.gateway.metrics.messages.labels(tenant=tenant, status=status).inc()
 
     async def _finish(self) -> Reply:
-        if self.defect is None:
+        if self.parsing:
             self._events(self.parser.close())
+        if self.overBudget:
+            self.log.warn("{queueId}: the memory budget is used up, tempfailed", queueId=self.queueId)
+            self.extractor.discard()
+            self._count(TEMPFAILED)
+            return replies.OUT_OF_MEMORY
         if self.defect is not None:
             self.log.info("{queueId}: refused, {reason} at byte {offset}",
                           queueId=self.queueId, reason=self.defect.reason, offset=self.defect.offset)
@@ -445,6 +494,7 @@ class Transaction:
         gateway = self.gateway
         files = self.files
         self.transferId = self.extractor.transferId
+        await self.extractor.commit()
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
         key = self.extractor.object.key if self.extractor.object is not None else ""

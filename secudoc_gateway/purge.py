@@ -4,9 +4,11 @@ rows, so a crash between the two leaves a row whose object is gone (the
 link then says "expired" anyway) rather than an object nobody can find.
 The transfer's row stays as a tombstone, so its link keeps saying
 "expired" or "withdrawn" instead of "unknown".  The running server
-purges hourly; ``secudoc-gateway purge`` does it once.  Each batch is
-claimed in the database first, so purges running at once on several
-nodes (or workers) never take the same transfer.
+purges at start and hourly; ``secudoc-gateway purge`` does it once.
+Each batch is claimed in the database first, so purges running at once
+on several nodes (or workers) never take the same transfer.  Each purge
+also removes the store's crash leftovers: temporary objects (S3:
+multipart uploads) older than the longest possible transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ log = Logger()
 
 PURGE_INTERVAL = 3600.0
 BATCH = 100
+
+
+async def removeLeftovers(store: Any, olderThan: float, now: float) -> None:
+    try:
+        removed = await store.removeLeftovers(olderThan, now)
+    except Exception:
+        log.failure("removing the store's leftovers failed")
+        return
+    if removed:
+        log.info("removed {count} temporary object(s) a crash left", count=removed)
 
 
 class PurgeIncomplete(Exception):
@@ -71,7 +83,7 @@ async def expiredList(transfers: Any, now: float) -> list[Any]:
 class PurgeService(TimerService):
     """Runs ``purgeExpired`` every ``interval`` seconds, logging what it did."""
 
-    def __init__(self, transfers: Any, store: Any, reactor: Any, metrics: Any,
+    def __init__(self, transfers: Any, store: Any, reactor: Any, metrics: Any, leftoverAge: float,
                  interval: float = PURGE_INTERVAL) -> None:
         super().__init__(interval, self._purge)
         self.clock = reactor
@@ -79,9 +91,12 @@ class PurgeService(TimerService):
         self._store = store
         self._reactor = reactor
         self._metrics = metrics
+        self._leftoverAge = leftoverAge
 
     def _purge(self) -> Any:
-        d = ensureDeferred(purgeExpired(self._transfers, self._store, self._reactor.seconds()))
+        now = self._reactor.seconds()
+        d = ensureDeferred(removeLeftovers(self._store, self._leftoverAge, now))
+        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now)))
 
         def done(count: int) -> None:
             self._metrics.purgeTimestamp.set(self._reactor.seconds())
@@ -117,6 +132,7 @@ def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
             transfers = TransferStore(database, reactor)
             if dryRun:
                 return await expiredList(transfers, reactor.seconds())
+            await removeLeftovers(store, config.smtp.longestTransaction, reactor.seconds())
             return await purgeExpired(transfers, store, reactor.seconds())
         finally:
             database.close()

@@ -57,6 +57,7 @@ TOO_MANY_FROM_IP = Reply(421, "4.7.0", "Too many connections from your address")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+TOO_SLOW = Reply(421, "4.4.2", "Message data too slow, closing connection")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 
 # Commands
@@ -92,6 +93,7 @@ LOCAL_TEMPFAIL = Reply(451, "4.3.0", "Temporary local problem, try again later")
 DUPLICATE_IN_FLIGHT = Reply(451, "4.3.0", "Same message is being relayed, try again later")
 RELAY_REJECTED = Reply(554, "5.0.0", "{remote}")
 MIME_LIMIT = Reply(554, "5.6.0", "Message structure exceeds limits")
+OUT_OF_MEMORY = Reply(452, "4.3.1", "Insufficient system resources, try again later")
 TENANT_MISMATCH = Reply(550, "5.7.1", "Message does not belong to a known tenant")
 UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service")
 

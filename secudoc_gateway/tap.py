@@ -74,8 +74,10 @@ def loadOrExit(path: str) -> Config:
 class GatewayService(MultiService):
     """
     The listeners as children; on stop, listeners close first, then
-    in-flight transactions get up to ``DRAIN_GRACE_SECONDS`` to finish
-    (EXO retries whatever we tempfail), then the database closes.
+    in-flight transactions get up to ``DRAIN_GRACE_SECONDS`` to finish,
+    and every connection is closed (its final reply flushed) before the
+    database closes and the reactor may stop.  Past the grace period the
+    rest get 421 (EXO retries whatever we tempfail).
     """
 
     log = Logger()
@@ -178,7 +180,8 @@ class GatewayService(MultiService):
         try:
             yield drained
         except defer.CancelledError:
-            self.log.warn("grace period over with transactions still in flight")
+            self.log.warn("grace period over with transactions still in flight: 421 to them")
+            yield self.smtpFactory.expire()
         finally:
             if timeout.active():
                 timeout.cancel()
@@ -246,12 +249,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         maxConnectionsPerIP=smtp.max_connections_per_ip,
         commandTimeout=smtp.command_timeout,
         dataTimeout=smtp.data_timeout,
+        minDataRate=smtp.min_data_rate,
         reactor=reactor,
         metrics=metrics,
     )
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[PurgeService(transfers, store, reactor, metrics), StorageService(store)])
+                             afterDatabase=[StorageService(store),
+                                            PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction)])
     service.logs = LogService(config.log.format, config.log.path)
     service.logs.setServiceParent(service)
     certificateExpiry = expiry(smtp.tls_certificate)

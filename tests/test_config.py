@@ -132,6 +132,8 @@ class DefaultsTests(ConfigTestCase):
         self.assertEqual(config.smtp.listen, ("tcp:2525:interface=127.0.0.1",))
         self.assertEqual(config.smtp.max_message_size, 157286400)
         self.assertEqual(config.smtp.command_timeout, 300)
+        self.assertEqual(config.smtp.min_data_rate, 4096)
+        self.assertEqual(round(config.smtp.longestTransaction / 3600), 12)
         self.assertEqual(config.web.public_url, "http://127.0.0.1:8080")
         self.assertEqual(config.web.listen, ("tcp:8080:interface=127.0.0.1",))
         self.assertEqual(config.storage.backend, "fs")

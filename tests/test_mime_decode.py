@@ -77,6 +77,20 @@ class Base64Tests(SynchronousTestCase):
         self.assertEqual(decoder.feed(b"aGVsb") + decoder.close(), b"hel")
         self.assertEqual(decoder.ignored, 1)
 
+    def test_lastLineWithoutLF(self) -> None:
+        """
+        Found by fuzzing: a last line ending in a bare CR (or junk) and no
+        LF raised binascii.Error at close, which tempfailed the message
+        for ever.  Skipped like any junk, at every split.
+        """
+        for encoded, plain in [(b"QUJD\nQUI\r", b"ABCAB"), (b"QUJD\nQU I\r", b"ABCAB"),
+                               (b"QUJD\nQUI=\r", b"ABCAB"), (b"QUJD\nQ\r", b"ABC")]:
+            self.assertEqual(everySplit(Base64Decoder, encoded), {plain}, encoded)
+
+    def test_strayPaddingInTheLastLine(self) -> None:
+        """Found by fuzzing: in a last line without LF a stray '=' was not skipped as elsewhere."""
+        self.assertEqual(everySplit(Base64Decoder, b"\nPeda=VW"), {binascii.a2b_base64(b"PedaVW==")})
+
     def test_stopsAtPadding(self) -> None:
         """Data after the padding is ignored, like binascii.a2b_base64."""
         encoded = b"YQ==\r\nYg==\r\n"

@@ -54,6 +54,16 @@ class RFC2231Tests(SynchronousTestCase):
         )
         self.assertEqual(decodeParams(params)["filename"], "café.txt")
 
+    def test_charsetThatIsNoTextEncoding(self) -> None:
+        """
+        Found by fuzzing: a NUL in the charset made the lookup raise
+        ValueError and the whole message fail; a bytes codec (base64,
+        zlib) is no charset either.  Both read as unknown.
+        """
+        for charset in ("utf-8\x00", "base64", "zlib", "rot13"):
+            _, params = parseParams(f"attachment; filename*={charset}''%C3%A9t%C3%A9.txt")
+            self.assertEqual(decodeParams(params)["filename"], "été.txt", charset)
+
     def test_continuationsOutOfOrderMixed(self) -> None:
         """RFC 2231 3-4: numbered segments, any order, encoded and plain mixed."""
         _, params = parseParams(

@@ -62,10 +62,14 @@ class StampTests(SynchronousTestCase):
         self.assertEqual(stamped(b"A: 1\r\n\r\n", b"S: x\r\n"), [b"S: x\r\n", b"A: 1\r\n\r\n"])
 
     def test_strayContinuationFirst(self) -> None:
-        """A block that starts with folding whitespace gets the fields last, not folded into."""
-        self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n\r\n", b"S: x\r\n")),
-                         b" junk\r\nA: 1\r\nS: x\r\n\r\n")
-        self.assertEqual(b"".join(stamped(b"\tjunk", b"S: x\n")), b"\tjunk\nS: x\n")
+        """
+        A block that starts with folding whitespace: Received stays first
+        and takes the stray line, the other gateway fields go last.
+        """
+        stamp = b"Received: from a\r\n\tby b; date\r\nX-SecuDoc: 1.0\r\nS: x\r\n"
+        self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n\r\n", stamp)),
+                         b"Received: from a\r\n\tby b; date\r\n junk\r\nA: 1\r\nX-SecuDoc: 1.0\r\nS: x\r\n\r\n")
+        self.assertEqual(b"".join(stamped(b"\tjunk", b"Received: r\nS: x\n")), b"Received: r\n\tjunk\nS: x\n")
 
     def test_blanksBeforeTheColon(self) -> None:
         self.assertEqual(withoutGatewayFields(b"X-SecuDoc : 1.0\r\nA: b\r\n\r\n"), b"A: b\r\n\r\n")

@@ -78,6 +78,8 @@ class TransformTests(SynchronousTestCase):
             decoder = textDecoder(charset)
             self.assertEqual(decoder.decode(b"\xc3\xa9 \xe9 \x80 \x81", final=True), "é é € \x81")
         self.assertEqual(textDecoder("koi8-r").decode("Привет".encode("koi8-r"), final=True), "Привет")
+        for charset in ("utf-8\x00", "zlib", "base64"):
+            self.assertEqual(textDecoder(charset).decode(b"\xc3\xa9", final=True), "é", charset)
 
 
 # -- the streaming transforms at random splits -----------------------------------------

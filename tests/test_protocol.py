@@ -508,6 +508,66 @@ class ClockTests(SynchronousTestCase):
         self.lose(protocol)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def slowClient(self, bdat: bool = False) -> tuple[SMTPProtocol, StringTransport]:
+        """A message's data at 50 bytes/s, one byte at a time (every step within the data timeout)."""
+        self.factory = makeFactory(self.ingress, self.clock, dataTimeout=600.0, minDataRate=100, rateWindow=60.0)
+        protocol, transport = self.connect()
+        if bdat:
+            protocol.dataReceived(b"EHLO c.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@x.test>\r\n"
+                                  b"BDAT 100000 LAST\r\n")
+        else:
+            self.toData(protocol)
+        for _ in range(59 * 50):
+            protocol.dataReceived(b"x")
+            self.clock.advance(0.02)
+        return protocol, transport
+
+    def test_slowDataCut(self) -> None:
+        """Under min_data_rate over a window: 421 4.4.2, the message aborted (one byte every 2 s held forever)."""
+        for bdat in (False, True):
+            self.ingress.transactions.clear()
+            protocol, transport = self.slowClient(bdat)
+            self.assertFalse(transport.disconnecting)
+            self.clock.advance(1.5)
+            self.assertEqual(self.lines(transport)[-1], b"421 4.4.2 Message data too slow, closing connection")
+            self.assertTrue(transport.disconnecting)
+            [tx] = self.ingress.transactions
+            self.assertTrue(tx.aborted)
+            self.lose(protocol)
+
+    def test_dataRateMeasuredPerWindow(self) -> None:
+        """A client that keeps up in every window passes however long the message takes."""
+        self.factory = makeFactory(self.ingress, self.clock, minDataRate=100, rateWindow=60.0,
+                                   maxMessageSize=1_000_000)
+        protocol, transport = self.connect()
+        self.toData(protocol)
+        for _ in range(30):  # half an hour at 200 bytes/s
+            for _ in range(60):
+                protocol.dataReceived(b"y" * 200)
+                self.clock.advance(1)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(b"\r\n.\r\n")
+        [tx] = self.ingress.transactions
+        self.assertIsNotNone(tx.finished)
+        self.assertEqual(tx.data, b"y" * (30 * 60 * 200) + b"\r\n")
+
+    def test_dataRateNotWhileWePause(self) -> None:
+        """Time the gateway keeps the client paused (a lagging store) does not count against it."""
+        self.factory = makeFactory(self.ingress, self.clock, minDataRate=100, rateWindow=60.0)
+        protocol, transport = self.connect()
+        self.toData(protocol)
+        protocol.dataReceived(b"z" * 3000)
+        [tx] = self.ingress.transactions
+        tx.producer.pauseProducing()
+        self.clock.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        tx.producer.resumeProducing()
+        protocol.dataReceived(b"z" * 6000)
+        self.clock.advance(60)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(60)
+        self.assertEqual(self.lines(transport)[-1], b"421 4.4.2 Message data too slow, closing connection")
+
     def test_unreadClosingReplyAborts(self) -> None:
         protocol, transport = self.connect()
         protocol.dataReceived(b"QUIT\r\n")
@@ -567,12 +627,34 @@ class ClockTests(SynchronousTestCase):
         self.assertEqual(self.lines(busyTransport)[-2:], [b"250 2.0.0 Ok q1", b"421 4.3.2 Service shutting down"])
         self.assertTrue(busyTransport.disconnecting)
         # Drained once the last replies are out and their connections closed.
+        # Written is not yet sent: the drain ends when the connection has closed.
         self.assertNoResult(drained)
         self.lose(busy)
         self.successResultOf(drained)
 
     def test_drainWithNothingInFlight(self) -> None:
         self.successResultOf(self.factory.drain())
+
+    def test_expire(self) -> None:
+        """Past the grace period a message in flight gets 421 too, and its late result is dropped."""
+        self.ingress.reply = None
+        busy, busyTransport = self.connect(port=2)
+        self.toData(busy)
+        busy.dataReceived(b"hi\r\n.\r\n")
+        drained = self.factory.drain()
+        self.assertNoResult(drained)
+        expired = self.factory.expire()
+        [tx] = self.ingress.transactions
+        self.assertTrue(tx.aborted)
+        self.assertEqual(self.lines(busyTransport)[-1], b"421 4.3.2 Service shutting down")
+        self.assertTrue(busyTransport.disconnecting)
+        assert tx.finished is not None
+        tx.finished.callback(OK_REPLY)
+        self.assertEqual(self.lines(busyTransport)[-1], b"421 4.3.2 Service shutting down")
+        self.assertNoResult(expired)
+        self.lose(busy)
+        self.successResultOf(expired)
+        self.successResultOf(drained)
 
     def test_beginFailureGives451(self) -> None:
         def broken(envelope: Envelope, producer: Any) -> Any:

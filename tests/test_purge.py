@@ -67,10 +67,10 @@ class PurgeTests(TestCase):
     def test_lastSuccess(self) -> Any:
         metrics = Metrics()
         gauge = lambda: metrics.registry.get_sample_value("secudoc_purge_last_success_timestamp_seconds")
-        yield PurgeService(self.transfers, self.store, self.clock, metrics)._purge()
+        yield PurgeService(self.transfers, self.store, self.clock, metrics, 3600)._purge()
         self.assertEqual(gauge(), 0)
         self.flushLoggedErrors(StorageError)
         self.store.stuck = ""
-        yield PurgeService(self.transfers, self.store, self.clock, metrics)._purge()
+        yield PurgeService(self.transfers, self.store, self.clock, metrics, 3600)._purge()
         self.assertEqual(gauge(), self.clock.seconds())
         self.assertEqual([t.id for t in (yield self.transfers.transfers())], ["T3"])

@@ -6,10 +6,13 @@ requires a TLS client certificate.
 
 from __future__ import annotations
 
+import email
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import treq
 from twisted.internet import defer, reactor
@@ -19,7 +22,7 @@ from secudoc_gateway import devcert, tls
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.smtp import SinkServerFactory
 from secudoc_gateway.replies import Reply
-from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendMail, splitEnvelope
+from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
 
 PLAIN = (
     b"From: alice@example.test\r\n"
@@ -71,6 +74,28 @@ class MaildirTests(ServiceTestCase):
         self.assertNotIn(b"forged", head)
         self.assertTrue(head.startswith(b"Received: from client.test ([127.0.0.1])"))
         self.assertEqual(body, b"Hello Bob.\r\n.A line that starts with a dot.\r\n")
+
+    @asyncTest
+    async def test_strayContinuationNeverFoldsIntoTheEnvelope(self) -> None:
+        """
+        A header block that starts with folding whitespace (the corpus's
+        enmime__bad-header-start.eml): the maildir's envelope lines and
+        the gateway's status stay whole, our Received takes the stray line.
+        """
+        await self.startService()
+        message = (b" From: James Hillyerd <james@makita.skynet>\r\nSubject: plain text\r\n"
+                   b"To: bob@external.test\r\n\r\nA text section\r\n")
+        code, text = await inThread(sendBDAT, self.gateway.smtpPort, "alice@example.test",
+                                    ["bob@external.test", "eve@other.test"], message)
+        self.assertEqual(code, 250, text)
+        [stored] = maildirMessages(self.outbox)
+        parsed = email.message_from_bytes(stored)
+        self.assertEqual(parsed.get_all("Return-Path"), ["<alice@example.test>"])
+        self.assertEqual(parsed.get_all("X-Envelope-To"), ["bob@external.test", "eve@other.test"])
+        self.assertEqual(parsed.get_all("X-SecuDoc-Status"), ["passed; reason=no-attachment"])
+        self.assertEqual(parsed.get_all("Subject"), ["plain text"])
+        self.assertIn(b"From: James Hillyerd", parsed["Received"].encode())
+        self.assertTrue(stored.endswith(b"\r\n\r\nA text section\r\n"))
 
     @asyncTest
     async def test_startTLS(self) -> None:
@@ -232,6 +257,108 @@ class SMTPRelayTests(ServiceTestCase):
         metrics = await (await treq.get(self.gateway.metricsURL + "/metrics", persistent=False)).text()
         self.assertIn('secudoc_relay_errors_total{kind="connect",tenant="example"} 1.0', metrics)
         self.assertIn('secudoc_messages_total{status="tempfailed",tenant="example"} 1.0', metrics)
+
+
+def freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pollUntil(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+
+
+class ShutdownTests(TestCase):
+    """SIGTERM to a real twistd process while a message is on its way in."""
+
+    def test_sigtermAnswersTheMessageInFlight(self) -> None:
+        """
+        The message arrives while the gateway stops: it is relayed once
+        and its client gets 250 before the process exits (without a
+        Message-ID no dedup would save a resend).
+        """
+        folder = os.path.abspath(self.mktemp())
+        port = freePort()
+        config = writeConfig(folder, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        with open(os.path.join(folder, "twistd.out"), "wb") as out:
+            process = subprocess.Popen(
+                [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config],
+                stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=dict(os.environ, PYTHONPATH=root))
+        self.addCleanup(lambda: process.poll() is None and process.kill())
+
+        def accepting() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        pollUntil(lambda: accepting() or process.poll() is not None, "the gateway listens")
+        self.assertIsNone(process.poll(), "twistd exited at start")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            reader = sock.makefile("rb")
+            reader.readline()
+            sock.sendall(b"HELO client.test\r\nMAIL FROM:<alice@example.test>\r\n"
+                         b"RCPT TO:<bob@external.test>\r\nDATA\r\n")
+            self.assertEqual([reader.readline()[:3] for _ in range(4)], [b"250", b"250", b"250", b"354"])
+            sock.sendall(b"From: alice@example.test\r\nSubject: no id\r\n\r\nfirst half\r\n")
+            process.send_signal(signal.SIGTERM)
+            pollUntil(lambda: not accepting(), "the listener closes on SIGTERM")
+            sock.sendall(b"second half\r\n.\r\n")
+            final = reader.readline()
+            closing = reader.readline()
+        self.assertTrue(final.startswith(b"250 Ok "), final)
+        self.assertTrue(closing.startswith(b"421 4.3.2"), closing)
+        # After a clean stop twistd ends itself with the signal that stopped it.
+        self.assertIn(process.wait(60), (0, -signal.SIGTERM))
+        [stored] = maildirMessages(os.path.join(folder, "outbox", "example"))
+        self.assertNotIn(b"Message-ID", stored)
+        self.assertTrue(stored.endswith(b"first half\r\nsecond half\r\n"))
+
+
+def crashLeftovers(folder: str) -> tuple[str, str]:
+    """A temporary object older than the longest transaction, and one a writer may still own."""
+    objects = os.path.join(folder, "objects", "q4")
+    os.makedirs(objects, exist_ok=True)
+    old, young = os.path.join(objects, ".tmp-0123456789abcdef"), os.path.join(objects, ".tmp-fedcba9876543210")
+    for path, age in [(old, 13 * 3600), (young, 3600)]:
+        with open(path, "wb") as f:
+            f.write(b"x" * 1000)
+        os.utime(path, (time.time() - age, time.time() - age))
+    return old, young
+
+
+class LeftoverTests(TestCase):
+    """Temporary objects a crash left behind (SIGKILL mid-message) go at start and with every purge."""
+
+    @asyncTest
+    async def test_removedAtStart(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        config = writeConfig(folder)
+        old, young = crashLeftovers(folder)
+        gateway = await startGateway(config, reactor)
+        self.addCleanup(gateway.stop)
+        await inThread(pollUntil, lambda: not os.path.exists(old), "the leftover is removed")
+        self.assertTrue(os.path.exists(young))
+
+    def test_removedByPurge(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        config = writeConfig(folder)
+        old, young = crashLeftovers(folder)
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run([sys.executable, "-m", "secudoc_gateway.cli", "purge", "--config", config],
+                                capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=root))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertFalse(os.path.exists(old))
+        self.assertTrue(os.path.exists(young))
 
 
 class CommandLineTests(TestCase):

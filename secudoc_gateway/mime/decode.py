@@ -75,6 +75,10 @@ class Base64Decoder:
             else:
                 self._carry = text[cut:]
                 return decoded
+        return self._padded(text)
+
+    def _padded(self, text: bytes) -> bytes:
+        """The slow path: junk out, then padding where it can end a quantum."""
         text = text.translate(None, _B64_JUNK)
         pieces: list[bytes] = []
         count = 0
@@ -115,14 +119,20 @@ class Base64Decoder:
 
     def close(self) -> bytes:
         carry, self._carry = self._carry, b""
+        out = b""
+        if carry and not self._done:
+            # The fast path's carry is raw: a last line without LF may hold
+            # a CR or junk, and padding there is judged as anywhere else.
+            out = self._padded(carry)
+            carry, self._carry = self._carry, b""
         self._done = True
         carry = carry.rstrip(b"=")
         if len(carry) % 4 in (2, 3):
-            return binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+            return out + binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
         if len(carry) % 4 == 1:
             self.ignored += 1
             carry = carry[:-1]
-        return binascii.a2b_base64(carry) if carry else b""
+        return out + (binascii.a2b_base64(carry) if carry else b"")
 
 
 class QuotedPrintableDecoder:

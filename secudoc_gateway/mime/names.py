@@ -52,14 +52,24 @@ class _HasGet(Protocol):
     def get(self, name: str) -> Optional[str]: ...
 
 
-def _lookupCharset(charset: str) -> Optional[str]:
-    charset = charset.strip().strip('"').lower()
+def lookupCharset(charset: Optional[str]) -> Optional[str]:
+    """
+    The codec of a declared charset, or ``None`` for an unknown one.
+    Only text encodings count: ``charset=base64`` or ``zlib`` names a
+    codec of bytes, and a NUL in the name makes the lookup itself fail.
+    """
+    charset = (charset or "").strip().strip('"').lower()
     if not charset:
         return None
     try:
-        return codecs.lookup(charset).name
-    except LookupError:
+        name = codecs.lookup(charset).name
+        try:
+            b"\0\0\0\0".decode(name)  # LookupError for a codec that is no text encoding
+        except UnicodeError:
+            pass  # a text encoding all the same
+    except (LookupError, ValueError):
         return None
+    return name
 
 
 def decodeBytes(data: bytes, charset: Optional[str] = None) -> str:
@@ -67,7 +77,7 @@ def decodeBytes(data: bytes, charset: Optional[str] = None) -> str:
     Text from bytes in a declared charset, falling back to UTF-8 and
     then Latin-1 (which never fails) when the charset is unknown or lies.
     """
-    name = _lookupCharset(charset) if charset else None
+    name = lookupCharset(charset)
     for candidate in (name, "utf-8"):
         if candidate is None:
             continue

@@ -99,16 +99,22 @@ def stampFields(
 
 def stamped(block: bytes, stamp: bytes) -> list[bytes]:
     """
-    The header block with the gateway's fields: on top, as trace fields
-    go (RFC 5321 4.4), unless the block itself starts with folding
-    whitespace; then the fields go last, so that stray continuation line
-    cannot fold into them.
+    The header block with the gateway's fields on top, as trace fields
+    go (RFC 5321 4.4).  A block that starts with folding whitespace (a
+    stray continuation line: malformed, but real mail has it) folds
+    into whatever comes before it.  Our ``Received`` field stays first
+    and takes that line: a trace field no rule reads, and the message
+    starts with a field again, so nothing put before it (a maildir's
+    envelope lines, a relay's own trace field) can absorb the line.  The
+    fields rules do read (``X-SecuDoc``, ``-Status``, ``-Transfer``) go
+    after the block then, where nothing folds into them.
     """
     if block[:1] not in (b" ", b"\t"):
         return [stamp, block]
+    trace, *ours = rawFields(stamp)
     fields = rawFields(block)
     blank = fields.pop() if fields and fields[-1] in (b"\r\n", b"\n", b"\r") else b""
     head = b"".join(fields)
     if head and not head.endswith((b"\n", b"\r")):
         head += lineEnding(stamp)
-    return [head, stamp, blank]
+    return [trace, head, *ours, blank]

@@ -18,6 +18,7 @@ import re
 from typing import Callable, Optional
 
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
+from secudoc_gateway.mime.names import lookupCharset
 
 CRLF = b"\r\n"
 HTML_LOOKAHEAD = 256 * 1024
@@ -51,15 +52,6 @@ def _cp1252(octet: bytes) -> str:
 codecs.register_error(_FALLBACK_ERRORS, _fallback)
 
 
-def _codecName(charset: Optional[str]) -> Optional[str]:
-    if not charset:
-        return None
-    try:
-        return codecs.lookup(charset.strip().strip('"')).name
-    except LookupError:
-        return None
-
-
 def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
     """
     An incremental decoder for a body's declared charset.  No charset,
@@ -67,7 +59,7 @@ def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
     invalid read as Windows-1252 (the WHATWG reading of those labels);
     a known charset decodes with replacement characters for bad bytes.
     """
-    name = _codecName(charset)
+    name = lookupCharset(charset)
     if name in (None, "ascii", "latin-1", "iso8859-1", "cp1252", "utf-8"):
         return codecs.getincrementaldecoder("utf-8-sig")(_FALLBACK_ERRORS)
     return codecs.getincrementaldecoder(name)("replace")
@@ -75,7 +67,7 @@ def textDecoder(charset: Optional[str]) -> codecs.IncrementalDecoder:
 
 def asciiCompatible(charset: Optional[str]) -> bool:
     """Whether ASCII bytes inserted into text in ``charset`` read as themselves."""
-    name = _codecName(charset)
+    name = lookupCharset(charset)
     if name is None:
         return True
     probe = "<body>&#;\"=:/ aZ09\n"

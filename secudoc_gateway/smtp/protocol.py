@@ -13,6 +13,15 @@ pause (the transaction through a producer proxy), and the transport
 reads only when neither holds one, so neither resumes what the other
 paused.  Timeouts do not run while the transport is paused: a client
 that we stopped reading from is not idle.
+
+A timeout alone lets a client hold a connection forever with a byte
+every few seconds.  So while a message's data comes in (DATA or BDAT,
+from the start of the data to its end), the client must also send at
+least ``minDataRate`` bytes a second, measured over each window of
+``rateWindow`` seconds in which we read (Postfix's smtpd_min_data_rate):
+a window, not the whole message, so a slow link over a big message
+passes, and a rate, not an overall deadline, so the limit does not grow
+with the message size.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from secudoc_gateway.config import DATA_RATE_WINDOW
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
@@ -106,6 +116,8 @@ class SMTPProtocol(Protocol):
         self._tx: Optional[ITransaction] = None
         self._producer: Optional[_TransactionProducer] = None
         self._finishing = False
+        self._rateTimer: Optional[IDelayedCall] = None
+        self._windowBytes = 0
 
     # --- connection ---------------------------------------------------------
 
@@ -131,15 +143,16 @@ class SMTPProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.session is None:
             return
+        self._windowBytes += len(data)
         self.session.receiveData(data)
         self._pump()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
-        for call in (self._timer, self._closer):
+        for call in (self._timer, self._closer, self._rateTimer):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._closer = None
+        self._timer = self._closer = self._rateTimer = None
         if not self._finishing:
             self._abortTransaction()
         if self._admitted:
@@ -154,6 +167,17 @@ class SMTPProtocol(Protocol):
         """Close now with 421 4.3.2 unless a message is being received or answered."""
         if self.session is None or self._lost or self.holdsTransaction:
             return
+        self.session.close(replies.SHUTTING_DOWN)
+        self._pump()
+
+    def expire(self) -> None:
+        """
+        The shutdown's grace period is over: 421 4.3.2 now, even to a
+        message being received or relayed (it is abandoned; EXO retries).
+        """
+        if self.session is None or self._lost:
+            return
+        self._abortTransaction()
         self.session.close(replies.SHUTTING_DOWN)
         self._pump()
 
@@ -228,8 +252,6 @@ class SMTPProtocol(Protocol):
         except Exception:
             self._log.failure("ingress.begin failed from {peer}", peer=self.peer)
             self._abortTransaction()
-            return
-        self.factory._transactionStarted(self)
 
     def _finish(self) -> None:
         tx = self._tx
@@ -248,14 +270,18 @@ class SMTPProtocol(Protocol):
         return replies.LOCAL_TEMPFAIL
 
     def _finished(self, reply: Reply) -> None:
+        """
+        The reply is written before the transaction is let go: a drain
+        waits for the connection to close, which flushes what was written.
+        """
         self._finishing = False
+        session = self.session
+        if not self._lost and session is not None and session.state is State.FINISHING:
+            session.finalReply(reply)
+            if self.factory.draining:
+                session.close(replies.SHUTTING_DOWN)
+            self._pump()
         self._releaseTransaction()
-        if self._lost or self.session is None:
-            return
-        self.session.finalReply(reply)
-        if self.factory.draining:
-            self.session.close(replies.SHUTTING_DOWN)
-        self._pump()
 
     def _abortTransaction(self) -> None:
         tx = self._tx
@@ -272,7 +298,6 @@ class SMTPProtocol(Protocol):
         if self._producer is not None:
             self._producer.detach()
             self._producer = None
-        self.factory._transactionEnded(self)
 
     # --- flow control and timeouts ------------------------------------------
 
@@ -303,6 +328,7 @@ class SMTPProtocol(Protocol):
 
     def _armTimer(self) -> None:
         """RFC 5321 4.5.3.2: a timeout for a command, another for data."""
+        self._armRate()
         session = self.session
         idle = (
             session is not None
@@ -321,6 +347,35 @@ class SMTPProtocol(Protocol):
             self._timer.reset(seconds)
         else:
             self._timer = self.factory.reactor.callLater(seconds, self._timedOut)
+
+    def _armRate(self) -> None:
+        """The data rate's window runs while message data comes in and we read."""
+        measuring = (
+            self._tx is not None
+            and not self._finishing
+            and not self._lost
+            and not self._pauses
+            and self.factory.minDataRate > 0
+        )
+        if not measuring:
+            if self._rateTimer is not None and self._rateTimer.active():
+                self._rateTimer.cancel()
+            self._rateTimer = None
+        elif self._rateTimer is None:
+            self._windowBytes = 0
+            self._rateTimer = self.factory.reactor.callLater(self.factory.rateWindow, self._windowEnded)
+
+    def _windowEnded(self) -> None:
+        self._rateTimer = None
+        if self.session is None or self._lost:
+            return
+        if self._windowBytes < self.factory.minDataRate * self.factory.rateWindow:
+            self._log.info("SMTP data from {peer} too slow: {count} bytes in {window:g} s",
+                           peer=self.peer, count=self._windowBytes, window=self.factory.rateWindow)
+            self.session.close(replies.TOO_SLOW)
+            self._pump()
+            return
+        self._armRate()
 
     def _timedOut(self) -> None:
         self._timer = None
@@ -353,6 +408,8 @@ class SMTPFactory(ServerFactory):
         dataTimeout: float,
         reactor: IReactorTime,
         metrics: Optional[Metrics] = None,
+        minDataRate: int = 0,
+        rateWindow: float = DATA_RATE_WINDOW,
     ) -> None:
         self.ingress = ingress
         self.hostname = hostname
@@ -364,12 +421,13 @@ class SMTPFactory(ServerFactory):
         self.maxConnectionsPerIP = maxConnectionsPerIP
         self.commandTimeout = commandTimeout
         self.dataTimeout = dataTimeout
+        self.minDataRate = minDataRate
+        self.rateWindow = rateWindow
         self.reactor = reactor
         self.metrics = metrics
         self.draining = False
         self.connections: set[SMTPProtocol] = set()
         self._perIP: Counter[str] = Counter()
-        self._busy: set[SMTPProtocol] = set()
         self._drainWaiters: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: Any) -> SMTPProtocol:
@@ -379,12 +437,25 @@ class SMTPFactory(ServerFactory):
         """
         Stop serving: idle connections get 421 4.3.2 now, the others
         after their message's final reply.  Fires when every connection
-        is closed, so each final reply has reached its client before the
-        process may exit.
+        is closed, so every reply written was flushed to its client (a
+        client that does not read is cut off after ``CLOSE_GRACE``).
         """
         self.draining = True
         for protocol in list(self.connections):
             protocol.shutdown()
+        return self._whenClosed()
+
+    def expire(self) -> "Deferred[None]":
+        """
+        The grace period is over: 421 4.3.2 to every connection, messages
+        in flight too.  Fires when every connection is closed.
+        """
+        self.draining = True
+        for protocol in list(self.connections):
+            protocol.expire()
+        return self._whenClosed()
+
+    def _whenClosed(self) -> "Deferred[None]":
         d: Deferred[None] = Deferred()
         self._drainWaiters.append(d)
         self._checkDrained()
@@ -426,15 +497,8 @@ class SMTPFactory(ServerFactory):
             self.metrics.sessionsActive.dec()
         self._checkDrained()
 
-    def _transactionStarted(self, protocol: SMTPProtocol) -> None:
-        self._busy.add(protocol)
-
-    def _transactionEnded(self, protocol: SMTPProtocol) -> None:
-        self._busy.discard(protocol)
-        self._checkDrained()
-
     def _checkDrained(self) -> None:
-        if self.draining and not self._busy and not self.connections:
+        if self.draining and not self.connections:
             waiters, self._drainWaiters = self._drainWaiters, []
             for d in waiters:
                 d.callback(None)

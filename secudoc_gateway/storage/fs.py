@@ -6,7 +6,8 @@ folder it will live in, flushed, fsynced and renamed into place, so a
 half-written object is never visible under its key and a crash leaves
 only temporary files (which no key can name: every key segment starts
 with a letter or digit).  ``rename`` within one folder is atomic on
-POSIX file systems.
+POSIX file systems.  ``removeLeftovers`` deletes those once they are
+older than any transaction can be (at start and by every purge).
 
 Reads are a streaming ``IPushProducer`` that reads one chunk per reactor
 turn (``callLater(0)``): a slow download pauses the reads instead of
@@ -327,7 +328,6 @@ class FilesystemStore:
         self._root = os.path.abspath(path)
         self._reactor = reactor
         self._chunkSize = chunkSize
-        self._folders: set[str] = set()  # made already: no mkdir per object
         try:
             os.makedirs(self._root, exist_ok=True)
         except OSError as e:
@@ -344,16 +344,12 @@ class FilesystemStore:
         return deferToThreadPool(self._reactor, pool, f)
 
     def writer(self, key: str) -> FileWriter:
-        """Start writing ``key``; raises ``StorageError`` when the folder cannot be written."""
-        path = self._path(key)
-        folder = os.path.dirname(path)
-        try:
-            if folder not in self._folders:
-                os.makedirs(folder, exist_ok=True)
-                self._folders.add(folder)
-            return FileWriter(key, path, self._blocking)
-        except OSError as e:
-            raise StorageError(f"object {key!r}: {e}") from e
+        """
+        Start writing ``key``.  Nothing touches the disk until the first
+        bytes do (its folder is made then, in the thread pool): a message
+        that ends up passed costs no file system work.
+        """
+        return FileWriter(key, self._path(key), self._blocking)
 
     def produce(self, key: str, consumer: IConsumer, offset: int = 0,
                 length: Optional[int] = None) -> Deferred[None]:
@@ -401,13 +397,38 @@ class FilesystemStore:
         while folder != self._root:
             try:
                 os.rmdir(folder)
-                self._folders.discard(folder)
             except OSError as e:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                     return fail(StorageError(f"folder {folder}: {e}"))
                 break
             folder = os.path.dirname(folder)
         return succeed(None)
+
+    def removeLeftovers(self, olderThan: float, now: float) -> Deferred[int]:
+        """
+        Delete temporary files last written more than ``olderThan``
+        seconds before ``now``: a live writer's file is younger (see
+        ``SMTPConfig.longestTransaction``), so these are a crash's.
+        """
+
+        def sweep() -> int:
+            removed = 0
+            for folder, _, names in os.walk(self._root):
+                for name in names:
+                    if not name.startswith(TEMPORARY_PREFIX):
+                        continue
+                    path = os.path.join(folder, name)
+                    try:
+                        if os.stat(path).st_mtime < now - olderThan:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue  # finished or removed meanwhile
+                    except OSError as e:
+                        raise StorageError(f"temporary object {path}: {e}") from e
+            return removed
+
+        return self._blocking(sweep)
 
     def check(self) -> Deferred[None]:
         """Fires when a file can be created in the store's folder (for /healthz)."""

@@ -444,10 +444,14 @@ class S3Store:
 
     def start(self) -> Deferred[int]:
         """Abort the multipart uploads a crash left behind; fires with how many."""
-        return ensureDeferred(self._abortStale())
+        return self.removeLeftovers(self._staleAfter, self._reactor.seconds())
 
-    async def _abortStale(self) -> int:
-        cutoff = datetime.datetime.fromtimestamp(self._reactor.seconds() - self._staleAfter, datetime.timezone.utc)
+    def removeLeftovers(self, olderThan: float, now: float) -> Deferred[int]:
+        """The multipart uploads started more than ``olderThan`` seconds before ``now``, aborted."""
+        return ensureDeferred(self._abortStale(now - olderThan))
+
+    async def _abortStale(self, before: float) -> int:
+        cutoff = datetime.datetime.fromtimestamp(before, datetime.timezone.utc)
         aborted = 0
         markers: list[tuple[str, str]] = []
         while True:
