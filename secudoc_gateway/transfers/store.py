@@ -1,6 +1,7 @@
 """
 The records behind the gateway: transfers and their files, the download
-audit trail, known users, and the messages already relayed (dedup).
+audit trail, known users (``users``), and the messages already relayed
+(``dedup``), all on one ``TransferStore``.
 
 Every method returns a Deferred and runs its statements in one
 transaction on the database's pool.  Times are Unix seconds from the
@@ -10,143 +11,29 @@ the pool (a ``task.Clock`` is not thread-safe).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Iterable, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
 
-from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.db import Database
+from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, INFLIGHT_TIMEOUT, DedupRecords
+from secudoc_gateway.transfers.records import (
+    FILE_COLUMNS,
+    TRANSFER_COLUMNS,
+    Download,
+    Transfer,
+    transferFromRow,
+)
+from secudoc_gateway.transfers.users import UserRecords
 
-# SPEC 4: a message relayed in the last 24 hours is not relayed again.
-DEDUP_WINDOW = 24 * 60 * 60
-# A claim left "inflight" this long belongs to a process that died (or a
-# relay that hung past every SMTP timeout, RFC 5321 4.5.3.2): the next
-# copy may relay.  Longer than the slowest relay we expect of a 150 MB
-# message, shorter than EXO's retry schedule gives up on.
-INFLIGHT_TIMEOUT = 15 * 60
 # A purge's claim on an expired transfer lapses after this long, so one
 # whose purge died is taken by the next (hourly) purge.
 PURGE_CLAIM_TIMEOUT = 30 * 60
 
-# Answers of ``TransferStore.claim``.
-NEW = "new"
-INFLIGHT = "inflight"
-DONE = "done"
 
-# How a user came to be known (``users.how``).
-USER_SOURCES = ("config", "welcome", "silent")
-
-_DEDUP_VERSION = "secudoc-dedup-1"
-
-
-@attrs.frozen
-class StoredFile:
-    """
-    One file of a transfer: ``n`` is its 0-based place in the message.
-    Its sealed stream is ``object_length`` bytes at ``object_offset`` in
-    the transfer's object ``object_key``, under the key HKDF derives for
-    ``key_index``.
-    """
-
-    n: int
-    name: str
-    content_type: str
-    size: int
-    sha256: str
-    object_key: str
-    object_offset: int
-    object_length: int
-    key_index: int
-
-
-def _files(files: Iterable[StoredFile]) -> tuple[StoredFile, ...]:
-    return tuple(files)
-
-
-def _strings(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(values)
-
-
-@attrs.frozen
-class Transfer:
-    """
-    One protected message's files (SPEC 7).  ``token_hash`` is the only
-    trace of the URL token; ``created`` and ``expires`` are Unix seconds.
-    """
-
-    id: str
-    token_hash: str
-    tenant: str
-    sender: str
-    recipients: tuple[str, ...] = attrs.field(converter=_strings)
-    subject: str
-    created: float
-    expires: float
-    files: tuple[StoredFile, ...] = attrs.field(default=(), converter=_files)
-    message_id: Optional[str] = None
-    sender_name: str = ""
-    sender_hash: Optional[str] = None
-    revoked: Optional[float] = None
-    purged: Optional[float] = None
-
-
-@attrs.frozen
-class Download:
-    """
-    One row of the audit trail (SPEC 8).  ``tenant`` and ``name`` are
-    copied from the transfer when recorded, so the row still says what
-    was downloaded after the transfer is purged.
-    """
-
-    id: int
-    transfer_id: str
-    n: int
-    tenant: Optional[str]
-    name: Optional[str]
-    at: float
-    client: Optional[str]
-    user_agent: Optional[str]
-    recipient: Optional[str] = None
-
-
-_FILE_COLUMNS = "n, name, content_type, size, sha256, object_key, object_offset, object_length, key_index"
-_TRANSFER_COLUMNS = (
-    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id,"
-    " sender_name, sender_hash, revoked, purged"
-)
-
-
-def _transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
-    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId,
-     senderName, senderHash, revoked, purged) = row
-    txn.execute(
-        f"SELECT {_FILE_COLUMNS} FROM files"
-        " WHERE transfer_id = ? ORDER BY n",
-        (id,),
-    )
-    files = tuple(StoredFile(*fileRow) for fileRow in txn.fetchall())
-    return Transfer(
-        id=id,
-        token_hash=tokenHash,
-        tenant=tenant,
-        sender=sender,
-        recipients=json.loads(recipients),
-        subject=subject,
-        created=created,
-        expires=expires,
-        files=files,
-        message_id=messageId,
-        sender_name=senderName,
-        sender_hash=senderHash,
-        revoked=revoked,
-        purged=purged,
-    )
-
-
-class TransferStore:
+class TransferStore(UserRecords, DedupRecords):
     """
     Transfers, users, downloads and dedup records on a ``Database``.
     ``clock`` (an ``IReactorTime``) gives the time of every record.
@@ -166,14 +53,12 @@ class TransferStore:
         self.dedupWindow = dedupWindow
         self.inflightTimeout = inflightTimeout
 
-    # Transfers
-
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
         """Store ``transfer`` and its files, all or nothing."""
 
         def create(txn: Any) -> None:
             txn.execute(
-                f"INSERT INTO transfers ({_TRANSFER_COLUMNS})"
+                f"INSERT INTO transfers ({TRANSFER_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     transfer.id,
@@ -192,7 +77,7 @@ class TransferStore:
                 ),
             )
             txn.executemany(
-                f"INSERT INTO files (transfer_id, {_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
             )
 
@@ -213,9 +98,9 @@ class TransferStore:
 
     def _lookup(self, column: str, value: str) -> Deferred[Optional[Transfer]]:
         def lookup(txn: Any) -> Optional[Transfer]:
-            txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE {column} = ?", (value,))
+            txn.execute(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {column} = ?", (value,))
             row = txn.fetchone()
-            return None if row is None else _transferFromRow(txn, row)
+            return None if row is None else transferFromRow(txn, row)
 
         return self._db.runReadTransaction(lookup)
 
@@ -271,12 +156,12 @@ class TransferStore:
 
         def expired(txn: Any) -> list[Transfer]:
             txn.execute(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+                f"SELECT {TRANSFER_COLUMNS} FROM transfers"
                 " WHERE (expires <= ? OR revoked IS NOT NULL) AND purged IS NULL"
                 " ORDER BY expires, id LIMIT ? OFFSET ?",
                 (now, limit, offset),
             )
-            return [_transferFromRow(txn, row) for row in txn.fetchall()]
+            return [transferFromRow(txn, row) for row in txn.fetchall()]
 
         return self._db.runReadTransaction(expired)
 
@@ -328,8 +213,8 @@ class TransferStore:
             claimed = []
             for id in ids:
                 txn.execute("UPDATE transfers SET purging = ? WHERE id = ?", (now, id))
-                txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (id,))
-                claimed.append(_transferFromRow(txn, txn.fetchone()))
+                txn.execute(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (id,))
+                claimed.append(transferFromRow(txn, txn.fetchone()))
             return claimed
 
         return self._db.runTransaction(claim)
@@ -359,9 +244,9 @@ class TransferStore:
         """The transfer with the public id ``transferId``, or ``None``."""
 
         def find(txn: Any) -> Optional[Transfer]:
-            txn.execute(f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (transferId,))
+            txn.execute(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id = ?", (transferId,))
             row = txn.fetchone()
-            return None if row is None else _transferFromRow(txn, row)
+            return None if row is None else transferFromRow(txn, row)
 
         return self._db.runReadTransaction(find)
 
@@ -383,11 +268,11 @@ class TransferStore:
 
         def find(txn: Any) -> list[Transfer]:
             txn.execute(
-                f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+                f"SELECT {TRANSFER_COLUMNS} FROM transfers"
                 f" WHERE {' AND '.join(where)} ORDER BY created DESC, id LIMIT ?",
                 (*params, limit),
             )
-            return [_transferFromRow(txn, row) for row in txn.fetchall()]
+            return [transferFromRow(txn, row) for row in txn.fetchall()]
 
         return self._db.runReadTransaction(find)
 
@@ -433,160 +318,4 @@ class TransferStore:
             f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id LIMIT ?",
             (*params, limit),
         )
-        d.addCallback(lambda rows: [Download(*row) for row in rows])
-        return d
-
-    # Users
-
-    def isKnownUser(self, tenant: str, address: str) -> Deferred[bool]:
-        """
-        Whether ``address`` is a stored user of ``tenant`` (the tenant
-        file's ``users`` patterns are the policy's to check).
-        """
-        d = self._db.runQuery(
-            "SELECT 1 FROM users WHERE tenant = ? AND address = ?",
-            (tenant, addressKey(address)),
-        )
-        d.addCallback(bool)
-        return d
-
-    def createUser(self, tenant: str, address: str, how: str) -> Deferred[bool]:
-        """
-        Make ``address`` a known user of ``tenant``; ``how`` is one of
-        ``USER_SOURCES``.  Fires with ``True`` only when the user is new,
-        so a welcome mail goes out once even when two messages race.
-        """
-        if how not in USER_SOURCES:
-            raise ValueError(f"how must be one of {USER_SOURCES}, not {how!r}")
-        now = self._clock.seconds()
-
-        def create(txn: Any) -> bool:
-            txn.execute(
-                "INSERT INTO users (tenant, address, created, how) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (tenant, address) DO NOTHING",
-                (tenant, addressKey(address), now, how),
-            )
-            return bool(txn.rowcount == 1)
-
-        return self._db.runTransaction(create)
-
-    # Dedup (SPEC 4)
-
-    @staticmethod
-    def dedupKey(
-        tenant: str, messageId: str, sender: str, recipients: Iterable[str], leg: str
-    ) -> str:
-        """
-        The record key of one relay leg of one message: a SHA-256 over
-        the tenant, the message id (EXO's network message id, else the
-        ``Message-ID``, exactly as given), the normalised sender and the
-        set of normalised envelope recipients (order and repeats do not
-        matter), and the leg ("protected", "internal", ...).  JSON keeps
-        the fields apart whatever they contain.  A message without an id
-        is never a duplicate: there is no key for it.
-        """
-        messageId = messageId.strip()
-        if not messageId:
-            raise ValueError("a message without an id has no dedup key")
-        canonical = json.dumps(
-            [
-                _DEDUP_VERSION,
-                tenant,
-                messageId,
-                addressKey(sender),
-                sorted({addressKey(r) for r in recipients}),
-                leg,
-            ],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-    def claim(self, key: str, tenant: str = "") -> Deferred[str]:
-        """
-        Before relaying the leg ``key``.  Fires with:
-
-        - ``NEW``: relay it; the record now says "inflight".  Also when
-          the last record is a "done" older than the dedup window or an
-          "inflight" older than ``inflightTimeout`` (its process died).
-        - ``DONE``: relayed within the window: answer 250, relay nothing.
-        - ``INFLIGHT``: another copy is being relayed now: answer 451,
-          EXO retries later.
-
-        One transaction that locks the record it reads, so of two copies
-        arriving together, on one node or two, exactly one gets ``NEW``.
-        """
-        now = self._clock.seconds()
-
-        def claim(txn: Any) -> str:
-            # The insert either makes the record or waits for the
-            # transaction that is making it (PostgreSQL) and then does
-            # nothing; the SELECT then holds the row until commit, so of
-            # two copies on two nodes exactly one gets NEW.
-            txn.execute(
-                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
-                " VALUES (?, ?, 'inflight', ?, ?) ON CONFLICT (dedup_key) DO NOTHING",
-                (key, tenant, now, now),
-            )
-            if txn.rowcount == 1:
-                return NEW
-            txn.execute(
-                "SELECT state, updated FROM relayed WHERE dedup_key = ?"
-                + txn.dialect.forUpdate,
-                (key,),
-            )
-            row = txn.fetchone()
-            if row is not None:
-                state, updated = row
-                age = now - updated
-                if state == DONE and age < self.dedupWindow:
-                    return DONE
-                if state == INFLIGHT and age < self.inflightTimeout:
-                    return INFLIGHT
-            # Stale, or released since the insert above: take it over.
-            txn.execute(
-                "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
-                " VALUES (?, ?, 'inflight', ?, ?)"
-                " ON CONFLICT (dedup_key) DO UPDATE SET tenant = excluded.tenant,"
-                " state = 'inflight', created = excluded.created, updated = excluded.updated",
-                (key, tenant, now, now),
-            )
-            return NEW
-
-        return self._db.runTransaction(claim)
-
-    def markDone(self, key: str, tenant: str = "") -> Deferred[None]:
-        """
-        The relay target accepted the leg ``key``: copies arriving within
-        the window get 250.  Works without a prior claim too.
-        """
-        now = self._clock.seconds()
-        return self._db.runOperation(
-            "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
-            " VALUES (?, ?, 'done', ?, ?)"
-            " ON CONFLICT (dedup_key) DO UPDATE SET state = 'done', updated = excluded.updated",
-            (key, tenant, now, now),
-        )
-
-    def release(self, key: str) -> Deferred[None]:
-        """
-        The relay of ``key`` failed: forget the claim so EXO's retry
-        relays.  A "done" record is kept.
-        """
-        return self._db.runOperation(
-            "DELETE FROM relayed WHERE dedup_key = ? AND state = 'inflight'", (key,)
-        )
-
-    def purgeDedup(self, now: Optional[float] = None) -> Deferred[int]:
-        """
-        Delete the records no claim would honour any more (last changed
-        a dedup window ago or earlier).  Fires with how many went.
-        """
-        if now is None:
-            now = self._clock.seconds()
-
-        def purge(txn: Any) -> int:
-            txn.execute("DELETE FROM relayed WHERE updated <= ?", (now - self.dedupWindow,))
-            return int(txn.rowcount)
-
-        return self._db.runTransaction(purge)
+        return d.addCallback(lambda rows: [Download(*row) for row in rows])

@@ -1,0 +1,273 @@
+"""
+The tenant files: one TOML file per tenant, each read into a ``Tenant``,
+and the folder of them checked as a whole (ids, domains and Microsoft
+tenant ids claimed once).  Read at start with the main file and again
+on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import os
+import re
+from typing import Optional, Sequence
+
+from secudoc_gateway.addresses import IPNetwork, configDomain
+from secudoc_gateway.config.reader import CONTROL, Table, checkPEM, readTOML, resolve
+from secudoc_gateway.config.values import (
+    AUTO_CREATE_USERS,
+    CONTENT_MODES,
+    EXCHANGE_ONLINE,
+    EXCHANGE_ONLINE_NETWORKS,
+    LANGUAGES,
+    LOGO_TYPES,
+    MODES,
+    ON_ERROR,
+    RECIPIENT_VERIFICATION,
+    UNKNOWN_SENDER,
+    Config,
+    Tenant,
+)
+from secudoc_gateway.errors import ConfigError
+from secudoc_gateway.targets import MAILDIR_PREFIX, MaildirTarget, parseRelayTarget
+
+# RFC 5322 3.6.8: field-name = 1*ftext; ftext = %d33-57 / %d59-126
+_FIELD_NAME = re.compile(r"[!-9;-~]+\Z")
+_GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+# Characters no unquoted RFC 5321 local part holds (4.1.2), plus
+# whitespace and controls; quoted local parts are not supported here.
+_BAD_LOCAL = re.compile(r'[\x00-\x20\x7f()<>\[\]\\,;:"@]')
+
+
+def _pattern(value: str, allowWildcards: bool) -> Optional[str]:
+    """
+    An address or pattern (``name@*``, ``*@domain``, ``name@domain``)
+    with its domain in normalised form, or ``None`` if it has no such
+    shape.
+    """
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        return None
+    if local == "*" and domain == "*":
+        return None
+    if local == "*" or domain == "*":
+        if not allowWildcards:
+            return None
+    if local != "*" and ("*" in local or _BAD_LOCAL.search(local)):
+        return None
+    if domain == "*":
+        return value
+    try:
+        domain = configDomain(domain)
+    except ValueError:
+        return None
+    return f"{local}@{domain}"
+
+
+def _patterns(table: Table, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+    out = []
+    for value in table.strings(key, default):
+        normal = _pattern(value, allowWildcards=True)
+        if normal is None:
+            table.problem(key, f'"{value}" is not an address, "name@*" or "*@domain"')
+        else:
+            out.append(normal)
+    return tuple(out)
+
+
+def _domains(table: Table) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in table.strings("domains", required=True, nonEmpty=True):
+        try:
+            domain = configDomain(value)
+        except ValueError as e:
+            table.problem("domains", f'"{value}" is not a valid domain: {e}')
+            continue
+        if domain not in out:
+            out.append(domain)
+    return tuple(out)
+
+
+def _sources(table: Table) -> tuple[tuple[str, ...], tuple[IPNetwork, ...], bool]:
+    sources = table.strings("allowed_sources", ("127.0.0.0/8",))
+    networks: list[IPNetwork] = []
+    exchangeOnline = False
+    for value in sources:
+        if value == EXCHANGE_ONLINE:
+            exchangeOnline = True
+            networks.extend(EXCHANGE_ONLINE_NETWORKS)
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value))
+        except ValueError as e:
+            table.problem("allowed_sources", f'"{value}" is not a CIDR or "{EXCHANGE_ONLINE}": {e}')
+    return sources, tuple(dict.fromkeys(networks)), exchangeOnline
+
+
+def _relay(table: Table, base: str) -> str:
+    relay = table.string("relay", required=True, nonEmpty=True)
+    if not relay:
+        return relay
+    try:
+        target = parseRelayTarget(relay)
+    except ValueError as e:
+        table.problem("relay", str(e))
+        return relay
+    if isinstance(target, MaildirTarget):
+        return MAILDIR_PREFIX + resolve(base, target.path)
+    return relay
+
+
+def _requiredHeader(table: Table) -> str:
+    value = table.string("required_header")
+    if not value:
+        return value
+    name, colon, rest = value.partition(":")
+    if not _FIELD_NAME.match(name) or CONTROL.search(rest.replace("\t", " ")):
+        table.problem("required_header", f'must be "Name" or "Name: value", not "{value}"')
+    return value
+
+
+def _line(table: Table, key: str) -> str:
+    """A text shown to recipients (banner, pages): one line, no control characters."""
+    value = table.string(key)
+    if CONTROL.search(value.replace("\t", " ")):
+        table.problem(key, "must be one line without control characters")
+    return value
+
+
+def _file(table: Table, key: str, base: str, needKey: bool) -> str:
+    value = table.string(key)
+    if not value:
+        return value
+    path = resolve(base, value)
+    checkPEM(table, key, path, needKey=needKey)
+    return path
+
+
+def _logo(table: Table, base: str) -> str:
+    """A PNG or SVG file the tenant's pages show, checked now so a page never breaks."""
+    value = table.string("logo")
+    if not value:
+        return value
+    path = resolve(base, value)
+    if os.path.splitext(path)[1].lower() not in LOGO_TYPES:
+        table.problem("logo", f"must be a .png or .svg file, not {path}")
+    elif not os.path.isfile(path) or not os.access(path, os.R_OK):
+        table.problem("logo", f"cannot read {path}")
+    return path
+
+
+def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
+    """One tenant file; problems are appended, ``None`` if unreadable."""
+    data = readTOML(file, problems)
+    if data is None:
+        return None
+    t = Table(file, "", data, problems)
+    tenantId = t.string("id", required=True, nonEmpty=True)
+    if tenantId and not _TENANT_ID.match(tenantId):
+        t.problem("id", f'must be letters, digits, ".", "_" or "-", not "{tenantId}"')
+    domains = _domains(t)
+    microsoftId = t.string("microsoft_tenant_id")
+    if microsoftId and not _GUID.match(microsoftId):
+        t.problem("microsoft_tenant_id", f'must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not "{microsoftId}"')
+    sources, networks, exchangeOnline = _sources(t)
+    if exchangeOnline and not microsoftId:
+        t.problem("microsoft_tenant_id", f'required when allowed_sources has "{EXCHANGE_ONLINE}"')
+    relay = _relay(t, base)
+    facilitySender = t.string("facility_sender", required=True, nonEmpty=True)
+    if facilitySender and _pattern(facilitySender, allowWildcards=False) is None:
+        t.problem("facility_sender", f'must be an address, not "{facilitySender}"')
+    disclaimer, organisation, helpContact = (_line(t, key) for key in ("disclaimer", "organisation", "help_contact"))
+    tenant = Tenant(
+        id=tenantId,
+        domains=domains,
+        relay=relay,
+        facility_sender=facilitySender,
+        microsoft_tenant_id=microsoftId,
+        allowed_sources=sources,
+        relay_tls_certificate=_file(t, "relay_tls_certificate", base, needKey=True),
+        relay_require_tls=t.boolean("relay_require_tls", True),
+        relay_ca_file=_file(t, "relay_ca_file", base, needKey=False),
+        mode=t.choice("mode", "opt-out", MODES),
+        min_attachment_size=t.integer("min_attachment_size", 1024, minimum=0),
+        exclude_senders=_patterns(t, "exclude_senders"),
+        exclude_recipients=_patterns(t, "exclude_recipients"),
+        required_header=_requiredHeader(t),
+        content_mode=t.choice("content_mode", "link", CONTENT_MODES),
+        confirmation_mail=t.boolean("confirmation_mail", False),
+        users=_patterns(t, "users"),
+        auto_create_users=t.choice("auto_create_users", "no", AUTO_CREATE_USERS),
+        unknown_sender=t.choice("unknown_sender", "pass", UNKNOWN_SENDER),
+        disclaimer=disclaimer,
+        link_expiry_days=t.integer("link_expiry_days", 14, minimum=1),
+        language=t.choice("language", "nl", LANGUAGES),
+        on_error=t.choice("on_error", "tempfail", ON_ERROR),
+        organisation=organisation,
+        help_contact=helpContact,
+        logo=_logo(t, base),
+        recipient_verification=t.choice("recipient_verification", "none", RECIPIENT_VERIFICATION),
+        download_notification=t.boolean("download_notification", False),
+        networks=networks,
+        exchange_online=exchangeOnline,
+        source=file,
+    )
+    t.finish()
+    return tenant
+
+
+def loadTenants(folder: str, base: str) -> tuple[tuple[Tenant, ...], list[str]]:
+    """
+    Every ``*.toml`` in ``folder`` (sorted by name), relative paths in
+    them against ``base`` (the main file's folder), checked against each
+    other: unique ids, no domain or Microsoft tenant id claimed twice.
+    Returns the tenants and the problems; use the tenants only when
+    there are no problems.  SIGHUP reloads call this (or
+    ``reloadTenants``) and replace the registry as a whole.
+    """
+    problems: list[str] = []
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), "*.toml")))
+    tenants: list[Tenant] = []
+    ids: dict[str, str] = {}
+    domains: dict[str, str] = {}
+    microsoftIds: dict[str, str] = {}
+    for file in files:
+        tenant = loadTenant(file, base, problems)
+        if tenant is None:
+            continue
+        if tenant.id:
+            if tenant.id in ids:
+                problems.append(f"{file}: id: \"{tenant.id}\" is already the id of {ids[tenant.id]}")
+            else:
+                ids[tenant.id] = file
+        for domain in tenant.domains:
+            if domain in domains:
+                problems.append(f"{file}: domains: \"{domain}\" is already claimed by {domains[domain]}")
+            else:
+                domains[domain] = file
+        guid = tenant.microsoft_tenant_id.lower()
+        if guid:
+            if guid in microsoftIds:
+                problems.append(
+                    f"{file}: microsoft_tenant_id: \"{tenant.microsoft_tenant_id}\" is already "
+                    f"used by {microsoftIds[guid]}"
+                )
+            else:
+                microsoftIds[guid] = file
+        tenants.append(tenant)
+    return tuple(tenants), problems
+
+
+def reloadTenants(config: Config) -> tuple[Tenant, ...]:
+    """Read the tenant files of a loaded ``config`` again (SIGHUP)."""
+    problems: list[str] = []
+    if not os.path.isdir(config.tenants_path):
+        problems.append(f"{config.path}: tenants.path: {config.tenants_path} is not a folder")
+        raise ConfigError(problems)
+    tenants, problems = loadTenants(config.tenants_path, os.path.dirname(config.path))
+    if problems:
+        raise ConfigError(problems)
+    return tenants
+

@@ -1,0 +1,115 @@
+"""
+The values of the records: a transfer, its files and its downloads, and
+how a transfer is read from its rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+import attrs
+
+
+@attrs.frozen
+class StoredFile:
+    """
+    One file of a transfer: ``n`` is its 0-based place in the message.
+    Its sealed stream is ``object_length`` bytes at ``object_offset`` in
+    the transfer's object ``object_key``, under the key HKDF derives for
+    ``key_index``.
+    """
+
+    n: int
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    object_key: str
+    object_offset: int
+    object_length: int
+    key_index: int
+
+
+def _files(files: Iterable[StoredFile]) -> tuple[StoredFile, ...]:
+    return tuple(files)
+
+
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
+@attrs.frozen
+class Transfer:
+    """
+    One protected message's files (SPEC 7).  ``token_hash`` is the only
+    trace of the URL token; ``created`` and ``expires`` are Unix seconds.
+    """
+
+    id: str
+    token_hash: str
+    tenant: str
+    sender: str
+    recipients: tuple[str, ...] = attrs.field(converter=_strings)
+    subject: str
+    created: float
+    expires: float
+    files: tuple[StoredFile, ...] = attrs.field(default=(), converter=_files)
+    message_id: Optional[str] = None
+    sender_name: str = ""
+    sender_hash: Optional[str] = None
+    revoked: Optional[float] = None
+    purged: Optional[float] = None
+
+
+@attrs.frozen
+class Download:
+    """
+    One row of the audit trail (SPEC 8).  ``tenant`` and ``name`` are
+    copied from the transfer when recorded, so the row still says what
+    was downloaded after the transfer is purged.
+    """
+
+    id: int
+    transfer_id: str
+    n: int
+    tenant: Optional[str]
+    name: Optional[str]
+    at: float
+    client: Optional[str]
+    user_agent: Optional[str]
+    recipient: Optional[str] = None
+
+
+FILE_COLUMNS = "n, name, content_type, size, sha256, object_key, object_offset, object_length, key_index"
+TRANSFER_COLUMNS = (
+    "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id,"
+    " sender_name, sender_hash, revoked, purged"
+)
+
+
+def transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
+    (id, tokenHash, tenant, sender, recipients, subject, created, expires, messageId,
+     senderName, senderHash, revoked, purged) = row
+    txn.execute(
+        f"SELECT {FILE_COLUMNS} FROM files"
+        " WHERE transfer_id = ? ORDER BY n",
+        (id,),
+    )
+    files = tuple(StoredFile(*fileRow) for fileRow in txn.fetchall())
+    return Transfer(
+        id=id,
+        token_hash=tokenHash,
+        tenant=tenant,
+        sender=sender,
+        recipients=json.loads(recipients),
+        subject=subject,
+        created=created,
+        expires=expires,
+        files=files,
+        message_id=messageId,
+        sender_name=senderName,
+        sender_hash=senderHash,
+        revoked=revoked,
+        purged=purged,
+    )
