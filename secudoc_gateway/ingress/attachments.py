@@ -24,7 +24,7 @@ bytes go through a ``TnefReader``, and each file inside becomes a
 candidate of its own (same path, its own slot and name), stored as its
 bytes arrive.  When the reader could not decode everything, the part is
 also stored as it is, copied from the spool, which always keeps a TNEF
-body (``leaving`` is never true for it).
+body (its bytes are never ``leaving``).
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, or while an attached message is copied from the
@@ -170,16 +170,27 @@ class Extractor:
         elif contentType == "text/html":
             self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
 
-    def bodyData(self, event: BodyData) -> None:
+    def bodyData(self, event: BodyData, minimum: Optional[int] = None) -> bool:
+        """
+        Feed a part's bytes on.  True when they are an attachment's that
+        cannot stay, as far as was known before them: past ``minimum``
+        (the size that makes a message protected; never without one),
+        and no HTML body can show it by cid:.
+        """
         candidate = self.sinks.get(event.path)
         if candidate is not None:
+            headers = candidate.headers
+            leaving = minimum is not None and candidate.sink.size >= minimum and (
+                headers.disposition == "attachment" or headers.contentId is None)
             self._wrote(candidate.sink.feed(event.data))
-        elif event.path in self.tnefs:
+            return leaving
+        if event.path in self.tnefs:
             tnef = self.tnefs[event.path]
             self._unpacked(tnef, tnef.reader.feed(tnef.decoder.feed(event.data)))
         elif event.path in self.scanners:
             decoder, scanner = self.scanners[event.path]
             scanner.feed(decoder.feed(event.data))
+        return False
 
     def partEnd(self, event: PartEnd) -> None:
         scanner = self.scanners.pop(event.path, None)
@@ -273,18 +284,6 @@ class Extractor:
         return finished.addCallbacks(stored, self._failed)
 
     # -- state ---------------------------------------------------------------
-
-    def leaving(self, path: Path, minimum: int) -> bool:
-        """
-        The part is an attachment that cannot stay: past the size that
-        makes a message protected, and no HTML body can show it by cid:.
-        """
-        candidate = self.sinks.get(path)
-        if candidate is None:
-            return False
-        headers = candidate.headers
-        return candidate.sink.size >= minimum and (
-            headers.disposition == "attachment" or headers.contentId is None)
 
     def stop(self) -> None:
         """No protection after all: abort open sinks."""

@@ -144,46 +144,31 @@ class Transaction(Legs):
             self.spool.write(data)
             return
         start = self.spool.size
-        events = self.parser.feed(data)
-        self._spool(data, start, events)
-        self._events(events)
-
-    def _spool(self, data: bytes, start: int, events: list) -> None:
-        """
-        Keep the message in the spool, except the bodies of attachments
-        that are surely leaving: once a message is bound to be protected
-        and nobody gets the original, those bytes are never read again,
-        and not writing them is a third of a big attachment's cost.
-        """
-        if not self.sparse or not self.spool.onDisk:
-            self.spool.write(data)
-            return
-        at = start
-        end = start + len(data)
-        minimum = self.tenant.min_attachment_size
-        for event in events:
-            if not isinstance(event, BodyData) or event.offset + len(event.data) <= at:
-                continue
-            if not self.extractor.leaving(event.path, minimum):
-                continue
-            skipFrom = max(event.offset, at)
-            skipTo = min(event.offset + len(event.data), end)
-            if skipFrom >= skipTo:
-                continue
-            self.spool.write(data[at - start: skipFrom - start])
-            self.spool.skip(skipTo - skipFrom)
-            self.skipped = True
-            at = skipTo
+        at = self._events(self.parser.feed(data), data, start)
         self.spool.write(data[at - start:])
 
-    def _events(self, events: list) -> None:
+    def _events(self, events: list, data: bytes, start: int) -> int:
+        """
+        One pass over a chunk's events: each goes once to the structure
+        and the extractor, and the chunk (``data``, at ``start`` in the
+        message) into the spool on the way, up to where the spool is
+        read next (a part's end: an attached message is copied from the
+        spool then).  Left out are the bodies of attachments that are
+        surely leaving: once a message is bound to be protected and
+        nobody gets the original, those bytes are never read again, and
+        not writing them is a third of a big attachment's cost.  Returns
+        how far the spool got; the caller writes the rest.
+        """
         extractor = self.extractor
+        minimum = self.tenant.min_attachment_size if self.sparse and self.spool.onDisk else None
+        at = start
         for event in events:
             if isinstance(event, PartStart) and not self._reserve(partMemory(event)):
-                return
+                break
             self.structure.add(event)
             if isinstance(event, BodyData):
-                extractor.bodyData(event)
+                if extractor.bodyData(event, minimum):
+                    at = self._skip(data, start, at, event)
             elif isinstance(event, PartStart):
                 if event.path == ():
                     self._topHeaders(event)
@@ -192,10 +177,26 @@ class Transaction(Legs):
                     # Rule 6: the message will pass as it is.
                     self._stopExtracting()
             elif isinstance(event, PartEnd):
+                end = min(event.bodyEnd, start + len(data))
+                if end > at:
+                    self.spool.write(data[at - start:end - start])
+                    at = end
                 extractor.partEnd(event)
             elif isinstance(event, Defect) and event.fatal:
                 self.defect = event
                 self._stopExtracting()
+        return at
+
+    def _skip(self, data: bytes, start: int, at: int, event: BodyData) -> int:
+        """Spool the chunk up to ``event``'s bytes and leave those out; where the spool got."""
+        skipFrom = max(event.offset, at)
+        skipTo = min(event.offset + len(event.data), start + len(data))
+        if skipFrom >= skipTo:
+            return at
+        self.spool.write(data[at - start:skipFrom - start])
+        self.spool.skip(skipTo - skipFrom)
+        self.skipped = True
+        return skipTo
 
     def _reserve(self, cost: int) -> bool:
         """Count a part's state in the memory budget; past it, stop parsing (452 at the end)."""
@@ -231,7 +232,7 @@ class Transaction(Legs):
         sender = policy.effectiveSender(self.envelope.sender, facts)
         self.configuredUser = policy.isConfiguredUser(self.tenant, sender)
         original, _ = policy.splitRecipients(self.tenant, self.envelope.recipients)
-        # Only then is a big attachment certain to leave (see _spool).
+        # Only then is a big attachment certain to leave (see _events).
         self.sparse = (self.extractor.active and self.configuredUser and not original
                        and self.tenant.on_error == "tempfail")
 
@@ -262,7 +263,7 @@ class Transaction(Legs):
 
     async def _finish(self) -> Reply:
         if self.parsing:
-            self._events(self.parser.close())
+            self._events(self.parser.close(), b"", self.spool.size)
         if self.overBudget:
             self.log.warn("{queueId}: the memory budget is used up, tempfailed", queueId=self.queueId)
             self.extractor.discard()
