@@ -1,5 +1,7 @@
 """
-One message, from the first byte of its data to the final reply.
+One message, from the first byte of its data to the final reply: the
+one owner of a message's state (spool, parser, structure, extractor),
+so nothing else holds its bytes and a reload never reaches it.
 
 Theory of operation
 -------------------
