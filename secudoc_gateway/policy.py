@@ -4,7 +4,7 @@ The per-tenant policy: SPEC section 5's rule table as pure functions.
 Theory of operation
 -------------------
 
-The pipeline asks twice.  When the top-level header block is complete
+The transaction asks twice.  When the top-level header block is complete
 it builds a `HeaderFacts` (`headerFacts`) and calls `earlyDecision`,
 which walks rules 1-7 in table order and returns the first rule that
 decides, or ``None`` when the message goes on to its content.  Only
@@ -19,7 +19,7 @@ Recipients inside the tenant's domains or matching
 the split decides who gets which copy: a protected message carries both
 lists, and when no recipient is left to protect the whole message
 passes with ``reason=internal-recipient``.  That check follows rules
-1-7 and comes before rule 8, so the pipeline knows at the headers
+1-7 and comes before rule 8, so the transaction knows at the headers
 already that it need not store any attachment.
 
 Address patterns (``exclude_senders``, ``exclude_recipients``,

@@ -215,7 +215,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     from secudoc_gateway.access import AccessStore
     from secudoc_gateway.db import Database
-    from secudoc_gateway.pipeline import Gateway
+    from secudoc_gateway.ingress.gateway import Gateway
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.protocol import SMTPFactory
     from secudoc_gateway.spool import MemoryBudget

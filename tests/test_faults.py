@@ -78,7 +78,7 @@ class ReviewTestCase(TestCase):
 
 
 class NullSenderForeignSource(ReviewTestCase):
-    """pipeline.py _finish: a TENANT_MISMATCH by source never discards what was stored."""
+    """ingress/transaction.py _finish: a TENANT_MISMATCH by source never discards what was stored."""
 
     @asyncTest
     async def test_refusedMessageLeavesNoObjects(self) -> None:
@@ -100,7 +100,7 @@ class NullSenderForeignSource(ReviewTestCase):
 
 class ExtraLegDatabaseFault(ReviewTestCase):
     """
-    pipeline.py _relay/_protect: a database error at the claim of an
+    ingress/legs.py _relay, transaction.py _protect: a database error at the claim of an
     extra leg (confirmation) after the protected leg was relayed deletes
     the relayed message's transfer and answers 451.
     """
@@ -185,7 +185,7 @@ class DownloadOfMissingObject(ReviewTestCase):
 
 
 class AttachedMessageMemory(ReviewTestCase):
-    """extract.py partEnd: an attached message is copied to the store in one reactor turn."""
+    """ingress/attachments.py partEnd: an attached message is copied to the store in one reactor turn."""
 
     async def peak(self, attachedMessage: bool) -> int:
         await self.start([DEMO_TENANT])

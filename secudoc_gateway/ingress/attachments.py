@@ -1,5 +1,7 @@
 """
-Attachments on their way into storage while the message streams in.
+The extractor: follows the parser's events and sends each attachment
+into storage while the message streams in, so a protected message's
+files are stored by the time its last byte arrives.
 
 Theory of operation
 -------------------
@@ -22,7 +24,7 @@ bytes go through a ``TnefReader``, and each file inside becomes a
 candidate of its own (same path, its own slot and name), stored as its
 bytes arrive.  When the reader could not decode everything, the part is
 also stored as it is, copied from the spool, which always keeps a TNEF
-body (``leaving`` is never true for it).
+body (its bytes are never ``leaving``).
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, or while an attached message is copied from the
@@ -31,7 +33,6 @@ spool, the SMTP client is paused.
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 from typing import Any, Optional
 
@@ -42,8 +43,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from secudoc_gateway import crypto
-from secudoc_gateway.crypto import Encryptor
 from secudoc_gateway.errors import StorageError
+from secudoc_gateway.ingress.sink import AttachmentSink
 from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
@@ -60,59 +61,6 @@ MAX_PENDING_WRITES = 4
 """Store writes not yet acknowledged before the client is paused."""
 
 Path = tuple[int, ...]
-
-
-class AttachmentSink:
-    """
-    One attachment: decode, hash, encrypt, append to the transfer's
-    object.  ``feed`` returns the store's Deferred for the bytes it
-    wrote (``None`` when nothing was written yet), so the caller can
-    pause the client while the store lags.  ``offset`` and ``length``
-    say where in the object the file's sealed stream lies.
-    """
-
-    def __init__(self, target: TransferObject, fileKey: bytes, decoder: AnyDecoder,
-                 exclusive: bool = False) -> None:
-        self._target = target
-        self._exclusive = exclusive  # fed from inside the target's exclusive work
-        self._decoder = decoder
-        self._hash = hashlib.sha256()
-        self._encryptor = Encryptor(fileKey)
-        self.size = 0
-        self.offset: Optional[int] = None
-        self.length = 0
-
-    def feed(self, raw: bytes) -> Optional[Deferred]:
-        return self._plain(self._decoder.feed(raw))
-
-    def _plain(self, plain: bytes) -> Optional[Deferred]:
-        if not plain:
-            return None
-        self._hash.update(plain)
-        self.size += len(plain)
-        sealed = self._encryptor.feed(plain)
-        return self._inTurn(sealed) if sealed else None
-
-    def _inTurn(self, sealed: bytes) -> Deferred:
-        if self._exclusive:
-            return self.append(sealed)
-        return self._target.run(lambda: self.append(sealed))
-
-    def append(self, sealed: bytes) -> Deferred:
-        """Put sealed bytes at the end of the object (when it is this file's turn)."""
-        if self.offset is None:
-            self.offset = self._target.size
-        self.length += len(sealed)
-        return self._target.append(sealed)
-
-    def finish(self) -> Deferred:
-        """Fires when the last bytes were handed to the store."""
-        self._plain(self._decoder.close())
-        return self._inTurn(self._encryptor.finish())
-
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
 
 
 class _Stopped(StorageError):
@@ -222,16 +170,27 @@ class Extractor:
         elif contentType == "text/html":
             self.scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
 
-    def bodyData(self, event: BodyData) -> None:
+    def bodyData(self, event: BodyData, minimum: Optional[int] = None) -> bool:
+        """
+        Feed a part's bytes on.  True when they are an attachment's that
+        cannot stay, as far as was known before them: past ``minimum``
+        (the size that makes a message protected; never without one),
+        and no HTML body can show it by cid:.
+        """
         candidate = self.sinks.get(event.path)
         if candidate is not None:
+            headers = candidate.headers
+            leaving = minimum is not None and candidate.sink.size >= minimum and (
+                headers.disposition == "attachment" or headers.contentId is None)
             self._wrote(candidate.sink.feed(event.data))
-        elif event.path in self.tnefs:
+            return leaving
+        if event.path in self.tnefs:
             tnef = self.tnefs[event.path]
             self._unpacked(tnef, tnef.reader.feed(tnef.decoder.feed(event.data)))
         elif event.path in self.scanners:
             decoder, scanner = self.scanners[event.path]
             scanner.feed(decoder.feed(event.data))
+        return False
 
     def partEnd(self, event: PartEnd) -> None:
         scanner = self.scanners.pop(event.path, None)
@@ -325,18 +284,6 @@ class Extractor:
         return finished.addCallbacks(stored, self._failed)
 
     # -- state ---------------------------------------------------------------
-
-    def leaving(self, path: Path, minimum: int) -> bool:
-        """
-        The part is an attachment that cannot stay: past the size that
-        makes a message protected, and no HTML body can show it by cid:.
-        """
-        candidate = self.sinks.get(path)
-        if candidate is None:
-            return False
-        headers = candidate.headers
-        return candidate.sink.size >= minimum and (
-            headers.disposition == "attachment" or headers.contentId is None)
 
     def stop(self) -> None:
         """No protection after all: abort open sinks."""

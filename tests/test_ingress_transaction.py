@@ -7,10 +7,11 @@ against real servers in test_service, test_protection and test_corpus.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 from prometheus_client import CollectorRegistry
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -18,8 +19,8 @@ from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IObjectStore, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.extract import MAX_PENDING_WRITES
-from secudoc_gateway.pipeline import Gateway
+from secudoc_gateway.ingress.attachments import MAX_PENDING_WRITES
+from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway import replies
 from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.testing import MemoryStore, writeConfig
@@ -83,6 +84,35 @@ class TransactionTests(TestCase):
         for d in held:
             d.callback(None)
         self.assertEqual(producer.resumed, 1)
+        tx.abort()
+
+    def test_leavingAttachmentLeftOutOfTheSpool(self) -> None:
+        """
+        A message bound to be protected: a big attachment's body is left
+        out of the spool, every other byte is kept, and an attached
+        message that ends in the same chunk is copied from the spool
+        byte-exact (the spool is written up to a part's end before the
+        extractor sees the end).
+        """
+        store = MemoryStore()
+        gateway = self.gateway(store)
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        inner = b"From: carol@example.test\r\nSubject: inner\r\n\r\nhello"
+        message = bigAttachmentMessage(2_000_000).removesuffix(b"--b--\r\n") + (
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n")
+        for at in range(0, len(message), 65536):
+            tx.write(message[at:at + 65536])
+        self.assertTrue(tx.skipped)
+        pdf, attached = tx.structure[(1,)], tx.structure[(2,)]
+        spooled = tx.spool.readBytes(0, tx.spool.size)
+        self.assertEqual(len(spooled), len(message))
+        self.assertEqual(spooled[:pdf.bodyStart + 65536], message[:pdf.bodyStart + 65536])
+        self.assertNotEqual(spooled[pdf.bodyStart:pdf.bodyEnd], message[pdf.bodyStart:pdf.bodyEnd])
+        self.assertEqual(spooled[pdf.bodyEnd:], message[pdf.bodyEnd:])
+        self.assertEqual(message[attached.bodyStart:attached.bodyEnd], inner)
+        files = self.successResultOf(defer.ensureDeferred(tx.extractor.attachments()))
+        self.assertEqual([c.path for c in files], [(1,), (2,)])
+        self.assertEqual(files[1].sha256, hashlib.sha256(inner).hexdigest())
         tx.abort()
 
     def test_mimeLimitRefused(self) -> None:

@@ -19,12 +19,12 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.pipeline import Gateway
+from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway import replies
 from secudoc_gateway.tenants import TenantRegistry
 from secudoc_gateway.testing import MemoryStore, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendBDAT
-from tests.test_pipeline import Producer
+from tests.test_ingress_transaction import Producer
 
 
 def tinyParts(count: int, extra: bytes = b"") -> bytes:
