@@ -7,10 +7,13 @@ Theory of operation
 The transaction asks twice.  When the top-level header block is complete
 it builds a `HeaderFacts` (`headerFacts`) and calls `earlyDecision`,
 which walks rules 1-7 in table order and returns the first rule that
-decides, or ``None`` when the message goes on to its content.  Only
-then, when the sender is unknown and the tenant creates users, does
-`userAction` say which user to create (rule 7's "otherwise": the user
-is created and processing goes on).  At the end of the message
+decides, or ``None`` when the message goes on to its content.  At the
+header block the sender counts as known; at the end of the message
+`contentDecision` runs the two early rules that needed more (rule 6 for
+a Purview / IRM part, rule 7 once the database said whether the sender
+is known).  Only then, when the sender is unknown and the tenant
+creates users, does `userAction` say which user to create (rule 7's
+"otherwise": the user is created and processing goes on), and
 `finalDecision` applies rules 8 and 9.
 
 Recipients inside the tenant's domains or matching
@@ -500,15 +503,34 @@ def earlyDecision(
         return passed(NOT_ENABLED, recipients)
     if not requiredHeaderPresent(tenant.required_header, facts):
         return passed(REQUIRED_HEADER, recipients)
-    if facts.topContentType in SIGNED_TYPES or rightsProtected:
+    if facts.topContentType in SIGNED_TYPES:
+        return passed(SIGNED, recipients)
+    decision = contentDecision(tenant, recipients, knownUser, rightsProtected)
+    if decision is not None:
+        return decision
+    _, others = splitRecipients(tenant, recipients)
+    if not others:
+        return passed(INTERNAL_RECIPIENT, recipients)
+    return None
+
+
+def contentDecision(
+    tenant: Any, recipients: Iterable[str], knownUser: bool, rightsProtected: bool,
+) -> Optional[Decision]:
+    """
+    The early rules that need more than the header block: rule 6 for a
+    Purview / IRM part, rule 7 for a sender not known yet.  The
+    transaction runs `earlyDecision` once at the header block (the
+    sender taken as known) and, when it returned ``None``, only these
+    at the end of the message: the rest would decide the same again.
+    """
+    recipients = tuple(recipients)
+    if rightsProtected:
         return passed(SIGNED, recipients)
     if not knownUser and tenant.auto_create_users == CREATE_NO:
         if tenant.unknown_sender == UNKNOWN_REJECT:
             return rejected(UNKNOWN_SENDER, replies.UNKNOWN_SENDER)
         return passed(UNKNOWN_SENDER, recipients)
-    _, others = splitRecipients(tenant, recipients)
-    if not others:
-        return passed(INTERNAL_RECIPIENT, recipients)
     return None
 
 

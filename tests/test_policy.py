@@ -21,6 +21,7 @@ from secudoc_gateway import fields, policy
 from secudoc_gateway.policy import (
     Decision,
     HeaderFacts,
+    contentDecision,
     earlyDecision,
     effectiveSender,
     finalDecision,
@@ -590,6 +591,41 @@ class HeaderFactsTests(SynchronousTestCase):
         self.assertEqual(
             fields.GATEWAY_HEADERS, {"x-secudoc", "x-secudoc-status", "x-secudoc-transfer"}
         )
+
+
+class ContentDecisionTests(SynchronousTestCase):
+    """
+    The transaction runs `earlyDecision` at the header block (sender
+    known, no part seen) and only `contentDecision` at the end: together
+    they must decide as the whole table does.
+    """
+
+    def test_rules(self) -> None:
+        self.assertEqual(contentDecision(tenant(), EXTERNAL, True, True), policy.passed(policy.SIGNED, EXTERNAL))
+        self.assertEqual(contentDecision(tenant(), EXTERNAL, False, False),
+                         policy.passed(policy.UNKNOWN_SENDER, EXTERNAL))
+        self.assertEqual(contentDecision(tenant(unknown_sender="reject"), EXTERNAL, False, False),
+                         policy.rejected(policy.UNKNOWN_SENDER, replies.UNKNOWN_SENDER))
+        self.assertIsNone(contentDecision(tenant(auto_create_users="welcome"), EXTERNAL, False, False))
+        self.assertIsNone(contentDecision(tenant(), EXTERNAL, True, False))
+
+    @given(
+        st.sampled_from(["no", "welcome", "silent"]),
+        st.sampled_from(["pass", "reject"]),
+        st.sampled_from([(), ("*@example.test",)]),
+        st.sampled_from([BASE_HEADERS[3][1], "multipart/signed; boundary=z", "text/plain"]),
+        st.lists(st.sampled_from(["bob@external.test", "carol@example.test", "eve@other.test"]), min_size=1,
+                 max_size=3),
+        st.booleans(),
+        st.booleans(),
+    )
+    def test_sameAsTheWholeTable(self, create: str, unknown: str, excluded: tuple[str, ...], contentType: str,
+                                 recipients: list[str], known: bool, rightsProtected: bool) -> None:
+        t = tenant(auto_create_users=create, unknown_sender=unknown, exclude_senders=excluded)
+        headers = facts(*BASE_HEADERS[:3], (policy.CONTENT_TYPE, contentType))
+        assume(earlyDecision(t, SENDER, recipients, headers, True) is None)
+        self.assertEqual(contentDecision(t, recipients, known, rightsProtected),
+                         earlyDecision(t, SENDER, recipients, headers, known, rightsProtected))
 
 
 class SplitTests(SynchronousTestCase):

@@ -121,6 +121,7 @@ class Transaction(Legs):
         self.tenant = envelope.tenant
         self.top: Optional[PartStart] = None
         self.facts: Optional[policy.HeaderFacts] = None
+        self.sender = envelope.sender  # the effective sender, From for a null one once the headers are in
         self.early: Optional[policy.Decision] = None
         self.configuredUser = True
         self.defect: Optional[Defect] = None
@@ -220,6 +221,7 @@ class Transaction(Legs):
     def _topHeaders(self, event: PartStart) -> None:
         self.top = event
         self.facts = facts = policy.headerFacts(event.headers.unfolded())
+        self.sender = sender = policy.effectiveSender(self.envelope.sender, facts)
         if self.tenant is None:
             tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
             if tenant is None or not tenant.allowsSource(self.envelope.peer):
@@ -231,7 +233,6 @@ class Transaction(Legs):
         if self.early is not None:
             self._stopExtracting()
             return
-        sender = policy.effectiveSender(self.envelope.sender, facts)
         self.configuredUser = policy.isConfiguredUser(self.tenant, sender)
         original, _ = policy.splitRecipients(self.tenant, self.envelope.recipients)
         # Only then is a big attachment certain to leave (see _events).
@@ -298,7 +299,7 @@ class Transaction(Legs):
             return await self._internalError(Failure())
 
     async def _decide(self, facts: policy.HeaderFacts) -> policy.Decision:
-        sender = policy.effectiveSender(self.envelope.sender, facts)
+        sender = self.sender
         known = self.configuredUser
         if not known and self.gateway.transfers is not None:
             known = await self.gateway.transfers.isKnownUser(self.tenant.id, sender)
@@ -309,8 +310,8 @@ class Transaction(Legs):
             # message.rpmsg among its files (Outlook opens it).
             self.log.warn("{queueId}: rights-protected part after attachments, protected", queueId=self.queueId)
             rightsProtected = False
-        decision = policy.earlyDecision(self.tenant, self.envelope.sender, self.envelope.recipients, facts, known,
-                                        rightsProtected)
+        # Rules 1-6 and the recipient split ran on the header block already (_topHeaders).
+        decision = policy.contentDecision(self.tenant, self.envelope.recipients, known, rightsProtected)
         if decision is not None:
             return decision
         how = policy.userAction(self.tenant, sender, known)
@@ -399,7 +400,7 @@ class Transaction(Legs):
             for n, c in enumerate(files)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""
-        sender = policy.effectiveSender(self.envelope.sender, facts)
+        sender = self.sender
         # The sender's link (confirmation mail): a second secret that opens no file.
         senderSecret = crypto.newToken() if tenant.confirmation_mail and sender else ""
         transfer = Transfer(
