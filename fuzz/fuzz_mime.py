@@ -30,7 +30,7 @@ from twisted.python.failure import Failure  # noqa: E402
 
 from fuzz.harness import check, chunked, corpusMessages  # noqa: E402
 from secudoc_gateway import crypto  # noqa: E402
-from secudoc_gateway.ingress.attachments import Extractor  # noqa: E402
+from secudoc_gateway.ingress.extractor import Extractor  # noqa: E402
 from secudoc_gateway.fields import GATEWAY_HEADERS  # noqa: E402
 from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor  # noqa: E402
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart  # noqa: E402

@@ -185,7 +185,7 @@ class DownloadOfMissingObject(ReviewTestCase):
 
 
 class AttachedMessageMemory(ReviewTestCase):
-    """ingress/attachments.py partEnd: an attached message is copied to the store in one reactor turn."""
+    """ingress/extractor.py partEnd: an attached message is copied to the store in one reactor turn."""
 
     async def peak(self, attachedMessage: bool) -> int:
         await self.start([DEMO_TENANT])

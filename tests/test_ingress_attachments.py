@@ -1,153 +1,277 @@
 """
-Hostile part counts (issue 7): a finished part holds no buffer, a
-refused message gives its memory back, and a part too small to be worth
-a file costs no file system work unless the message is protected.
+The attachment planner alone: parser events in, actions out, no store
+and no reactor.  The actions are replayed into plain byte strings here,
+so a test reads what each file would hold, and the same message split
+at every point (and at random points) must give the same files.
 """
 
 from __future__ import annotations
 
-import gc
-import os
-import sys
-import tracemalloc
-from typing import Any
+import base64
+from typing import Any, Optional
 
-from prometheus_client import CollectorRegistry
-from twisted.internet import reactor, task
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import TestCase
 
-from secudoc_gateway.config import loadConfig
-from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.ingress.gateway import Gateway
-from secudoc_gateway import replies
-from secudoc_gateway.tenants import TenantRegistry
-from secudoc_gateway.testing import MemoryStore, startGateway, writeConfig
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT
-from tests.test_ingress_transaction import Producer
+from secudoc_gateway.ingress.attachments import (
+    Action, Close, Copy, Drop, Feed, Open, Planner, RightsProtected,
+)
+from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartEnd, PartStart
+from secudoc_gateway.mime.structure import MESSAGE, Structure
+from tests.tnefdata import TnefFile, tnef, winmailMessage
+
+PDF = b"%PDF-1.4 " + bytes(range(256)) * 3
+IMAGE = b"\x89PNG" + b"\x01" * 90
+INNER = (b"From: carol@example.test\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=in\r\n\r\n"
+         b"--in\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+         b"--in\r\nContent-Type: application/zip; name=inner.zip\r\n\r\nPK..\r\n--in--\r\n")
 
 
-def tinyParts(count: int, extra: bytes = b"") -> bytes:
-    """``count`` attachments of four bytes each, every one a candidate."""
-    part = b"--B\r\nContent-Type: application/octet-stream; name=a.bin\r\n\r\nAAAA\r\n"
-    return (b"From: alice@example.test\r\nTo: bob@external.test\r\nSubject: parts\r\n"
-            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
-            + part * count + extra + b"--B--\r\n")
+def _b64(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
-class PartMemory(TestCase):
-    """A transaction fed thousands of parts, its memory traced."""
+MIXED = (
+    b"From: alice@example.test\r\nTo: bob@external.test\r\nSubject: mixed\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+    b"--B\r\nContent-Type: multipart/related; boundary=R\r\n\r\n"
+    b"--R\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"<p>Bild: <img src=3D\"cid:img1@x\"></p>\r\n"
+    b"--R\r\nContent-Type: image/png; name=logo.png\r\nContent-ID: <img1@x>\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + _b64(IMAGE) + b"--R--\r\n"
+    b"--B\r\nContent-Type: application/pdf; name=offer.pdf\r\nContent-Disposition: attachment\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + _b64(PDF)
+    + b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + INNER + b"\r\n--B--\r\n"
+)
+SIGNED = (
+    b"From: alice@example.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=S\r\n\r\n"
+    b"--S\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n"
+    b"--M\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
+    b"--M\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\nPDFDATA\r\n--M--\r\n"
+    b"--S\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\n\r\nSIG\r\n--S--\r\n"
+)
+RPMSG = (
+    b"From: alice@example.test\r\nSubject: protected\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=P\r\n\r\n"
+    b"--P\r\nContent-Type: text/plain\r\n\r\nopen in Outlook\r\n"
+    b"--P\r\nContent-Type: application/x-microsoft-rpmsg-message; name=message.rpmsg\r\n\r\nRPMSG\r\n--P--\r\n"
+)
+WINMAIL = winmailMessage(tnef([TnefFile(b"first file", "A.TXT", "first.txt"),
+                               TnefFile(b"second" * 40, "B.BIN", "second.bin")]))
+BROKEN = tnef([TnefFile(b"whole", "A.TXT", "whole.txt"), TnefFile(b"cut short" * 20, "B.TXT", "cut.txt")])
+TRUNCATED = winmailMessage(BROKEN[:len(BROKEN) - 40])
 
-    def setUp(self) -> None:
-        tracemalloc.start()
-        self.addCleanup(tracemalloc.stop)
 
-    def gateway(self, store: MemoryStore, **smtp: Any) -> Gateway:
-        config = loadConfig(writeConfig(os.path.abspath(self.mktemp()), smtp=smtp))
-        return Gateway(config, TenantRegistry(config.tenants), Metrics(CollectorRegistry()),
-                       task.Clock(), store=store)
+@attrs.define
+class File:
+    """What one candidate's file would hold, replayed from the actions."""
 
-    def envelope(self, gateway: Gateway) -> Envelope:
-        _, tenant = gateway.checkSender("127.0.0.1", "alice@example.test")
-        return Envelope("alice@example.test", ("bob@external.test",), peer="127.0.0.1", tenant=tenant)
+    decoder: Any
+    exclusive: bool
+    data: bytes = b""
+    closed: bool = False
+    dropped: bool = False
 
-    def fed(self, gateway: Gateway, message: bytes) -> tuple[Any, int]:
-        """A transaction fed ``message``, and the bytes it holds (traced) while open."""
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        tx = gateway.begin(self.envelope(gateway), Producer())
-        for at in range(0, len(message), 65536):
-            tx.write(message[at:at + 65536])
-        gc.collect()
-        return tx, tracemalloc.get_traced_memory()[0] - before
 
-    def test_partStateCountsInTheBudget(self) -> None:
+@attrs.define
+class Run:
+    """One message planned: the planner, its actions in order and the files they make."""
+
+    planner: Planner
+    actions: list[Action] = attrs.Factory(list)
+    files: dict[int, File] = attrs.Factory(dict)
+    leaving: list[tuple[tuple[int, ...], bool]] = attrs.Factory(list)
+
+    def summary(self) -> tuple:
+        """The outcome, whatever the split: files by slot, attachments, cids, rule 6."""
+        files = {slot: (f.data, f.closed, f.dropped, f.exclusive) for slot, f in self.files.items()}
+        attachments = [(c.path, c.slot, c.name, c.kind) for c in self.planner.files()]
+        return files, attachments, frozenset(self.planner.referencedCids), self.planner.rightsProtected
+
+
+def plan(message: bytes, splits: tuple[int, ...] = (), minimum: Optional[int] = None,
+         active: bool = True) -> Run:
+    """Feed ``message`` cut at ``splits`` to a parser, a structure and a planner; replay the actions."""
+    structure = Structure()
+    run = Run(Planner(structure, active))
+    parser = MIMEParser()
+    bounds = [0, *sorted(splits), len(message)]
+    batches = [parser.feed(message[a:b]) for a, b in zip(bounds, bounds[1:])] + [parser.close()]
+    for event in (event for batch in batches for event in batch):
+        structure.add(event)
+        if isinstance(event, PartStart):
+            actions = run.planner.partStart(event)
+        elif isinstance(event, BodyData):
+            leaving, actions = run.planner.bodyData(event, minimum)
+            run.leaving.append((event.path, leaving))
+        elif isinstance(event, PartEnd):
+            actions = run.planner.partEnd(event)
+        else:
+            continue
+        run.actions += actions
+        for action in actions:
+            _replay(run.files, action, message)
+    return run
+
+
+def _replay(files: dict[int, File], action: Action, message: bytes) -> None:
+    if isinstance(action, RightsProtected):
+        return
+    slot = action.candidate.slot
+    if isinstance(action, Open):
+        assert slot not in files, f"file {slot} opened twice"
+        files[slot] = File(action.decoder, action.exclusive)
+        return
+    file = files[slot]
+    assert not file.closed and not file.dropped, f"file {slot} used after it ended"
+    if isinstance(action, Feed):
+        assert action.data, "an empty feed"
+        file.data += file.decoder.feed(action.data)
+    elif isinstance(action, Close):
+        file.data += file.decoder.feed(action.tail) + file.decoder.close()
+        file.closed = True
+    elif isinstance(action, Copy):
+        assert file.exclusive, "a copy from the spool outside the object's exclusive turn"
+        file.data += file.decoder.feed(message[action.start:action.end]) + file.decoder.close()
+        file.closed = True
+    elif isinstance(action, Drop):
+        file.dropped = True
+
+
+class Decisions(TestCase):
+    """Which parts leave, and how, decided from the events alone."""
+
+    def test_mixed(self) -> None:
         """
-        1,000 finished tiny attachments hold no more than the budget
-        counts for them (each held a 64 KiB frame buffer, uncounted).
+        The PDF is decoded into its file; the attached message is copied
+        byte-exact, nothing inside it a candidate; the inline image shown
+        by the HTML body's cid: has a file but is no attachment.
         """
-        gateway = self.gateway(MemoryStore())
-        tx, held = self.fed(gateway, tinyParts(1000))
-        self.assertLess(held, gateway.budget.used, f"{held} bytes held, {gateway.budget.used} counted")
-        tx.abort()
-        self.assertEqual(gateway.budget.used, 0)
+        run = plan(MIXED)
+        attachments = run.planner.files()
+        self.assertEqual([(c.headers.filename, c.kind) for c in attachments],
+                         [("offer.pdf", "leaf"), (None, MESSAGE)])
+        self.assertEqual(run.planner.referencedCids, {"img1@x"})
+        pdf, message = attachments
+        self.assertEqual(run.files[pdf.slot].data, PDF)
+        part = run.planner.structure[message.path]
+        self.assertEqual(run.files[message.slot].data, MIXED[part.bodyStart:part.bodyEnd])
+        self.assertTrue(run.files[message.slot].exclusive)
+        self.assertEqual(len(run.planner.candidates), 3)  # image, PDF, message: nothing inside the message
+        image = run.planner.candidates[0]
+        self.assertEqual(run.files[image.slot].data, IMAGE)
+        self.assertTrue(all(f.closed for f in run.files.values()))
+        self.assertFalse(run.planner.rightsProtected)
 
-    def test_refusedMessageGivesItsMemoryBack(self) -> None:
-        """Past max_mime_parts the parts already ended let go at once, and all of it after the reply."""
-        store = MemoryStore()
-        gateway = self.gateway(store, max_mime_parts=300)
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        tx, held = self.fed(gateway, tinyParts(400))
-        self.assertLess(held, gateway.budget.used, f"{held} bytes held, {gateway.budget.used} counted")
-        self.assertEqual(self.successResultOf(tx.finish()), replies.MIME_LIMIT)
-        del tx
-        gc.collect()
-        self.assertEqual(gateway.budget.used, 0)
-        self.assertEqual(store.objects, {})
-        self.assertLess(tracemalloc.get_traced_memory()[0] - before, 64 * 1024)
+    def test_signedSubtreeHasNoCandidates(self) -> None:
+        run = plan(SIGNED)
+        self.assertEqual((run.planner.candidates, run.actions), ([], []))
 
-    def test_budgetUsedUp(self) -> None:
-        """Parts past the memory budget: 452 4.3.1 (EXO retries), nothing stored, the budget back."""
-        store = MemoryStore()
-        gateway = self.gateway(store, memory_budget=200_000)
-        tx, _ = self.fed(gateway, tinyParts(1000))
-        self.assertLessEqual(gateway.budget.used, 200_000)
-        self.assertEqual(self.successResultOf(tx.finish()), replies.OUT_OF_MEMORY)
-        self.assertEqual(gateway.budget.used, 0)
-        self.assertEqual(store.objects, {})
+    def test_rightsProtection(self) -> None:
+        """The rpmsg part says so once, as an action and in ``rightsProtected``."""
+        run = plan(RPMSG)
+        self.assertTrue(run.planner.rightsProtected)
+        self.assertEqual([a for a in run.actions if isinstance(a, RightsProtected)], [RightsProtected()])
 
-    def test_ordinaryMessageNeedsNoBudget(self) -> None:
-        """A message of a few parts is received whole when the spools of a busy moment hold the budget."""
-        store = MemoryStore()
-        gateway = self.gateway(store, memory_budget=1)
-        tx, _ = self.fed(gateway, tinyParts(5))
-        self.assertFalse(tx.overBudget)
-        tx.abort()
+    def test_tnefOpened(self) -> None:
+        """Each file inside winmail.dat is a candidate of its own; the part itself is not listed."""
+        run = plan(WINMAIL)
+        files = run.planner.files()
+        self.assertEqual([c.name for c in files], ["first.txt", "second.bin"])
+        self.assertEqual([run.files[c.slot].data for c in files], [b"first file", b"second" * 40])
+        self.assertTrue(run.planner.candidates[0].opened)
+        self.assertNotIn(run.planner.candidates[0].slot, run.files)
 
-    def test_smallObjectsWaitForTheDecision(self) -> None:
-        """Tiny parts reach the store only when the message is protected (the object's writer buffers them)."""
-        store = MemoryStore()
-        gateway = self.gateway(store)
-        tx, _ = self.fed(gateway, tinyParts(20))
-        self.assertEqual(store.objects, {})
-        tx.abort()
-        self.assertEqual(gateway.budget.used, 0)
+    def test_tnefIncompleteCopied(self) -> None:
+        """
+        A stream cut short: the whole file is kept, the cut one dropped,
+        and the part itself copied from the spool, decoded, as it is.
+        """
+        run = plan(TRUNCATED)
+        part = run.planner.candidates[0]
+        self.assertFalse(part.opened)
+        self.assertEqual([c.name for c in run.planner.files()], [None, "whole.txt"])
+        self.assertEqual(run.files[part.slot].data, BROKEN[:len(BROKEN) - 40])
+        self.assertTrue(run.files[part.slot].exclusive)
+        self.assertEqual([type(a) for a in run.actions if isinstance(a, (Drop, Copy))], [Drop, Copy])
+
+    def test_inactiveFindsCandidatesOpensNothing(self) -> None:
+        """Without a store the candidates are still found, and no file is asked for."""
+        run = plan(MIXED, active=False)
+        self.assertEqual(len(run.planner.candidates), 3)
+        self.assertEqual(run.actions, [])
+
+    def test_stopped(self) -> None:
+        """After ``stop`` nothing is opened, fed, closed or copied."""
+        structure = Structure()
+        planner = Planner(structure)
+        after: list[Action] = []
+        for event in MIMEParser().feed(MIXED):
+            structure.add(event)
+            if isinstance(event, PartStart):
+                actions = planner.partStart(event)
+            elif isinstance(event, BodyData):
+                actions = planner.bodyData(event)[1]
+            elif isinstance(event, PartEnd):
+                actions = planner.partEnd(event)
+            else:
+                continue
+            if not planner.active:
+                after += actions
+            if isinstance(event, PartStart) and event.headers.filename == "offer.pdf":
+                planner.stop()
+        self.assertEqual((len(planner.candidates), planner.candidates[2].kind), (3, MESSAGE))
+        self.assertEqual(after, [])
 
 
-class FileSystemWork(TestCase):
-    """The real service and fs store; Python's audit events count the store's file work."""
+class Leaving(TestCase):
+    """Which bytes are surely leaving: judged before them, only past the minimum."""
 
-    events: list[tuple[str, str]] = []
-    watched: str = ""
-    hooked = False  # an audit hook stays for the process: it records only while ``watched`` is set
+    def leaving(self, minimum: Optional[int]) -> dict[tuple[int, ...], list[bool]]:
+        """Per part, whether each of its body events was leaving (the message fed 64 bytes at a time)."""
+        run = plan(MIXED, tuple(range(64, len(MIXED), 64)), minimum)
+        found: dict[tuple[int, ...], list[bool]] = {}
+        for path, leaving in run.leaving:
+            found.setdefault(path, []).append(leaving)
+        return found
 
-    @classmethod
-    def _audit(cls, event: str, args: tuple) -> None:
-        if cls.watched and event in ("open", "os.rename", "os.remove", "os.mkdir", "os.rmdir") and args:
-            path = args[0]
-            if isinstance(path, bytes):
-                path = os.fsdecode(path)
-            if isinstance(path, str) and path.startswith(cls.watched):
-                cls.events.append((event, path))
+    def test_pastMinimum(self) -> None:
+        """The PDF's bytes leave once 100 decoded bytes of it went before them, not earlier."""
+        pdf = self.leaving(100)[(1,)]
+        self.assertEqual(pdf[:2], [False, False])
+        self.assertTrue(all(pdf[3:]))
+        self.assertTrue(all(self.leaving(0)[(1,)]))
 
-    @asyncTest
-    async def test_tinyPartsCostNoFileSystemWork(self) -> None:
-        """A passed message of 300 tiny attachments creates, renames and deletes no object file."""
-        if not FileSystemWork.hooked:
-            sys.addaudithook(FileSystemWork._audit)
-            FileSystemWork.hooked = True
-        folder = os.path.abspath(self.mktemp())
-        gateway = await startGateway(writeConfig(folder), reactor)
-        self.addCleanup(gateway.stop)
-        FileSystemWork.events = []
-        FileSystemWork.watched = os.path.join(folder, "objects")
-        try:
-            code, text = await inThread(sendBDAT, gateway.smtpPort, "alice@example.test",
-                                        ["bob@external.test"], tinyParts(300))
-        finally:
-            FileSystemWork.watched = ""
-        self.assertEqual(code, 250, text)
-        self.assertIn(b"X-SecuDoc-Status: passed", maildirMessages(os.path.join(folder, "outbox", "example"))[0])
-        self.maxDiff = None
-        self.assertEqual(FileSystemWork.events, [])
+    def test_neverWithoutMinimum(self) -> None:
+        self.assertFalse(any(any(found) for found in self.leaving(None).values()))
+
+    def test_othersStay(self) -> None:
+        """
+        The inline image may be shown by cid: (known only later), the
+        HTML body and the attached message are no files fed by the part:
+        their bytes never leave early.
+        """
+        found = self.leaving(0)
+        self.assertEqual(sorted(found), [(0, 0), (0, 1), (1,), (2, 0, 0), (2, 0, 1)])
+        for path in ((0, 0), (0, 1), (2, 0, 0), (2, 0, 1)):
+            self.assertFalse(any(found[path]), path)
+
+
+class Splits(TestCase):
+    """Any split of the stream gives the same files (the parser's promise, kept by the planner)."""
+
+    def test_everySplitPoint(self) -> None:
+        for message in (MIXED, WINMAIL, TRUNCATED):
+            whole = plan(message).summary()
+            for at in range(1, len(message)):
+                self.assertEqual(plan(message, (at,)).summary(), whole, f"split at {at}")
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.sampled_from([MIXED, WINMAIL, TRUNCATED, SIGNED, RPMSG]), st.data())
+    def test_randomSplits(self, message: bytes, data: Any) -> None:
+        splits = data.draw(st.lists(st.integers(1, len(message) - 1), max_size=12))
+        self.assertEqual(plan(message, tuple(splits)).summary(), plan(message).summary())

@@ -19,7 +19,7 @@ from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IObjectStore, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.ingress.attachments import MAX_PENDING_WRITES
+from secudoc_gateway.ingress.extractor import MAX_PENDING_WRITES
 from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway import replies
 from secudoc_gateway.tenants import TenantRegistry

@@ -17,7 +17,7 @@ import secudoc_gateway
 PACKAGE = os.path.dirname(secudoc_gateway.__file__)
 
 PURE = (
-    "addresses.py", "crypto.py", "fields.py", "ingress/planner.py", "mime/", "notices/", "policy.py", "replies.py",
+    "addresses.py", "crypto.py", "fields.py", "ingress/attachments.py", "mime/", "notices/", "policy.py", "replies.py",
     "targets.py",
     "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py", "relay/client.py",
 )

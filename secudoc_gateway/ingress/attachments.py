@@ -1,247 +1,313 @@
 """
-The extractor: drives the attachment planner and sends each attachment
-into storage while the message streams in, so a protected message's
-files are stored by the time its last byte arrives.
+The attachment planner: which parts of a message leave it, decided from
+the parser's events alone, with no storage, Deferred or reactor.
 
-Theory of operation
--------------------
+Apart from the extractor (its driver) so every decision about a part can
+be tested by feeding events and reading the actions that come back:
 
-``Planner`` (``ingress/planner.py``) decides, from the parser's events
-alone, which parts are candidates (SPEC 5), which TNEF parts are opened,
-which HTML bodies show a part by ``cid:`` and which bytes are surely
-leaving; it answers each event with actions.  ``Extractor`` carries them
-out: each file a candidate's ``AttachmentSink`` (hashed, encrypted and
-written to the object store chunk by chunk, so no attachment is ever
-whole in memory), all appended to the transfer's one object
-(``TransferObject``), each sealed under its own key.  An attached
-message, and a TNEF part the reader could not decode to its end, are
-copied byte-exact from the spool when they end.
+- at a part's start, from the part's own headers, whether it is a
+  candidate (SPEC 5); nothing inside an attached message or a signed or
+  encrypted subtree is a candidate of its own;
+- a rights-protected part (Purview / IRM) outside any attached message;
+- a candidate's body transfer-decoded here, so the driver's file gets
+  plain bytes, and whether those bytes are surely leaving;
+- a TNEF part (``winmail.dat``) opened instead of stored: each file in
+  it becomes a candidate of its own; when the reader could not decode
+  everything, the part is also copied from the spool as it is;
+- an attached message copied byte-exact from the spool when it ends;
+- HTML bodies scanned for ``cid:`` references: an inline part shown by
+  one is no attachment after all.
 
-The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
-for acknowledgement, or while a part is copied from the spool, the SMTP
-client is paused.
+The file actions name a ``Candidate``; the driver hangs its file
+(``sink``) on it, and skips the actions of a candidate whose file it
+could not open.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import mimetypes
+from typing import Any, Optional, Protocol, Union
 
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+import attrs
 
-from secudoc_gateway import crypto
-from secudoc_gateway.errors import StorageError
-from secudoc_gateway.ingress.planner import Action, Candidate, Close, Copy, Feed, Open, Planner, RightsProtected
-from secudoc_gateway.ingress.sink import AttachmentSink
-from secudoc_gateway.interfaces import IObjectStore
+from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
-from secudoc_gateway.mime.structure import Structure
-from secudoc_gateway.spool import Spool
-from secudoc_gateway.storage.objects import TransferObject, objectKey
+from secudoc_gateway.mime.structure import (
+    LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
+)
+from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
+from secudoc_gateway.policy import isRightsProtection
 
-MAX_PENDING_WRITES = 4
-"""Store writes not yet acknowledged before the client is paused."""
+NO_CIDS: frozenset[str] = frozenset()
 
-__all__ = ["Candidate", "Extractor", "MAX_PENDING_WRITES"]
-
-
-class _Stopped(StorageError):
-    """Extraction was stopped while an attached message was being copied."""
+Path = tuple[int, ...]
 
 
-class Extractor:
-    """Candidates of one message, from parser events to stored objects."""
+class StoredFile(Protocol):
+    """What the planner's callers read of a candidate's file once it is stored."""
 
-    log = Logger()
+    size: int
+    offset: Optional[int]
+    length: int
 
-    def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
-                 structure: Structure, queueId: str) -> None:
-        self.store = store
-        self.producer = producer
-        self.spool = spool
+    @property
+    def sha256(self) -> str: ...
+
+
+@attrs.define(eq=False)
+class Candidate:
+    """
+    A part that is an attachment unless an HTML body shows it by cid:,
+    or a file inside a TNEF part (``name`` set, sharing the part's path).
+    ``opened``: a TNEF part whose files took its place.  ``fed``: the
+    plain bytes the planner has handed to its file so far.
+    """
+
+    path: Path
+    slot: int
+    kind: str
+    headers: Any
+    sink: Optional[StoredFile] = None
+    stored: bool = False
+    name: Optional[str] = None
+    opened: bool = False
+    fed: int = 0
+
+    @property
+    def contentType(self) -> str:
+        if self.name is not None:
+            return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
+        return str(self.headers.contentType)
+
+    @property
+    def size(self) -> int:
+        """Decoded bytes (final once ``stored``)."""
+        return self.sink.size if self.sink is not None else 0
+
+    @property
+    def sha256(self) -> str:
+        return self.sink.sha256 if self.sink is not None else ""
+
+
+@attrs.frozen
+class Open:
+    """
+    Open the candidate's file in the transfer's object; it decodes what
+    it is fed with ``decoder``.  ``exclusive``: it is fed from the spool
+    inside the object's exclusive turn (``Copy`` follows).
+    """
+
+    candidate: Candidate
+    decoder: AnyDecoder
+    exclusive: bool = False
+
+
+@attrs.frozen
+class Feed:
+    """Plain bytes for the candidate's file."""
+
+    candidate: Candidate
+    data: bytes
+
+
+@attrs.frozen
+class Close:
+    """The candidate's file is complete, after the plain bytes its decoder held back (``tail``)."""
+
+    candidate: Candidate
+    tail: bytes = b""
+
+
+@attrs.frozen
+class Drop:
+    """A TNEF file not decoded to its end: its file is left unlisted (the candidate is gone)."""
+
+    candidate: Candidate
+
+
+@attrs.frozen
+class Copy:
+    """Feed the candidate's file the spool's bytes ``start``..``end``, then close it."""
+
+    candidate: Candidate
+    start: int
+    end: int
+
+
+@attrs.frozen
+class RightsProtected:
+    """A rights-protected part outside any attached message: the message passes as it is (rule 6)."""
+
+
+Action = Union[Open, Feed, Close, Drop, Copy, RightsProtected]
+
+
+@attrs.define
+class _Tnef:
+    """A TNEF part being opened: its decoder, reader and the file being stored."""
+
+    part: Candidate
+    decoder: AnyDecoder
+    reader: TnefReader = attrs.Factory(TnefReader)
+    file: Optional[Candidate] = None
+
+
+class Planner:
+    """
+    One message's candidates, from parser events to actions.  ``active``
+    (files are opened) until ``stop``; candidates are found either way.
+    ``structure`` is the message's, fed each event before the planner.
+    """
+
+    def __init__(self, structure: Structure, active: bool = True) -> None:
         self.structure = structure
-        self.queueId = queueId
-        self.planner = Planner(structure, active=store is not None)
-        self.token = crypto.newToken()
-        self.transferId = crypto.newTransferId()
-        self.storing: list[Deferred] = []
-        self.failure: Optional[Failure] = None
-        self.object: Optional[TransferObject] = None
-        self.pendingWrites = 0
-        self.holds = 0
+        self.active = active
+        self.candidates: list[Candidate] = []
+        self.rightsProtected = False
+        self.referencedCids: set[str] = set()
+        # Candidates fed by their part's body, with the decoder for it.
+        self._fed: dict[Path, tuple[Candidate, AnyDecoder]] = {}
+        # Sealed subtrees and attached messages: nothing inside them is a
+        # candidate of its own.
+        self._enclosing: set[Path] = set()
+        self._copied: dict[Path, Candidate] = {}  # attached messages whose file was opened
+        self._scanners: dict[Path, tuple[AnyDecoder, CidScanner]] = {}
+        self._tnefs: dict[Path, _Tnef] = {}
 
-    @property
-    def active(self) -> bool:
-        """Files are being stored (not stopped, nothing failed)."""
-        return self.planner.active
+    def partStart(self, event: PartStart) -> list[Action]:
+        if any(event.path[:n] in self._enclosing for n in range(len(event.path))):
+            return []
+        actions: list[Action] = []
+        headers = event.headers
+        contentType = headers.contentType
+        if isRightsProtection(contentType, headers.filename):
+            self.rightsProtected = True
+            actions.append(RightsProtected())
+        if contentType in SEALED_TYPES:
+            self._enclosing.add(event.path)
+        if contentType.startswith("multipart/"):
+            return actions
+        kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
+            "base64", "quoted-printable") else LEAF
+        # Judged on its own headers: its ancestors are not complete yet.
+        provisional = Part(event.path, headers, event.headerStart, event.bodyStart,
+                           event.bodyStart, event.bodyStart, kind, event.path[:-1] or None)
+        if isAttachment(provisional, self.structure, NO_CIDS):
+            candidate = Candidate(event.path, len(self.candidates), kind, headers)
+            self.candidates.append(candidate)
+            decoder = decoderFor(headers.transferEncoding) or IdentityDecoder()
+            if kind == MESSAGE:
+                self._enclosing.add(event.path)
+                if self.active:
+                    self._copied[event.path] = candidate
+                    actions.append(Open(candidate, IdentityDecoder(), exclusive=True))
+            elif self.active and isTnef(contentType, headers.filename):
+                self._tnefs[event.path] = _Tnef(candidate, decoder)
+            elif self.active:
+                self._fed[event.path] = (candidate, decoder)
+                actions.append(Open(candidate, IdentityDecoder()))
+        elif contentType == "text/html":
+            self._scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
+        return actions
 
-    @property
-    def rightsProtected(self) -> bool:
-        """A Purview / IRM part outside any attached message was seen."""
-        return self.planner.rightsProtected
-
-    # -- events --------------------------------------------------------------
-
-    def partStart(self, event: PartStart) -> None:
-        self._act(self.planner.partStart(event))
-
-    def bodyData(self, event: BodyData, minimum: Optional[int] = None) -> bool:
+    def bodyData(self, event: BodyData, minimum: Optional[int] = None) -> tuple[bool, list[Action]]:
         """
-        Feed a part's bytes on.  True when they are an attachment's that
-        cannot stay (``Planner.bodyData``).
+        The actions for a part's bytes, and whether they are an
+        attachment's that cannot stay, as far as was known before them:
+        past ``minimum`` (the size that makes a message protected; never
+        without one), and no HTML body can show it by cid:.
         """
-        leaving, actions = self.planner.bodyData(event, minimum)
-        self._act(actions)
-        return leaving
+        fed = self._fed.get(event.path)
+        if fed is not None:
+            candidate, decoder = fed
+            headers = candidate.headers
+            leaving = minimum is not None and candidate.fed >= minimum and (
+                headers.disposition == "attachment" or headers.contentId is None)
+            return leaving, self._feed(candidate, decoder.feed(event.data))
+        tnef = self._tnefs.get(event.path)
+        if tnef is not None:
+            return False, self._unpacked(tnef, tnef.reader.feed(tnef.decoder.feed(event.data)))
+        scanner = self._scanners.get(event.path)
+        if scanner is not None:
+            scanner[1].feed(scanner[0].feed(event.data))
+        return False, []
 
-    def partEnd(self, event: PartEnd) -> None:
-        self._act(self.planner.partEnd(event))
-
-    def _act(self, actions: list[Action]) -> None:
-        """
-        Carry the planner's actions out, in order; those of a candidate
-        whose file could not be opened are skipped (extraction stopped).
-        """
-        for action in actions:
-            if isinstance(action, RightsProtected):
-                continue  # the transaction reads ``rightsProtected``: rule 6 is its decision
-            candidate = action.candidate
-            sink = candidate.sink
-            if isinstance(action, Open):
-                self._open(candidate, action)
-            elif sink is None:
-                continue
-            elif isinstance(action, Feed):
-                self._wrote(sink.feed(action.data))
-            elif isinstance(action, Close):
-                sink.feed(action.tail)
-                self.storing.append(self._finish(candidate, sink.finish()))
-            elif isinstance(action, Copy):
-                self._copyInTurn(candidate, action.start, action.end)
-
-    def _copyInTurn(self, candidate: Candidate, start: int, end: int) -> None:
-        """
-        Store ``candidate`` from the spool in the object's turn (files
-        that arrive meanwhile wait behind it), the client paused until
-        it is in.
-        """
-        assert self.object is not None and candidate.sink is not None
-        sink = candidate.sink
-        self._hold()
-        copied = self.object.exclusive(lambda: ensureDeferred(self._copy(sink, start, end)))
-        copied.addBoth(self._release)
-        self.storing.append(self._finish(candidate, copied))
-
-    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> None:
-        """
-        A part is stored byte-exact from the spool, a chunk at a time,
-        waiting for the store: never in memory as a whole.
-        """
-        for chunk in self.spool.read(start, end):
-            if not self.active:
-                raise _Stopped()
-            written = sink.feed(chunk)
-            if written is not None:
-                await written
-        await sink.finish()
-
-    def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
-        def stored(_: Any) -> None:
-            candidate.stored = True
-
-        return finished.addCallbacks(stored, self._failed)
-
-    # -- state ---------------------------------------------------------------
+    def partEnd(self, event: PartEnd) -> list[Action]:
+        scanner = self._scanners.pop(event.path, None)
+        if scanner is not None:
+            decoder, cids = scanner
+            cids.feed(decoder.close())
+            self.referencedCids |= cids.close()
+            return []
+        fed = self._fed.pop(event.path, None)
+        if fed is not None:
+            candidate, decoder = fed
+            tail = decoder.close()
+            candidate.fed += len(tail)
+            return [Close(candidate, tail)]
+        tnef = self._tnefs.pop(event.path, None)
+        if tnef is not None:
+            return self._tnefEnd(tnef, event)
+        # Found by its path, not by a scan: thousands of attached messages cost linear time.
+        message = self._copied.pop(event.path, None)
+        if message is not None:
+            return [Copy(message, self.structure[event.path].bodyStart, event.bodyEnd)]
+        return []
 
     def stop(self) -> None:
-        """No protection after all: abort open sinks."""
-        self.planner.stop()
+        """No files after all (no protection, or one could not be stored)."""
+        self.active = False
+        self._fed.clear()
+        self._tnefs.clear()
 
-    async def attachments(self) -> list[Candidate]:
+    def files(self) -> list[Candidate]:
+        """The message's attachments in order, once it has ended (a TNEF part opened is not one)."""
+        found = {part.path for part in attachments(self.structure, self.referencedCids)}
+        return [c for c in self.candidates if c.path in found and not c.opened]
+
+    @staticmethod
+    def _feed(candidate: Candidate, plain: bytes) -> list[Action]:
+        if not plain:
+            return []
+        candidate.fed += len(plain)
+        return [Feed(candidate, plain)]
+
+    def _unpacked(self, tnef: _Tnef, events: list) -> list[Action]:
+        """A TNEF part's files, each a candidate of its own, stored as their bytes come."""
+        actions: list[Action] = []
+        for event in events:
+            if isinstance(event, FileStart):
+                tnef.file = Candidate(tnef.part.path, len(self.candidates), LEAF, tnef.part.headers)
+                self.candidates.append(tnef.file)
+                actions.append(Open(tnef.file, IdentityDecoder()))
+                continue
+            file = tnef.file
+            if file is None:
+                continue
+            if isinstance(event, FileData):
+                actions += self._feed(file, event.data)
+                continue
+            tnef.file = None
+            if isinstance(event, FileEnd):
+                file.name = event.name
+                actions.append(Close(file))
+            else:
+                self.candidates.remove(file)
+                actions.append(Drop(file))
+        return actions
+
+    def _tnefEnd(self, tnef: _Tnef, event: PartEnd) -> list[Action]:
         """
-        The message's attachments in order, each stored (the object is
-        not complete yet: ``commit``); StorageError when one could not be.
+        The TNEF part ends: its files take its place (none, when it held
+        only the message's own properties), unless something in it could
+        not be decoded; then the part is copied too, as it is, from the
+        spool (SPEC 5), so nothing is lost.
         """
-        if self.storing:
-            await DeferredList(self.storing, consumeErrors=True)
-        if self.failure is not None:
-            raise StorageError(self.failure.getErrorMessage())
-        files = self.planner.files()
-        if any(not c.stored for c in files):
-            raise StorageError("attachments were not stored")
-        return files
-
-    async def commit(self) -> None:
-        """
-        The message is protected: complete the object under its key.
-        Until then a small object waits in the writer's buffer, so tiny
-        parts of a message that passes cost no file system work.
-        """
-        if self.object is not None:
-            await self.object.finish()
-
-    def discard(self) -> None:
-        """Remove the transfer's object, whatever was written of it, once its writes settle."""
-        target = self.object
-        if target is None:
-            return
-
-        def remove(_: Any) -> None:
-            target.discard().addErrback(lambda f: self.log.failure("removing a stored object failed", f))
-
-        DeferredList(self.storing, consumeErrors=True).addCallback(remove)
-
-    # -- storage -------------------------------------------------------------
-
-    def _open(self, candidate: Candidate, action: Open) -> None:
-        """The candidate's file (``action``), appending to the transfer's one object."""
-        try:
-            if self.object is None:
-                assert self.store is not None
-                self.object = TransferObject(self.store, objectKey(self.transferId))
-            candidate.sink = AttachmentSink(
-                self.object, crypto.fileKey(self.token, self.transferId, candidate.slot),
-                action.decoder, exclusive=action.exclusive,
-            )
-        except Exception:
-            self._failed(Failure())
-
-    def _hold(self) -> None:
-        """Pause the client (holds nest: the last release resumes it)."""
-        self.holds += 1
-        if self.holds == 1:
-            self.producer.pauseProducing()
-
-    def _release(self, result: Any = None) -> Any:
-        self.holds -= 1
-        if self.holds == 0:
-            self.producer.resumeProducing()
-        return result
-
-    def _wrote(self, d: Optional[Deferred]) -> None:
-        """Pause the client while the store has too many writes outstanding."""
-        if d is None or d.called:
-            if d is not None:
-                d.addErrback(self._failed)
-            return
-        self.pendingWrites += 1
-        if self.pendingWrites == MAX_PENDING_WRITES:
-            self._hold()
-
-        def acknowledged(result: Any) -> Any:
-            self.pendingWrites -= 1
-            if self.pendingWrites == MAX_PENDING_WRITES - 1:
-                self._release()
-            return result
-
-        d.addBoth(acknowledged).addErrback(self._failed)
-
-    def _failed(self, failure: Failure) -> None:
-        if failure.check(_Stopped):
-            return  # stopped on purpose: the transaction knows why
-        if self.failure is None:
-            self.failure = failure
-            self.log.failure("{queueId}: storing an attachment failed", failure, queueId=self.queueId)
-        self.stop()
+        actions = self._unpacked(tnef, tnef.reader.feed(tnef.decoder.close()) + tnef.reader.close())
+        part = tnef.part
+        if not tnef.reader.incomplete:
+            part.opened = True
+            return actions
+        decoder = decoderFor(part.headers.transferEncoding) or IdentityDecoder()
+        return actions + [Open(part, decoder, exclusive=True),
+                          Copy(part, self.structure[event.path].bodyStart, event.bodyEnd)]

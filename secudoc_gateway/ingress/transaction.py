@@ -36,7 +36,7 @@ from secudoc_gateway import crypto, policy, replies
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.ingress.attachments import Candidate, Extractor
+from secudoc_gateway.ingress.extractor import Candidate, Extractor
 from secudoc_gateway.ingress.legs import Leg, Legs, ready
 from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway.metrics import TEMPFAILED

@@ -1,0 +1,247 @@
+"""
+The extractor: drives the attachment planner and sends each attachment
+into storage while the message streams in, so a protected message's
+files are stored by the time its last byte arrives.
+
+Theory of operation
+-------------------
+
+``Planner`` (``ingress/attachments.py``) decides, from the parser's events
+alone, which parts are candidates (SPEC 5), which TNEF parts are opened,
+which HTML bodies show a part by ``cid:`` and which bytes are surely
+leaving; it answers each event with actions.  ``Extractor`` carries them
+out: each file a candidate's ``AttachmentSink`` (hashed, encrypted and
+written to the object store chunk by chunk, so no attachment is ever
+whole in memory), all appended to the transfer's one object
+(``TransferObject``), each sealed under its own key.  An attached
+message, and a TNEF part the reader could not decode to its end, are
+copied byte-exact from the spool when they end.
+
+The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
+for acknowledgement, or while a part is copied from the spool, the SMTP
+client is paused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from secudoc_gateway import crypto
+from secudoc_gateway.errors import StorageError
+from secudoc_gateway.ingress.attachments import Action, Candidate, Close, Copy, Feed, Open, Planner, RightsProtected
+from secudoc_gateway.ingress.sink import AttachmentSink
+from secudoc_gateway.interfaces import IObjectStore
+from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
+from secudoc_gateway.mime.structure import Structure
+from secudoc_gateway.spool import Spool
+from secudoc_gateway.storage.objects import TransferObject, objectKey
+
+MAX_PENDING_WRITES = 4
+"""Store writes not yet acknowledged before the client is paused."""
+
+__all__ = ["Candidate", "Extractor", "MAX_PENDING_WRITES"]
+
+
+class _Stopped(StorageError):
+    """Extraction was stopped while an attached message was being copied."""
+
+
+class Extractor:
+    """Candidates of one message, from parser events to stored objects."""
+
+    log = Logger()
+
+    def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
+                 structure: Structure, queueId: str) -> None:
+        self.store = store
+        self.producer = producer
+        self.spool = spool
+        self.structure = structure
+        self.queueId = queueId
+        self.planner = Planner(structure, active=store is not None)
+        self.token = crypto.newToken()
+        self.transferId = crypto.newTransferId()
+        self.storing: list[Deferred] = []
+        self.failure: Optional[Failure] = None
+        self.object: Optional[TransferObject] = None
+        self.pendingWrites = 0
+        self.holds = 0
+
+    @property
+    def active(self) -> bool:
+        """Files are being stored (not stopped, nothing failed)."""
+        return self.planner.active
+
+    @property
+    def rightsProtected(self) -> bool:
+        """A Purview / IRM part outside any attached message was seen."""
+        return self.planner.rightsProtected
+
+    # -- events --------------------------------------------------------------
+
+    def partStart(self, event: PartStart) -> None:
+        self._act(self.planner.partStart(event))
+
+    def bodyData(self, event: BodyData, minimum: Optional[int] = None) -> bool:
+        """
+        Feed a part's bytes on.  True when they are an attachment's that
+        cannot stay (``Planner.bodyData``).
+        """
+        leaving, actions = self.planner.bodyData(event, minimum)
+        self._act(actions)
+        return leaving
+
+    def partEnd(self, event: PartEnd) -> None:
+        self._act(self.planner.partEnd(event))
+
+    def _act(self, actions: list[Action]) -> None:
+        """
+        Carry the planner's actions out, in order; those of a candidate
+        whose file could not be opened are skipped (extraction stopped).
+        """
+        for action in actions:
+            if isinstance(action, RightsProtected):
+                continue  # the transaction reads ``rightsProtected``: rule 6 is its decision
+            candidate = action.candidate
+            sink = candidate.sink
+            if isinstance(action, Open):
+                self._open(candidate, action)
+            elif sink is None:
+                continue
+            elif isinstance(action, Feed):
+                self._wrote(sink.feed(action.data))
+            elif isinstance(action, Close):
+                sink.feed(action.tail)
+                self.storing.append(self._finish(candidate, sink.finish()))
+            elif isinstance(action, Copy):
+                self._copyInTurn(candidate, action.start, action.end)
+
+    def _copyInTurn(self, candidate: Candidate, start: int, end: int) -> None:
+        """
+        Store ``candidate`` from the spool in the object's turn (files
+        that arrive meanwhile wait behind it), the client paused until
+        it is in.
+        """
+        assert self.object is not None and candidate.sink is not None
+        sink = candidate.sink
+        self._hold()
+        copied = self.object.exclusive(lambda: ensureDeferred(self._copy(sink, start, end)))
+        copied.addBoth(self._release)
+        self.storing.append(self._finish(candidate, copied))
+
+    async def _copy(self, sink: AttachmentSink, start: int, end: int) -> None:
+        """
+        A part is stored byte-exact from the spool, a chunk at a time,
+        waiting for the store: never in memory as a whole.
+        """
+        for chunk in self.spool.read(start, end):
+            if not self.active:
+                raise _Stopped()
+            written = sink.feed(chunk)
+            if written is not None:
+                await written
+        await sink.finish()
+
+    def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
+        def stored(_: Any) -> None:
+            candidate.stored = True
+
+        return finished.addCallbacks(stored, self._failed)
+
+    # -- state ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """No protection after all: abort open sinks."""
+        self.planner.stop()
+
+    async def attachments(self) -> list[Candidate]:
+        """
+        The message's attachments in order, each stored (the object is
+        not complete yet: ``commit``); StorageError when one could not be.
+        """
+        if self.storing:
+            await DeferredList(self.storing, consumeErrors=True)
+        if self.failure is not None:
+            raise StorageError(self.failure.getErrorMessage())
+        files = self.planner.files()
+        if any(not c.stored for c in files):
+            raise StorageError("attachments were not stored")
+        return files
+
+    async def commit(self) -> None:
+        """
+        The message is protected: complete the object under its key.
+        Until then a small object waits in the writer's buffer, so tiny
+        parts of a message that passes cost no file system work.
+        """
+        if self.object is not None:
+            await self.object.finish()
+
+    def discard(self) -> None:
+        """Remove the transfer's object, whatever was written of it, once its writes settle."""
+        target = self.object
+        if target is None:
+            return
+
+        def remove(_: Any) -> None:
+            target.discard().addErrback(lambda f: self.log.failure("removing a stored object failed", f))
+
+        DeferredList(self.storing, consumeErrors=True).addCallback(remove)
+
+    # -- storage -------------------------------------------------------------
+
+    def _open(self, candidate: Candidate, action: Open) -> None:
+        """The candidate's file (``action``), appending to the transfer's one object."""
+        try:
+            if self.object is None:
+                assert self.store is not None
+                self.object = TransferObject(self.store, objectKey(self.transferId))
+            candidate.sink = AttachmentSink(
+                self.object, crypto.fileKey(self.token, self.transferId, candidate.slot),
+                action.decoder, exclusive=action.exclusive,
+            )
+        except Exception:
+            self._failed(Failure())
+
+    def _hold(self) -> None:
+        """Pause the client (holds nest: the last release resumes it)."""
+        self.holds += 1
+        if self.holds == 1:
+            self.producer.pauseProducing()
+
+    def _release(self, result: Any = None) -> Any:
+        self.holds -= 1
+        if self.holds == 0:
+            self.producer.resumeProducing()
+        return result
+
+    def _wrote(self, d: Optional[Deferred]) -> None:
+        """Pause the client while the store has too many writes outstanding."""
+        if d is None or d.called:
+            if d is not None:
+                d.addErrback(self._failed)
+            return
+        self.pendingWrites += 1
+        if self.pendingWrites == MAX_PENDING_WRITES:
+            self._hold()
+
+        def acknowledged(result: Any) -> Any:
+            self.pendingWrites -= 1
+            if self.pendingWrites == MAX_PENDING_WRITES - 1:
+                self._release()
+            return result
+
+        d.addBoth(acknowledged).addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(_Stopped):
+            return  # stopped on purpose: the transaction knows why
+        if self.failure is None:
+            self.failure = failure
+            self.log.failure("{queueId}: storing an attachment failed", failure, queueId=self.queueId)
+        self.stop()
