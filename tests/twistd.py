@@ -38,6 +38,25 @@ def waitForPort(port: int, process: Optional[subprocess.Popen] = None, timeout: 
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def waitForGreeting(port: int, process: Optional[subprocess.Popen] = None, timeout: float = 60.0) -> None:
+    """
+    The SMTP greeting arrives: listeners are bound at start but serve only
+    once the database is migrated, so a bound port is not yet a ready one.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"twistd exited with {process.returncode} before greeting on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                if s.recv(3) == b"220":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no greeting on {port}")
+
+
 def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     """A command to its end, with this checkout on the path (for the plugin)."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -73,6 +92,7 @@ class TwistdGateway:
         if wait:
             for port in (self.smtpPort, self.webPort, self.metricsPort):
                 waitForPort(port, self.process)
+            waitForGreeting(self.smtpPort, self.process)
         return self
 
     def wait(self, timeout: float = 60) -> int:
