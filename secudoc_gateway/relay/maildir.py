@@ -36,10 +36,11 @@ class MaildirRelay:
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def _uniqueName(self) -> str:
-        now = time.time()
-        seconds = int(now)
-        micros = int((now - seconds) * 1_000_000)
-        return f"{seconds}.M{micros}P{os.getpid()}R{secrets.token_hex(8)}.{self._host}"
+        # Microseconds zero-padded: names sort in the order relayed
+        # (within a process; time.time_ns never goes back within one).
+        now = time.time_ns() // 1000
+        seconds, micros = divmod(now, 1_000_000)
+        return f"{seconds}.M{micros:06d}P{os.getpid()}R{secrets.token_hex(8)}.{self._host}"
 
     def close(self) -> Deferred:
         """Nothing to close; here so the gateway can close any relay alike."""
