@@ -36,8 +36,8 @@ class MaildirRelay:
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def _uniqueName(self) -> str:
-        # Microseconds zero-padded: names sort in the order relayed
-        # (within a process; time.time_ns never goes back within one).
+        # Microseconds zero-padded, so names sort in the order written
+        # (as far as the wall clock goes forward).
         now = time.time_ns() // 1000
         seconds, micros = divmod(now, 1_000_000)
         return f"{seconds}.M{micros:06d}P{os.getpid()}R{secrets.token_hex(8)}.{self._host}"
