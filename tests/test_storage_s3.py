@@ -16,7 +16,9 @@ import re
 import socket
 import time
 import tracemalloc
+import zlib
 from typing import Any, Callable, Optional
+from xml.etree import ElementTree
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred, gatherResults
@@ -165,6 +167,16 @@ class RoundTrips(S3TestCase):
         self.assertEqual(methods[4][0], "POST")
         self.assertEqual(self.objects(store), {"cd/big": data})
         self.assertEqual(await self.read(store, "cd/big", PART - 10, 20), data[PART - 10:PART + 10])
+        # Each part went up with its CRC32, named again in the completion,
+        # and the server keeps the object's (composite) checksum.
+        crcs = [zlib.crc32(data[at:at + PART]).to_bytes(4, "big") for at in range(0, len(data), PART)]
+        completion = ElementTree.fromstring(writer._completion())
+        self.assertEqual([part.findtext("ChecksumCRC32") for part in completion],
+                         [base64.b64encode(crc).decode() for crc in crcs])
+        head = self.server.client().head_object(Bucket=store.client.settings.bucket, Key="cd/big",
+                                                ChecksumMode="ENABLED")
+        self.assertEqual(head["ChecksumCRC32"].split("-")[0],  # AWS adds "-3" for the parts, moto not
+                         base64.b64encode(zlib.crc32(b"".join(crcs)).to_bytes(4, "big")).decode())
 
     @asyncTest
     async def test_prefixAndQueryEncodedAsSigned(self) -> None:

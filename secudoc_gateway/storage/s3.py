@@ -105,7 +105,7 @@ class S3Writer:
         self._size = 0
         self._reservation: Optional[_Reservation] = None  # of the buffer filling now
         self._upload: Optional[_Shared] = None  # the upload id, once created
-        self._parts: dict[int, str] = {}  # part number -> ETag
+        self._parts: dict[int, tuple[str, str]] = {}  # part number -> ETag, CRC32
         self._inFlight: dict[int, Deferred] = {}
         self._nextPart = 1
         self._waiters: list[Deferred] = []
@@ -190,7 +190,8 @@ class S3Writer:
         return done
 
     async def _create(self) -> str:
-        _, body = await self._client.call("POST", self._key, query=[("uploads", "")], idempotent=False)
+        _, body = await self._client.call("POST", self._key, query=[("uploads", "")],
+                                          headers={"x-amz-checksum-algorithm": "CRC32"}, idempotent=False)
         uploadId = xmlText(ElementTree.fromstring(body), "UploadId")
         if not uploadId:
             raise StorageError(f"S3 create multipart upload of {self._key!r}: no UploadId in the answer")
@@ -203,14 +204,16 @@ class S3Writer:
         etag = response.headers.getRawHeaders(b"etag", [b""])[0].decode("latin-1")
         if not etag:
             raise StorageError(f"S3 part {number} of {self._key!r}: no ETag in the answer")
-        self._parts[number] = etag
+        self._parts[number] = (etag, body.crc32())
 
     def _completion(self) -> bytes:
         root = ElementTree.Element("CompleteMultipartUpload")
         for number in sorted(self._parts):
             part = ElementTree.SubElement(root, "Part")
+            etag, crc32 = self._parts[number]
             ElementTree.SubElement(part, "PartNumber").text = str(number)
-            ElementTree.SubElement(part, "ETag").text = self._parts[number]
+            ElementTree.SubElement(part, "ETag").text = etag
+            ElementTree.SubElement(part, "ChecksumCRC32").text = crc32
         return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
 
     # -- the end ---------------------------------------------------------------

@@ -12,6 +12,11 @@ it (the key with ``/`` kept, query names and values with only
 and sent, so the two can never differ.  A payload's SHA-256 is part of
 the signature: for a body of any size the signing runs in the reactor's
 thread pool, so hashing a part of several MiB never stalls the reactor.
+An object's bytes (a part, a single PUT) also carry their CRC32
+(``x-amz-checksum-crc32``, computed in the same pass), as the AWS SDKs
+send by default: S3 checks each part against it and keeps the object's
+checksum, and a server then completes the upload from the parts'
+checksums without working one out over the whole object.
 
 Idempotent requests (a part, a single PUT, GET, HEAD, DELETE, abort)
 are retried with exponential backoff on a 5xx answer or a connection
@@ -24,7 +29,9 @@ system trust or the configured CA bundle.
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
+import zlib
 from typing import Any, Optional, Sequence, Union
 from xml.etree import ElementTree
 
@@ -53,6 +60,7 @@ CLOSE_GRACE = 10.0
 """Seconds shutdown waits for S3 requests in flight (a transfer being discarded)."""
 SIGN_INLINE = 4096
 """Bodies up to this size are hashed on the reactor thread; longer ones in the pool."""
+CHECKSUM_HEADER = "x-amz-checksum-crc32"
 _UNRESERVED = "-_.~"
 S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
@@ -94,6 +102,16 @@ class Payload:
     def __init__(self, chunks: Sequence[bytes]) -> None:
         self.chunks = list(chunks)
         self.length = sum(len(c) for c in self.chunks)
+        self._crc32: Optional[str] = None
+
+    def crc32(self) -> str:
+        """The CRC32 as ``x-amz-checksum-crc32`` wants it (base64, big-endian), worked out once."""
+        if self._crc32 is None:
+            value = 0
+            for chunk in self.chunks:
+                value = zlib.crc32(chunk, value)
+            self._crc32 = base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
+        return self._crc32
 
     def reader(self) -> "_PayloadReader":
         return _PayloadReader(self)
@@ -217,7 +235,10 @@ class S3Client:
         return f"{self._scheme}://{self._host}{path}" + (f"?{encoded}" if encoded else "")
 
     def _sign(self, method: str, url: str, headers: dict[str, str], body: Optional[Body]) -> Headers:
-        data = body.reader() if isinstance(body, Payload) else body or b""
+        data: Any = body or b""
+        if isinstance(body, Payload):
+            headers = dict(headers, **{CHECKSUM_HEADER: body.crc32()})
+            data = body.reader()
         request = AWSRequest(method=method, url=url, headers=dict(headers, Host=self._host), data=data)
         self._auth.add_auth(request)
         return Headers({name.encode("latin-1"): [value.encode("latin-1") if isinstance(value, str) else value]
