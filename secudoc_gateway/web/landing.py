@@ -38,7 +38,7 @@ from secudoc_gateway.web.context import (
 from secudoc_gateway.web.download import (
     UNSATISFIABLE, byteRange, checkStored, contentDisposition, streamFile, streamZip, zipWriter,
 )
-from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, secure, sendPage
+from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, sendPage
 from secudoc_gateway.web.sender import SenderRoot
 
 ZIP = b"all.zip"
@@ -82,7 +82,6 @@ async def openVisit(context: WebContext, request: Request, token: str) -> Option
 
 
 def _async(handler: Any, request: Request, *args: Any) -> int:
-    secure(request)
     ensureDeferred(handler(request, *args)).addErrback(failed, request)
     return NOT_DONE_YET
 
@@ -95,7 +94,6 @@ class TransfersResource(Resource):
         self.context = context
 
     def getChild(self, path: bytes, request: Request) -> Resource:
-        secure(request)  # every answer below, a 405 included
         if path == b"sender":
             return SenderRoot(self.context)
         return _TransferResource(self.context, path.decode("ascii", "replace"))

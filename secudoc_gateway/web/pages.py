@@ -36,11 +36,6 @@ _environment = jinja2.Environment(
 )
 
 
-def secure(request: Request) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        request.setHeader(name, value)
-
-
 def render(template: str, language: str, **context: Any) -> bytes:
     """A whole page; ``t`` in the template is the language's texts."""
     context.setdefault("logo", "")

@@ -21,7 +21,7 @@ from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.context import UNKNOWN, WebContext, failed, refuse
-from secudoc_gateway.web.pages import csrfToken, csrfValid, render, secure, sendPage
+from secudoc_gateway.web.pages import csrfToken, csrfValid, render, sendPage
 
 REVOKE = b"revoke"
 
@@ -40,7 +40,6 @@ class SenderRoot(Resource):
         return SenderResource(self.context, path.decode("ascii", "replace"), action)
 
     def render(self, request: Request) -> int:
-        secure(request)
         refuse(self.context, request, UNKNOWN, None)
         return NOT_DONE_YET
 
@@ -56,14 +55,12 @@ class SenderResource(Resource):
         self.base = urllib.parse.urlsplit(context.publicURL).path.rstrip("/") + f"/t/sender/{secret}"
 
     def render_GET(self, request: Request) -> int:
-        secure(request)
         ensureDeferred(self._show(request)).addErrback(failed, request)
         return NOT_DONE_YET
 
     render_HEAD = render_GET
 
     def render_POST(self, request: Request) -> int:
-        secure(request)
         ensureDeferred(self._revoke(request)).addErrback(failed, request)
         return NOT_DONE_YET
 

@@ -28,7 +28,7 @@ from secudoc_gateway.notices.downloads import codeMail
 from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.web.context import SESSION_COOKIE, WebContext, chrome, failed, log
-from secudoc_gateway.web.pages import csrfToken, csrfValid, formValue, render, secure, sendPage, setCookie
+from secudoc_gateway.web.pages import csrfToken, csrfValid, formValue, render, sendPage, setCookie
 
 CODE = b"code"
 VERIFY = b"verify"
@@ -74,7 +74,6 @@ class FormResource(Resource):
         self.base = basePath(context, token)
 
     def render_GET(self, request: Request) -> bytes:
-        secure(request)
         request.setResponseCode(303)
         request.setHeader(b"Location", self.base.encode("ascii"))
         return b""
@@ -82,7 +81,6 @@ class FormResource(Resource):
     render_HEAD = render_GET
 
     def render_POST(self, request: Request) -> int:
-        secure(request)
         handler = self._code if self.step == CODE else self._verify
         ensureDeferred(self._post(request, handler)).addErrback(failed, request)
         return NOT_DONE_YET
