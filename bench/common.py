@@ -20,26 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from secudoc_gateway.testing import DEMO_TENANT, writeConfig  # noqa: E402
+from secudoc_gateway.testing.ports import freePort, waitForPort  # noqa: E402
 
 PYTHON = sys.executable
 TWISTD = os.path.join(os.path.dirname(PYTHON), "twistd")
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def peakRSS(pid: int) -> int:
@@ -249,7 +233,7 @@ class PostfixRelay:
         subprocess.run(["postfix", "-c", etc, "set-permissions"], capture_output=True)
         result = subprocess.run(["postfix", "-c", etc, "start"], capture_output=True, text=True)
         try:
-            waitForPort(self.port, 15)
+            waitForPort(self.port, timeout=15)
         except RuntimeError:
             self.reason = f"postfix did not start: {result.stderr.strip()}"
 

@@ -50,14 +50,16 @@ MAX_LEN = 16384
 
 
 class _Producer:
+    """The SMTP client the extractor would pause: the in-memory store never lags."""
+
     def pauseProducing(self) -> None:
-        pass
+        """Nothing to pause."""
 
     def resumeProducing(self) -> None:
-        pass
+        """Nothing to resume."""
 
     def stopProducing(self) -> None:
-        pass
+        """Nothing to stop."""
 
 
 def resultOf(d: Deferred) -> Any:

@@ -275,12 +275,3 @@ class Browser:
 
     def csrf(self) -> str:
         return self.cookies.get("sd_csrf", "")
-
-
-def freePort() -> int:
-    """A loopback port free now: the public URL must name the port pages are served on (Origin checks)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -31,7 +31,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
+from secudoc_gateway.testing.ports import freePort
+from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCREENSHOTS = os.path.join(ROOT, "var", "screenshots")

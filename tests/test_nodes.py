@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.testing import postgres as pgcluster
 from secudoc_gateway.config import DatabaseConfig
-from secudoc_gateway.testing.postgres import freePort
+from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.testing import GatewayProcess, freshPostgreSQL, writeConfig
 from tests.support import databaseRows, maildirMessages, splitEnvelope
 

@@ -26,7 +26,8 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway import crypto
 from secudoc_gateway.purge import purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import Browser, asyncTest, databaseRows, freePort, inThread, maildirMessages, sendBDAT, splitEnvelope
+from secudoc_gateway.testing.ports import freePort
+from tests.support import Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")

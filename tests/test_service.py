@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway import devcert, tls
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.smtp import SinkServerFactory
+from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.replies import Reply
 from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
 
@@ -257,12 +258,6 @@ class SMTPRelayTests(ServiceTestCase):
         metrics = await (await treq.get(self.gateway.metricsURL + "/metrics", persistent=False)).text()
         self.assertIn('secudoc_relay_errors_total{kind="connect",tenant="example"} 1.0', metrics)
         self.assertIn('secudoc_messages_total{status="tempfailed",tenant="example"} 1.0', metrics)
-
-
-def freePort() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def pollUntil(condition, what: str, timeout: float = 30.0) -> None:

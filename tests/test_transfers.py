@@ -568,15 +568,15 @@ class PostgreSQLStore:
 
 
 class TransferTestsPostgreSQL(PostgreSQLStore, TransferTests):
-    pass
+    """TransferTests, on a fresh PostgreSQL database."""
 
 
 class DownloadTestsPostgreSQL(PostgreSQLStore, DownloadTests):
-    pass
+    """DownloadTests, on a fresh PostgreSQL database."""
 
 
 class UserTestsPostgreSQL(PostgreSQLStore, UserTests):
-    pass
+    """UserTests, on a fresh PostgreSQL database."""
 
 
 class DedupTestsPostgreSQL(PostgreSQLStore, DedupTests):
@@ -594,4 +594,4 @@ class DedupTestsPostgreSQL(PostgreSQLStore, DedupTests):
 
 
 class PurgeClaimTestsPostgreSQL(PostgreSQLStore, PurgeClaimTests):
-    pass
+    """PurgeClaimTests, on a fresh PostgreSQL database."""

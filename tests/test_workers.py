@@ -19,7 +19,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.testing.postgres import freePort
+from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.testing import GatewayProcess, writeConfig
 from tests.support import maildirMessages, splitEnvelope
 

@@ -14,28 +14,10 @@ import time
 from typing import Any, Optional
 
 from secudoc_gateway.testing import DEMO_TENANT, writeConfig
+from secudoc_gateway.testing.ports import freePort, waitForPort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def waitForPort(port: int, process: Optional[subprocess.Popen] = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"twistd exited with {process.returncode} before listening on {port}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def waitForGreeting(port: int, process: Optional[subprocess.Popen] = None, timeout: float = 60.0) -> None:

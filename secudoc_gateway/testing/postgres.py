@@ -18,11 +18,12 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
 from typing import Optional
+
+from secudoc_gateway.testing.ports import freePort
 
 ROLE = "secudoc"
 # What tests read: the cluster's admin URL (role secudoc, database
@@ -41,12 +42,6 @@ def binaries() -> str:
     if initdb is None:
         raise RuntimeError("PostgreSQL's initdb is not installed (Debian: apt-get install postgresql-15)")
     return os.path.dirname(initdb)
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:

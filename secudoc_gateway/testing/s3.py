@@ -35,6 +35,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from secudoc_gateway.testing.ports import freePort
+
 ENDPOINT_ENV = "SECUDOC_TEST_S3_ENDPOINT"
 KEY_ENV = "SECUDOC_TEST_S3_KEY"
 SECRET_ENV = "SECUDOC_TEST_S3_SECRET"
@@ -86,12 +88,6 @@ def testStorage(prefix: str = "") -> dict:
     return {"backend": "s3", "endpoint": server.endpoint, "bucket": server.newBucket(), "region": REGION,
             "access_key_id_env": KEY_ENV, "secret_access_key_env": SECRET_ENV, "prefix": prefix,
             "part_size": 5 * 1024 * 1024}
-
-
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MotoProcess:
