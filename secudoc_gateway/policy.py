@@ -40,36 +40,14 @@ Nothing here does I/O or imports Twisted.
 
 from __future__ import annotations
 
-from email.headerregistry import HeaderRegistry
-from email.utils import getaddresses
 from typing import Any, Callable, Iterable, Optional
 
 import attrs
 
 from secudoc_gateway.addresses import domainKey, splitAddress
-from secudoc_gateway.fields import (
-    CONTENT_TYPE,
-    CROSS_TENANT_ID,
-    FROM,
-    MESSAGE_ID,
-    NETWORK_MESSAGE_ID,
-    SECUDOC,
-    SECUDOC_ENABLED,
-    SECUDOC_STATUS,
-    SECUDOC_TRANSFER,
-)
 from secudoc_gateway import replies
-from secudoc_gateway.mime.names import decodeHeader
+from secudoc_gateway.mime.facts import HeaderFacts
 from secudoc_gateway.replies import Reply
-
-# Lowercased, as Headers and the unfolded pairs name fields.
-_SECUDOC = SECUDOC.lower()
-_SECUDOC_ENABLED = SECUDOC_ENABLED.lower()
-_CROSS_TENANT_ID = CROSS_TENANT_ID.lower()
-_NETWORK_MESSAGE_ID = NETWORK_MESSAGE_ID.lower()
-_MESSAGE_ID = MESSAGE_ID.lower()
-_CONTENT_TYPE = CONTENT_TYPE.lower()
-_FROM = FROM.lower()
 
 
 # --- Actions and reasons -----------------------------------------------------
@@ -123,7 +101,6 @@ def isRightsProtection(contentType: str, filename: Optional[str]) -> bool:
     return contentType == RPMSG_TYPE or (filename or "").strip().lower() == RPMSG_NAME
 
 
-DEFAULT_CONTENT_TYPE = "text/plain"
 """RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
 
 # --- Addresses and patterns --------------------------------------------------
@@ -193,167 +170,6 @@ def splitRecipients(
 def _normaliseValue(value: str) -> str:
     """Whitespace runs as one space, trimmed, lowercased."""
     return " ".join(value.split()).lower()
-
-
-def _mediaType(value: str) -> str:
-    """
-    ``type/subtype`` of a Content-Type value, lowercased, comments
-    (RFC 5322 section 3.2.2) skipped; the RFC 2045 default when it is
-    not a valid type.
-    """
-    out: list[str] = []
-    depth = 0
-    escaped = False
-    for ch in value:
-        if depth:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == "(":
-                depth += 1
-            elif ch == ")":
-                depth -= 1
-            continue
-        if ch == "(":
-            depth = 1
-        elif ch == ";":
-            break
-        elif not ch.isspace():
-            out.append(ch)
-    mediaType = "".join(out).lower()
-    kind, slash, subtype = mediaType.partition("/")
-    if not slash or not _isToken(kind) or not _isToken(subtype):
-        return DEFAULT_CONTENT_TYPE
-    return mediaType
-
-
-_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
-
-
-def _isToken(text: str) -> bool:
-    """RFC 2045 section 5.1 ``token``."""
-    return bool(text) and all(
-        33 <= ord(ch) <= 126 and ch not in _TSPECIALS for ch in text
-    )
-
-
-_ADDRESS_HEADERS = HeaderRegistry()
-
-
-def parseFromAddress(value: str) -> str:
-    """The first mailbox's bare address of a From value, or ``""``."""
-    return parseFromMailbox(value)[1]
-
-
-def parseFromMailbox(value: str) -> tuple[str, str]:
-    """
-    The first mailbox of a From value as (display name, bare address),
-    ``("", "")`` when none has an address.  Display names (RFC 2047
-    encoded or not, also the encoded-words some clients put inside
-    quotes), comments, angle brackets and groups are the standard
-    library's RFC 5322 parser's job; a value it cannot read yields its
-    best effort, never an exception.
-    """
-    try:
-        mailboxes = [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADERS(FROM, value).addresses]  # type: ignore[attr-defined]
-    except Exception:
-        mailboxes = getaddresses([value])
-    for name, address in mailboxes:
-        local, at, domain = address.rpartition("@")
-        if at and local and domain:
-            return decodeHeader(name).strip(), address
-    return "", ""
-
-
-@attrs.frozen
-class HeaderFacts:
-    """
-    What the policy needs from the message's top-level header block.
-
-    ``fields`` keeps every field as ``(lowercased name, value)`` for
-    ``required_header``; the block is bounded by ``max_header_bytes``,
-    so this is too.  ``secudocEnabledValues`` keeps every
-    ``X-SecuDoc-Enabled`` value: one ``0`` among them opts out.
-    Repeated single-instance fields (Content-Type, From, the ids) are
-    read from their first occurrence.
-    """
-
-    crossTenantIds: tuple[str, ...] = ()
-    hasSecuDoc: bool = False
-    secudocEnabledValues: tuple[str, ...] = ()
-    fields: tuple[tuple[str, str], ...] = ()
-    topContentType: str = DEFAULT_CONTENT_TYPE
-    networkMessageId: Optional[str] = None
-    messageId: Optional[str] = None
-
-    @property
-    def secudocEnabled(self) -> Optional[str]:
-        """The first ``X-SecuDoc-Enabled`` value, if any."""
-        return self.secudocEnabledValues[0] if self.secudocEnabledValues else None
-
-    @property
-    def fromAddress(self) -> str:
-        """
-        The From field's first address, parsed only when asked: only a
-        null-sender message needs it, and parsing RFC 5322 addresses is
-        the most expensive step of reading the header block.
-        """
-        values = self.values(FROM)
-        return parseFromAddress(values[0]) if values else ""
-
-    @property
-    def fromMailbox(self) -> tuple[str, str]:
-        """The From field's first (display name, address), for the banner."""
-        values = self.values(FROM)
-        return parseFromMailbox(values[0]) if values else ("", "")
-
-    @property
-    def dedupId(self) -> Optional[str]:
-        """The id a resend is recognised by (SPEC section 4), if any."""
-        return self.networkMessageId or self.messageId
-
-    def has(self, name: str) -> bool:
-        """Whether a field called ``name`` (any case) is present."""
-        lowered = name.strip().lower()
-        return any(fieldName == lowered for fieldName, _ in self.fields)
-
-    def values(self, name: str) -> tuple[str, ...]:
-        """Every value of the field ``name`` (any case), in order."""
-        lowered = name.strip().lower()
-        return tuple(value for fieldName, value in self.fields if fieldName == lowered)
-
-
-def headerFacts(pairs: Iterable[tuple[str, str]]) -> HeaderFacts:
-    """
-    Facts from the top-level header block given as unfolded
-    ``(name, value)`` pairs in message order.
-    """
-    fields: list[tuple[str, str]] = []
-    first: dict[str, str] = {}
-    crossTenantIds: list[str] = []
-    enabled: list[str] = []
-    for name, value in pairs:
-        lowered = name.strip().lower()
-        value = value.strip()
-        fields.append((lowered, value))
-        first.setdefault(lowered, value)
-        if lowered == _CROSS_TENANT_ID:
-            crossTenantIds.append(value)
-        elif lowered == _SECUDOC_ENABLED:
-            enabled.append(value)
-    contentType = first.get(_CONTENT_TYPE)
-    return HeaderFacts(
-        crossTenantIds=tuple(crossTenantIds),
-        hasSecuDoc=_SECUDOC in first,
-        secudocEnabledValues=tuple(enabled),
-        fields=tuple(fields),
-        topContentType=(
-            DEFAULT_CONTENT_TYPE if contentType is None else _mediaType(contentType)
-        ),
-        networkMessageId=first.get(_NETWORK_MESSAGE_ID) or None,
-        messageId=first.get(_MESSAGE_ID) or None,
-    )
 
 
 def effectiveSender(envelopeSender: str, facts: HeaderFacts) -> str:

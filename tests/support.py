@@ -10,6 +10,9 @@ from typing import Any, Callable, Coroutine, Optional
 
 from twisted.internet import defer, threads
 
+from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
+from secudoc_gateway.mime.headers import Headers
+
 
 def asyncTest(f: Callable[..., Coroutine]) -> Callable[..., defer.Deferred]:
     """Let trial run an ``async def`` test method."""
@@ -19,6 +22,12 @@ def asyncTest(f: Callable[..., Coroutine]) -> Callable[..., defer.Deferred]:
         return defer.ensureDeferred(f(*args, **kwargs))
 
     return wrapper
+
+
+def facts(*pairs: tuple[str, str]) -> HeaderFacts:
+    """What policy reads from a top header block of these fields."""
+    block = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in pairs)
+    return headerFacts(Headers.fromBlock(block))
 
 
 def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:

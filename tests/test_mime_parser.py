@@ -173,6 +173,28 @@ class GoldenTests(Checks):
         self.assertEqual(bodies, {(0, 0): b"plain", (0, 1): b"<p>html</p>", (1,): b"JVBERi0="})
         self.assertEqual([e for e in events if isinstance(e, Defect)], [])
 
+    def test_contentTypeComments(self) -> None:
+        """
+        RFC 2045 5.1 allows comments in Content-Type: a multipart with one
+        is a multipart, as policy reads it; an invalid type is the default.
+        """
+        message = (
+            b"Content-Type: multipart/mixed (the (nested) kind); boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: (lead) Text/HTML\r\n\r\n<p>x</p>\r\n"
+            b"--b\r\nContent-Type: a/b/c\r\n\r\ny\r\n--b--\r\n"
+        )
+        events = self.parseEverySplit(message)
+        types = [e.headers.contentType for e in events if isinstance(e, PartStart)]
+        self.assertEqual(types, ["multipart/mixed", "text/html", "text/plain"])
+
+    def test_headerBlockAsReceived(self) -> None:
+        """The block is split once: its raw lines join to the bytes received, junk included."""
+        block = b"From a@b Mon Jan  1 00:00:00 2024\r\n  stray\r\nSubject: s\r\n  folded\r\n"
+        start = next(e for e in parseChunks(block + b"\r\nbody", [block + b"\r\nbody"]) if isinstance(e, PartStart))
+        self.assertEqual(b"".join(start.headers.raw), block)
+        self.assertEqual(start.headers.size, start.bodyStart - 2)
+        self.assertEqual(start.headers.get("subject"), "s  folded")  # RFC 5322 2.2.3: only the line break goes
+
     def test_mixedLineEnds(self) -> None:
         message = (
             b"Content-Type: multipart/mixed; boundary=b\n\r\n--b\r\n\nx\r\ny\n--b\n"

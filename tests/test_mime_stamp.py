@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.mime.stamp import lineEnding, rawFields, received, stampFields, stamped, withoutGatewayFields
+from secudoc_gateway.mime.headers import Headers, lineEnding, splitFields
+from secudoc_gateway.mime.stamp import received, stampFields, stamped, withoutGatewayFields
 
 BLOCK = (
     b"From: a@example.test\r\n"
@@ -14,21 +15,32 @@ BLOCK = (
     b"x-secudoc-status: passed\r\n"
     b"X-SecuDoc-Transfer: abc\r\n"
     b"X-SecuDoc-Enabled: 1\r\n"
-    b"\r\n"
 )
+
+
+def without(block: bytes) -> bytes:
+    """The block as the parser hands it over, stripped of gateway fields."""
+    return withoutGatewayFields(Headers.fromBlock(block))
 
 
 class StampTests(SynchronousTestCase):
     def test_rawFieldsRoundTrip(self) -> None:
-        fields = rawFields(BLOCK)
+        fields = splitFields(BLOCK)
         self.assertEqual(b"".join(fields), BLOCK)
         self.assertEqual(fields[2], b"Subject: folded\r\n  over two lines\r\n")
+        self.assertEqual(Headers.fromBlock(BLOCK).raw, fields)
 
     def test_gatewayFieldsRemovedOthersKept(self) -> None:
         self.assertEqual(
-            withoutGatewayFields(BLOCK),
-            b"From: a@example.test\r\nSubject: folded\r\n  over two lines\r\nX-SecuDoc-Enabled: 1\r\n\r\n",
+            without(BLOCK),
+            b"From: a@example.test\r\nSubject: folded\r\n  over two lines\r\nX-SecuDoc-Enabled: 1\r\n",
         )
+
+    def test_junkLinesKept(self) -> None:
+        """Lines that are no field go through as received: the stamp changes nothing but its own fields."""
+        block = b"From sender@example.test Mon Jan  1 00:00:00 2024\n  stray\nA: 1\rjunk\nX-SecuDoc: 1\n"
+        self.assertEqual(without(block), block[: block.index(b"X-SecuDoc")])
+        self.assertEqual(without(b" first\r\nA: 1\r\n"), b" first\r\nA: 1\r\n")
 
     def test_lineEnding(self) -> None:
         self.assertEqual(lineEnding(BLOCK), b"\r\n")
@@ -54,12 +66,12 @@ class StampTests(SynchronousTestCase):
         self.assertTrue(stamp.endswith(b"X-SecuDoc: 1.0\nX-SecuDoc-Status: protected\nX-SecuDoc-Transfer: T1\n"))
 
     def test_foldedGatewayFieldRemovedWhole(self) -> None:
-        block = b"X-SecuDoc: 1.0\r\n continued\r\nSubject: s\r\n\r\n"
-        self.assertEqual(withoutGatewayFields(block), b"Subject: s\r\n\r\n")
-        self.assertEqual(withoutGatewayFields(block.replace(b"\r\n", b"\n")), b"Subject: s\n\n")
+        block = b"X-SecuDoc: 1.0\r\n continued\r\nSubject: s\r\n"
+        self.assertEqual(without(block), b"Subject: s\r\n")
+        self.assertEqual(without(block.replace(b"\r\n", b"\n")), b"Subject: s\n")
 
     def test_stampOnTop(self) -> None:
-        self.assertEqual(stamped(b"A: 1\r\n\r\n", b"S: x\r\n"), [b"S: x\r\n", b"A: 1\r\n\r\n"])
+        self.assertEqual(stamped(b"A: 1\r\n", b"S: x\r\n"), [b"S: x\r\n", b"A: 1\r\n"])
 
     def test_strayContinuationFirst(self) -> None:
         """
@@ -67,9 +79,9 @@ class StampTests(SynchronousTestCase):
         and takes the stray line, the other gateway fields go last.
         """
         stamp = b"Received: from a\r\n\tby b; date\r\nX-SecuDoc: 1.0\r\nS: x\r\n"
-        self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n\r\n", stamp)),
-                         b"Received: from a\r\n\tby b; date\r\n junk\r\nA: 1\r\nX-SecuDoc: 1.0\r\nS: x\r\n\r\n")
+        self.assertEqual(b"".join(stamped(b" junk\r\nA: 1\r\n", stamp)),
+                         b"Received: from a\r\n\tby b; date\r\n junk\r\nA: 1\r\nX-SecuDoc: 1.0\r\nS: x\r\n")
         self.assertEqual(b"".join(stamped(b"\tjunk", b"Received: r\nS: x\n")), b"Received: r\n\tjunk\nS: x\n")
 
     def test_blanksBeforeTheColon(self) -> None:
-        self.assertEqual(withoutGatewayFields(b"X-SecuDoc : 1.0\r\nA: b\r\n\r\n"), b"A: b\r\n\r\n")
+        self.assertEqual(without(b"X-SecuDoc : 1.0\r\nA: b\r\n"), b"A: b\r\n")

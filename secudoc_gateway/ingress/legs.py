@@ -20,6 +20,7 @@ from twisted.logger import Logger, LogLevel
 from secudoc_gateway import policy, replies
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
+from secudoc_gateway.mime.facts import HeaderFacts
 from secudoc_gateway.interfaces import IRelay
 from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
 from secudoc_gateway.metrics import TEMPFAILED
@@ -70,7 +71,7 @@ class Legs:
     gateway: "Gateway"
     envelope: Envelope
     tenant: Any
-    facts: Optional[policy.HeaderFacts]
+    facts: Optional[HeaderFacts]
     spool: Spool
     queueId: str
     transferId: Optional[str]

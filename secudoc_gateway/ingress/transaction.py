@@ -40,10 +40,12 @@ from secudoc_gateway.ingress.extractor import Candidate, Extractor
 from secudoc_gateway.ingress.legs import Leg, Legs, ready
 from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway.metrics import TEMPFAILED
+from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
+from secudoc_gateway.mime.headers import Headers, lineEnding
 from secudoc_gateway.mime.names import cleanName, decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
-from secudoc_gateway.mime.stamp import lineEnding, stampFields, stamped, withoutGatewayFields
+from secudoc_gateway.mime.stamp import stampFields, stamped, withoutGatewayFields
 from secudoc_gateway.mime.structure import MESSAGE, Structure
 from secudoc_gateway.notices.banner import bannerFor
 from secudoc_gateway.notices.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
@@ -58,11 +60,12 @@ if TYPE_CHECKING:
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
 PART_MEMORY = 4096
-FIELD_MEMORY = 160
+FIELD_MEMORY = 224
 """
 What one part's state costs in memory beyond its header bytes (its
 structure entry, candidate, sink, parsed values), and what each header
-field adds: measured with tracemalloc, rounded up.  Counted in the
+field adds: measured with tracemalloc, rounded up.  The header bytes
+count twice: the block as received and its parsed fields.  Counted in the
 memory budget, so ``max_mime_parts`` parts with big header blocks in
 many connections cannot exhaust the machine.
 """
@@ -75,10 +78,10 @@ waits on a budget the spools of a busy moment have used up.
 
 
 def partMemory(event: PartStart) -> int:
-    return PART_MEMORY + (event.bodyStart - event.headerStart) + FIELD_MEMORY * len(event.headers.fields)
+    return PART_MEMORY + 2 * (event.bodyStart - event.headerStart) + FIELD_MEMORY * len(event.headers.fields)
 
 
-def displayName(facts: policy.HeaderFacts, sender: str) -> str:
+def displayName(facts: HeaderFacts, sender: str) -> str:
     """
     The From display name the landing page shows beside the sender:
     only when From is the sender's own address (else it could mislead).
@@ -120,7 +123,7 @@ class Transaction(Legs):
         self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, self.queueId)
         self.tenant = envelope.tenant
         self.top: Optional[PartStart] = None
-        self.facts: Optional[policy.HeaderFacts] = None
+        self.facts: Optional[HeaderFacts] = None
         self.sender = envelope.sender  # the effective sender, From for a null one once the headers are in
         self.early: Optional[policy.Decision] = None
         self.configuredUser = True
@@ -131,7 +134,6 @@ class Transaction(Legs):
         self.files: list[Candidate] = []
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
-        self._block: Optional[tuple[bytes, int]] = None
         self.partCost = 0  # what the parts' state costs
         self.partMemory = 0  # what of it is reserved in the budget
         self.overBudget = False
@@ -220,7 +222,7 @@ class Transaction(Legs):
 
     def _topHeaders(self, event: PartStart) -> None:
         self.top = event
-        self.facts = facts = policy.headerFacts(event.headers.unfolded())
+        self.facts = facts = headerFacts(event.headers)
         self.sender = sender = policy.effectiveSender(self.envelope.sender, facts)
         if self.tenant is None:
             tenant = policy.tenantForNullSender(facts, self.gateway.registry.forMicrosoftTenantId)
@@ -278,7 +280,7 @@ class Transaction(Legs):
             self.extractor.discard()
             self._count(policy.REJECT)
             return replies.MIME_LIMIT
-        facts = self.facts or policy.headerFacts(())
+        facts = self.facts or headerFacts(Headers(()))
         if self.tenant is None:
             self.extractor.discard()
             self._count(policy.REJECT)
@@ -298,7 +300,7 @@ class Transaction(Legs):
         except Exception:
             return await self._internalError(Failure())
 
-    async def _decide(self, facts: policy.HeaderFacts) -> policy.Decision:
+    async def _decide(self, facts: HeaderFacts) -> policy.Decision:
         sender = self.sender
         known = self.configuredUser
         if not known and self.gateway.transfers is not None:
@@ -346,11 +348,14 @@ class Transaction(Legs):
         return replies.LOCAL_TEMPFAIL
 
     def _headerBlock(self) -> tuple[bytes, int]:
-        """The top header block without incoming gateway fields, and where the body starts."""
-        if self._block is None:
-            end = self.top.bodyStart if self.top is not None else 0
-            self._block = (withoutGatewayFields(self.spool.readBytes(0, end)), end)
-        return self._block
+        """
+        The top header block as received without incoming gateway
+        fields, and where it ends (the blank line, if any, goes with
+        the body).
+        """
+        if self.top is None:
+            return b"", 0
+        return withoutGatewayFields(self.top.headers), self.top.headerStart + self.top.headers.size
 
     def _stamp(self, block: bytes, status: str, transferId: Optional[str] = None) -> bytes:
         return stampFields(
@@ -374,7 +379,7 @@ class Transaction(Legs):
             name = "attachment" + extension
         return cleanName(name)
 
-    def _shownSender(self, facts: policy.HeaderFacts) -> tuple[str, str]:
+    def _shownSender(self, facts: HeaderFacts) -> tuple[str, str]:
         """
         Who the banner names: the From field's display name and address,
         as the recipient's mail program shows them; the envelope sender
@@ -385,7 +390,7 @@ class Transaction(Legs):
             return "", self.envelope.sender
         return name, address
 
-    async def _protect(self, decision: policy.Decision, facts: policy.HeaderFacts) -> Reply:
+    async def _protect(self, decision: policy.Decision, facts: HeaderFacts) -> Reply:
         tenant = self.tenant
         gateway = self.gateway
         files = self.files

@@ -1,8 +1,10 @@
 """
-One part's header block, kept raw, read on demand.
+One part's header block, parsed once, kept raw, read on demand.
 
-The raw ``(name, value)`` pairs are what the rewriter copies out byte
-for byte; the accessors are what policy and attachment detection read.
+The block is split into fields once, by the parser: ``raw`` is every
+line group exactly as received (what the gateway's stamp passes on),
+the ``(name, value)`` pairs are what the rewriter copies out byte for
+byte, and the accessors are what policy and attachment detection read.
 Values are decoded as UTF-8 (RFC 6532 allows it) and fall back to
 Latin-1, which never fails, for legacy 8-bit headers.
 """
@@ -19,10 +21,41 @@ from secudoc_gateway.mime.names import decodeBytes, decodeParams, filenameOf, pa
 
 _FOLD = re.compile(rb"\r?\n(?=[ \t])|\r(?=[ \t])")
 _LINEBREAK = re.compile(rb"\r\n|\r|\n")
+# A line break not followed by folding whitespace ends a field; a CR
+# directly before LF is never a break of its own.
+_FIELD_START = re.compile(rb"\r\n(?![ \t])|\n(?![ \t])|\r(?![\n \t])")
+_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # ftext; blanks before the colon: RFC 5322 4.5.3
 
 DEFAULT_TYPE = "text/plain"
 DIGEST_DEFAULT_TYPE = "message/rfc822"
 KNOWN_ENCODINGS = frozenset(["7bit", "8bit", "binary", "base64", "quoted-printable"])
+
+
+def splitFields(block: bytes) -> tuple[bytes, ...]:
+    """
+    A header block split into fields, each exactly as received (name,
+    folded value, line ending); joining them gives the block back.
+    """
+    fields = []
+    start = 0
+    for match in _FIELD_START.finditer(block):
+        fields.append(block[start : match.end()])
+        start = match.end()
+    if start < len(block):
+        fields.append(block[start:])
+    return tuple(fields)
+
+
+def fieldName(field: bytes) -> Optional[str]:
+    """The lowercased name of a raw field; None for a line that is no field."""
+    match = _NAME.match(field)
+    return match.group(1).decode("ascii").lower() if match else None
+
+
+def lineEnding(block: bytes) -> bytes:
+    """The line ending a block uses, so fields added to it match."""
+    at = block.find(b"\n")
+    return b"\r\n" if at > 0 and block[at - 1 : at] == b"\r" else b"\n" if at >= 0 else b"\r\n"
 
 
 def _text(raw: bytes) -> str:
@@ -42,37 +75,76 @@ def _text(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+
+
+def _isToken(text: str) -> bool:
+    """RFC 2045 section 5.1 ``token``."""
+    return bool(text) and all(33 <= ord(ch) <= 126 and ch not in _TSPECIALS for ch in text)
+
+
+def _mediaType(value: str) -> Optional[str]:
+    """
+    ``type/subtype`` of a Content-Type value's first piece, lowercased,
+    comments (RFC 5322 section 3.2.2) and blanks skipped; None when it
+    is not a valid type.
+    """
+    out: list[str] = []
+    depth = 0
+    escaped = False
+    for ch in value:
+        if depth:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+        elif ch == "(":
+            depth = 1
+        elif not ch.isspace():
+            out.append(ch)
+    kind, slash, subtype = "".join(out).lower().partition("/")
+    if not slash or not _isToken(kind) or not _isToken(subtype):
+        return None
+    return f"{kind}/{subtype}"
+
+
 @attrs.frozen(slots=False)
 class Headers:
     """
     ``fields`` are ``(name, raw value)`` in order; a raw value keeps its
     folding (RFC 5322 2.2.3) but not the line break ending the field.
+    ``raw`` is the block as received, split as ``splitFields`` splits
+    it: the fields and the lines that are none (an mbox "From " line, a
+    stray continuation line at the top), each with its line ending.
     ``defaultType`` is ``message/rfc822`` inside ``multipart/digest``
     (RFC 2046 5.1.5), else ``text/plain`` (RFC 2045 5.2).
     """
 
     fields: tuple[tuple[str, bytes], ...]
     defaultType: str = DEFAULT_TYPE
+    raw: tuple[bytes, ...] = ()
 
     @classmethod
     def fromBlock(cls, block: bytes, defaultType: str = DEFAULT_TYPE) -> "Headers":
         """Parse a header block (without its terminating blank line)."""
-        fields: list[tuple[str, bytes]] = []
-        for line in block.splitlines(keepends=True):
-            if line[:1] in (b" ", b"\t"):
-                if fields:
-                    name, value = fields[-1]
-                    fields[-1] = (name, value + line)
+        raw = splitFields(block)
+        fields = []
+        for item in raw:
+            rawName, colon, value = item.partition(b":")
+            if not colon or item[:1] in (b" ", b"\t"):
+                # An mbox "From " line, junk or a continuation of nothing: no field.
                 continue
-            rawName, colon, value = line.partition(b":")
-            if not colon:
-                # An mbox "From " line or junk: not a field.
-                continue
-            fields.append((rawName.strip().decode("latin-1"), value))
-        return cls(
-            tuple((name, value.rstrip(b"\r\n")) for name, value in fields),
-            defaultType,
-        )
+            fields.append((rawName.strip().decode("latin-1"), value.rstrip(b"\r\n")))
+        return cls(tuple(fields), defaultType, raw)
+
+    @property
+    def size(self) -> int:
+        """The block's length as received."""
+        return sum(len(item) for item in self.raw)
 
     def getRaw(self, name: str) -> Optional[bytes]:
         """The first field's raw value, folding included."""
@@ -96,12 +168,11 @@ class Headers:
     @cached_property
     def _contentType(self) -> tuple[str, dict[str, str]]:
         main, params = parseParams(self.get("content-type"))
-        main = main.lower().replace(" ", "").replace("\t", "")
-        maintype, slash, subtype = main.partition("/")
-        if not slash or not maintype or not subtype:
+        mediaType = _mediaType(main)
+        if mediaType is None:
             # RFC 2045 5.2: an invalid Content-Type means the default.
             return self.defaultType, decodeParams(params) if main else {}
-        return main, decodeParams(params)
+        return mediaType, decodeParams(params)
 
     @property
     def contentType(self) -> str:
@@ -146,10 +217,6 @@ class Headers:
     def disposition(self) -> Optional[str]:
         """``attachment``, ``inline``, ... lowercased; None if absent."""
         return self._disposition[0]
-
-    @property
-    def dispositionParams(self) -> dict[str, str]:
-        return self._disposition[1]
 
     @property
     def transferEncoding(self) -> str:

@@ -45,10 +45,10 @@ from __future__ import annotations
 import secrets
 from typing import AbstractSet, Callable, Optional
 
+from secudoc_gateway.mime.headers import lineEnding
 from secudoc_gateway.mime.headerblock import contentFields, field, headerBlock, isContentField, isFlowed, plainContentType
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
 from secudoc_gateway.mime.notice import Banner, TransferTemplate
-from secudoc_gateway.mime.stamp import lineEnding
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, MULTIPART, Part, Path, Structure
 from secudoc_gateway.mime.transforms import (
     CRLF,

@@ -9,47 +9,15 @@ carries exactly one ``X-SecuDoc``.
 from __future__ import annotations
 
 import email.utils
-import re
 from typing import Optional
 
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.fields import GATEWAY_HEADERS, SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
+from secudoc_gateway.mime.headers import Headers, fieldName, lineEnding, splitFields
 
-# A line break not followed by folding whitespace ends a field; a CR
-# directly before LF is never a break of its own.
-_FIELD_START = re.compile(rb"\r\n(?![ \t])|\n(?![ \t])|\r(?![\n \t])")
-_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # blanks before the colon: RFC 5322 4.5.3
-
-
-def lineEnding(block: bytes) -> bytes:
-    """The line ending the message uses, so our fields match it."""
-    at = block.find(b"\n")
-    return b"\r\n" if at > 0 and block[at - 1 : at] == b"\r" else b"\n" if at >= 0 else b"\r\n"
-
-
-def rawFields(block: bytes) -> list[bytes]:
-    """
-    A header block split into fields, each exactly as received (name,
-    folded value, line ending); joining them gives the block back.
-    """
-    fields = []
-    start = 0
-    for match in _FIELD_START.finditer(block):
-        fields.append(block[start : match.end()])
-        start = match.end()
-    if start < len(block):
-        fields.append(block[start:])
-    return fields
-
-
-def fieldName(field: bytes) -> Optional[str]:
-    match = _NAME.match(field)
-    return match.group(1).decode("ascii").lower() if match else None
-
-
-def withoutGatewayFields(block: bytes) -> bytes:
-    """The header block minus incoming X-SecuDoc, -Status and -Transfer."""
-    return b"".join(f for f in rawFields(block) if fieldName(f) not in GATEWAY_HEADERS)
+def withoutGatewayFields(headers: Headers) -> bytes:
+    """The header block as received minus incoming X-SecuDoc, -Status and -Transfer."""
+    return b"".join(f for f in headers.raw if fieldName(f) not in GATEWAY_HEADERS)
 
 
 def _addressLiteral(peer: str) -> str:
@@ -111,10 +79,8 @@ def stamped(block: bytes, stamp: bytes) -> list[bytes]:
     """
     if block[:1] not in (b" ", b"\t"):
         return [stamp, block]
-    trace, *ours = rawFields(stamp)
-    fields = rawFields(block)
-    blank = fields.pop() if fields and fields[-1] in (b"\r\n", b"\n", b"\r") else b""
-    head = b"".join(fields)
-    if head and not head.endswith((b"\n", b"\r")):
+    trace, *ours = splitFields(stamp)
+    head = block
+    if not head.endswith((b"\n", b"\r")):
         head += lineEnding(stamp)
-    return [trace, head, *ours, blank]
+    return [trace, head, *ours]

@@ -1,0 +1,80 @@
+"""The facts policy reads from the top header block, as the parser parsed it."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from secudoc_gateway import fields
+from secudoc_gateway.mime.facts import parseFromAddress
+from tests.support import facts
+
+GUID = "0B5C1E2A-3D4F-4A6B-8C7D-9E0F1A2B3C4D"
+
+
+class HeaderFactsTests(SynchronousTestCase):
+    def test_fromForms(self) -> None:
+        for value, expected in [
+            ("Alice <alice@example.test>", "alice@example.test"),
+            ('"Doe, John" <j@x.test>, b@y.test', "j@x.test"),
+            ("=?utf-8?q?J=C3=B6rg?= <jorg@x.test>", "jorg@x.test"),
+            ("Team: a@x.test, b@y.test;", "a@x.test"),
+            ("alice@example.test (Alice)", "alice@example.test"),
+            ("(c) <weird@x.test> (d)", "weird@x.test"),
+            ('"a@b.test" <c@d.test>', "c@d.test"),
+            ("Alice <alice@example.test", "alice@example.test"),
+            ("jörg@bücher.example", "jörg@bücher.example"),
+            ("garbage", ""),
+            ("<>", ""),
+            ("Undisclosed:;", ""),
+            ("", ""),
+            ("x\udcff <y@z.test>", "y@z.test"),
+        ]:
+            self.assertEqual(parseFromAddress(value), expected, value)
+
+    def test_firstFrom(self) -> None:
+        f = facts(("From", "a@one.test"), ("from", "b@two.test"))
+        self.assertEqual(f.fromAddress, "a@one.test")
+
+    def test_contentType(self) -> None:
+        self.assertEqual(facts().topContentType, "text/plain")
+        for value, expected in [
+            ("Text/HTML; charset=utf-8", "text/html"),
+            ("garbage", "text/plain"),
+            ("a/b/c", "text/plain"),
+            ("multipart/mixed (with (nested) comment); boundary=x", "multipart/mixed"),
+            ("(lead) application/octet-stream", "application/octet-stream"),
+        ]:
+            self.assertEqual(facts(("Content-Type", value)).topContentType, expected, value)
+        f = facts(("Content-Type", "multipart/signed"), ("Content-Type", "text/plain"))
+        self.assertEqual(f.topContentType, "multipart/signed")
+
+    def test_ids(self) -> None:
+        f = facts(
+            ("Message-ID", " <m1@example.test> "),
+            (fields.NETWORK_MESSAGE_ID, "abc-123"),
+            (fields.CROSS_TENANT_ID, GUID),
+        )
+        self.assertEqual(f.messageId, "<m1@example.test>")
+        self.assertEqual(f.networkMessageId, "abc-123")
+        self.assertEqual(f.dedupId, "abc-123")
+        self.assertEqual(f.crossTenantIds, (GUID,))
+        self.assertEqual(facts(("message-id", "<m2@x>")).dedupId, "<m2@x>")
+        self.assertIsNone(facts().dedupId)
+        self.assertIsNone(facts(("Message-ID", "  ")).dedupId)
+
+    def test_secudocEnabled(self) -> None:
+        self.assertIsNone(facts().secudocEnabled)
+        f = facts((fields.SECUDOC_ENABLED, " 1"), (fields.SECUDOC_ENABLED, "0"))
+        self.assertEqual(f.secudocEnabled, "1")
+        self.assertEqual(f.secudocEnabledValues, ("1", "0"))
+
+    def test_lookup(self) -> None:
+        f = facts(("X-A", "1"), ("Subject", "s"), ("x-a", "2"))
+        self.assertTrue(f.has("x-A"))
+        self.assertFalse(f.has("X-B"))
+        self.assertEqual(f.values("X-A"), ("1", "2"))
+
+    def test_gatewayHeaders(self) -> None:
+        self.assertEqual(
+            fields.GATEWAY_HEADERS, {"x-secudoc", "x-secudoc-status", "x-secudoc-transfer"}
+        )
