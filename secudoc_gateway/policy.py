@@ -5,7 +5,7 @@ Theory of operation
 -------------------
 
 The transaction asks twice.  When the top-level header block is complete
-it builds a `HeaderFacts` (`headerFacts`) and calls `earlyDecision`,
+it reads the parsed block as `mime.facts.HeaderFacts` and calls `earlyDecision`,
 which walks rules 1-7 in table order and returns the first rule that
 decides, or ``None`` when the message goes on to its content.  At the
 header block the sender counts as known; at the end of the message
