@@ -131,10 +131,6 @@ class Spool:
             at += len(piece)
             yield piece
 
-    def readBytes(self, start: int, end: int) -> bytes:
-        """A small range in one piece (headers, text bodies to rewrite)."""
-        return b"".join(self.read(start, end))
-
     def close(self) -> None:
         if self._memory is not None:
             self._budget.release(self._reserved)

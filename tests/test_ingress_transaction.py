@@ -104,7 +104,7 @@ class TransactionTests(TestCase):
             tx.write(message[at:at + 65536])
         self.assertTrue(tx.skipped)
         pdf, attached = tx.structure[(1,)], tx.structure[(2,)]
-        spooled = tx.spool.readBytes(0, tx.spool.size)
+        spooled = b"".join(tx.spool.read())
         self.assertEqual(len(spooled), len(message))
         self.assertEqual(spooled[:pdf.bodyStart + 65536], message[:pdf.bodyStart + 65536])
         self.assertNotEqual(spooled[pdf.bodyStart:pdf.bodyEnd], message[pdf.bodyStart:pdf.bodyEnd])

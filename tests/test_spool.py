@@ -16,7 +16,7 @@ class SpoolTests(SynchronousTestCase):
         spool.write(b"b" * 40)
         self.assertFalse(spool.onDisk)
         self.assertEqual(budget.used, 100)
-        self.assertEqual(spool.readBytes(50, 70), b"a" * 10 + b"b" * 10)
+        self.assertEqual(b"".join(spool.read(50, 70)), b"a" * 10 + b"b" * 10)
         spool.close()
         self.assertEqual(budget.used, 0)
 
@@ -27,7 +27,7 @@ class SpoolTests(SynchronousTestCase):
         spool.write(b"b" * 60)
         self.assertTrue(spool.onDisk)
         self.assertEqual(budget.used, 0)
-        self.assertEqual(spool.readBytes(0, 120), b"a" * 60 + b"b" * 60)
+        self.assertEqual(b"".join(spool.read(0, 120)), b"a" * 60 + b"b" * 60)
         spool.close()
 
     def test_sharedBudget(self) -> None:
@@ -49,15 +49,15 @@ class SpoolTests(SynchronousTestCase):
         spool.skip(1000)
         spool.write(b"tail")
         self.assertEqual(spool.size, 1008)
-        self.assertEqual(spool.readBytes(0, 4), b"head")
-        self.assertEqual(spool.readBytes(1004, 1008), b"tail")
+        self.assertEqual(b"".join(spool.read(0, 4)), b"head")
+        self.assertEqual(b"".join(spool.read(1004, 1008)), b"tail")
         spool.close()
 
     def test_skipInMemoryWritesZeros(self) -> None:
         spool = Spool(MemoryBudget(100), memoryLimit=100)
         spool.write(b"a")
         spool.skip(3)
-        self.assertEqual(spool.readBytes(0, 4), b"a\0\0\0")
+        self.assertEqual(b"".join(spool.read(0, 4)), b"a\0\0\0")
         spool.close()
 
     @given(st.lists(st.binary(max_size=300), max_size=20), st.integers(1, 200), st.integers(1, 97))

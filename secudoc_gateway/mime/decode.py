@@ -13,7 +13,7 @@ would cost more than half the throughput (see anchors.md).
 from __future__ import annotations
 
 import binascii
-from typing import Optional, Protocol, Union
+from typing import Optional, Union
 
 import pybase64
 
@@ -22,12 +22,6 @@ _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _B64_JUNK = bytes(sorted(set(range(256)) - set(_B64_ALPHABET) - {ord("=")}))
 _B64_LINE = 57  # raw bytes per 76-character line
 _QP_MAX_CARRY = 4096
-
-
-class Decoder(Protocol):
-    def feed(self, data: bytes) -> bytes: ...
-
-    def close(self) -> bytes: ...
 
 
 class IdentityDecoder:

@@ -73,11 +73,6 @@ class HeaderFacts:
     messageId: Optional[str] = None
 
     @property
-    def secudocEnabled(self) -> Optional[str]:
-        """The first ``X-SecuDoc-Enabled`` value, if any."""
-        return self.secudocEnabledValues[0] if self.secudocEnabledValues else None
-
-    @property
     def fromAddress(self) -> str:
         """
         The From field's first address, parsed only when asked: only a
