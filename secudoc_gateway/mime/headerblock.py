@@ -8,13 +8,11 @@ named are replaced, each in the place of the first of its name.
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Mapping, Optional
 
 from secudoc_gateway.fields import GATEWAY_HEADERS
-from secudoc_gateway.mime.headers import Headers
+from secudoc_gateway.mime.headers import Headers, isFieldName
 
-_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 2.2 ftext
 HAS_ATTACH = "x-ms-has-attach"
 """Exchange's "has attachments" flag: removed when none is left (SPEC 6)."""
 
@@ -55,7 +53,7 @@ def headerBlock(
     out = []
     for name, value in headers.fields:
         lower = name.lower()
-        if not _FIELD_NAME.fullmatch(name) or (gateway and lower in GATEWAY_HEADERS):
+        if not isFieldName(name) or (gateway and lower in GATEWAY_HEADERS):
             # An mbox "From " line or junk is no field to pass on.
             continue
         if gateway and lower == HAS_ATTACH and not hasAttachment:
@@ -77,7 +75,7 @@ def contentFields(headers: Headers, eol: bytes) -> bytes:
     return b"".join(
         field(name, value, eol)
         for name, value in headers.fields
-        if isContentField(name.lower()) and _FIELD_NAME.fullmatch(name)
+        if isContentField(name.lower()) and isFieldName(name)
     )
 
 

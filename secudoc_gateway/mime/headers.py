@@ -24,7 +24,9 @@ _LINEBREAK = re.compile(rb"\r\n|\r|\n")
 # A line break not followed by folding whitespace ends a field; a CR
 # directly before LF is never a break of its own.
 _FIELD_START = re.compile(rb"\r\n(?![ \t])|\n(?![ \t])|\r(?![\n \t])")
-_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")  # ftext; blanks before the colon: RFC 5322 4.5.3
+_FTEXT = r"[!-9;-~]+"  # RFC 5322 2.2: what a field name is made of
+_NAME = re.compile(rb"(" + _FTEXT.encode() + rb")[ \t]*:")  # blanks before the colon: RFC 5322 4.5.3
+_FIELD_NAME = re.compile(_FTEXT)
 
 DEFAULT_TYPE = "text/plain"
 DIGEST_DEFAULT_TYPE = "message/rfc822"
@@ -50,6 +52,11 @@ def fieldName(field: bytes) -> Optional[str]:
     """The lowercased name of a raw field; None for a line that is no field."""
     match = _NAME.match(field)
     return match.group(1).decode("ascii").lower() if match else None
+
+
+def isFieldName(name: str) -> bool:
+    """Whether a parsed name is one (an mbox "From " line parses to a name that is not)."""
+    return _FIELD_NAME.fullmatch(name) is not None
 
 
 def lineEnding(block: bytes) -> bytes:
