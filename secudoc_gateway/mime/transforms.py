@@ -141,7 +141,36 @@ def quotedPrintable(text: str, eol: bytes) -> bytes:
     return encoder.feed(text.encode("utf-8")) + encoder.close()
 
 
-class PlainBannerTransform:
+class _TextTransform:
+    """
+    A text body decoded (transfer encoding, then charset) to text, made
+    into new bytes by ``_out``, and written as quoted-printable; ``_tail``
+    ends it.
+    """
+
+    _tail = b""
+
+    def __init__(self, cte: str, charset: Optional[str], eol: bytes) -> None:
+        decoder = decoderFor(cte)
+        if decoder is None:
+            raise ValueError(f"cannot decode {cte!r}")
+        self._decoder = decoder
+        self._text = textDecoder(charset)
+        self._encoder = QuotedPrintableEncoder(eol)
+
+    def _out(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> bytes:
+        out = self._out(self._text.decode(self._decoder.feed(data)))
+        return self._encoder.feed(out) if out else b""
+
+    def close(self) -> bytes:
+        out = self._out(self._text.decode(self._decoder.close(), final=True)) + self._tail
+        return (self._encoder.feed(out) if out else b"") + self._encoder.close()
+
+
+class PlainBannerTransform(_TextTransform):
     """
     A text/plain body -> the banner plus the body, as UTF-8
     quoted-printable.  ``flowed``: the banner lines are made hard lines
@@ -149,25 +178,13 @@ class PlainBannerTransform:
     """
 
     def __init__(self, cte: str, charset: Optional[str], banner: str, eol: bytes, flowed: bool = False) -> None:
-        decoder = decoderFor(cte)
-        if decoder is None:
-            raise ValueError(f"cannot decode {cte!r}")
-        self._decoder = decoder
-        self._text = textDecoder(charset)
-        self._encoder = QuotedPrintableEncoder(eol)
+        super().__init__(cte, charset, eol)
         self._banner: Optional[str] = flowedSafe(banner) if flowed else banner
 
     def _out(self, text: str) -> bytes:
         if self._banner is not None:
             text, self._banner = self._banner + text, None
-        return self._encoder.feed(text.encode("utf-8", "surrogatepass")) if text else b""
-
-    def feed(self, data: bytes) -> bytes:
-        return self._out(self._text.decode(self._decoder.feed(data)))
-
-    def close(self) -> bytes:
-        out = self._out(self._text.decode(self._decoder.close(), final=True))
-        return out + self._encoder.close()
+        return text.encode("utf-8", "surrogatepass")
 
 
 def flowedSafe(text: str) -> str:
@@ -253,7 +270,7 @@ def escapeText(text: str) -> bytes:
     return html.escape(text.translate(_HTML_DROP), quote=False).encode("ascii", "xmlcharrefreplace")
 
 
-class EscapedTextTransform:
+class EscapedTextTransform(_TextTransform):
     """
     A text/plain body -> ``head``, the body's text HTML-escaped, ``tail``
     (ASCII HTML around it), as quoted-printable: the HTML side of the
@@ -261,12 +278,7 @@ class EscapedTextTransform:
     """
 
     def __init__(self, cte: str, charset: Optional[str], head: bytes, tail: bytes, eol: bytes) -> None:
-        decoder = decoderFor(cte)
-        if decoder is None:
-            raise ValueError(f"cannot decode {cte!r}")
-        self._decoder = decoder
-        self._text = textDecoder(charset)
-        self._encoder = QuotedPrintableEncoder(eol)
+        super().__init__(cte, charset, eol)
         self._head: Optional[bytes] = head
         self._tail = tail
 
@@ -274,11 +286,4 @@ class EscapedTextTransform:
         data = escapeText(text) if text else b""
         if self._head is not None:
             data, self._head = self._head + data, None
-        return self._encoder.feed(data) if data else b""
-
-    def feed(self, data: bytes) -> bytes:
-        return self._out(self._text.decode(self._decoder.feed(data)))
-
-    def close(self) -> bytes:
-        out = self._out(self._text.decode(self._decoder.close(), final=True))
-        return out + self._encoder.feed(self._tail) + self._encoder.close()
+        return data
