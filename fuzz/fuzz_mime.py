@@ -34,7 +34,8 @@ from secudoc_gateway.ingress.extractor import Extractor  # noqa: E402
 from secudoc_gateway.fields import GATEWAY_HEADERS  # noqa: E402
 from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor  # noqa: E402
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart  # noqa: E402
-from secudoc_gateway.mime.headerblock import _FIELD_NAME, isContentField  # noqa: E402
+from secudoc_gateway.mime.headerblock import isContentField  # noqa: E402
+from secudoc_gateway.mime.headers import isFieldName  # noqa: E402
 from secudoc_gateway.mime.rewrite import linkModePlan  # noqa: E402
 from secudoc_gateway.mime.structure import LEAF, MESSAGE, Structure  # noqa: E402
 from secudoc_gateway.outgoing import OutgoingMessage, SpoolRange, Transformed  # noqa: E402
@@ -143,7 +144,7 @@ def TestOneInput(data: bytes) -> None:
         # The gateway's own fields go, Content-* and MIME-Version may be rewritten, X-MS-Has-Attach
         # goes with the last attachment (SPEC 6), an mbox "From " line is no field.
         lower = name.lower()
-        if (_FIELD_NAME.fullmatch(name) and lower not in GATEWAY_HEADERS
+        if (isFieldName(name) and lower not in GATEWAY_HEADERS
                 and lower not in ("mime-version", "x-ms-has-attach")
                 and not isContentField(lower)):
             check(_unbroken(value) in out, f"top header field {name!r} lost")
