@@ -55,8 +55,19 @@ class FakeRelayTests(SynchronousTestCase):
         self.assertEqual(relay.sent, [Sent(envelope, b"one"), Sent(envelope, b"two"), Sent(envelope, b"three"),
                                       Sent(envelope, b"four")])
         self.assertIs(relay.factory(None, "mx.test", None), relay)
+        self.assertEqual(self.successResultOf(relay.sends(4)), relay.sent)
         self.successResultOf(relay.close())
         self.assertEqual(relay.closed, 1)
+
+
+    def test_sends(self) -> None:
+        """``sends(n)`` fires at the n-th send, not before."""
+        relay = FakeRelay()
+        waiting = relay.sends(2)
+        relay.send(Envelope("a@b.test"), self.message(b"one"))
+        self.assertNoResult(waiting)
+        relay.send(Envelope("a@b.test"), self.message(b"two"))
+        self.assertEqual([s.message for s in self.successResultOf(waiting)], [b"one", b"two"])
 
 
 class MemoryStoreTests(SynchronousTestCase):

@@ -113,10 +113,27 @@ class FakeRelay:
         self.sent: list[Sent] = []
         self.hanging: list[Deferred[str]] = []
         self.closed = 0
+        self._waiting: list[tuple[int, Deferred[list[Sent]]]] = []
 
     def answer(self, *outcomes: Outcome) -> None:
         """The outcomes of the next sends, in order."""
         self.outcomes.extend(outcomes)
+
+    def sends(self, count: int) -> "Deferred[list[Sent]]":
+        """
+        Fires with ``sent`` once it holds ``count`` messages: a test
+        waits on it for a send that follows work it cannot see end.
+        """
+        d: Deferred[list[Sent]] = Deferred()
+        self._waiting.append((count, d))
+        self._wake()
+        return d
+
+    def _wake(self) -> None:
+        due = [w for w in self._waiting if len(self.sent) >= w[0]]
+        self._waiting = [w for w in self._waiting if w not in due]
+        for _, d in due:
+            d.callback(self.sent)
 
     def factory(self, tenant: Any, hostname: str, reactor: Any) -> "FakeRelay":
         return self
@@ -127,11 +144,13 @@ class FakeRelay:
         if outcome is HANG:
             d: Deferred[str] = Deferred()
             self.hanging.append(d)
-            return d
-        if isinstance(outcome, Exception):
-            return defer.fail(outcome)
-        assert isinstance(outcome, str)
-        return defer.succeed(outcome)
+        elif isinstance(outcome, Exception):
+            d = defer.fail(outcome)
+        else:
+            assert isinstance(outcome, str)
+            d = defer.succeed(outcome)
+        self._wake()
+        return d
 
     def close(self) -> "Deferred[None]":
         self.closed += 1
