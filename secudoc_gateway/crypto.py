@@ -39,7 +39,7 @@ import base64
 import hashlib
 import os
 import struct
-from typing import Iterator
+from typing import Callable, Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -77,9 +77,9 @@ class DecryptionError(GatewayError):
     """
 
 
-def newToken() -> str:
+def newToken(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
     """A URL token: 256 random bits, URL-safe base64 without padding (RFC 4648 section 5)."""
-    return base64.urlsafe_b64encode(os.urandom(TOKEN_BYTES)).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(randomBytes(TOKEN_BYTES)).rstrip(b"=").decode("ascii")
 
 
 def tokenHash(token: str) -> str:
@@ -90,13 +90,13 @@ def tokenHash(token: str) -> str:
     return hashlib.sha256(_TOKEN_HASH_PREFIX + token.encode("utf-8")).hexdigest()
 
 
-def newTransferId() -> str:
+def newTransferId(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
     """
     A public transfer id for headers and logs: random, independent of the
     token, base32 (RFC 4648 section 6) lower case so it survives any
     case-folding mail system.
     """
-    return base64.b32encode(os.urandom(TRANSFER_ID_BYTES)).decode("ascii").lower()
+    return base64.b32encode(randomBytes(TRANSFER_ID_BYTES)).decode("ascii").lower()
 
 
 def fileKey(token: str, transferId: str, index: int) -> bytes:
@@ -196,13 +196,15 @@ class Encryptor:
     """
     Seals a plaintext stream.  ``feed`` returns the header (first call)
     and every whole frame so far; ``finish`` returns the last frame.
+    The nonce prefix is drawn from ``randomBytes``.
     """
 
-    def __init__(self, key: bytes, frameSize: int = FRAME_SIZE) -> None:
+    def __init__(self, key: bytes, frameSize: int = FRAME_SIZE,
+                 randomBytes: Callable[[int], bytes] = os.urandom) -> None:
         _checkFrameSize(frameSize)
         self._aead = AESGCM(key)
         self._frameSize = frameSize
-        self._prefix = os.urandom(NONCE_PREFIX_BYTES)
+        self._prefix = randomBytes(NONCE_PREFIX_BYTES)
         self._header = _HEADER.pack(MAGIC, VERSION, frameSize, self._prefix)
         self._headerSent = False
         self._framer = _Framer(frameSize)

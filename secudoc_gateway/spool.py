@@ -113,23 +113,29 @@ class Spool:
         self._reserved = 0
 
     def read(self, start: int = 0, end: Optional[int] = None, size: int = READ_SIZE) -> Iterator[bytes]:
-        """The bytes ``[start:end)`` in pieces of at most ``size`` bytes."""
+        """
+        The bytes ``[start:end)`` in pieces of at most ``size`` bytes.
+        The spool may grow (or move to disk) between pieces: a reader
+        that waits on the store holds no view of the memory buffer, so
+        the writes meanwhile can append to it.
+        """
         end = self.size if end is None else min(end, self.size)
-        if self._memory is not None:
-            view = memoryview(self._memory)
-            for at in range(start, end, size):
-                yield bytes(view[at : min(at + size, end)])
-            return
-        assert self._file is not None
-        self._file.flush()
-        fd = self._file.fileno()
         at = start
         while at < end:
-            piece = os.pread(fd, min(size, end - at), at)
-            if not piece:
-                raise IOError(f"spool truncated at byte {at} of {end}")
+            piece = self._piece(at, min(size, end - at))
             at += len(piece)
             yield piece
+
+    def _piece(self, at: int, size: int) -> bytes:
+        if self._memory is not None:
+            with memoryview(self._memory) as view:
+                return view[at : at + size].tobytes()
+        assert self._file is not None
+        self._file.flush()
+        piece = os.pread(self._file.fileno(), size, at)
+        if not piece:
+            raise IOError(f"spool truncated at byte {at} of {self.size}")
+        return piece
 
     def close(self) -> None:
         if self._memory is not None:

@@ -17,6 +17,7 @@ from zope.interface.verify import verifyObject
 
 from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.ingress.extractor import MAX_PENDING_WRITES
@@ -127,3 +128,48 @@ class TransactionTests(TestCase):
         reply = self.successResultOf(tx.finish())
         self.assertEqual(reply, replies.MIME_LIMIT)
         self.assertEqual(store.objects, {})
+
+    def test_attachedMessageCopyPausesTheClient(self) -> None:
+        """
+        An attached message is copied from the spool when its part ends:
+        the client is paused until the store took the copy, and the rest
+        of the chunk still goes into the spool meanwhile.
+        """
+        store = MemoryStore()
+        store.hold = True
+        gateway = self.gateway(store)
+        producer = Producer()
+        tx = gateway.begin(self.envelope(gateway), producer)
+        inner = b"From: carol@example.test\r\nSubject: inner\r\n\r\n" + b"x" * 300_000 + b"\r\n"
+        message = (b"From: alice@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+                   b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+                   b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n")
+        tx.write(message)
+        self.assertEqual((producer.paused, producer.resumed), (1, 0))
+        self.assertEqual(b"".join(tx.spool.read()), message)
+        while store.held:
+            store.held.pop(0).callback(None)
+        self.assertEqual(producer.resumed, 1)
+        [attached] = self.successResultOf(defer.ensureDeferred(tx.extractor.attachments()))
+        self.assertEqual(attached.sha256, hashlib.sha256(inner).hexdigest())
+        tx.abort()
+
+    def test_laggingStoreFails(self) -> None:
+        """Held writes that fail resume the client; the message gets 451 4.3.0, nothing is kept."""
+        store = MemoryStore()
+        store.hold = True
+        gateway = self.gateway(store)
+        producer = Producer()
+        tx = gateway.begin(self.envelope(gateway), producer)
+        message = bigAttachmentMessage(2_000_000)
+        for at in range(0, len(message), 65536):
+            tx.write(message[at:at + 65536])
+        self.assertEqual(producer.paused, 1)
+        held, store.held = store.held, []
+        store.hold = False
+        for d in held:
+            d.errback(StorageError("the disk is gone"))
+        self.assertEqual(producer.resumed, 1)
+        self.assertEqual(self.successResultOf(tx.finish()), replies.LOCAL_TEMPFAIL)
+        self.assertEqual(store.objects, {})
+        self.assertEqual(len(self.flushLoggedErrors(StorageError)), 2)

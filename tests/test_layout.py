@@ -1,7 +1,8 @@
 """
 The layout's rules, checked on the source: no import cycle between the
-package's rooms (top-level modules and subpackages), and the sans-I/O
-cores never import the reactor's world.
+package's rooms (top-level modules and subpackages) nor between the
+modules of a room, and the sans-I/O cores never import the reactor's
+world.
 """
 
 from __future__ import annotations
@@ -62,6 +63,30 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
+def _moduleGraph() -> dict[str, set[str]]:
+    """
+    Module to the modules it imports, each import taken to the deepest
+    module it names (``from secudoc_gateway.transfers import DONE`` is
+    the package ``transfers``).  A module's own packages are left out:
+    importing them is how a package's modules reach their siblings.
+    """
+    graph: dict[str, set[str]] = {}
+    for _, path in _modules():
+        rel = os.path.relpath(path, PACKAGE).removesuffix(".py").split(os.sep)
+        module = ".".join(["secudoc_gateway", *rel]).removesuffix(".__init__")
+        edges = graph.setdefault(module, set())
+        for name in _imports(path):
+            parts = name.split(".")
+            for end in range(len(parts), 1, -1):
+                found = os.path.join(PACKAGE, *parts[1:end])
+                if os.path.isdir(found) or os.path.exists(found + ".py"):
+                    target = ".".join(parts[:end])
+                    if target != module and not module.startswith(target + "."):
+                        edges.add(target)
+                    break
+    return graph
+
+
 def _cycle(graph: dict[str, set[str]]) -> list[str]:
     """One import cycle as a path of rooms, or ``[]``."""
     state: dict[str, int] = {}
@@ -93,6 +118,13 @@ class LayoutTests(SynchronousTestCase):
     def test_noCycle(self) -> None:
         """Each room imports only rooms below it: the floors can be drawn."""
         self.assertEqual(_cycle(_graph()), [])
+
+    def test_noModuleCycle(self) -> None:
+        """
+        Nor do a room's modules import each other both ways, not even
+        for annotations: a module's types come from below it.
+        """
+        self.assertEqual(_cycle(_moduleGraph()), [])
 
     def test_cycleFound(self) -> None:
         """The walk does find a loop, so an empty answer means something."""

@@ -298,3 +298,30 @@ class WelcomeTests(SystemMessageChecks, SynchronousTestCase):
         message = self.assertWellFormed(welcomeMail("gw", facility, user, "nl"), "welcome", True)
         self.assertEqual(len(message["To"].addresses), 1)
         self.assertIn(oneLine(user).split(" ")[0], bodies(message)[0])
+
+
+class SourceTests(SynchronousTestCase):
+    """Date and random source are parameters: fixed ones give the same message, byte for byte."""
+
+    def test_fixed(self) -> None:
+        def fixed(n: int) -> bytes:
+            return bytes(range(n))
+
+        def made() -> list[bytes]:
+            banner = bannerFor("en", "alice@example.test", [("a.pdf", 1)], "https://gw/t/T", 86400.0)
+            return [
+                welcomeMail("gw.example", "noreply@example.test", "alice@example.test", "nl", date=0.0,
+                            randomBytes=fixed),
+                separateMessage("gw.example", "alice@example.test", ["bob@x.test"], "Hi", banner, "en", date=0.0,
+                                randomBytes=fixed),
+                confirmationMail("gw.example", "noreply@example.test", "alice@example.test", ["bob@x.test"],
+                                 [("a.pdf", 1)], 86400.0, "Hi", "en", date=0.0, randomBytes=fixed),
+            ]
+
+        first = made()
+        self.assertEqual(made(), first)
+        for raw in first:
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            self.assertEqual(message["Date"], "Thu, 01 Jan 1970 00:00:00 +0000")
+            self.assertEqual(message["Message-ID"], f"<{bytes(range(16)).hex()}@gw.example>")
+            self.assertEqual(message.get_boundary(), "=_secudoc_" + bytes(range(16)).hex())

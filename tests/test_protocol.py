@@ -12,84 +12,22 @@ import smtplib
 import socket
 import ssl
 import time
-from typing import Any, Optional
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor as globalReactor
 from twisted.internet import task, threads
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
 from secudoc_gateway import devcert, tls
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway import replies
 from secudoc_gateway.smtp.protocol import PAUSE_PENDING, SMTPFactory, SMTPProtocol
 from secudoc_gateway.replies import Reply
-
-OK_REPLY = Reply(250, "2.0.0", "Ok q1")
-
-
-@implementer(ITransaction)
-class FakeTransaction:
-    """A test double: collects the data, answers ``reply`` or waits when it is None."""
-
-    def __init__(self, envelope: Envelope, producer: IPushProducer, reply: Optional[Reply]) -> None:
-        self.envelope = envelope
-        self.producer = producer
-        self.chunks: list[bytes] = []
-        self.reply = reply
-        self.finished: Optional[Deferred[Reply]] = None
-        self.aborted = False
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(self.chunks)
-
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def finish(self) -> "Deferred[Reply]":
-        self.finished = Deferred()
-        if self.reply is not None:
-            self.finished.callback(self.reply)
-        return self.finished
-
-    def abort(self) -> None:
-        self.aborted = True
-
-
-@implementer(IIngress)
-class FakeIngress:
-    """A test double: refuses listed peers and senders, records transactions."""
-
-    def __init__(self) -> None:
-        self.refusedPeers: set[str] = set()
-        self.refusedSenders: set[str] = set()
-        self.senders: list[str] = []
-        self.transactions: list[FakeTransaction] = []
-        self.reply: Optional[Reply] = OK_REPLY
-
-    def checkConnection(self, peer: str) -> Optional[Reply]:
-        return replies.ACCESS_DENIED if peer in self.refusedPeers else None
-
-    def checkSender(self, peer: str, sender: str) -> tuple[Optional[Reply], Any]:
-        self.senders.append(sender)
-        if sender in self.refusedSenders:
-            return replies.RELAY_DENIED, None
-        return None, ("tenant", sender.rpartition("@")[2]) if sender else None
-
-    def begin(self, envelope: Envelope, producer: IPushProducer) -> FakeTransaction:
-        tx = FakeTransaction(envelope, producer, self.reply)
-        self.transactions.append(tx)
-        return tx
-
+from secudoc_gateway.testing.fakes import OK_REPLY, FakeIngress
 
 def makeFactory(ingress: FakeIngress, reactor: Any, **kwargs: Any) -> SMTPFactory:
     options: dict[str, Any] = dict(
@@ -108,14 +46,6 @@ def makeFactory(ingress: FakeIngress, reactor: Any, **kwargs: Any) -> SMTPFactor
     )
     options.update(kwargs)
     return SMTPFactory(**options)
-
-
-class FakeTests(SynchronousTestCase):
-    def test_fakesProvideInterfaces(self) -> None:
-        ingress = FakeIngress()
-        self.assertTrue(verifyObject(IIngress, ingress))
-        tx = ingress.begin(Envelope("a@b.test"), StringTransport())
-        self.assertTrue(verifyObject(ITransaction, tx))
 
 
 # --- over real sockets -----------------------------------------------------

@@ -72,6 +72,25 @@ class SpoolTests(SynchronousTestCase):
         spool.close()
 
 
+    def test_writesWhileAReaderWaits(self) -> None:
+        """
+        A reader paused between pieces (a copy waiting on the store) lets
+        writes go on, in memory and across the move to disk, and reads
+        the range it was asked for.
+        """
+        spool = Spool(MemoryBudget(1 << 20), memoryLimit=100)
+        spool.write(b"a" * 40)
+        reader = spool.read(0, 40, size=10)
+        self.assertEqual(next(reader), b"a" * 10)
+        spool.write(b"b" * 40)
+        self.assertEqual(next(reader), b"a" * 10)
+        spool.write(b"c" * 40)
+        self.assertTrue(spool.onDisk)
+        self.assertEqual(b"".join(reader), b"a" * 20)
+        self.assertEqual(b"".join(spool.read(0, 120)), b"a" * 40 + b"b" * 40 + b"c" * 40)
+        spool.close()
+
+
 class MemoryBudgetWaitTests(SynchronousTestCase):
     def test_waitersGrantedInTurnAsBytesAreReleased(self) -> None:
         budget = MemoryBudget(100)

@@ -12,7 +12,7 @@ the dedup records.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Sequence
+from typing import Any, Awaitable, Callable, Optional, Sequence
 
 import attrs
 from twisted.logger import Logger, LogLevel
@@ -20,6 +20,7 @@ from twisted.logger import Logger, LogLevel
 from secudoc_gateway import policy, replies
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
+from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.mime.facts import HeaderFacts
 from secudoc_gateway.interfaces import IRelay
 from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY, Addresses
@@ -28,9 +29,6 @@ from secudoc_gateway.outgoing import OutgoingMessage, Segment
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.spool import Spool
 from secudoc_gateway.transfers import DONE, INFLIGHT
-
-if TYPE_CHECKING:
-    from secudoc_gateway.ingress.gateway import Gateway
 
 
 class _InFlight(Exception):
@@ -68,7 +66,7 @@ class Legs:
     """
 
     log: Logger
-    gateway: "Gateway"
+    gateway: Context
     envelope: Envelope
     tenant: Any
     facts: Optional[HeaderFacts]

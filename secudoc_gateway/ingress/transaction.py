@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -36,6 +36,7 @@ from secudoc_gateway import crypto, policy, replies
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.extractor import Candidate, Extractor
 from secudoc_gateway.ingress.legs import Leg, Legs, ready
 from secudoc_gateway.interfaces import ITransaction
@@ -53,9 +54,6 @@ from secudoc_gateway.outgoing import Segment, SpoolRange
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.spool import Spool
 from secudoc_gateway.transfers import StoredFile, Transfer
-
-if TYPE_CHECKING:
-    from secudoc_gateway.ingress.gateway import Gateway
 
 ERROR = "error"
 """The X-SecuDoc-Status reason of a message passed by ``on_error = "pass"``."""
@@ -110,7 +108,7 @@ class Transaction(Legs):
 
     log = Logger()
 
-    def __init__(self, gateway: "Gateway", envelope: Envelope, producer: IPushProducer) -> None:
+    def __init__(self, gateway: Context, envelope: Envelope, producer: IPushProducer) -> None:
         smtp = gateway.config.smtp
         self.gateway = gateway
         self.envelope = envelope

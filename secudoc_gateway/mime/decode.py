@@ -13,7 +13,8 @@ would cost more than half the throughput (see anchors.md).
 from __future__ import annotations
 
 import binascii
-from typing import Optional, Union
+import os
+from typing import Callable, Optional, Union
 
 import pybase64
 
@@ -235,3 +236,12 @@ def encodeQuotedPrintable(data: bytes) -> bytes:
     normalized = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     encoded = binascii.b2a_qp(normalized, quotetabs=False, istext=True, header=False)
     return encoded.replace(b"\n", b"\r\n")
+
+
+def newBoundary(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
+    """
+    A multipart boundary for the parts the gateway writes: ``=_`` is in
+    no quoted-printable or base64 output (RFC 2045 6.7), and 128 random
+    bits (from ``randomBytes``) are in no copied part either.
+    """
+    return "=_secudoc_" + randomBytes(16).hex()

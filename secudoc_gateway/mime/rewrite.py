@@ -42,9 +42,10 @@ HTML-escaped in the HTML part (``EscapedTextTransform``).
 
 from __future__ import annotations
 
-import secrets
+import os
 from typing import AbstractSet, Callable, Optional
 
+from secudoc_gateway.mime.decode import newBoundary
 from secudoc_gateway.mime.headers import lineEnding
 from secudoc_gateway.mime.headerblock import contentFields, field, headerBlock, isContentField, isFlowed, plainContentType
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
@@ -66,11 +67,6 @@ DESCEND = frozenset(["multipart/mixed", "multipart/alternative", "multipart/rela
 
 BANNER_FIRST = frozenset(["multipart/mixed", "multipart/parallel"])
 """Roots that take the banner part as a new first child; others get wrapped."""
-
-
-def newBoundary() -> str:
-    """``=_`` cannot occur in quoted-printable or base64 text (RFC 2045 6.7)."""
-    return "=_secudoc_" + secrets.token_hex(16)
 
 
 def _isTextBody(part: Part) -> bool:
@@ -126,8 +122,10 @@ def bannerTargets(structure: Structure, removed: AbstractSet[Path]) -> tuple[Opt
 
 
 class _Planner:
-    def __init__(self, structure: Structure, remove: AbstractSet[Path], banner: Optional[Banner], eol: bytes) -> None:
+    def __init__(self, structure: Structure, remove: AbstractSet[Path], banner: Optional[Banner], eol: bytes,
+                 randomBytes: Callable[[int], bytes]) -> None:
         self._structure = structure
+        self._randomBytes = randomBytes
         self._banner = banner
         self._eol = eol
         self._removed = effectiveRemoval(structure, remove)
@@ -334,7 +332,7 @@ class _Planner:
         ):
             return [stamp, rootHeader] + self.body(root, bannerFirst=True) + [tail]
         # No text body and a root that cannot take a first part: wrap it.
-        boundary = newBoundary().encode("ascii")
+        boundary = newBoundary(self._randomBytes).encode("ascii")
         header = self._header(
             root.headers,
             {"mime-version": b" 1.0", "content-type": b' multipart/mixed; boundary="' + boundary + b'"'},
@@ -358,7 +356,7 @@ class _Planner:
         structure, eol = self._structure, self._eol
         self._hasAttachment = False  # only the text stays
         plain, htmlPath = self._texts
-        boundary = newBoundary().encode("ascii")
+        boundary = newBoundary(self._randomBytes).encode("ascii")
         header = self._header(
             structure.root.headers,
             {
@@ -423,13 +421,15 @@ def linkModePlan(
     stamp: bytes,
     totalSize: int,
     eol: Optional[bytes] = None,
+    randomBytes: Callable[[int], bytes] = os.urandom,
 ) -> list[Segment]:
     """
     The segments of the protected message (SPEC 6, link mode): ``stamp``
     (the gateway's fields, in the message's line-ending style) on top of
     the original header block, the parts in ``remove`` taken out, the
     banner in the first text bodies or in a part of its own.  ``eol``
-    defaults to the line ending ``stamp`` uses, else CRLF.
+    defaults to the line ending ``stamp`` uses, else CRLF; the new
+    boundaries are drawn from ``randomBytes``.
 
     ``banner=None`` is separate mode's main message: the parts go and
     nothing is added, but an empty text/plain body where the message
@@ -439,7 +439,7 @@ def linkModePlan(
         raise ValueError("the message is not completely parsed")
     if eol is None:
         eol = lineEnding(stamp) if stamp else CRLF
-    return _Planner(structure, remove, banner, eol).plan(stamp, totalSize)
+    return _Planner(structure, remove, banner, eol, randomBytes).plan(stamp, totalSize)
 
 
 def transferModePlan(
@@ -450,6 +450,7 @@ def transferModePlan(
     totalSize: int,
     template: TransferTemplate,
     eol: Optional[bytes] = None,
+    randomBytes: Callable[[int], bytes] = os.urandom,
 ) -> list[Segment]:
     """
     The segments of the protected message in transfer mode (SPEC 6: "a
@@ -469,10 +470,11 @@ def transferModePlan(
     no text body gets the template alone.  Every other part goes:
     ``remove`` only decides which text bodies are not the message.
     ``totalSize`` is unused (nothing after the body is kept); it is
-    taken so both plans are called alike.
+    taken so both plans are called alike, as are ``eol`` and
+    ``randomBytes``.
     """
     if not structure.complete:
         raise ValueError("the message is not completely parsed")
     if eol is None:
         eol = lineEnding(stamp) if stamp else CRLF
-    return _Planner(structure, remove, banner, eol).transfer(stamp, template)
+    return _Planner(structure, remove, banner, eol, randomBytes).transfer(stamp, template)

@@ -21,14 +21,14 @@ from __future__ import annotations
 import base64
 import datetime
 import email.utils
+import os
 import re
-import secrets
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import idna
 
 from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
-from secudoc_gateway.mime.decode import encodeQuotedPrintable
+from secudoc_gateway.mime.decode import encodeQuotedPrintable, newBoundary
 from secudoc_gateway.mime.notice import Banner, TransferTemplate
 from secudoc_gateway.notices.banner import FONT, SMALL_STYLE, TEXT_COLOUR, box, button, escape, oneLine, paragraph
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
@@ -217,11 +217,6 @@ KIND_CONFIRMATION = "confirmation"
 KIND_WELCOME = "welcome"
 
 
-def _boundary() -> str:
-    """``=_`` cannot occur in quoted-printable (RFC 2045 6.7) or base64."""
-    return "=_secudoc_" + secrets.token_hex(16)
-
-
 def _hostname(hostname: str) -> str:
     return _HOSTNAME_JUNK.sub("", hostname).strip(".-") or "localhost"
 
@@ -258,18 +253,21 @@ def generatedMessage(
     htmlText: str,
     date: Optional[float],
     extra: Sequence[tuple[str, str]] = (),
+    randomBytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
     """
     A complete RFC 5322 message: multipart/alternative (RFC 2046 5.1.4),
     plain text first, both bodies UTF-8 quoted-printable, CRLF lines.
+    ``date`` is Unix time (None: now); the boundary and the Message-ID
+    are drawn from ``randomBytes``.
     """
-    boundary = _boundary()
+    boundary = newBoundary(randomBytes)
     fields = [
         ("From", sender),
         ("To", to),
         ("Subject", headerText(subject, len("Subject: "))),
         ("Date", _date(date)),
-        ("Message-ID", f"<{secrets.token_hex(16)}@{_hostname(hostname)}>"),
+        ("Message-ID", f"<{randomBytes(16).hex()}@{_hostname(hostname)}>"),
         ("MIME-Version", "1.0"),
         (SECUDOC, SECUDOC_VERSION),
         (SECUDOC_STATUS, f"generated; kind={kind}"),
@@ -310,6 +308,7 @@ def separateMessage(
     date: Optional[float] = None,
     transferId: Optional[str] = None,
     references: Optional[str] = None,
+    randomBytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
     """
     ``content_mode = "separate"`` (SPEC 6): the banner as a message of
@@ -333,6 +332,7 @@ def separateMessage(
     htmlText = _DOCUMENT_HEAD + "\n".join(htmlLines) + "\n" + _DOCUMENT_TAIL
     return generatedMessage(
         hostname, KIND_SEPARATE, mailbox(sender), _addressList(recipients), newSubject, text, htmlText, date, extra,
+        randomBytes,
     )
 
 
@@ -348,6 +348,7 @@ def confirmationMail(
     date: Optional[float] = None,
     transferId: Optional[str] = None,
     senderLink: Optional[str] = None,
+    randomBytes: Callable[[int], bytes] = os.urandom,
 ) -> bytes:
     """
     ``confirmation_mail = true`` (SPEC 6): the sender learns that the
@@ -391,11 +392,12 @@ def confirmationMail(
     extra = [("Auto-Submitted", "auto-generated")] + transferFields(transferId)
     return generatedMessage(
         hostname, KIND_CONFIRMATION, mailbox(facilitySender), addrSpec(sender), newSubject, text,
-        boxDocument(htmlLines), date, extra,
+        boxDocument(htmlLines), date, extra, randomBytes,
     )
 
 
-def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, date: Optional[float] = None) -> bytes:
+def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, date: Optional[float] = None,
+                randomBytes: Callable[[int], bytes] = os.urandom) -> bytes:
     """
     ``auto_create_users = "welcome"`` (SPEC 5 rule 7): a new user
     learns what will happen to the attachments they send outside.
@@ -407,5 +409,5 @@ def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, da
     htmlLines = [paragraph(escape(line)) for line in paragraphs]
     return generatedMessage(
         hostname, KIND_WELCOME, mailbox(facilitySender), addrSpec(user), phrases["welcome_subject"], text,
-        boxDocument(htmlLines), date, [("Auto-Submitted", "auto-generated")],
+        boxDocument(htmlLines), date, [("Auto-Submitted", "auto-generated")], randomBytes,
     )

@@ -1,17 +1,25 @@
 """
 Shipped helpers for tests and benches, treq-style: ``gateway`` writes a
-complete configuration and starts the real service on free ports, and
-holds in-memory fakes of the I/O seams; ``smtp`` is an SMTP sink server
+complete configuration and starts the real service on free ports;
+``fakes`` holds in-memory fakes of the I/O seams (a relay, the ingress
+and its transactions, an object store); ``smtp`` is an SMTP sink server
 that scripts its replies; ``s3`` and ``postgres`` start the real
 servers the tests run against (moto with signature checking, a
 throwaway PostgreSQL cluster), once per run.
 """
 
+from secudoc_gateway.testing.fakes import (
+    HANG,
+    FakeIngress,
+    FakeRelay,
+    FakeTransaction,
+    MemoryStore,
+    MemoryWriter,
+    Sent,
+)
 from secudoc_gateway.testing.gateway import (
     DEMO_TENANT,
     GatewayProcess,
-    MemoryStore,
-    MemoryWriter,
     RunningGateway,
     freshPostgreSQL,
     startGateway,
@@ -23,10 +31,15 @@ from secudoc_gateway.testing.gateway import (
 
 __all__ = [
     "DEMO_TENANT",
+    "HANG",
+    "FakeIngress",
+    "FakeRelay",
+    "FakeTransaction",
     "GatewayProcess",
     "MemoryStore",
     "MemoryWriter",
     "RunningGateway",
+    "Sent",
     "freshPostgreSQL",
     "startGateway",
     "testDatabase",

@@ -1,7 +1,7 @@
 """
 Helpers for tests and benches: a complete configuration in a temporary
 folder (certificate, main file, tenant files) and the real service
-started on free ports.
+started on free ports.  The in-memory fakes are in ``fakes``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from typing import Any, Optional
 import attrs
 from prometheus_client import CollectorRegistry
 from twisted.internet import defer
-from zope.interface import implementer
 
 from secudoc_gateway import devcert
-from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 
 DEMO_TENANT: dict[str, Any] = {
     "id": "example",
@@ -169,72 +167,6 @@ async def startGateway(configPath: str, reactor: Any = None, clock: Any = None) 
     await service.whenReady()
     return RunningGateway(service, smtp.getHost().port, web.getHost().port, metrics.getHost().port)
 
-
-@implementer(IObjectWriter)
-class MemoryWriter:
-    """A writer of ``MemoryStore``: held writes model a store that lags."""
-
-    def __init__(self, store: "MemoryStore", key: str) -> None:
-        self._store = store
-        self._key = key
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> defer.Deferred:
-        self._parts.append(data)
-        if self._store.hold:
-            d: defer.Deferred = defer.Deferred()
-            self._store.held.append(d)
-            return d
-        return defer.succeed(None)
-
-    def finish(self) -> defer.Deferred:
-        self._store.objects[self._key] = b"".join(self._parts)
-        return defer.succeed(len(self._store.objects[self._key]))
-
-    def abort(self) -> defer.Deferred:
-        self._parts = []
-        return defer.succeed(None)
-
-
-@implementer(IObjectStore)
-class MemoryStore:
-    """
-    An in-memory ``IObjectStore`` for unit tests of the glue, where a
-    real store cannot be made to lag on demand.  With ``hold`` set,
-    writes stay unacknowledged in ``held`` until a test fires them.
-    """
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.hold = False
-        self.held: list[defer.Deferred] = []
-
-    def writer(self, key: str) -> MemoryWriter:
-        return MemoryWriter(self, key)
-
-    def produce(self, key: str, consumer: Any, offset: int = 0, length: Optional[int] = None) -> defer.Deferred:
-        data = self.objects[key]
-        consumer.write(data[offset:] if length is None else data[offset:offset + length])
-        return defer.succeed(None)
-
-    def size(self, key: str) -> defer.Deferred:
-        return defer.succeed(len(self.objects[key]))
-
-    def delete(self, key: str) -> defer.Deferred:
-        self.objects.pop(key, None)
-        return defer.succeed(None)
-
-    def check(self) -> defer.Deferred:
-        return defer.succeed(None)
-
-    def start(self) -> defer.Deferred:
-        return defer.succeed(None)
-
-    def removeLeftovers(self, olderThan: float, now: float) -> defer.Deferred:
-        return defer.succeed(0)  # an unfinished writer leaves nothing here
-
-    def close(self) -> defer.Deferred:
-        return defer.succeed(None)
 
 class GatewayProcess:
     """
