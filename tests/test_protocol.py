@@ -30,7 +30,9 @@ from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, ITransaction
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway import replies
-from secudoc_gateway.smtp.protocol import PAUSE_PENDING, SMTPFactory, SMTPProtocol
+from secudoc_gateway.smtp.factory import SMTPFactory
+from secudoc_gateway.smtp.pacing import PAUSE_PENDING
+from secudoc_gateway.smtp.protocol import SMTPProtocol
 from secudoc_gateway.replies import Reply
 
 OK_REPLY = Reply(250, "2.0.0", "Ok q1")
