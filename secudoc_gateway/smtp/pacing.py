@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from secudoc_gateway import replies
-from secudoc_gateway.interfaces import ITransaction
+from secudoc_gateway.interfaces import IConnection, ITransaction
 from secudoc_gateway.smtp.session import Session, State
 
 #: Pipelined input held behind an unanswered message before the protocol
@@ -54,6 +54,7 @@ class Pacing(Protocol):
 
     _log = Logger()
 
+    transport: IConnection
     peer: str
     session: Optional[Session]
     _lost: bool
