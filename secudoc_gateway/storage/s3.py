@@ -1,12 +1,12 @@
 """
 The S3 object store (SPEC 7): any S3-compatible API (AWS, MinIO, Ceph).
 
-``S3Writer`` (``s3upload``) takes an object
-up, as one PUT or a multipart upload with the memory budget's pauses;
-``S3Producer`` (``s3download``) streams a range of one down to a
-consumer, with the consumer's pauses; ``S3Client`` (``s3client``) signs
-and sends each request.  The store ties them to one bucket and does
-what spans objects: size, delete, the health check, and clearing up.
+``S3Writer`` (``s3upload``) takes an object up, as one PUT or a
+multipart upload paced by the memory budget; ``S3Producer``
+(``s3download``) streams a range of one down to a consumer, paced by
+the consumer; ``S3Client`` (``s3client``) signs and sends each request.
+The store ties them to one bucket and does what spans objects: size,
+delete, the health check, and clearing up.
 
 At start, multipart uploads older than the longest possible
 transaction are aborted: a crashed gateway leaves them behind, and S3
