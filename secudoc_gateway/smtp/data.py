@@ -18,8 +18,6 @@ from secudoc_gateway.smtp.grammar import parseBdat
 from secudoc_gateway.smtp.readers import ChunkReader, DotReader
 from secudoc_gateway.smtp.states import TRANSITIONS, Machine, State
 
-S = State
-
 
 class MessageData(Machine):
     """The DATA and BDAT half of the session (module docstring)."""
@@ -68,7 +66,7 @@ class MessageData(Machine):
             if not size:
                 self._skipStep()
             return
-        first = self._state is S.RCPT
+        first = self._state is State.RCPT
         self._go("BDAT")
         self._chunk = ChunkReader(size, last)
         if first:
