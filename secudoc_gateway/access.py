@@ -175,5 +175,4 @@ class AccessStore:
             "SELECT recipient FROM sessions WHERE secret_hash = ? AND transfer_id = ? AND expires > ?",
             (secretHash(secret), transferId, self._clock.seconds()),
         )
-        d.addCallback(lambda rows: rows[0][0] if rows else None)
-        return d
+        return d.addCallback(lambda rows: rows[0][0] if rows else None)

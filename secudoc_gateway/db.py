@@ -383,8 +383,7 @@ class Database:
             self.close()
             return f
 
-        d.addCallbacks(lambda _: self, failed)
-        return d
+        return d.addCallbacks(lambda _: self, failed)
 
     @staticmethod
     def _migrate(txn: _Cursor, migrations: tuple[tuple[str, ...], ...], now: float) -> None:
@@ -489,6 +488,4 @@ class Database:
 
     def check(self) -> Deferred[None]:
         """Fires when the database answers, fails when it does not (/healthz)."""
-        d = self.runQuery("SELECT 1")
-        d.addCallback(lambda rows: None)
-        return d
+        return self.runQuery("SELECT 1").addCallback(lambda rows: None)

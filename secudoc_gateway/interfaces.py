@@ -5,6 +5,7 @@ the disk; everything in front of them is plain Python.
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITLSTransport
 from zope.interface import Attribute, Interface
 
 
@@ -123,3 +124,14 @@ class IObjectStore(Interface):
         mid-message) and was last touched more than ``olderThan``
         seconds before ``now``; fires with how many.
         """
+
+
+class IConnection(ITLSTransport, IConsumer, IPushProducer):
+    """
+    The transport of a TCP connection as the SMTP and web protocols use
+    it: it starts TLS, takes a producer (a message relayed, a download),
+    pauses for backpressure and can be aborted.  Twisted's TCP transports
+    provide all of it, but ``Protocol.transport`` is typed as a bare
+    ``ITransport``; the protocols declare this instead, for the type
+    checker only.
+    """

@@ -97,7 +97,7 @@ OUT_OF_MEMORY = Reply(452, "4.3.1", "Insufficient system resources, try again la
 TENANT_MISMATCH = Reply(550, "5.7.1", "Message does not belong to a known tenant")
 UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service")
 
-# Session additions (smtp/session.py)
+# Session additions (the session in smtp/: states, commands, data, session)
 HELLO = Reply(250, "", "{hostname}")
 BDAT_RECEIVED = Reply(250, "2.0.0", "{size} octets received")
 TOO_MUCH_INPUT = Reply(421, "4.7.0", "Too much pipelined input, closing connection")

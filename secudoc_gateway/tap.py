@@ -217,7 +217,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.db import Database
     from secudoc_gateway.ingress.gateway import Gateway
     from secudoc_gateway.purge import PurgeService
-    from secudoc_gateway.smtp.protocol import SMTPFactory
+    from secudoc_gateway.smtp.factory import SMTPFactory
     from secudoc_gateway.spool import MemoryBudget
     from secudoc_gateway.storage import StorageService, storeFor
     from secudoc_gateway.tls import expiry, serverOptions

@@ -5,10 +5,14 @@ certificate chain and the key.  TLS 1.2 is the floor on both sides.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+
+if TYPE_CHECKING:
+    # Twisted names the trust root's interface only in its private module.
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
 
 
 def _certificates(pem: bytes) -> list[ssl.Certificate]:
@@ -35,7 +39,7 @@ def loadPrivateCertificate(path: str) -> tuple[ssl.PrivateCertificate, list[ssl.
     return private, certs[1:]
 
 
-def loadTrustRoots(path: str) -> ssl.IOpenSSLTrustRoot:
+def loadTrustRoots(path: str) -> IOpenSSLTrustRoot:
     """A CA bundle as a trust root for verifying the other side."""
     with open(path, "rb") as f:
         certs = _certificates(f.read())
@@ -51,17 +55,17 @@ def serverOptions(path: str, clientCA: Optional[str] = None) -> ssl.CertificateO
     stand in for Exchange Online's inbound connector).
     """
     private, chain = loadPrivateCertificate(path)
-    kwargs = {}
+    caCerts = None
     if clientCA is not None:
         with open(clientCA, "rb") as f:
-            cas = _certificates(f.read())
-        kwargs = dict(verify=True, caCerts=[c.original for c in cas], requireCertificate=True)
+            caCerts = [c.original for c in _certificates(f.read())]
     return ssl.CertificateOptions(
         privateKey=private.privateKey.original,
         certificate=private.original,
         extraCertChain=[c.original for c in chain],
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-        **kwargs,
+        verify=caCerts is not None,
+        caCerts=caCerts,
     )
 
 

@@ -34,6 +34,7 @@ from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport
 from twisted.logger import Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
@@ -62,6 +63,8 @@ class _Refuse(protocol.Factory):
 
 
 class _Worker(protocol.ProcessProtocol):
+    transport: IProcessTransport  # set by spawnProcess, before the worker is kept
+
     def __init__(self, supervisor: "WorkerSupervisor", number: int) -> None:
         self.supervisor = supervisor
         self.number = number

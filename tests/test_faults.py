@@ -21,7 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.errors import ObjectNotFound
-from secudoc_gateway.storage.s3 import MAX_PARTS_IN_FLIGHT
+from secudoc_gateway.storage.s3upload import MAX_PARTS_IN_FLIGHT
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import (
     asyncTest, deleteObjects, inThread, maildirMessages, sendBDAT, splitEnvelope, storageOf, storedObjects,

@@ -20,7 +20,8 @@ PACKAGE = os.path.dirname(secudoc_gateway.__file__)
 PURE = (
     "addresses.py", "crypto.py", "fields.py", "ingress/attachments.py", "mime/", "notices/", "policy.py", "replies.py",
     "targets.py",
-    "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py", "relay/client.py",
+    "smtp/commands.py", "smtp/data.py", "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py",
+    "smtp/states.py", "relay/client.py",
 )
 """Modules (or folders) that must be plain Python: no twisted.internet."""
 

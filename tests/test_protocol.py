@@ -25,9 +25,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from secudoc_gateway import devcert, tls
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway.smtp.protocol import PAUSE_PENDING, SMTPFactory, SMTPProtocol
+from secudoc_gateway import replies
+from secudoc_gateway.smtp.factory import SMTPFactory
+from secudoc_gateway.smtp.pacing import PAUSE_PENDING
+from secudoc_gateway.smtp.protocol import SMTPProtocol
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.testing.fakes import OK_REPLY, FakeIngress
+
 
 def makeFactory(ingress: FakeIngress, reactor: Any, **kwargs: Any) -> SMTPFactory:
     options: dict[str, Any] = dict(

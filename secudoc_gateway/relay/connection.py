@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from secudoc_gateway.errors import RelayError
+from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.relay.client import DataEncoder, ProtocolViolation, ReplyReader, Timeouts, _judged
 from secudoc_gateway.replies import Reply
 
@@ -33,6 +34,8 @@ class _ClientProtocol(Protocol):
     the watchdog, STARTTLS and the message stream.  What to say and what
     the replies mean lives in ``SMTPRelay._greet`` and ``_transaction``.
     """
+
+    transport: IConnection
 
     def __init__(self, reactor: Any, timeouts: Timeouts) -> None:
         self._reactor = reactor

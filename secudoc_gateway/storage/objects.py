@@ -108,7 +108,8 @@ class TransferObject:
     def finish(self) -> Deferred[int]:
         """Make the object visible under its key; fires with its size."""
         finished = self._open().finish()
-        self._settled = settled = Deferred()
+        settled: Deferred[bool] = Deferred()
+        self._settled = settled
 
         def settle(result: Any) -> Any:
             settled.callback(not isinstance(result, Failure))

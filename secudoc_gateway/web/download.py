@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime
 import re
 import urllib.parse
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Final, Literal, Optional, Union
 
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IProducer
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -28,7 +28,7 @@ from secudoc_gateway.transfers import StoredFile, Transfer
 from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
 from secudoc_gateway.notices.texts import ZONE
 
-UNSATISFIABLE = "unsatisfiable"
+UNSATISFIABLE: Final = "unsatisfiable"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
 
 
@@ -40,7 +40,7 @@ def contentDisposition(name: str) -> bytes:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}".encode("ascii")
 
 
-def byteRange(header: Optional[str], size: int) -> Union[None, str, tuple[int, int]]:
+def byteRange(header: Optional[str], size: int) -> Union[None, Literal["unsatisfiable"], tuple[int, int]]:
     """
     The ``Range`` header (RFC 9110 14.1.2) of a ``size``-byte file as
     ``(first, last)``, both inclusive; ``UNSATISFIABLE`` when no byte of
@@ -82,10 +82,10 @@ class _Window:
         self._request = request
         self._left = limit
         self._take = take
-        self._producer: Optional[IPushProducer] = None
+        self._producer: Optional[IProducer] = None
         self.full = False
 
-    def registerProducer(self, producer: IPushProducer, streaming: bool) -> None:
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self._producer = producer
         self._request.registerProducer(producer, streaming)
 

@@ -91,7 +91,8 @@ def csrfValid(request: Request, publicOrigin: str) -> bool:
 
 def formValue(request: Request, name: str, limit: int = 320) -> Optional[str]:
     """One field of a posted form, at most ``limit`` characters, else ``None``."""
-    values = (request.args or {}).get(name.encode("ascii"))
+    args: dict[bytes, list[bytes]] = request.args or {}
+    values = args.get(name.encode("ascii"))
     if not values:
         return None
     value = values[0].decode("utf-8", "replace")

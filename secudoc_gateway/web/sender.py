@@ -34,8 +34,9 @@ class SenderRoot(Resource):
         self.context = context
 
     def getChild(self, path: bytes, request: Request) -> Resource:
-        action = request.postpath[0] if request.postpath else b""
-        if len(request.postpath) > 1 or action not in (b"", REVOKE):
+        postpath = request.postpath or []
+        action = postpath[0] if postpath else b""
+        if len(postpath) > 1 or action not in (b"", REVOKE):
             action = b"unknown"
         return SenderResource(self.context, path.decode("ascii", "replace"), action)
 

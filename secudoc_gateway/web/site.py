@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.web import http
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -94,7 +95,7 @@ class _Root(Resource):
 class _QuietSite(Site):
     """The operators' site: Prometheus scrapes every few seconds, which is not news."""
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
 
