@@ -25,7 +25,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from secudoc_gateway import devcert, tls
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.metrics import Metrics
-from secudoc_gateway import replies
 from secudoc_gateway.smtp.factory import SMTPFactory
 from secudoc_gateway.smtp.pacing import PAUSE_PENDING
 from secudoc_gateway.smtp.protocol import SMTPProtocol

@@ -67,7 +67,8 @@ class SMTPFactory(ServerFactory):
         self._perIP: Counter[str] = Counter()
         self._drainWaiters: list[Deferred[None]] = []
 
-    def buildProtocol(self, addr: Any) -> SMTPProtocol:
+    # Twisted types a protocol's factory as a Factory; ours is read as a ``pacing.Listener``.
+    def buildProtocol(self, addr: Any) -> SMTPProtocol:  # type: ignore[override]
         return SMTPProtocol(self)
 
     def drain(self) -> "Deferred[None]":
@@ -102,7 +103,7 @@ class SMTPFactory(ServerFactory):
         if self.metrics is not None:
             self.metrics.replies.labels(code=str(reply.code)).inc()
 
-    def _admit(self, protocol: SMTPProtocol) -> Optional[Reply]:
+    def admit(self, protocol: SMTPProtocol) -> Optional[Reply]:
         """``None`` when ``protocol`` may be served, else the reply to refuse it."""
         peer = protocol.peer
         if self.draining:
@@ -125,7 +126,7 @@ class SMTPFactory(ServerFactory):
             self.metrics.sessionsActive.inc()
         return None
 
-    def _remove(self, protocol: SMTPProtocol) -> None:
+    def remove(self, protocol: SMTPProtocol) -> None:
         self.connections.discard(protocol)
         self._perIP[protocol.peer] -= 1
         if self._perIP[protocol.peer] <= 0:

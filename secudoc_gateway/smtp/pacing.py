@@ -25,15 +25,16 @@ with the message size.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol as Structural
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from secudoc_gateway import replies
-from secudoc_gateway.interfaces import IConnection, ITransaction
+from secudoc_gateway.interfaces import IConnection, IIngress, ITransaction
+from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.session import Session, State
 
 #: Pipelined input held behind an unanswered message before the protocol
@@ -42,6 +43,33 @@ PAUSE_PENDING = 64 * 1024
 
 _PENDING = "pending"
 _TRANSACTION = "transaction"
+
+
+class Listener(Structural):
+    """
+    What a connection reads of the listener that made it
+    (``smtp.factory.SMTPFactory``): its limits, the ingress, and the
+    admission a connection asks for and gives back.
+    """
+
+    ingress: IIngress
+    hostname: str
+    tlsOptions: Any
+    requireTLS: bool
+    maxMessageSize: int
+    maxRecipients: int
+    reactor: IReactorTime
+    draining: bool
+    commandTimeout: float
+    dataTimeout: float
+    minDataRate: int
+    rateWindow: float
+
+    def admit(self, protocol: Any) -> Optional[Reply]: ...
+
+    def remove(self, protocol: Any) -> None: ...
+
+    def countReply(self, reply: Reply) -> None: ...
 
 
 class Pacing(Protocol):
@@ -54,6 +82,7 @@ class Pacing(Protocol):
 
     _log = Logger()
 
+    factory: Listener
     transport: IConnection
     peer: str
     session: Optional[Session]

@@ -10,7 +10,7 @@ connection limits and its drain are ``factory``'s.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
@@ -34,11 +34,8 @@ from secudoc_gateway.smtp.events import (
     SendReply,
     StartTLS,
 )
-from secudoc_gateway.smtp.pacing import Pacing, TransactionProducer
+from secudoc_gateway.smtp.pacing import Listener, Pacing, TransactionProducer
 from secudoc_gateway.smtp.session import Session, State
-
-if TYPE_CHECKING:
-    from secudoc_gateway.smtp.factory import SMTPFactory
 
 #: After a closing reply, how long a client that does not read it may
 #: keep the connection before it is aborted.
@@ -48,7 +45,7 @@ CLOSE_GRACE = 10.0
 class SMTPProtocol(Pacing):
     """One client connection."""
 
-    def __init__(self, factory: SMTPFactory) -> None:
+    def __init__(self, factory: Listener) -> None:
         super().__init__()
         self.factory = factory
         self.peer = ""
@@ -66,7 +63,7 @@ class SMTPProtocol(Pacing):
 
     def connectionMade(self) -> None:
         self.peer = getattr(self.transport.getPeer(), "host", "") or ""
-        refusal = self.factory._admit(self)
+        refusal = self.factory.admit(self)
         if refusal is not None:
             self.factory.countReply(refusal)
             self.transport.write(refusal.toBytes())
@@ -100,7 +97,7 @@ class SMTPProtocol(Pacing):
             self._abortTransaction()
         if self._admitted:
             self._admitted = False
-            self.factory._remove(self)
+            self.factory.remove(self)
 
     @property
     def holdsTransaction(self) -> bool:
