@@ -358,7 +358,7 @@ class Transaction(Legs):
     def _stamp(self, block: bytes, status: str, transferId: Optional[str] = None) -> bytes:
         return stampFields(
             self.envelope, self.gateway.config.smtp.hostname, self.queueId, status,
-            transferId, lineEnding(block),
+            transferId, lineEnding(block), date=self.gateway.reactor.seconds(),
         )
 
     def _original(self, status: str) -> tuple[Segment, ...]:
