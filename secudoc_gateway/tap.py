@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union, overload
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -96,12 +96,13 @@ class GatewayService(MultiService):
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
         self.metricsListeners: list[ListeningService] = []
-        self.logs: Optional[LogService] = None
+        self.logs = LogService(config.log.format, config.log.path)
+        self.logs.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd makes an Application for the plugin's service and only
         # then asks it for a log observer: hand ours over (see logs.py).
-        if isinstance(parent, Componentized) and self.logs is not None:
+        if isinstance(parent, Componentized):
             self.logs.handOver(parent)
         super().setServiceParent(parent)
 
@@ -190,6 +191,17 @@ class GatewayService(MultiService):
         self.database.close()
 
 
+@overload
+def makeService(config: Config, reactor: Optional[Any] = None, registry: Optional[CollectorRegistry] = None,
+                clock: Optional[Any] = None, adoptedFDs: Optional[Sequence[int]] = None) -> GatewayService: ...
+
+
+@overload
+def makeService(config: Union[usage.Options, dict], reactor: Optional[Any] = None,
+                registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None,
+                adoptedFDs: Optional[Sequence[int]] = None) -> IService: ...
+
+
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
                 registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None,
                 adoptedFDs: Optional[Sequence[int]] = None) -> IService:
@@ -257,8 +269,6 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
                              afterDatabase=[StorageService(store),
                                             PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction)])
-    service.logs = LogService(config.log.format, config.log.path)
-    service.logs.setServiceParent(service)
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)

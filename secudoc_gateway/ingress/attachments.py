@@ -88,6 +88,13 @@ class Candidate:
     def sha256(self) -> str:
         return self.sink.sha256 if self.sink is not None else ""
 
+    @property
+    def span(self) -> tuple[int, int]:
+        """Where the stored file lies in the transfer's object: offset and length."""
+        if self.sink is None or self.sink.offset is None:
+            raise ValueError("the file was not stored")
+        return self.sink.offset, self.sink.length
+
 
 @attrs.frozen
 class Open:

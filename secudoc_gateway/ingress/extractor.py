@@ -24,7 +24,7 @@ client is paused.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -50,6 +50,11 @@ __all__ = ["Candidate", "Extractor", "MAX_PENDING_WRITES"]
 class _Stopped(StorageError):
     """Extraction was stopped while an attached message was being copied."""
 
+
+
+def _sinkOf(candidate: Candidate) -> Optional[AttachmentSink]:
+    """The sink the extractor hung on a candidate (the planner knows it only as a ``StoredFile``)."""
+    return cast(Optional[AttachmentSink], candidate.sink)
 
 class Extractor:
     """Candidates of one message, from parser events to stored objects."""
@@ -108,7 +113,7 @@ class Extractor:
             if isinstance(action, RightsProtected):
                 continue  # the transaction reads ``rightsProtected``: rule 6 is its decision
             candidate = action.candidate
-            sink = candidate.sink
+            sink = _sinkOf(candidate)
             if isinstance(action, Open):
                 self._open(candidate, action)
             elif sink is None:
@@ -127,8 +132,8 @@ class Extractor:
         that arrive meanwhile wait behind it), the client paused until
         it is in.
         """
-        assert self.object is not None and candidate.sink is not None
-        sink = candidate.sink
+        sink = _sinkOf(candidate)
+        assert self.object is not None and sink is not None
         self._hold()
         copied = self.object.exclusive(lambda: ensureDeferred(self._copy(sink, start, end)))
         copied.addBoth(self._release)

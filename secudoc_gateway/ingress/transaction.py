@@ -285,7 +285,7 @@ class Transaction(Legs):
             return replies.TENANT_MISMATCH
         try:
             decision = self.early or await self._decide(facts)
-            if decision.action == policy.REJECT:
+            if decision.reply is not None:  # a rejection, the one decision with a reply of its own
                 self.extractor.discard()
                 self._count(policy.REJECT)
                 return decision.reply
@@ -398,8 +398,7 @@ class Transaction(Legs):
         expires = now + tenant.link_expiry_days * 86400
         key = self.extractor.object.key if self.extractor.object is not None else ""
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256, key,
-                       c.sink.offset, c.sink.length, c.slot)
+            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256, key, *c.span, c.slot)
             for n, c in enumerate(files)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""

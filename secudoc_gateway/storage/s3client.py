@@ -302,7 +302,7 @@ class S3Client:
                 return response
             problem = f"HTTP {response.code}"
             try:
-                await response.content()
+                await treq.content(response)
             except _CONNECTION_ERRORS:
                 pass
         self.log.warn("S3 {method} {key}: gave up after {attempts} attempt(s): {problem}",
@@ -317,7 +317,7 @@ class S3Client:
         self._busy += 1
         try:
             response = await self.request(method, key, **kw)
-            body = await response.content()
+            body = await treq.content(response)
         except _CONNECTION_ERRORS as e:
             raise S3Unavailable(f"S3 {method} {key or '(bucket)'}: {type(e).__name__}") from e
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import treq
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.protocol import Protocol
@@ -82,7 +83,7 @@ class S3Producer:
             response = await self._client.request("GET", self._key, headers={"Range": wanted} if wanted else {},
                                                   stream=True)
             if response.code not in (200, 206):
-                raise failure("GET", self._key, response.code, await response.content())
+                raise failure("GET", self._key, response.code, await treq.content(response))
             body = _Body(self)
             before = self._sent
             self._transport = None

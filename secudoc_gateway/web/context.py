@@ -9,7 +9,7 @@ which and whom to ask (SPEC 8).
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.notices.texts import negotiate, texts
 from secudoc_gateway.transfers import Transfer
@@ -118,13 +119,18 @@ def refuse(context: WebContext, request: Request, why: str, transfer: Optional[T
     sendPage(request, 410, body)
 
 
+def cut(request: Request) -> None:
+    """Abort the connection: a response that cannot be finished must not look finished."""
+    cast(IConnection, request.transport).abortConnection()
+
+
 def failed(failure: Failure, request: Request) -> None:
     """An unexpected error: 503 before the first byte, a cut connection after it."""
     log.failure("web request failed", failure)
     if request.finished or getattr(request, "_disconnected", False):
         return
     if request.startedWriting:
-        request.transport.abortConnection()
+        cut(request)
         return
     for name in (b"Content-Length", b"Content-Disposition", b"Content-Type", b"Content-Range"):
         request.responseHeaders.removeHeader(name)

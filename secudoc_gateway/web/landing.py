@@ -33,7 +33,7 @@ from secudoc_gateway.notices.texts import formatMoment, humanSize, plural, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web import verification
 from secudoc_gateway.web.context import (
-    LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, failed, languageOf, log, refuse, state,
+    LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, cut, failed, languageOf, log, refuse, state,
 )
 from secudoc_gateway.web.download import (
     UNSATISFIABLE, byteRange, checkStored, contentDisposition, streamFile, streamZip, zipWriter,
@@ -284,6 +284,6 @@ class _Leaf(Resource):
             return  # the client went away
         except DecryptionError:
             log.error("transfer {id}: a stored object failed authentication", id=transfer.id)
-            request.transport.abortConnection()
+            cut(request)
             return
         request.finish()

@@ -8,8 +8,9 @@ never shows a download token (SPEC section 8: ``/t/<redacted>``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from twisted.internet.interfaces import ITransport
 from twisted.web import http
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
@@ -55,8 +56,9 @@ class _Request(Request):
     def _refuse(self) -> None:
         if not self._refused:
             self._refused = True
-            self.channel.transport.write(_TOO_LARGE)
-            self.channel.transport.loseConnection()
+            transport = cast(ITransport, self.channel.transport)
+            transport.write(_TOO_LARGE)
+            transport.loseConnection()
 
     def process(self) -> None:
         if self._refused:
