@@ -15,14 +15,17 @@ whole buffers.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import attrs
+from OpenSSL.crypto import X509
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
+from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.replies import Reply
 
 
@@ -81,6 +84,7 @@ class _Received:
 
 class SinkServerProtocol(Protocol):
     factory: SinkServerFactory
+    transport: IConnection
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -111,10 +115,11 @@ class SinkServerProtocol(Protocol):
         DISCONNECT (then the connection is closing).
         """
         reply = self.factory.replies.get(stage, default)
+        if isinstance(reply, Reply):
+            return reply
         if reply is DISCONNECT:
             self.transport.loseConnection()
-            return None
-        return None if reply is SILENT else reply
+        return None
 
     def _send(self, reply: Optional[Reply]) -> None:
         """Send ``reply``; a 421 closes the connection (RFC 5321 3.8)."""
@@ -143,7 +148,7 @@ class SinkServerProtocol(Protocol):
             self.factory.batches.append(tuple(self._batch))
 
     def _process(self) -> None:
-        while self._buffer and self.transport.connected and not getattr(self.transport, "disconnecting", False):
+        while self._buffer and getattr(self.transport, "connected", False) and not getattr(self.transport, "disconnecting", False):
             if self._mode == "data":
                 if not self._dataMode():
                     return
@@ -375,7 +380,7 @@ class SinkServerProtocol(Protocol):
     def _clientSubject(self) -> Optional[str]:
         if not self._tls:
             return None
-        certificate = self.transport.getPeerCertificate()
+        certificate = cast(Optional[X509], cast(ISSLTransport, self.transport).getPeerCertificate())
         if certificate is None:
             return None
         name = certificate.get_subject().commonName
@@ -400,7 +405,9 @@ class SinkServerFactory(Factory):
     ``store``.
     """
 
-    protocol = SinkServerProtocol  # a test may put a subclass here
+    # A test may put a subclass here.  (Twisted types a protocol's factory
+    # as a bare Factory; ours reads the sink's settings off it.)
+    protocol = SinkServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -437,7 +444,7 @@ class SinkServerFactory(Factory):
         self._connections: set[SinkServerProtocol] = set()
         self._idleWaiters: list[Deferred] = []
 
-    def buildProtocol(self, addr: Any) -> "SinkServerProtocol":
+    def buildProtocol(self, addr: Any) -> "SinkServerProtocol":  # type: ignore[override]
         p = self.protocol()
         p.factory = self
         return p
