@@ -112,9 +112,6 @@ class IObjectStore(Interface):
     def check():  # -> Deferred[None]
         """Fires when the store answers, fails when it does not (/healthz)."""
 
-    def start():  # -> Deferred
-        """At start: remove what a crash left behind (S3: unfinished multipart uploads)."""
-
     def close():  # -> Deferred[None]
         """Shutdown: let go of pooled connections."""
 

@@ -231,7 +231,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.purge import PurgeService
     from secudoc_gateway.smtp.factory import SMTPFactory
     from secudoc_gateway.spool import MemoryBudget
-    from secudoc_gateway.storage import StorageService, storeFor
+    from secudoc_gateway.storage import storeFor
     from secudoc_gateway.tls import expiry, serverOptions
     from secudoc_gateway.transfers import TransferStore
     from secudoc_gateway.web.context import WebContext
@@ -267,8 +267,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     )
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[StorageService(store),
-                                            PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction)])
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction)])
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)

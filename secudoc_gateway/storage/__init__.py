@@ -8,9 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Optional
 
-from twisted.application.service import Service
-from twisted.logger import Logger
-
 from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.spool import MemoryBudget
 
@@ -40,15 +37,3 @@ def storeFor(config: Any, reactor: Any, budget: MemoryBudget,
     )
     return S3Store(settings, reactor, budget)
 
-
-class StorageService(Service):
-    """At start, clears what a crash left in the store (S3: multipart uploads nobody completes)."""
-
-    log = Logger()
-
-    def __init__(self, store: IObjectStore) -> None:
-        self.store = store
-
-    def startService(self) -> None:
-        super().startService()
-        self.store.start().addErrback(lambda f: self.log.failure("cleaning up the object store failed", f))

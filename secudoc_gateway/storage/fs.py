@@ -444,8 +444,5 @@ class FilesystemStore:
             return fail(StorageError(f"object folder {self._root}: {e}"))
         return succeed(None)
 
-    def start(self) -> Deferred[None]:
-        return succeed(None)
-
     def close(self) -> Deferred[None]:
         return succeed(None)

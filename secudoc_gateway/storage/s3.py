@@ -8,9 +8,10 @@ the consumer; ``S3Client`` (``s3client``) signs and sends each request.
 The store ties them to one bucket and does what spans objects: size,
 delete, the health check, and clearing up.
 
-At start, multipart uploads older than the longest possible
-transaction are aborted: a crashed gateway leaves them behind, and S3
-bills their parts until they go.
+Multipart uploads older than the longest possible transaction are
+aborted (``removeLeftovers``, which the purge runs at start and every
+hour): a crashed gateway leaves them behind, and S3 bills their parts
+until they go.
 """
 
 from __future__ import annotations
@@ -30,26 +31,16 @@ from secudoc_gateway.storage.s3client import S3Client, S3Settings, xmlAll, xmlTe
 from secudoc_gateway.storage.s3download import S3Producer
 from secudoc_gateway.storage.s3upload import S3Writer
 
-STALE_UPLOAD_AGE = 24 * 3600.0
-"""
-Seconds after which a multipart upload belongs to no live transaction:
-longer than any message can take to arrive and be relayed, so an upload
-of another node still receiving is never aborted.
-"""
-
-
 @implementer(IObjectStore)
 class S3Store:
     """Objects in one bucket of an S3-compatible API; see the module docstring."""
 
     log = Logger()
 
-    def __init__(self, settings: S3Settings, reactor: Any, budget: MemoryBudget, agent: Any = None,
-                 staleAfter: float = STALE_UPLOAD_AGE) -> None:
+    def __init__(self, settings: S3Settings, reactor: Any, budget: MemoryBudget, agent: Any = None) -> None:
         self.client = S3Client(settings, reactor, agent)
         self._reactor = reactor
         self._budget = budget
-        self._staleAfter = staleAfter
 
     def writer(self, key: str) -> S3Writer:
         return S3Writer(self.client, key, self._budget)
@@ -75,10 +66,6 @@ class S3Store:
     def check(self) -> Deferred[None]:
         """HEAD of the bucket: it answers and our key may use it (for /healthz)."""
         return ensureDeferred(self.client.call("HEAD", idempotent=False, timeout=10)).addCallback(lambda _: None)
-
-    def start(self) -> Deferred[int]:
-        """Abort the multipart uploads a crash left behind; fires with how many."""
-        return self.removeLeftovers(self._staleAfter, self._reactor.seconds())
 
     def removeLeftovers(self, olderThan: float, now: float) -> Deferred[int]:
         """The multipart uploads started more than ``olderThan`` seconds before ``now``, aborted."""

@@ -220,9 +220,6 @@ class MemoryStore:
     def check(self) -> Deferred:
         return defer.succeed(None)
 
-    def start(self) -> Deferred:
-        return defer.succeed(None)
-
     def removeLeftovers(self, olderThan: float, now: float) -> Deferred:
         return defer.succeed(0)  # an unfinished writer leaves nothing here
 
