@@ -88,6 +88,7 @@ def parse(data: bytes) -> Any:
     parser = MIMEParser(30, 300, 65536)
 
     def handle(events: list) -> bool:
+        extractor.window(*parser.window)
         for event in events:
             structure.add(event)
             if isinstance(event, PartStart):
@@ -99,6 +100,7 @@ def parse(data: bytes) -> Any:
             elif isinstance(event, Defect) and event.fatal:
                 extractor.stop()
                 return False
+        extractor.passed(parser.consumed)
         return True
 
     for chunk in chunked(data, zlib.crc32(data)):

@@ -60,6 +60,26 @@ RPMSG = (
     b"--P\r\nContent-Type: text/plain\r\n\r\nopen in Outlook\r\n"
     b"--P\r\nContent-Type: application/x-microsoft-rpmsg-message; name=message.rpmsg\r\n\r\nRPMSG\r\n--P--\r\n"
 )
+def attached(inner: bytes, after: bytes, eol: bytes = b"\r\n") -> bytes:
+    """A message with ``inner`` attached, ``after`` following it (its end as the stream has it)."""
+    return (b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nhi\r\n"
+            b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner + after).replace(b"\r\n", eol)
+
+
+ATTACHED = [
+    # Ends with a line break that belongs to the delimiter, and one that is its own.
+    attached(INNER, b"\r\n--B--\r\n"),
+    attached(INNER + b"\r\n", b"\r\n--B--"),
+    # LF only; bare CR inside.
+    attached(INNER.replace(b"hello", b"a\rb"), b"\r\n--B--\r\n", b"\n"),
+    # A message attached inside the attached one: only the outer one is a file.
+    attached(b"Content-Type: message/rfc822\r\n\r\n" + INNER, b"\r\n--B--\r\n"),
+    # The outer delimiter right after a header block, with no body between.
+    attached(b"Subject: headers only\r\n", b"--B--\r\n"),
+    # No close-delimiter: the message runs to the end of the stream.
+    attached(INNER, b""),
+    attached(b"Subject: s\r\n\r\nno line break at the end", b""),
+]
 WINMAIL = winmailMessage(tnef([TnefFile(b"first file", "A.TXT", "first.txt"),
                                TnefFile(b"second" * 40, "B.BIN", "second.bin")]))
 BROKEN = tnef([TnefFile(b"whole", "A.TXT", "whole.txt"), TnefFile(b"cut short" * 20, "B.TXT", "cut.txt")])
@@ -86,6 +106,11 @@ class Run:
     files: dict[int, File] = attrs.Factory(dict)
     leaving: list[tuple[tuple[int, ...], bool]] = attrs.Factory(list)
 
+    def record(self, actions: list[Action], message: bytes) -> None:
+        self.actions += actions
+        for action in actions:
+            _replay(self.files, action, message)
+
     def summary(self) -> tuple:
         """The outcome, whatever the split: files by slot, attachments, cids, rule 6."""
         files = {slot: (f.data, f.closed, f.dropped, f.exclusive) for slot, f in self.files.items()}
@@ -100,21 +125,22 @@ def plan(message: bytes, splits: tuple[int, ...] = (), minimum: Optional[int] = 
     run = Run(Planner(structure, active))
     parser = MIMEParser()
     bounds = [0, *sorted(splits), len(message)]
-    batches = [parser.feed(message[a:b]) for a, b in zip(bounds, bounds[1:])] + [parser.close()]
-    for event in (event for batch in batches for event in batch):
-        structure.add(event)
-        if isinstance(event, PartStart):
-            actions = run.planner.partStart(event)
-        elif isinstance(event, BodyData):
-            leaving, actions = run.planner.bodyData(event, minimum)
-            run.leaving.append((event.path, leaving))
-        elif isinstance(event, PartEnd):
-            actions = run.planner.partEnd(event)
-        else:
-            continue
-        run.actions += actions
-        for action in actions:
-            _replay(run.files, action, message)
+    for close, (a, b) in [(False, bound) for bound in zip(bounds, bounds[1:])] + [(True, (0, 0))]:
+        events = parser.close() if close else parser.feed(message[a:b])
+        run.planner.window(*parser.window)
+        for event in events:
+            structure.add(event)
+            if isinstance(event, PartStart):
+                actions = run.planner.partStart(event)
+            elif isinstance(event, BodyData):
+                leaving, actions = run.planner.bodyData(event, minimum)
+                run.leaving.append((event.path, leaving))
+            elif isinstance(event, PartEnd):
+                actions = run.planner.partEnd(event)
+            else:
+                continue
+            run.record(actions, message)
+        run.record(run.planner.passed(parser.consumed), message)
     return run
 
 
@@ -147,9 +173,9 @@ class Decisions(TestCase):
 
     def test_mixed(self) -> None:
         """
-        The PDF is decoded into its file; the attached message is copied
-        byte-exact, nothing inside it a candidate; the inline image shown
-        by the HTML body's cid: has a file but is no attachment.
+        The PDF is decoded into its file; the attached message is stored
+        byte-exact as it passes, nothing inside it a candidate; the inline
+        image shown by the HTML body's cid: has a file but is no attachment.
         """
         run = plan(MIXED)
         attachments = run.planner.files()
@@ -160,7 +186,8 @@ class Decisions(TestCase):
         self.assertEqual(run.files[pdf.slot].data, PDF)
         part = run.planner.structure[message.path]
         self.assertEqual(run.files[message.slot].data, MIXED[part.bodyStart:part.bodyEnd])
-        self.assertTrue(run.files[message.slot].exclusive)
+        self.assertFalse(run.files[message.slot].exclusive)
+        self.assertFalse(any(isinstance(a, Copy) for a in run.actions))
         self.assertEqual(len(run.planner.candidates), 3)  # image, PDF, message: nothing inside the message
         image = run.planner.candidates[0]
         self.assertEqual(run.files[image.slot].data, IMAGE)
@@ -264,6 +291,17 @@ class Leaving(TestCase):
 class Splits(TestCase):
     """Any split of the stream gives the same files (the parser's promise, kept by the planner)."""
 
+    def test_attachedMessagesEverySplitPoint(self) -> None:
+        """An attached message's file is its body as received, whatever the split and however it ends."""
+        for message in ATTACHED:
+            whole = plan(message)
+            [file] = whole.planner.files()
+            part = whole.planner.structure[file.path]
+            self.assertEqual(whole.files[file.slot].data, message[part.bodyStart:part.bodyEnd])
+            self.assertTrue(whole.files[file.slot].closed)
+            for at in range(1, len(message)):
+                self.assertEqual(plan(message, (at,)).summary(), whole.summary(), f"split at {at}")
+
     def test_everySplitPoint(self) -> None:
         for message in (MIXED, WINMAIL, TRUNCATED):
             whole = plan(message).summary()
@@ -271,7 +309,7 @@ class Splits(TestCase):
                 self.assertEqual(plan(message, (at,)).summary(), whole, f"split at {at}")
 
     @settings(max_examples=60, deadline=None)
-    @given(st.sampled_from([MIXED, WINMAIL, TRUNCATED, SIGNED, RPMSG]), st.data())
+    @given(st.sampled_from([MIXED, WINMAIL, TRUNCATED, SIGNED, RPMSG, *ATTACHED]), st.data())
     def test_randomSplits(self, message: bytes, data: Any) -> None:
         splits = data.draw(st.lists(st.integers(1, len(message) - 1), max_size=12))
         self.assertEqual(plan(message, tuple(splits)).summary(), plan(message).summary())

@@ -129,27 +129,36 @@ class TransactionTests(TestCase):
         self.assertEqual(reply, replies.MIME_LIMIT)
         self.assertEqual(store.objects, {})
 
-    def test_attachedMessageCopyPausesTheClient(self) -> None:
+    def test_attachedMessageStoredAsItArrives(self) -> None:
         """
-        An attached message is copied from the spool when its part ends:
-        the client is paused until the store took the copy, and the rest
-        of the chunk still goes into the spool meanwhile.
+        An attached message goes to its file as its bytes pass, byte-exact
+        and never read back from the spool: before its delimiter arrives,
+        all of it is stored but the line break that may be the
+        delimiter's.  A store that lags pauses the client as for any file.
         """
         store = MemoryStore()
         store.hold = True
         gateway = self.gateway(store)
         producer = Producer()
         tx = gateway.begin(self.envelope(gateway), producer)
-        inner = b"From: carol@example.test\r\nSubject: inner\r\n\r\n" + b"x" * 300_000 + b"\r\n"
-        message = (b"From: alice@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
-                   b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
-                   b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n")
-        tx.write(message)
-        self.assertEqual((producer.paused, producer.resumed), (1, 0))
-        self.assertEqual(b"".join(tx.spool.read()), message)
+        inner = (b"From: carol@example.test\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n"
+                 b"--in\r\n\r\n" + b"x" * 3_000_000 + b"\r\n--in--\r\n")
+        head = (b"From: alice@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+                b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+                b"--b\r\nContent-Type: message/rfc822\r\n\r\n")
+        message = head + inner + b"\r\n--b--\r\n"
+        cut = len(head) + len(inner) + 1  # in the middle of the line break before the delimiter
+        for at in range(0, cut, 1000):
+            tx.write(message[at:min(at + 1000, cut)])
+        [candidate] = tx.extractor.planner.candidates
+        self.assertEqual(candidate.fed, len(inner))
+        self.assertEqual(producer.paused, 1)
         while store.held:
             store.held.pop(0).callback(None)
         self.assertEqual(producer.resumed, 1)
+        store.hold = False
+        tx.write(message[cut:])
+        self.assertEqual(b"".join(tx.spool.read()), message)
         [attached] = self.successResultOf(defer.ensureDeferred(tx.extractor.attachments()))
         self.assertEqual(attached.sha256, hashlib.sha256(inner).hexdigest())
         tx.abort()

@@ -13,8 +13,10 @@ be tested by feeding events and reading the actions that come back:
   plain bytes, and whether those bytes are surely leaving;
 - a TNEF part (``winmail.dat``) opened instead of stored: each file in
   it becomes a candidate of its own; when the reader could not decode
-  everything, the part is also copied from the spool as it is;
-- an attached message copied byte-exact from the spool when it ends;
+  everything, the part is also copied from the spool as it is (only
+  then is a part read back from the spool);
+- an attached message stored byte-exact as received, from the bytes
+  the parser is done with (``window``, ``passed``), as they pass;
 - HTML bodies scanned for ``cid:`` references: an inline part shown by
   one is no attachment after all.
 
@@ -177,7 +179,9 @@ class Planner:
         # Sealed subtrees and attached messages: nothing inside them is a
         # candidate of its own.
         self._enclosing: set[Path] = set()
-        self._copied: dict[Path, Candidate] = {}  # attached messages whose file was opened
+        # The attached message being stored as received, and its next offset.
+        self._capture: Optional[tuple[Candidate, int]] = None
+        self._window: tuple[int, bytes] = (0, b"")
         self._scanners: dict[Path, tuple[AnyDecoder, CidScanner]] = {}
         self._tnefs: dict[Path, _Tnef] = {}
 
@@ -206,8 +210,8 @@ class Planner:
             if kind == MESSAGE:
                 self._enclosing.add(event.path)
                 if self.active:
-                    self._copied[event.path] = candidate
-                    actions.append(Open(candidate, IdentityDecoder(), exclusive=True))
+                    self._capture = (candidate, event.bodyStart)
+                    actions.append(Open(candidate, IdentityDecoder()))
             elif self.active and isTnef(contentType, headers.filename):
                 self._tnefs[event.path] = _Tnef(candidate, decoder)
             elif self.active:
@@ -255,17 +259,43 @@ class Planner:
         tnef = self._tnefs.pop(event.path, None)
         if tnef is not None:
             return self._tnefEnd(tnef, event)
-        # Found by its path, not by a scan: thousands of attached messages cost linear time.
-        message = self._copied.pop(event.path, None)
-        if message is not None:
-            return [Copy(message, self.structure[event.path].bodyStart, event.bodyEnd)]
+        if self._capture is not None and self._capture[0].path == event.path:
+            message = self._capture[0]
+            actions = self._captureTo(event.bodyEnd)
+            self._capture = None
+            return actions + [Close(message)]
         return []
+
+    def window(self, start: int, data: bytes) -> None:
+        """The bytes the parser's next events are about (``MIMEParser.window``)."""
+        self._window = (start, data)
+
+    def passed(self, upTo: int) -> list[Action]:
+        """
+        The parser is done with the bytes before ``upTo``
+        (``MIMEParser.consumed``): those of an attached message go to its
+        file as they were received.  Bytes it still holds may be the line
+        break of the delimiter that ends the message, so they wait.
+        """
+        return self._captureTo(upTo) if self._capture is not None else []
+
+    def _captureTo(self, end: int) -> list[Action]:
+        assert self._capture is not None
+        candidate, at = self._capture
+        start, data = self._window
+        if end <= at:
+            return []
+        if at < start or end > start + len(data):
+            raise ValueError(f"bytes {at}..{end} of an attached message are not in the parser's window")
+        self._capture = (candidate, end)
+        return self._feed(candidate, data[at - start : end - start])
 
     def stop(self) -> None:
         """No files after all (no protection, or one could not be stored)."""
         self.active = False
         self._fed.clear()
         self._tnefs.clear()
+        self._capture = None
 
     def files(self) -> list[Candidate]:
         """The message's attachments in order, once it has ended (a TNEF part opened is not one)."""

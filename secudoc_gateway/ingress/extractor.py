@@ -14,8 +14,9 @@ out: each file a candidate's ``AttachmentSink`` (hashed, encrypted and
 written to the object store chunk by chunk, so no attachment is ever
 whole in memory), all appended to the transfer's one object
 (``TransferObject``), each sealed under its own key.  An attached
-message, and a TNEF part the reader could not decode to its end, are
-copied byte-exact from the spool when they end.
+message is stored byte-exact as received, from the bytes the parser is
+done with; only a TNEF part the reader could not decode to its end is
+copied from the spool, when it ends.
 
 The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, or while a part is copied from the spool, the SMTP
@@ -88,6 +89,14 @@ class Extractor:
         return self.planner.rightsProtected
 
     # -- events --------------------------------------------------------------
+
+    def window(self, start: int, data: bytes) -> None:
+        """The bytes the parser's next events are about (``MIMEParser.window``)."""
+        self.planner.window(start, data)
+
+    def passed(self, upTo: int) -> None:
+        """The parser is done with the bytes before ``upTo`` (``MIMEParser.consumed``)."""
+        self._act(self.planner.passed(upTo))
 
     def partStart(self, event: PartStart) -> None:
         self._act(self.planner.partStart(event))

@@ -153,18 +153,21 @@ class Transaction(Legs):
     def _events(self, events: list, data: bytes, start: int) -> int:
         """
         One pass over a chunk's events: each goes once to the structure
-        and the extractor, and the chunk (``data``, at ``start`` in the
-        message) into the spool on the way, up to where the spool is
-        read next (a part's end: an attached message is copied from the
-        spool then).  Left out are the bodies of attachments that are
-        surely leaving: once a message is bound to be protected and
-        nobody gets the original, those bytes are never read again, and
-        not writing them is a third of a big attachment's cost.  Returns
-        how far the spool got; the caller writes the rest.
+        and the extractor (with the parser's window, and then how far it
+        got, for an attached message stored as received), and the chunk
+        (``data``, at ``start`` in the message) into the spool on the way,
+        up to where the spool may be read next (a part's end: a TNEF part
+        the reader could not open is copied from the spool then).  Left
+        out are the bodies of attachments that are surely leaving: once a
+        message is bound to be protected and nobody gets the original,
+        those bytes are never read again, and not writing them is a third
+        of a big attachment's cost.  Returns how far the spool got; the
+        caller writes the rest.
         """
         extractor = self.extractor
         minimum = self.tenant.min_attachment_size if self.sparse and self.spool.onDisk else None
         at = start
+        extractor.window(*self.parser.window)
         for event in events:
             if isinstance(event, PartStart) and not self._reserve(partMemory(event)):
                 break
@@ -188,6 +191,7 @@ class Transaction(Legs):
             elif isinstance(event, Defect) and event.fatal:
                 self.defect = event
                 self._stopExtracting()
+        extractor.passed(self.parser.consumed)
         return at
 
     def _skip(self, data: bytes, start: int, at: int, event: BodyData) -> int:

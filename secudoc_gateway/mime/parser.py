@@ -143,6 +143,7 @@ class MIMEParser:
         self._headerLines: list[bytes] = []
         self._headerSize = 0
         self._closed = False
+        self._window: tuple[int, bytes] = (0, b"")
         self.fatal: Optional[Defect] = None
         self._startPart((), 0, DEFAULT_TYPE, [])
 
@@ -155,10 +156,12 @@ class MIMEParser:
         chunk = bytes(chunk)
         events: list[Event] = []
         if self._state == _DONE or not chunk:
+            self._window = (self._offset, chunk)
             self._offset += len(chunk)
             return events
         base = self._offset - len(self._carry)
         data = self._carry + chunk if self._carry else chunk
+        self._window = (base, data)
         self._offset += len(chunk)
         self._carry = b""
         self._run(data, base, events, eof=False)
@@ -171,10 +174,30 @@ class MIMEParser:
         self._closed = True
         events: list[Event] = []
         if self._state == _DONE:
+            self._window = (self._offset, b"")
             return events
         data, self._carry = self._carry, b""
+        self._window = (self._offset - len(data), data)
         self._run(data, self._offset - len(data), events, eof=True)
         return events
+
+    @property
+    def window(self) -> tuple[int, bytes]:
+        """
+        Where the bytes the last ``feed`` or ``close`` parsed start, and
+        those bytes: what was carried over, then the chunk.  They start
+        at ``consumed`` as it was before, so every byte consumed since,
+        and every body and part end the events report, lies in them.
+        """
+        return self._window
+
+    @property
+    def consumed(self) -> int:
+        """
+        How far the stream is parsed for good: the bytes after it (the
+        carry) may still turn out to be a delimiter's line break.
+        """
+        return self._offset - len(self._carry)
 
     # -- the machine ---------------------------------------------------
 
