@@ -45,6 +45,27 @@ def pythonEmail(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=_READ_ONCE)  # type: ignore[return-value]
 
 
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """
+    Poll ``condition`` (a function, plain or async) until it is true;
+    fail at the deadline.  It only waits: the outcome is the condition's.
+    """
+    import time
+
+    from twisted.internet import reactor, task
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if hasattr(result, "__await__"):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await task.deferLater(reactor, 0.02, lambda: None)
+
+
 def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
     return threads.deferToThread(f, *args, **kwargs)
 

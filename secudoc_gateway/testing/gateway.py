@@ -145,6 +145,9 @@ class RunningGateway:
         return f"http://127.0.0.1:{self.metricsPort}"
 
     def stop(self) -> defer.Deferred:
+        """Drain and stop (a test may stop it before its cleanup does: the second stop does nothing)."""
+        if not self.service.running:
+            return defer.succeed(None)
         return defer.maybeDeferred(self.service.stopService)
 
 
