@@ -62,9 +62,11 @@ class TwoNodes(SynchronousTestCase):
             g.write(f.read().replace(f"tcp:{ports[0]}:", f"tcp:{ports[2]}:").replace(f"tcp:{ports[1]}:", f"tcp:{ports[3]}:"))
         self.a = GatewayProcess(pathA, ports[0], ports[1])
         self.b = GatewayProcess(pathB, ports[2], ports[3])
-        for node in (self.a, self.b):
+        for node in (self.a, self.b):  # both start at once
             self.addCleanup(lambda node=node: node.process is None or node.stop())
-            node.start()
+            node.launch()
+        for node in (self.a, self.b):
+            node.ready()
 
     def relayed(self) -> list[email.message.EmailMessage]:
         return [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
