@@ -1008,8 +1008,8 @@ class CorpusTests(RewriteChecks, SeparateChecks, TransferChecks, SynchronousTest
     """
     Every message of the shared corpus, all its attachments taken out,
     in link, separate and transfer mode: each result parses without new
-    defects and keeps everything else.  One pass, so Python's reading
-    of the original (the slow part) is made once for the three.
+    defects and keeps everything else.  One pass over the corpus:
+    Python's reading of each original serves the three modes.
     """
 
     # Garbage in: header-only messages in mixed line endings, read by
