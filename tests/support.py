@@ -9,9 +9,10 @@ import functools
 import os
 import smtplib
 import ssl
+import time
 from typing import Any, Callable, Coroutine, Optional
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, task, threads
 
 
 def asyncTest(f: Callable[..., Coroutine]) -> Callable[..., defer.Deferred]:
@@ -50,10 +51,6 @@ async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) 
     Poll ``condition`` (a function, plain or async) until it is true;
     fail at the deadline.  It only waits: the outcome is the condition's.
     """
-    import time
-
-    from twisted.internet import reactor, task
-
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
