@@ -17,6 +17,13 @@ AXE := var/axe/node_modules/axe-core/axe.min.js
 S3_MODULES := tests.test_protection tests.test_policy_e2e tests.test_faults tests.test_corpus
 PG_MODULES := tests.test_protection tests.test_policy_e2e tests.test_service tests.test_recipient
 PG_BIN := /usr/lib/postgresql/15/bin
+# Every test module, the ones holding the longest tests first: trial --jobs
+# hands tests out in this order as workers come free, so the two workers
+# end together instead of one finishing a long test alone.
+SLOW_MODULES := tests.test_deployment tests.test_fuzz tests.test_workers tests.test_browser tests.test_logs \
+	tests.test_packaging tests.test_storage_s3 tests.test_nodes
+TEST_MODULES := $(SLOW_MODULES) \
+	$(filter-out $(SLOW_MODULES),$(patsubst tests/%.py,tests.%,$(sort $(wildcard tests/test_*.py))))
 
 # Debian packages the tests run: promtool and Prometheus itself (alert
 # rules, the dashboard's queries), systemd-analyze (the unit file),
@@ -71,7 +78,7 @@ test: $(STAMP) $(CERT) debian-tools postgresql $(AXE)
 	trap '$(BIN)/python -m secudoc_gateway.testing.postgres stop '"$$pg"' >/dev/null' EXIT; \
 	set -a; eval "$$($(BIN)/python -m secudoc_gateway.testing.postgres start $$pg)"; set +a; \
 	$(BIN)/python -m secudoc_gateway.testing.s3 $(SHELL) -o pipefail -c '\
-	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) tests 2>&1 | tee var/trial.log; rc=$$?; \
+	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(TEST_MODULES) 2>&1 | tee var/trial.log; rc=$$?; \
 	SECUDOC_TEST_STORAGE=s3 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_s3 \
 		$(S3_MODULES) 2>&1 | tee -a var/trial.log || rc=1; \
 	SECUDOC_TEST_DATABASE=postgresql $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_pg \

@@ -3,6 +3,7 @@ Runs the coverage-guided fuzz targets (atheris, libFuzzer inside).
 
     .venv/bin/python fuzz/run.py TARGET [libFuzzer options]    one target, libFuzzer's own output
     .venv/bin/python fuzz/run.py --seconds N [TARGET ...]      each target N seconds, then a summary
+    .venv/bin/python fuzz/run.py --seconds N --jobs 3          the same, the targets at the same time
 
 Targets: session, mime, rewrite.  A target's working corpus lives in
 var/fuzz/TARGET/ (its seeds, its regressions, and what the fuzzer
@@ -62,16 +63,23 @@ def _stat(name: str, output: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def fuzzAll(seconds: int, targets: list[str]) -> int:
+def fuzzAll(seconds: int, targets: list[str], jobs: int = 1) -> int:
+    """Each target for ``seconds``, ``jobs`` of them at a time."""
     os.makedirs(WORK, exist_ok=True)
     failed = []
     print(f"{'target':<10} {'seconds':>8} {'executions':>12} {'exec/s':>8}")
-    for target in targets:
-        log = os.path.join(WORK, f"{target}-{os.getpid()}.log")  # runs at the same time keep apart
-        with open(log, "w") as out:
-            result = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), target, f"-max_total_time={seconds}",
-                 "-print_final_stats=1"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    waiting = list(targets)
+    running: list[tuple[str, str, subprocess.Popen]] = []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            target = waiting.pop(0)
+            log = os.path.join(WORK, f"{target}-{os.getpid()}.log")  # runs at the same time keep apart
+            with open(log, "w") as out:
+                running.append((target, log, subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), target, f"-max_total_time={seconds}",
+                     "-print_final_stats=1"], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)))
+        target, log, process = running.pop(0)
+        returncode = process.wait()
         with open(log, errors="replace") as f:
             output = f.read()
         runs, rate = _stat("number_of_executed_units", output), _stat("average_exec_per_sec", output)
@@ -79,7 +87,7 @@ def fuzzAll(seconds: int, targets: list[str]) -> int:
         with open(STATS, "a") as f:
             f.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}\t"
                     f"{target}\t{seconds}\t{runs}\t{rate}\n")
-        if result.returncode != 0 or runs == 0:
+        if returncode != 0 or runs == 0:
             failed.append(target)
             print(output[-3000:], file=sys.stderr)
         else:
@@ -101,12 +109,13 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("FUZZ_SECONDS", "60")))
+    parser.add_argument("--jobs", type=int, default=1, help="targets fuzzed at the same time (default 1)")
     parser.add_argument("targets", nargs="*", help=f"some of {', '.join(TARGETS)} (default: all)")
     args = parser.parse_args()
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
-    return fuzzAll(args.seconds, args.targets or list(TARGETS))
+    return fuzzAll(args.seconds, args.targets or list(TARGETS), max(1, args.jobs))
 
 
 if __name__ == "__main__":

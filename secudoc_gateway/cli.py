@@ -119,26 +119,34 @@ def purge(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    from twisted.internet import task
+    from twisted.internet import defer, task
 
+    async def run(reactor) -> None:
+        status = await purgeCommand(args, config, reactor)
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])
+    return EXIT_OK
+
+
+async def purgeCommand(args: argparse.Namespace, config, reactor) -> int:
+    """``purge``'s work and report on a running reactor; its exit status."""
     from secudoc_gateway.inventory import timestamp
     from secudoc_gateway.purge import PurgeIncomplete, purgeOnce
 
-    def report(result) -> None:
-        if not args.dry_run:
-            print(f"purged {result} expired transfer(s)")
-            return
-        for t in result:
-            print(f"would purge {t.id} (tenant {t.tenant}, expired {timestamp(t.expires)},"
-                  f" {len(t.files)} file(s), {sum(f.size for f in t.files)} bytes)")
-        print(f"{len(result)} expired transfer(s) would be purged")
-
-    def incomplete(f) -> None:
-        f.trap(PurgeIncomplete)
-        print(f.getErrorMessage(), file=sys.stderr)
-        raise SystemExit(EXIT_FAILED)
-
-    task.react(lambda reactor: purgeOnce(config, reactor, dryRun=args.dry_run).addCallbacks(report, incomplete), [])
+    try:
+        result = await purgeOnce(config, reactor, dryRun=args.dry_run)
+    except PurgeIncomplete as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_FAILED
+    if not args.dry_run:
+        print(f"purged {result} expired transfer(s)")
+        return EXIT_OK
+    for t in result:
+        print(f"would purge {t.id} (tenant {t.tenant}, expired {timestamp(t.expires)},"
+              f" {len(t.files)} file(s), {sum(f.size for f in t.files)} bytes)")
+    print(f"{len(result)} expired transfer(s) would be purged")
     return EXIT_OK
 
 
@@ -149,16 +157,8 @@ def withTransfers(args: argparse.Namespace, work) -> int:
         return EXIT_CONFIG
     from twisted.internet import defer, task
 
-    from secudoc_gateway.db import Database
-    from secudoc_gateway.transfers import TransferStore
-
     async def run(reactor) -> None:
-        database = Database.fromURL(config.database.url, reactor)
-        await database.open()
-        try:
-            status = await work(args, TransferStore(database, reactor), reactor.seconds())
-        finally:
-            database.close()
+        status = await transfersCommand(args, work, config, reactor)
         if status:
             raise SystemExit(status)
 
@@ -166,7 +166,21 @@ def withTransfers(args: argparse.Namespace, work) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+async def transfersCommand(args: argparse.Namespace, work, config, reactor) -> int:
+    """``await work(args, store, now)`` on the database of ``config``, on a running reactor; its exit status."""
+    from secudoc_gateway.db import Database
+    from secudoc_gateway.transfers import TransferStore
+
+    database = Database.fromURL(config.database.url, reactor)
+    await database.open()
+    try:
+        return await work(args, TransferStore(database, reactor), reactor.seconds())
+    finally:
+        database.close()
+
+
+def commands() -> argparse.ArgumentParser:
+    """The commands and their options (``main`` runs the one asked for)."""
     from secudoc_gateway.inventory import addCommands
 
     parser = argparse.ArgumentParser(prog="secudoc-gateway", description="The gateway's operator commands.")
@@ -189,7 +203,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if name == "purge":
             p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
     addCommands(sub, common, withTransfers)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = commands().parse_args(argv)
     return args.func(args)
 
 

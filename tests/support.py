@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import functools
 import os
 import smtplib
 import ssl
+import time
 from typing import Any, Callable, Coroutine, Optional
 
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, task, threads
 
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
 from secudoc_gateway.mime.headers import Headers
@@ -28,6 +32,44 @@ def facts(*pairs: tuple[str, str]) -> HeaderFacts:
     """What policy reads from a top header block of these fields."""
     block = b"".join(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape") for name, value in pairs)
     return headerFacts(Headers.fromBlock(block))
+
+
+class _HeadersReadOnce(email.policy.EmailPolicy):
+    """
+    ``email.policy.default``, each distinct header parsed once: Python's
+    parser asks for a part's Content-Type several times and parses it
+    anew each time, which was most of the corpus tests' time.  Header
+    objects are immutable strings, so sharing them changes no result.
+    """
+
+    @functools.lru_cache(maxsize=16384)
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        return super().header_fetch_parse(name, value)
+
+
+_READ_ONCE = _HeadersReadOnce()
+
+
+def pythonEmail(raw: bytes) -> email.message.EmailMessage:
+    """``raw`` as Python's email reads it with ``policy.default`` (the reference the tests compare with)."""
+    return email.message_from_bytes(raw, policy=_READ_ONCE)  # type: ignore[return-value]
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """
+    Poll ``condition`` (a function, plain or async) until it is true;
+    fail at the deadline.  It only waits: the outcome is the condition's.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if hasattr(result, "__await__"):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        await task.deferLater(reactor, 0.02, lambda: None)
 
 
 def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import tempfile
 import threading
 from typing import Any
 
@@ -18,7 +17,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import attrs
 import psycopg
 
-from secudoc_gateway.testing import postgres as pgcluster
 from secudoc_gateway.config import DatabaseConfig
 from secudoc_gateway.db import MIGRATIONS, Database
 from secudoc_gateway.dialect import POSTGRESQL, SQLITE, postgresqlConnectArguments
@@ -354,31 +352,20 @@ class PostgreSQLTests(TestCase):
     @defer.inlineCallbacks
     def test_hungServer(self) -> Any:
         """
-        A server that stops answering (its processes stopped, the TCP
+        A server that stops answering (its process stopped, the TCP
         connection still up) fails an interaction with a timeout rather
         than holding it; once it answers again, so does the database.
+        The process is the one backend serving this test's only
+        connection (the run's cluster goes on serving everyone else).
         """
-        cluster = pgcluster.Cluster(tempfile.mkdtemp(prefix="secudoc-pg-"))
-        cluster.create()
-        cluster.start()
-        self.addCleanup(cluster.destroy)
-        url = pgcluster.freshDatabase(cluster.url(), cluster.password)
-        db = Database(dialect=POSTGRESQL, connectArguments=postgresqlConnectArguments(url, cluster.password),
-                      timeout=1.0)
+        password = os.environ[self.config.password_env]
+        db = Database(dialect=POSTGRESQL, connectArguments=postgresqlConnectArguments(self.config.url, password),
+                      timeout=1.0, poolSize=1)
         self.addCleanup(db.close)
         yield db.open()
-        yield db.check()
-        with open(os.path.join(cluster.data, "postmaster.pid")) as f:
-            postmaster = int(f.readline())
-        with open(f"/proc/{postmaster}/task/{postmaster}/children") as f:
-            pids = [postmaster] + [int(p) for p in f.read().split()]
-
-        def signalAll(signum: int) -> None:
-            for pid in pids:
-                os.kill(pid, signum)
-
-        signalAll(signal.SIGSTOP)
-        self.addCleanup(signalAll, signal.SIGCONT)
+        [(backend,)] = yield db.runQuery("SELECT pg_backend_pid()")
+        os.kill(backend, signal.SIGSTOP)
+        self.addCleanup(os.kill, backend, signal.SIGCONT)
         yield self.assertFailure(db.runQuery("SELECT 1"), defer.TimeoutError)
-        signalAll(signal.SIGCONT)
+        os.kill(backend, signal.SIGCONT)
         yield db.check()

@@ -17,14 +17,13 @@ import sqlite3
 import tracemalloc
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.errors import ObjectNotFound
 from secudoc_gateway.storage.s3upload import MAX_PARTS_IN_FLIGHT
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import (
-    asyncTest, deleteObjects, inThread, maildirMessages, sendBDAT, splitEnvelope, storageOf, storedObjects,
+    asyncTest, deleteObjects, inThread, maildirMessages, sendBDAT, splitEnvelope, storageOf, storedObjects, until,
 )
 from tests.test_policy_e2e import outgoing
 
@@ -94,8 +93,12 @@ class NullSenderForeignSource(ReviewTestCase):
         code, text = await inThread(sendBDAT, self.gateway.smtpPort, "", ["bob@external.test"], raw)
         self.assertEqual((code, text[:5]), (550, b"5.7.1"))
         self.assertEqual(self.relayed("other"), [])
-        await deferLater(reactor, 1.0, lambda: None)  # let any store write settle
-        self.assertEqual(await storedObjects(self.folder), {})
+        await self.gateway.stop()  # drained: the transaction is over, its writes are in
+
+        async def nothingStored() -> bool:
+            return await storedObjects(self.folder) == {}
+
+        await until(nothingStored, "the refused message's object to be removed")
 
 
 class ExtraLegDatabaseFault(ReviewTestCase):
@@ -121,7 +124,7 @@ class ExtraLegDatabaseFault(ReviewTestCase):
         self.assertEqual(len(relayed), 1, "the protected message was relayed")
         message = email.message_from_bytes(relayed[0][2], policy=email.policy.default)
         self.assertEqual(message["X-SecuDoc-Status"], "protected")
-        await deferLater(reactor, 0.5, lambda: None)
+        await self.gateway.stop()  # drained, its database closed: nothing of this message is still to come
         self.flushLoggedErrors(sqlite3.IntegrityError)
         # It went out with a link: its transfer must still be there.
         self.assertEqual(db.execute("SELECT id FROM transfers").fetchall(),

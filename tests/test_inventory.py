@@ -1,14 +1,18 @@
 """
-The operator's commands on the records, run as operators run them
-(their own process, the same database as a running gateway): transfers
-list, show, revoke and extend, the audit trail, purge --dry-run, and
---version and --help everywhere.
+The operator's commands on the records, on the same database as a
+running gateway: transfers list, show, revoke and extend, the audit
+trail, purge --dry-run, and --version and --help everywhere.  The
+commands run in this process, their output captured, where the test is
+about what they print; once each in their own process, as operators
+run them (a Python start-up each was most of this module's time).
 """
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import io
 import json
 import os
 import re
@@ -20,7 +24,8 @@ import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from secudoc_gateway import __version__
+from secudoc_gateway import __version__, cli
+from secudoc_gateway.config import loadUsableConfig
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
 from tests.test_logs import message
@@ -46,6 +51,20 @@ class TransferCommandTests(TestCase):
             self.links[relayed["X-SecuDoc-Transfer"]] = path
 
     async def cli(self, *args: str, status: int = 0) -> str:
+        """The command's standard output, run in this process on this reactor."""
+        parsed = cli.commands().parse_args([*args, "--config", self.config])
+        config = loadUsableConfig(self.config)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            if parsed.command == "purge":
+                code = await cli.purgeCommand(parsed, config, reactor)
+            else:
+                code = await cli.transfersCommand(parsed, parsed.work, config, reactor)
+        self.assertEqual(code, status, err.getvalue())
+        return out.getvalue()
+
+    async def cliProcess(self, *args: str, status: int = 0) -> str:
+        """The command's standard output, run in its own process."""
         result = await inThread(run, [*CLI, *args, "--config", self.config])
         self.assertEqual(result.returncode, status, result.stderr)
         return result.stdout
@@ -72,7 +91,7 @@ class TransferCommandTests(TestCase):
         self.assertEqual(len(await self.records("transfers", "list", "--since", "2000-01-01T00:00")), 2)
         [bob] = await self.records("transfers", "list", "--sender", "bob@example.test")
         self.assertEqual(bob["sender"].lower(), "bob@example.test")
-        text = await self.cli("transfers", "list")
+        text = await self.cliProcess("transfers", "list")
         header, *rows = text.splitlines()
         self.assertEqual(header.split(), ["ID", "CREATED", "EXPIRES", "STATE", "TENANT", "SENDER", "RECIPIENTS",
                                           "FILES", "BYTES"])
@@ -95,7 +114,7 @@ class TransferCommandTests(TestCase):
         self.assertEqual((trail["transfer"], trail["file"], trail["name"]), (transferId, 0, "secret.txt"))
         self.assertEqual(await self.records("audit", "--since", "2999-01-01"), [])
         self.assertIn("secret.txt", await self.cli("audit"))
-        await self.cli("transfers", "show", "nosuchid", status=1)
+        await self.cliProcess("transfers", "show", "nosuchid", status=1)
 
     @asyncTest
     async def test_revoke(self) -> None:
@@ -130,7 +149,7 @@ class TransferCommandTests(TestCase):
         self.assertIn(f"would purge {transferId} (tenant example", text)
         self.assertIn("1 expired transfer(s) would be purged", text)
         self.assertEqual(len(await self.records("transfers", "list")), 2)
-        self.assertIn("purged 1 expired transfer(s)", await self.cli("purge"))
+        self.assertIn("purged 1 expired transfer(s)", await self.cliProcess("purge"))
         self.assertEqual([r["id"] for r in await self.records("transfers", "list")],
                          [t for t in self.links if t != transferId])
 
@@ -149,17 +168,21 @@ class HelpTests(SynchronousTestCase):
 
     def test_helpEverywhere(self) -> None:
         """Every command answers --help, and every option in it says what it does."""
+        self.patch(os, "environ", dict(os.environ, COLUMNS="80"))  # as wide as when its output is a pipe
         commands = [[], ["check-config"], ["test-relay"], ["purge"], ["transfers"], ["transfers", "list"],
                     ["transfers", "show"], ["transfers", "revoke"], ["transfers", "extend"], ["audit"]]
         for command in commands:
-            result = run([*CLI, *command, "--help"])
-            self.assertEqual(result.returncode, 0, command)
-            options = re.findall(r"^  (-[-\w]+(?: [A-Z_]+)?(?:, -[-\w]+)?)(.*)$", result.stdout, re.M)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exited = self.assertRaises(SystemExit, cli.main, [*command, "--help"])
+            self.assertEqual(exited.code, 0, command)
+            text = out.getvalue()
+            options = re.findall(r"^  (-[-\w]+(?: [A-Z_]+)?(?:, -[-\w]+)?)(.*)$", text, re.M)
             self.assertTrue(options, command)
             for option, helptext in options:
                 self.assertTrue(helptext.strip(), f"{command} {option} has no help")
             if command and command != ["transfers"]:
-                self.assertIn("--config PATH", result.stdout, command)
+                self.assertIn("--config PATH", text, command)
         twistd = run([TWISTD, "secudoc-gateway", "--help"])
         self.assertEqual(twistd.returncode, 0)
         self.assertRegex(twistd.stdout, r"--config=\s+Main configuration file")

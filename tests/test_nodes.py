@@ -54,17 +54,25 @@ class TwoNodes(SynchronousTestCase):
     def startNodes(self, database: dict) -> None:
         self.folder = os.path.abspath(self.mktemp())
         self.database = database
-        ports = [freePort() for _ in range(4)]
+        # Every listener on a port picked here: the nodes start at once, and
+        # one's "tcp:0" could be given a port the other is about to take.
+        ports = [freePort() for _ in range(6)]
         pathA = writeConfig(self.folder, smtp={"listen": [f"tcp:{ports[0]}:interface=127.0.0.1"]},
-                            web={"listen": [f"tcp:{ports[1]}:interface=127.0.0.1"]}, database=database)
+                            web={"listen": [f"tcp:{ports[1]}:interface=127.0.0.1"]},
+                            metrics={"listen": [f"tcp:{ports[4]}:interface=127.0.0.1"]}, database=database)
         pathB = os.path.join(self.folder, "gateway-b.toml")
         with open(pathA) as f, open(pathB, "w") as g:
-            g.write(f.read().replace(f"tcp:{ports[0]}:", f"tcp:{ports[2]}:").replace(f"tcp:{ports[1]}:", f"tcp:{ports[3]}:"))
+            config = f.read()
+            for a, b in ((0, 2), (1, 3), (4, 5)):
+                config = config.replace(f"tcp:{ports[a]}:", f"tcp:{ports[b]}:")
+            g.write(config)
         self.a = GatewayProcess(pathA, ports[0], ports[1])
         self.b = GatewayProcess(pathB, ports[2], ports[3])
-        for node in (self.a, self.b):
+        for node in (self.a, self.b):  # both start at once
             self.addCleanup(lambda node=node: node.process is None or node.stop())
-            node.start()
+            node.launch()
+        for node in (self.a, self.b):
+            node.ready()
 
     def relayed(self) -> list[email.message.EmailMessage]:
         return [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)

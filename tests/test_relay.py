@@ -632,8 +632,11 @@ class ErrorTests(RelayTestCase):
         sink, port = self.sink(replies={"mail": SILENT}, offerPipelining=False)
         relay = self.relay(port, requireTLS=False)
         d = relay.send(ENVELOPE, Message(MESSAGE))
-        reactor.callLater(0.1, d.cancel)
+        # Cancelled while the sink holds its MAIL unanswered, on an open connection.
+        await eventually(lambda: any(c.upper().startswith("MAIL") for batch in sink.batches for c in batch))
+        d.cancel()
         await self.assertFailure(d, CancelledError)
+        self.assertEqual(sink.connectionCount, 1)
         await relay.whenIdle()
         await sink.whenIdle()
 

@@ -143,6 +143,9 @@ class RunningGateway:
         return f"http://127.0.0.1:{self.metricsPort}"
 
     def stop(self) -> defer.Deferred:
+        """Drain and stop (a test may stop it before its cleanup does: the second stop does nothing)."""
+        if not self.service.running:
+            return defer.succeed(None)
         return defer.maybeDeferred(self.service.stopService)
 
 
@@ -186,6 +189,11 @@ class GatewayProcess:
         self.process: Any = None
 
     def start(self, timeout: float = 60) -> "GatewayProcess":
+        """``launch``, then ``ready``."""
+        return self.launch().ready(timeout)
+
+    def launch(self) -> "GatewayProcess":
+        """Start the process, without waiting (several nodes start at once)."""
         import subprocess
         import sys
 
@@ -196,6 +204,10 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.configPath,
                  "--workers", str(self.workers)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def ready(self, timeout: float = 60) -> "GatewayProcess":
+        """Wait until it answers /healthz and every worker listens."""
         self.waitFor(lambda: self.health() == 200, timeout, "the gateway to answer /healthz")
         self.waitFor(lambda: self.listening() >= self.workers, timeout, "every worker to listen")
         return self
