@@ -77,7 +77,12 @@ class ReviewTestCase(TestCase):
 
 
 class NullSenderForeignSource(ReviewTestCase):
-    """ingress/transaction.py _finish: a TENANT_MISMATCH by source never discards what was stored."""
+    """
+    A null-sender message whose tenant does not allow the connection's
+    source: known at the top header block, so extraction stops before
+    any attachment is stored; refused 550 5.7.1, nothing relayed, no
+    object left behind.
+    """
 
     @asyncTest
     async def test_refusedMessageLeavesNoObjects(self) -> None:
