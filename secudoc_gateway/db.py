@@ -1,6 +1,7 @@
 """
-The SQL database: a connection pool, the schema and its migrations, on
-SQLite (one node) or PostgreSQL (several nodes and worker processes).
+The SQL database: a connection pool and the migrations of the schema
+(``schema``) applied at open, on SQLite (one node) or PostgreSQL
+(several nodes and worker processes).
 
 Theory of operation.  Every call runs on ``twisted.enterprise.adbapi``'s
 thread pool and fires a Deferred in the reactor thread.  SQLite gets a
@@ -38,6 +39,7 @@ from twisted.internet.defer import Deferred
 
 from secudoc_gateway.dialect import POSTGRESQL, SQLITE, Dialect, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
+from secudoc_gateway.schema import MIGRATIONS
 
 T = TypeVar("T")
 
@@ -53,149 +55,6 @@ DEFAULT_POOL_SIZE = 10
 # (so a message waiting on it gets 451): a database host that hangs,
 # rather than refusing, must not hold mail until the client gives up.
 INTERACTION_TIMEOUT = 30.0
-
-
-# Each step is a tuple of statements applied in one transaction; step i
-# (0-based) brings the schema to version i + 1.  Never edit a step that
-# has shipped: append a new one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        # SPEC 7: known users of a tenant.  ``address`` is stored
-        # normalised (addresses.addressKey), so lookups are exact.
-        """
-        CREATE TABLE users (
-            tenant TEXT NOT NULL,
-            address TEXT NOT NULL,
-            created REAL NOT NULL,
-            how TEXT NOT NULL CHECK (how IN ('config', 'welcome', 'silent')),
-            PRIMARY KEY (tenant, address)
-        )
-        """,
-        # SPEC 7: one row per protected message.  ``id`` is the public
-        # transfer id (X-SecuDoc-Transfer); the URL token is stored only
-        # as ``token_hash``.  Times are Unix seconds.
-        """
-        CREATE TABLE transfers (
-            id TEXT PRIMARY KEY,
-            token_hash TEXT NOT NULL UNIQUE,
-            tenant TEXT NOT NULL,
-            sender TEXT NOT NULL,
-            recipients TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            created REAL NOT NULL,
-            expires REAL NOT NULL,
-            message_id TEXT
-        )
-        """,
-        "CREATE INDEX transfers_expires ON transfers (expires)",
-        # SPEC 8: ``n`` is the 0-based position in the message, the
-        # ``<n>`` of ``/t/<token>/<n>``; ``size`` and ``sha256`` are of
-        # the plaintext.
-        """
-        CREATE TABLE files (
-            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
-            n INTEGER NOT NULL CHECK (n >= 0),
-            name TEXT NOT NULL,
-            content_type TEXT NOT NULL,
-            size INTEGER NOT NULL CHECK (size >= 0),
-            sha256 TEXT NOT NULL,
-            object_key TEXT NOT NULL,
-            PRIMARY KEY (transfer_id, n)
-        )
-        """,
-        # SPEC 8: the audit trail.  No foreign key: the rows outlive the
-        # purge of their transfer, and carry the tenant and file name so
-        # they still say what was downloaded.  AUTOINCREMENT so an id is
-        # never reused.
-        """
-        CREATE TABLE downloads (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            transfer_id TEXT NOT NULL,
-            n INTEGER NOT NULL,
-            tenant TEXT,
-            name TEXT,
-            at REAL NOT NULL,
-            client TEXT,
-            user_agent TEXT
-        )
-        """,
-        "CREATE INDEX downloads_transfer ON downloads (transfer_id)",
-        # SPEC 4: messages relayed (or being relayed), for EXO's resends.
-        """
-        CREATE TABLE relayed (
-            dedup_key TEXT PRIMARY KEY,
-            tenant TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('inflight', 'done')),
-            created REAL NOT NULL,
-            updated REAL NOT NULL
-        )
-        """,
-        "CREATE INDEX relayed_updated ON relayed (updated)",
-    ),
-    (
-        # SPEC 8, the recipient's side.  ``sender_name`` is the From
-        # display name shown on the page; ``revoked`` (NULL = live, else
-        # Unix time) is set through the sender's link or ``transfers
-        # revoke``; ``purged`` marks a tombstone: the files are gone, the
-        # row stays so its link says "expired", not "unknown";
-        # ``sender_hash`` is the hash of the sender's link secret.
-        "ALTER TABLE transfers ADD COLUMN sender_name TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE transfers ADD COLUMN revoked REAL",
-        "ALTER TABLE transfers ADD COLUMN purged REAL",
-        "ALTER TABLE transfers ADD COLUMN sender_hash TEXT",
-        "CREATE UNIQUE INDEX transfers_sender_hash ON transfers (sender_hash)",
-        # The verified recipient of a download (NULL without verification).
-        "ALTER TABLE downloads ADD COLUMN recipient TEXT",
-        # recipient_verification = "email-code": one code per transfer and
-        # address asked for, stored as an HMAC keyed by the link's token.
-        """
-        CREATE TABLE codes (
-            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
-            recipient TEXT NOT NULL,
-            code_hash TEXT NOT NULL,
-            expires REAL NOT NULL,
-            tries INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY (transfer_id, recipient)
-        )
-        """,
-        # A right code's browser session, for that transfer only.
-        """
-        CREATE TABLE sessions (
-            secret_hash TEXT PRIMARY KEY,
-            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
-            recipient TEXT NOT NULL,
-            expires REAL NOT NULL
-        )
-        """,
-        # Rate limits that hold across worker processes and nodes: one row
-        # per counted event, ``scope`` naming what is limited.
-        """
-        CREATE TABLE attempts (
-            scope TEXT NOT NULL,
-            at REAL NOT NULL
-        )
-        """,
-        "CREATE INDEX attempts_scope ON attempts (scope, at)",
-        "CREATE INDEX attempts_at ON attempts (at)",
-        # ``transfers list --since`` and ``audit --since`` read by time.
-        "CREATE INDEX transfers_created ON transfers (created)",
-        "CREATE INDEX downloads_at ON downloads (at)",
-    ),
-    (
-        # SPEC 7: one object per transfer.  A file is the sealed stream
-        # of ``object_length`` bytes at ``object_offset`` in the object
-        # ``object_key``; ``key_index`` is its HKDF index (its place
-        # among the message's candidates, which ``n`` need not be).
-        "ALTER TABLE files ADD COLUMN object_offset INTEGER NOT NULL DEFAULT 0 CHECK (object_offset >= 0)",
-        "ALTER TABLE files ADD COLUMN object_length INTEGER NOT NULL DEFAULT 0 CHECK (object_length >= 0)",
-        "ALTER TABLE files ADD COLUMN key_index INTEGER NOT NULL DEFAULT 0 CHECK (key_index >= 0)",
-    ),
-    (
-        # When a purge claimed the transfer (Unix seconds; NULL: none),
-        # so two nodes purging at once never delete the same one.
-        "ALTER TABLE transfers ADD COLUMN purging REAL",
-    ),
-)
 
 
 def _openSQLite(connection: sqlite3.Connection) -> None:

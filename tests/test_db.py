@@ -18,7 +18,8 @@ import attrs
 import psycopg
 
 from secudoc_gateway.config import DatabaseConfig
-from secudoc_gateway.db import MIGRATIONS, Database
+from secudoc_gateway.db import Database
+from secudoc_gateway.schema import MIGRATIONS
 from secudoc_gateway.dialect import POSTGRESQL, SQLITE, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
 from secudoc_gateway.testing import freshPostgreSQL
