@@ -15,6 +15,7 @@ import binascii
 import codecs
 import html
 import re
+from abc import ABC, abstractmethod
 from typing import Callable, Optional
 
 from secudoc_gateway.mime.decode import Base64Encoder, decoderFor
@@ -141,7 +142,7 @@ def quotedPrintable(text: str, eol: bytes) -> bytes:
     return encoder.feed(text.encode("utf-8")) + encoder.close()
 
 
-class _TextTransform:
+class _TextTransform(ABC):
     """
     A text body decoded (transfer encoding, then charset) to text, made
     into new bytes by ``_out``, and written as quoted-printable; ``_tail``
@@ -158,8 +159,9 @@ class _TextTransform:
         self._text = textDecoder(charset)
         self._encoder = QuotedPrintableEncoder(eol)
 
+    @abstractmethod
     def _out(self, text: str) -> bytes:
-        raise NotImplementedError
+        """The new bytes for a piece of the body's text."""
 
     def feed(self, data: bytes) -> bytes:
         out = self._out(self._text.decode(self._decoder.feed(data)))
