@@ -352,6 +352,6 @@ class TnefReader:
                 else:
                     raise _PropertiesEnd()
         except _PropertiesEnd:
-            pass
+            pass  # the property list ended early: what is left is skipped below
         if left:
             yield (_SKIP, left)

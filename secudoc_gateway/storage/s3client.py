@@ -304,7 +304,7 @@ class S3Client:
             try:
                 await treq.content(response)
             except _CONNECTION_ERRORS:
-                pass
+                pass  # read only to free the connection; the attempt failed either way
         self.log.warn("S3 {method} {key}: gave up after {attempts} attempt(s): {problem}",
                       method=method, key=key or "(bucket)", attempts=attempts, problem=problem)
         raise S3Unavailable(f"S3 {method} {key or '(bucket)'}: {problem}")

@@ -98,7 +98,7 @@ class _QuietSite(Site):
     """The operators' site: Prometheus scrapes every few seconds, which is not news."""
 
     def log(self, request: http.Request) -> None:
-        pass
+        """No access log line: a scrape is not news."""
 
 
 def makeSite(children: dict[bytes, Resource], quiet: bool = False) -> Site:
