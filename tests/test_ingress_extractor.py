@@ -12,17 +12,13 @@ import sys
 import tracemalloc
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
-from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
-from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway import replies
-from secudoc_gateway.tenants import TenantRegistry
-from secudoc_gateway.testing import MemoryStore, startGateway, writeConfig
+from secudoc_gateway.testing import MemoryStore, envelopeFor, ingressOn, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendBDAT
 from tests.test_ingress_transaction import Producer
 
@@ -43,13 +39,10 @@ class PartMemory(TestCase):
         self.addCleanup(tracemalloc.stop)
 
     def gateway(self, store: MemoryStore, **smtp: Any) -> Gateway:
-        config = loadConfig(writeConfig(os.path.abspath(self.mktemp()), smtp=smtp))
-        return Gateway(config, TenantRegistry(config.tenants), Metrics(CollectorRegistry()),
-                       task.Clock(), store=store)
+        return ingressOn(task.Clock(), os.path.abspath(self.mktemp()), smtp=smtp, store=store)
 
     def envelope(self, gateway: Gateway) -> Envelope:
-        _, tenant = gateway.checkSender("127.0.0.1", "alice@example.test")
-        return Envelope("alice@example.test", ("bob@external.test",), peer="127.0.0.1", tenant=tenant)
+        return envelopeFor(gateway)
 
     def fed(self, gateway: Gateway, message: bytes) -> tuple[Any, int]:
         """A transaction fed ``message``, and the bytes it holds (traced) while open."""

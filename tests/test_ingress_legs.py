@@ -22,16 +22,11 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import replies
-from secudoc_gateway.config import loadConfig
 from secudoc_gateway.db import Database
-from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
-from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway.logs import BOUNCED, DEFERRED, SENT, SKIPPED, SUMMARY
-from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.tenants import TenantRegistry
-from secudoc_gateway.testing import DEMO_TENANT, HANG, FakeRelay, MemoryStore, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, HANG, FakeRelay, MemoryStore, envelopeFor, ingressOn
 from secudoc_gateway.transfers import TransferStore
 from tests.support import asyncTest
 
@@ -60,8 +55,6 @@ class GatewayTestCase(TestCase):
 
     async def startGateway(self, **tenant: Any) -> None:
         folder = os.path.abspath(self.mktemp())
-        config = loadConfig(writeConfig(folder, [dict(DEMO_TENANT, **tenant)],
-                                        database={"url": "sqlite:gateway.sqlite3"}))
         self.db = Database(os.path.join(folder, "gateway.sqlite3"))
         self.addCleanup(self.db.close)
         await self.db.open()
@@ -70,9 +63,10 @@ class GatewayTestCase(TestCase):
         self.relay = FakeRelay()
         self.store = MemoryStore()
         self.registry = CollectorRegistry()
-        self.gateway = Gateway(config, TenantRegistry(config.tenants), Metrics(self.registry), self.clock,
-                               store=self.store, transfers=TransferStore(self.db, self.clock),
-                               relayFactory=self.relay.factory)
+        self.gateway = ingressOn(self.clock, folder, [dict(DEMO_TENANT, **tenant)],
+                                 database={"url": "sqlite:gateway.sqlite3"}, registry=self.registry,
+                                 store=self.store, transfers=TransferStore(self.db, self.clock),
+                                 relayFactory=self.relay.factory)
         self.summaries: list[tuple[str, str]] = []
 
         def observe(event: dict) -> None:
@@ -83,9 +77,7 @@ class GatewayTestCase(TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
     def begin(self, recipients: tuple[str, ...]) -> Any:
-        _, tenant = self.gateway.checkSender("127.0.0.1", "alice@example.test")
-        return self.gateway.begin(Envelope("alice@example.test", recipients, peer="127.0.0.1", tenant=tenant),
-                                  StringTransport())
+        return self.gateway.begin(envelopeFor(self.gateway, recipients), StringTransport())
 
     def deliver(self, raw: bytes, recipients: tuple[str, ...] = (EXTERNAL,)) -> defer.Deferred:
         """Fires with the final reply to ``raw``, written in one chunk."""

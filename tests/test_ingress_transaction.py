@@ -9,22 +9,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from typing import Any
 
-from prometheus_client import CollectorRegistry
 from twisted.internet import defer, task
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from secudoc_gateway.config import loadConfig
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.interfaces import IObjectStore, ITransaction
-from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.ingress.extractor import MAX_PENDING_WRITES
 from secudoc_gateway.ingress.gateway import Gateway
 from secudoc_gateway import replies
-from secudoc_gateway.tenants import TenantRegistry
-from secudoc_gateway.testing import MemoryStore, writeConfig
+from secudoc_gateway.testing import MemoryStore, envelopeFor, ingressOn
 
 
 class Producer:
@@ -52,13 +49,10 @@ def bigAttachmentMessage(size: int) -> bytes:
 
 class TransactionTests(TestCase):
     def gateway(self, store=None, **smtp) -> Gateway:
-        config = loadConfig(writeConfig(os.path.abspath(self.mktemp()), smtp=smtp))
-        return Gateway(config, TenantRegistry(config.tenants), Metrics(CollectorRegistry()),
-                       task.Clock(), store=store)
+        return ingressOn(task.Clock(), os.path.abspath(self.mktemp()), smtp=smtp, store=store)
 
     def envelope(self, gateway: Gateway) -> Envelope:
-        _, tenant = gateway.checkSender("127.0.0.1", "alice@example.test")
-        return Envelope("alice@example.test", ("bob@external.test",), peer="127.0.0.1", tenant=tenant)
+        return envelopeFor(gateway)
 
     def test_interfaces(self) -> None:
         store = MemoryStore()
@@ -68,8 +62,12 @@ class TransactionTests(TestCase):
         self.assertTrue(verifyObject(ITransaction, tx))
         tx.abort()
 
-    def test_laggingStorePausesTheClient(self) -> None:
-        """Unacknowledged store writes pause the SMTP transport; acknowledgements resume it."""
+    def lagging(self) -> tuple[MemoryStore, Producer, Any, list]:
+        """
+        A big attachment written against a store that holds every write:
+        the client is paused once; the held writes are handed back and
+        the store answers at once from then on.
+        """
         store = MemoryStore()
         store.hold = True
         gateway = self.gateway(store)
@@ -79,9 +77,14 @@ class TransactionTests(TestCase):
         for at in range(0, len(message), 65536):
             tx.write(message[at:at + 65536])
         self.assertEqual(producer.paused, 1)
-        self.assertGreaterEqual(len(store.held), MAX_PENDING_WRITES)
         held, store.held = store.held, []
         store.hold = False
+        return store, producer, tx, held
+
+    def test_laggingStorePausesTheClient(self) -> None:
+        """Unacknowledged store writes pause the SMTP transport; acknowledgements resume it."""
+        store, producer, tx, held = self.lagging()
+        self.assertGreaterEqual(len(held), MAX_PENDING_WRITES)
         for d in held:
             d.callback(None)
         self.assertEqual(producer.resumed, 1)
@@ -165,17 +168,7 @@ class TransactionTests(TestCase):
 
     def test_laggingStoreFails(self) -> None:
         """Held writes that fail resume the client; the message gets 451 4.3.0, nothing is kept."""
-        store = MemoryStore()
-        store.hold = True
-        gateway = self.gateway(store)
-        producer = Producer()
-        tx = gateway.begin(self.envelope(gateway), producer)
-        message = bigAttachmentMessage(2_000_000)
-        for at in range(0, len(message), 65536):
-            tx.write(message[at:at + 65536])
-        self.assertEqual(producer.paused, 1)
-        held, store.held = store.held, []
-        store.hold = False
+        store, producer, tx, held = self.lagging()
         for d in held:
             d.errback(StorageError("the disk is gone"))
         self.assertEqual(producer.resumed, 1)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from twisted.internet import defer
 
 from secudoc_gateway import devcert
+from secudoc_gateway.envelope import Envelope
 
 DEMO_TENANT: dict[str, Any] = {
     "id": "example",
@@ -125,6 +126,32 @@ def writeConfig(
         with open(os.path.join(folder, "tenants", f"{tenant['id']}.toml"), "w", encoding="utf-8") as f:
             f.write(tomlTable(tenant))
     return path
+
+
+def ingressOn(clock: Any, folder: str, tenants: Optional[list[dict[str, Any]]] = None,
+              smtp: Optional[dict[str, Any]] = None, database: Optional[dict[str, Any]] = None,
+              registry: Optional[CollectorRegistry] = None, **parts: Any) -> Any:
+    """
+    The ingress alone, in this process: a ``Gateway`` on ``clock`` over a
+    complete configuration written in ``folder``, with no listener.
+    ``parts`` are the Gateway's own (``store``, ``transfers``,
+    ``relayFactory``, ...).
+    """
+    from secudoc_gateway.config import loadConfig
+    from secudoc_gateway.ingress.gateway import Gateway
+    from secudoc_gateway.metrics import Metrics
+    from secudoc_gateway.tenants import TenantRegistry
+
+    config = loadConfig(writeConfig(folder, tenants, smtp=smtp, database=database))
+    return Gateway(config, TenantRegistry(config.tenants), Metrics(registry or CollectorRegistry()), clock,
+                   **parts)
+
+
+def envelopeFor(gateway: Any, recipients: tuple[str, ...] = ("bob@external.test",),
+                sender: str = "alice@example.test", peer: str = "127.0.0.1") -> Envelope:
+    """The envelope the SMTP side hands over, the sender's tenant found as at MAIL."""
+    _, tenant = gateway.checkSender(peer, sender)
+    return Envelope(sender, recipients, peer=peer, tenant=tenant)
 
 
 @attrs.define
