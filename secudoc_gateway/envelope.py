@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import attrs
+
+from secudoc_gateway.config.values import Tenant
 
 
 @attrs.frozen
@@ -28,4 +30,4 @@ class Envelope:
     peer: str = ""
     helo: str = ""
     tls: bool = False
-    tenant: Any = None
+    tenant: Optional[Tenant] = None

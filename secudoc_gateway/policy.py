@@ -46,6 +46,7 @@ import attrs
 
 from secudoc_gateway.addresses import domainKey, splitAddress
 from secudoc_gateway import replies
+from secudoc_gateway.config.values import AutoCreateUsers, Mode, Tenant, UnknownSender
 from secudoc_gateway.mime.facts import HeaderFacts
 from secudoc_gateway.replies import Reply
 
@@ -67,15 +68,6 @@ UNKNOWN_SENDER = "unknown-sender"
 NO_ATTACHMENT = "no-attachment"
 INTERNAL_RECIPIENT = "internal-recipient"
 TENANT_MISMATCH = "tenant-mismatch"
-
-# Tenant key values.
-MODE_OPT_IN = "opt-in"
-MODE_OPT_OUT = "opt-out"
-CREATE_NO = "no"
-CREATE_WELCOME = "welcome"
-CREATE_SILENT = "silent"
-UNKNOWN_PASS = "pass"
-UNKNOWN_REJECT = "reject"
 
 SIGNED_TYPES = frozenset(
     {
@@ -99,9 +91,6 @@ def isRightsProtection(contentType: str, filename: Optional[str]) -> bool:
     would leave the recipient a link to a file only Outlook can open.
     """
     return contentType == RPMSG_TYPE or (filename or "").strip().lower() == RPMSG_NAME
-
-
-"""RFC 2045 section 5.2: missing or invalid Content-Type means text/plain."""
 
 # --- Addresses and patterns --------------------------------------------------
 
@@ -129,7 +118,7 @@ def matchesAny(address: str, patterns: Iterable[str]) -> bool:
     return any(matchesPattern(address, pattern) for pattern in patterns)
 
 
-def isConfiguredUser(tenant: Any, address: str) -> bool:
+def isConfiguredUser(tenant: Tenant, address: str) -> bool:
     """
     Whether the tenant file's ``users`` names ``address``; the caller
     adds the users the database knows to make rule 7's "known user".
@@ -137,7 +126,7 @@ def isConfiguredUser(tenant: Any, address: str) -> bool:
     return matchesAny(address, tenant.users)
 
 
-def isInternal(tenant: Any, address: str) -> bool:
+def isInternal(tenant: Tenant, address: str) -> bool:
     """Whether ``address`` is in one of the tenant's own domains."""
     _, domain = splitAddress(address)
     if not domain:
@@ -146,7 +135,7 @@ def isInternal(tenant: Any, address: str) -> bool:
 
 
 def splitRecipients(
-    tenant: Any, recipients: Iterable[str]
+    tenant: Tenant, recipients: Iterable[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """
     ``(internal or excluded, others)``, each in envelope order: the
@@ -188,8 +177,8 @@ def _guid(value: str) -> str:
 
 
 def tenantForNullSender(
-    facts: HeaderFacts, lookup: Callable[[str], Optional[Any]]
-) -> Optional[Any]:
+    facts: HeaderFacts, lookup: Callable[[str], Optional[Tenant]]
+) -> Optional[Tenant]:
     """
     The tenant of a ``MAIL FROM:<>`` message: only one named by exactly
     one ``X-MS-Exchange-CrossTenant-Id``.
@@ -209,7 +198,7 @@ def tenantForNullSender(
     return tenant
 
 
-def tenantIdMatches(tenant: Any, facts: HeaderFacts) -> bool:
+def tenantIdMatches(tenant: Tenant, facts: HeaderFacts) -> bool:
     """
     Rule 1: with ``microsoft_tenant_id`` set, the message must carry
     ``X-MS-Exchange-CrossTenant-Id`` exactly once with that GUID (any
@@ -283,16 +272,16 @@ def requiredHeaderPresent(spec: str, facts: HeaderFacts) -> bool:
     return any(_normaliseValue(v) == value for v in facts.values(name))
 
 
-def _notEnabled(tenant: Any, facts: HeaderFacts) -> bool:
+def _notEnabled(tenant: Tenant, facts: HeaderFacts) -> bool:
     """Rule 4: the add-in's opt-out, or opt-in mode without its opt-in."""
     values = {value.strip() for value in facts.secudocEnabledValues}
     if "0" in values:
         return True
-    return tenant.mode == MODE_OPT_IN and "1" not in values
+    return tenant.mode is Mode.OPT_IN and "1" not in values
 
 
 def earlyDecision(
-    tenant: Any,
+    tenant: Tenant,
     envelopeSender: str,
     recipients: Iterable[str],
     facts: HeaderFacts,
@@ -331,7 +320,7 @@ def earlyDecision(
 
 
 def contentDecision(
-    tenant: Any, recipients: Iterable[str], knownUser: bool, rightsProtected: bool,
+    tenant: Tenant, recipients: Iterable[str], knownUser: bool, rightsProtected: bool,
 ) -> Optional[Decision]:
     """
     The early rules that need more than the header block: rule 6 for a
@@ -343,14 +332,14 @@ def contentDecision(
     recipients = tuple(recipients)
     if rightsProtected:
         return passed(SIGNED, recipients)
-    if not knownUser and tenant.auto_create_users == CREATE_NO:
-        if tenant.unknown_sender == UNKNOWN_REJECT:
+    if not knownUser and tenant.auto_create_users is AutoCreateUsers.NO:
+        if tenant.unknown_sender is UnknownSender.REJECT:
             return rejected(UNKNOWN_SENDER, replies.UNKNOWN_SENDER)
         return passed(UNKNOWN_SENDER, recipients)
     return None
 
 
-def userAction(tenant: Any, sender: str, knownUser: bool) -> Optional[str]:
+def userAction(tenant: Tenant, sender: str, knownUser: bool) -> Optional[AutoCreateUsers]:
     """
     Rule 7's "otherwise": ``"welcome"`` or ``"silent"`` when an unknown
     sender is to be created before processing goes on, else ``None``.
@@ -358,17 +347,15 @@ def userAction(tenant: Any, sender: str, knownUser: bool) -> Optional[str]:
     Only an address in the tenant's own domains becomes a user: a null
     sender's From may name anyone.
     """
-    if knownUser or tenant.auto_create_users == CREATE_NO:
+    if knownUser or tenant.auto_create_users is AutoCreateUsers.NO:
         return None
     if not sender or not isInternal(tenant, sender):
         return None
-    if tenant.auto_create_users in (CREATE_WELCOME, CREATE_SILENT):
-        return str(tenant.auto_create_users)
-    return None
+    return tenant.auto_create_users
 
 
 def finalDecision(
-    tenant: Any,
+    tenant: Tenant,
     envelopeSender: str,
     recipients: Iterable[str],
     facts: HeaderFacts,

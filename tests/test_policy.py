@@ -34,31 +34,19 @@ from secudoc_gateway.policy import (
     userAction,
 )
 from secudoc_gateway import replies
+from secudoc_gateway.config import Tenant
 from tests.support import facts
 
 GUID = "0B5C1E2A-3D4F-4A6B-8C7D-9E0F1A2B3C4D"
 OTHER_GUID = "11111111-2222-3333-4444-555555555555"
 
 
-@attrs.frozen
-class FakeTenant:
-    """The tenant keys policy reads, named as in the tenant file."""
-
-    id: str = "example"
-    domains: tuple[str, ...] = ("example.test", "xn--bcher-kva.example")
-    microsoft_tenant_id: str = ""
-    mode: str = "opt-out"
-    min_attachment_size: int = 1024
-    exclude_senders: tuple[str, ...] = ()
-    exclude_recipients: tuple[str, ...] = ()
-    required_header: str = ""
-    users: tuple[str, ...] = ("*@example.test",)
-    auto_create_users: str = "no"
-    unknown_sender: str = "pass"
-
-
-def tenant(**kw: Any) -> FakeTenant:
-    return FakeTenant(**kw)
+def tenant(**kw: Any) -> Tenant:
+    """The demo tenant, as policy reads it, with ``kw`` for its keys."""
+    base: dict[str, Any] = dict(
+        id="example", domains=("example.test", "xn--bcher-kva.example"), relay="maildir:/nonexistent",
+        facility_sender="noreply@example.test", users=("*@example.test",))
+    return Tenant(**{**base, **kw})
 
 
 BASE_HEADERS = (
@@ -73,7 +61,7 @@ EXTERNAL = ("bob@external.test", "eve@other.test")
 
 
 def early(
-    t: FakeTenant,
+    t: Tenant,
     extra: tuple[tuple[str, str], ...] = (),
     sender: str = SENDER,
     recipients: tuple[str, ...] = EXTERNAL,
@@ -461,7 +449,7 @@ class NullSenderTests(SynchronousTestCase):
         assert decision is not None
         self.assertEqual((decision.action, decision.reason), (policy.PASS, reason))
 
-    def registry(self, *tenants: FakeTenant) -> Any:
+    def registry(self, *tenants: Tenant) -> Any:
         byId = {t.microsoft_tenant_id.lower(): t for t in tenants}
         return byId.get
 

@@ -14,7 +14,6 @@ from typing import Any, Mapping, Optional
 from secudoc_gateway.config.reader import CONTROL, Table, checkPEM, httpURL, readTOML, resolve
 from secudoc_gateway.config.tenants import loadTenants
 from secudoc_gateway.config.values import (
-    LANGUAGES,
     LOG_FORMATS,
     MIN_PART_SIZE,
     S3_ADDRESSING,
@@ -73,7 +72,7 @@ def _web(table: Table) -> WebConfig:
     url = table.string("public_url", d.public_url, nonEmpty=True)
     if not httpURL(table, "public_url", url):
         url = d.public_url
-    language = table.choice("language", d.language, LANGUAGES)
+    language = table.enum("language", d.language)
     return WebConfig(listen=listen, public_url=url.rstrip("/"), language=language)
 
 

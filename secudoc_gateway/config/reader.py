@@ -15,6 +15,7 @@ nothing later depends on the working directory.
 from __future__ import annotations
 
 import difflib
+import enum
 import os
 import re
 import tomllib
@@ -46,6 +47,7 @@ def _typeName(value: object) -> str:
 
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 
 class Table:
@@ -125,6 +127,11 @@ class Table:
             self.problem(key, f'must be one of {allowed}, not "{value}"')
             return default
         return value
+
+    def enum(self, key: str, default: E) -> E:
+        """One of the members of ``default``'s enum, named by its value."""
+        kind = type(default)
+        return kind(self.choice(key, default.value, [member.value for member in kind]))
 
     def strings(
         self,

@@ -5,12 +5,12 @@ files (SPEC section 3) are read into, and the choices their keys allow.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 
 import attrs
 
 from secudoc_gateway.addresses import IPNetwork, parseIP
-from secudoc_gateway.notices.texts import LANGUAGES  # the languages a config may choose
 
 
 EXCHANGE_ONLINE = "exchange-online"
@@ -32,12 +32,54 @@ EXCHANGE_ONLINE_NETWORKS: tuple[IPNetwork, ...] = tuple(
 
 DEFAULT_CONFIG_PATH = "etc/secudoc-gateway.toml"
 
-MODES = ("opt-out", "opt-in")
-CONTENT_MODES = ("link", "transfer", "separate")
-AUTO_CREATE_USERS = ("no", "welcome", "silent")
-UNKNOWN_SENDER = ("pass", "reject")
-ON_ERROR = ("tempfail", "pass")
-RECIPIENT_VERIFICATION = ("none", "email-code")
+
+
+# The choices of a tenant's keys (SPEC section 3): each key's values as
+# one enum, read wherever the setting is used; a member is its key's
+# string, so a log line or a JSON answer shows the file's own word.
+
+
+class Language(enum.StrEnum):
+    """The languages of the banner, the mails and the pages."""
+
+    NL = "nl"
+    EN = "en"
+
+
+LANGUAGES: tuple[str, ...] = tuple(Language)
+
+
+class Mode(enum.StrEnum):
+    OPT_OUT = "opt-out"
+    OPT_IN = "opt-in"
+
+
+class ContentMode(enum.StrEnum):
+    LINK = "link"
+    TRANSFER = "transfer"
+    SEPARATE = "separate"
+
+
+class AutoCreateUsers(enum.StrEnum):
+    NO = "no"
+    WELCOME = "welcome"
+    SILENT = "silent"
+
+
+class UnknownSender(enum.StrEnum):
+    PASS = "pass"
+    REJECT = "reject"
+
+
+class OnError(enum.StrEnum):
+    TEMPFAIL = "tempfail"
+    PASS = "pass"
+
+
+class RecipientVerification(enum.StrEnum):
+    NONE = "none"
+    EMAIL_CODE = "email-code"
+
 LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 STORAGE_BACKENDS = ("fs", "s3")
 S3_ADDRESSING = ("path", "virtual")
@@ -85,7 +127,7 @@ class SMTPConfig:
 class WebConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
     public_url: str = "http://127.0.0.1:8080"
-    language: str = "nl"
+    language: Language = attrs.field(default=Language.NL, converter=Language)
 
 
 @attrs.frozen
@@ -151,24 +193,24 @@ class Tenant:
     relay_tls_certificate: str = ""
     relay_require_tls: bool = True
     relay_ca_file: str = ""
-    mode: str = "opt-out"
+    mode: Mode = attrs.field(default=Mode.OPT_OUT, converter=Mode)
     min_attachment_size: int = 1024
     exclude_senders: tuple[str, ...] = ()
     exclude_recipients: tuple[str, ...] = ()
     required_header: str = ""
-    content_mode: str = "link"
+    content_mode: ContentMode = attrs.field(default=ContentMode.LINK, converter=ContentMode)
     confirmation_mail: bool = False
     users: tuple[str, ...] = ()
-    auto_create_users: str = "no"
-    unknown_sender: str = "pass"
+    auto_create_users: AutoCreateUsers = attrs.field(default=AutoCreateUsers.NO, converter=AutoCreateUsers)
+    unknown_sender: UnknownSender = attrs.field(default=UnknownSender.PASS, converter=UnknownSender)
     disclaimer: str = ""
     link_expiry_days: int = 14
-    language: str = "nl"
-    on_error: str = "tempfail"
+    language: Language = attrs.field(default=Language.NL, converter=Language)
+    on_error: OnError = attrs.field(default=OnError.TEMPFAIL, converter=OnError)
     organisation: str = ""
     help_contact: str = ""
     logo: str = ""
-    recipient_verification: str = "none"
+    recipient_verification: RecipientVerification = attrs.field(default=RecipientVerification.NONE, converter=RecipientVerification)
     download_notification: bool = False
     networks: tuple[IPNetwork, ...] = ()
     exchange_online: bool = False

@@ -35,6 +35,7 @@ from zope.interface import implementer
 from secudoc_gateway import crypto, policy, replies
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.addresses import addressKey
+from secudoc_gateway.config.values import AutoCreateUsers
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.extractor import Candidate, Extractor
@@ -321,7 +322,7 @@ class Transaction(Legs):
         how = policy.userAction(self.tenant, sender, known)
         if how is not None and self.gateway.transfers is not None:
             created = await self.gateway.transfers.createUser(self.tenant.id, sender, how)
-            if created and how == policy.CREATE_WELCOME:
+            if created and how is AutoCreateUsers.WELCOME:
                 welcome = welcomeMail(self.gateway.config.smtp.hostname, self.tenant.facility_sender, sender,
                                       self.tenant.language, date=self.gateway.reactor.seconds())
                 self.extras.append(Leg("welcome", (sender,), ready([welcome]), "welcome mail",

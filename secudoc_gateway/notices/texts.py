@@ -14,7 +14,7 @@ import datetime
 import zoneinfo
 from typing import Optional
 
-LANGUAGES = ("nl", "en")
+from secudoc_gateway.config.values import LANGUAGES
 
 # The tzdata package brings the zone where the system has no zone files.
 ZONE = zoneinfo.ZoneInfo("Europe/Amsterdam")

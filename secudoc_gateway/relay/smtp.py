@@ -29,6 +29,7 @@ from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from secudoc_gateway import tls
+from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.interfaces import IMessageSource, IRelay
 from secudoc_gateway.relay.client import (
@@ -350,7 +351,7 @@ class SMTPRelay:
             raise _judged("data", reply, "DATA refused")
 
 
-def relayFor(tenant: Any, hostname: str, reactor: Any, timeouts: Timeouts = Timeouts()) -> IRelay:
+def relayFor(tenant: Tenant, hostname: str, reactor: Any, timeouts: Timeouts = Timeouts()) -> IRelay:
     """The relay target a tenant's config names; ``hostname`` is our EHLO name."""
     target = parseRelayTarget(tenant.relay)
     if isinstance(target, MaildirTarget):
@@ -360,9 +361,9 @@ def relayFor(tenant: Any, hostname: str, reactor: Any, timeouts: Timeouts = Time
         target.host,
         target.port,
         hostname,
-        requireTLS=bool(tenant.relay_require_tls),
-        caFile=tenant.relay_ca_file or "",
-        clientCertificate=tenant.relay_tls_certificate or "",
+        requireTLS=tenant.relay_require_tls,
+        caFile=tenant.relay_ca_file,
+        clientCertificate=tenant.relay_tls_certificate,
         timeouts=timeouts,
     )
 
