@@ -280,6 +280,17 @@ class Clients(WebTestCase):
         self.assertEqual(headers.get("x-frame-options"), ["DENY"])
         self.assertEqual(await inThread(exchange, self.gateway.webPort, b""), b"")
 
+        def slowBody() -> bytes:
+            with socket.create_connection(("127.0.0.1", self.gateway.webPort), timeout=20) as s:
+                s.sendall(get("/healthz", "Content-Length: 10", method="POST"))
+                for _ in range(10):
+                    time.sleep(0.15)  # past the header deadline, which a body does not have
+                    s.sendall(b"x")
+                return readToEnd(s)
+
+        code, _, _ = parse(await inThread(slowBody))
+        self.assertEqual(code, 405)
+
     @asyncTest
     async def test_idleBetweenRequests(self) -> None:
         """A keep-alive connection serves requests, then is closed once idle for ``timeOut``."""

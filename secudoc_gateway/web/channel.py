@@ -84,6 +84,7 @@ class Channel(HTTPChannel):
     _headerDeadline: Optional[IDelayedCall] = None
     _linger: Optional[IDelayedCall] = None
     _bytesOfRequest = 0
+    _betweenRequests = False
     refused = False
 
     # Arriving and leaving.
@@ -123,17 +124,24 @@ class Channel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self.refused:
             return  # lingering: read and drop
-        if self._headerDeadline is None and not self._handlingRequest:
+        if self._betweenRequests:
+            self._betweenRequests = False
             self._startHeaderDeadline()  # the first byte of the next request
         self._bytesOfRequest += len(data)
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
+        self._betweenRequests = False  # a body takes as long as it takes (the idle timer still runs)
         if self._headerDeadline is not None:
             if self._headerDeadline.active():
                 self._headerDeadline.cancel()
             self._headerDeadline = None
         super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        # Before the base class replays what a pipelining client sent meanwhile.
+        self._betweenRequests = True
+        super().requestDone(request)
 
     # Limits and malformed requests: an answer, not a dropped connection.
 
