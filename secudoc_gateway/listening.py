@@ -9,6 +9,7 @@ it: a gateway that cannot listen must not look healthy (SPEC 2).
 from __future__ import annotations
 
 import os
+import resource
 import socket
 from typing import Any, Optional
 
@@ -52,6 +53,22 @@ def listenerProblems(config: Config, reactor: Any = None) -> list[str]:
         except Exception as e:
             problems.append(f"{config.path}: {kind}.listen: \"{description}\" is not an endpoint: {e}")
     return problems
+
+
+def raiseFileLimit() -> int:
+    """
+    Raise this process's open-file limit to its hard limit and return it:
+    every connection costs a descriptor, and a default soft limit of 1024
+    would let idle web clients leave SMTP none to accept with (SPEC 8).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft  # a hard limit the kernel caps lower (nr_open): keep what there is
+        return hard
+    return soft
 
 
 class CannotListen(GatewayError):

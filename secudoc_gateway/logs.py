@@ -23,22 +23,21 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 from typing import IO, Any, Optional
 
 from twisted.application.service import Service
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
-_TOKEN_PATH = re.compile(r"/t/(sender/)?[^/\s?\"'<>\\]+")
+from secudoc_gateway import links
 
 # Keys of events from twisted.python.log (legacy) that are bookkeeping.
 _LEGACY_KEYS = frozenset({"message", "isError", "system", "format", "time", "failure", "why", "printed"})
 
 
 def redact(text: str) -> str:
-    """Replace every ``/t/<token>`` with ``/t/<redacted>`` (the sender's ``/t/sender/<secret>`` too)."""
-    return _TOKEN_PATH.sub(lambda m: f"/t/{m.group(1) or ''}<redacted>", text)
+    """Every ``/t/<token>`` as ``/t/<redacted>`` (the sender's ``/t/sender/<secret>`` too), however spelled."""
+    return links.redact(text)
 
 
 def _timestamp(seconds: float) -> str:

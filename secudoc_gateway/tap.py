@@ -23,7 +23,9 @@ from twisted.python.failure import Failure
 from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
 from secudoc_gateway.errors import ConfigError
-from secudoc_gateway.listening import EXIT_CANNOT_LISTEN, CannotListen, ListeningService, listenerProblems, listeners
+from secudoc_gateway.listening import (
+    EXIT_CANNOT_LISTEN, CannotListen, ListeningService, listenerProblems, listeners, raiseFileLimit,
+)
 from secudoc_gateway.logs import LogService
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
@@ -107,6 +109,7 @@ class GatewayService(MultiService):
         super().setServiceParent(parent)
 
     def startService(self) -> None:
+        raiseFileLimit()
         try:
             super().startService()
         except CannotListen as e:
@@ -279,10 +282,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
     health = HealthResource([("storage", store.check), ("database", database.check)], reactor)
+    # The web listeners admit as many connections from one address as SMTP does.
+    https = config.web.public_url.startswith("https:")
     factories = {
         "smtp": smtpFactory,
-        "web": makeSite({b"t": TransfersResource(web), b"healthz": health}),
-        "metrics": makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health}, quiet=True),
+        "web": makeSite({b"t": TransfersResource(web), b"healthz": health}, smtp.max_connections_per_ip,
+                        https=https, reactor=reactor),
+        "metrics": makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health},
+                            smtp.max_connections_per_ip, https=https, quiet=True, reactor=reactor),
     }
     served = {"smtp": service.smtpListeners, "web": service.webListeners, "metrics": service.metricsListeners}
     kinds = listeners(config)

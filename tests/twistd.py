@@ -6,6 +6,7 @@ own process, on free ports, its standard output and error in files.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -64,12 +65,14 @@ class TwistdGateway:
         self.stderrPath = os.path.join(folder, "stderr")
         self.process: Optional[subprocess.Popen] = None
 
-    def start(self, wait: bool = True) -> "TwistdGateway":
+    def start(self, wait: bool = True, fileLimit: Optional[tuple[int, int]] = None) -> "TwistdGateway":
+        """``fileLimit``: the (soft, hard) RLIMIT_NOFILE twistd starts under."""
         env = dict(os.environ, PYTHONPATH=ROOT)
+        limit = None if fileLimit is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, fileLimit))
         with open(self.stdoutPath, "wb") as out, open(self.stderrPath, "wb") as err:
             self.process = subprocess.Popen(
                 [TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.config],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=self.folder,
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=self.folder, preexec_fn=limit,
             )
         if wait:
             for port in (self.smtpPort, self.webPort, self.metricsPort):

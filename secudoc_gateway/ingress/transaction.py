@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from secudoc_gateway import crypto, policy, replies
+from secudoc_gateway import crypto, links, policy, replies
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.config.values import AutoCreateUsers
@@ -418,7 +418,7 @@ class Transaction(Legs):
         )
         created = []
         hostname = gateway.config.smtp.hostname
-        link = f"{gateway.config.web.public_url}/t/{self.extractor.token}"
+        link = links.transferURL(gateway.config.web.public_url, self.extractor.token)
         files_ = [(f.name, f.size) for f in stored]
         senderName, senderAddress = self._shownSender(facts)
         banner = bannerFor(tenant.language, senderAddress, files_, link, expires, tenant.disclaimer,
@@ -451,7 +451,7 @@ class Transaction(Legs):
             confirmation = confirmationMail(hostname, tenant.facility_sender, transfer.sender,
                                             decision.protectedRecipients, files_, expires, subject,
                                             tenant.language, date=now, transferId=self.extractor.transferId,
-                                            senderLink=f"{gateway.config.web.public_url}/t/sender/{senderSecret}")
+                                            senderLink=links.senderURL(gateway.config.web.public_url, senderSecret))
             self.extras.append(Leg("confirmation", (transfer.sender,), ready([confirmation]),
                                    "confirmation mail", sender=tenant.facility_sender))
         try:

@@ -17,13 +17,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from secudoc_gateway import links
 from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.notices.texts import negotiate, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.pages import render, sendPage
 
-LOGO = "logo"
+LOGO = links.LOGO
 SESSION_COOKIE = b"sd_session"
 
 # Why a transfer's link no longer opens.
@@ -85,7 +86,7 @@ def chrome(context: WebContext, transfer: Transfer, token: str = "") -> dict[str
         return {"sender": shownSender(transfer)}
     return {
         "organisation": cleanName(tenant.organisation),
-        "logo": f"/t/{token}/{LOGO}" if tenant.logo and token else "",
+        "logo": links.transferPath(context.publicURL, token, LOGO) if tenant.logo and token else "",
         "help_contact": cleanName(tenant.help_contact),
         "sender": shownSender(transfer),
     }

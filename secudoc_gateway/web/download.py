@@ -52,9 +52,14 @@ def byteRange(header: Optional[str], size: int) -> Union[None, Literal["unsatisf
     match = _RANGE.match(header.strip().replace(" ", ""))
     if match is None:
         return None
-    first, last = match.groups()
+    first, last = (n.lstrip("0") or ("0" if n else "") for n in match.groups())
     if not first and not last:
         return None
+    # Past 18 digits a number is beyond any file (and Python will not parse thousands).
+    if len(first) > 18:
+        return UNSATISFIABLE
+    if len(last) > 18:
+        last = str(size)
     if not first:  # the last N bytes
         suffix = int(last)
         if suffix == 0 or size == 0:

@@ -16,7 +16,6 @@ is shown until the browser holds a session for this transfer.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from typing import Any, Optional
 
 import attrs
@@ -24,6 +23,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from secudoc_gateway import links
 from secudoc_gateway.config import LOGO_TYPES
 from secudoc_gateway.crypto import DecryptionError, tokenHash
 from secudoc_gateway.errors import ProducerStopped
@@ -41,7 +41,7 @@ from secudoc_gateway.web.download import (
 from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, sendPage
 from secudoc_gateway.web.sender import SenderRoot
 
-ZIP = b"all.zip"
+ZIP = links.ZIP.encode("ascii")
 MAX_LOGO = 1 << 20
 
 
@@ -61,7 +61,7 @@ class Visit:
 
 def basePath(context: WebContext, token: str) -> str:
     """The path of a transfer's page, below the public URL's own path (a proxy's prefix)."""
-    return urllib.parse.urlsplit(context.publicURL).path.rstrip("/") + f"/t/{token}"
+    return links.transferPath(context.publicURL, token)
 
 
 async def openVisit(context: WebContext, request: Request, token: str) -> Optional[Visit]:

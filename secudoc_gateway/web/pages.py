@@ -1,9 +1,9 @@
 """
 HTML pages from Jinja2 templates (``templates/``) with autoescaping on
 for every value, and the headers every ``/t/`` response carries (SPEC
-8): no referrer, no caching, no sniffing, and a content security policy
-that lets a page load nothing but its own stylesheet and the tenant's
-logo, and post forms only to itself.
+8): no referrer, no caching, no sniffing, no framing, and a content
+security policy that lets a page load nothing but its own stylesheet and
+the tenant's logo, and post forms only to itself.
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ SECURITY_HEADERS = {
     b"Referrer-Policy": b"no-referrer",
     b"Cache-Control": b"no-store",
     b"X-Content-Type-Options": b"nosniff",
+    b"X-Frame-Options": b"DENY",
+    # What a response that sets none of its own gets (plain 404s, the
+    # framework's error pages, /healthz): nothing loads, nothing frames it.
+    b"Content-Security-Policy": b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
 }
+HSTS = {b"Strict-Transport-Security": b"max-age=31536000"}
+"""Added to every response when ``public_url`` is https."""
 PAGE_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self';"
             b" frame-ancestors 'none'; base-uri 'none'")
-# Downloads are never rendered on our origin, whatever their type.
-DOWNLOAD_CSP = b"default-src 'none'; sandbox"
+# Downloads are never rendered on our origin, whatever their type, nor framed.
+DOWNLOAD_CSP = b"default-src 'none'; sandbox; frame-ancestors 'none'"
 
 CSRF_COOKIE = b"sd_csrf"
 

@@ -9,13 +9,13 @@ derives no key, so it opens no file.
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Optional
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from secudoc_gateway import links
 from secudoc_gateway.access import secretHash
 from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
@@ -53,7 +53,7 @@ class SenderResource(Resource):
         self.context = context
         self.secret = secret
         self.action = action
-        self.base = urllib.parse.urlsplit(context.publicURL).path.rstrip("/") + f"/t/sender/{secret}"
+        self.base = links.senderPath(context.publicURL, secret)
 
     def render_GET(self, request: Request) -> int:
         ensureDeferred(self._show(request)).addErrback(failed, request)

@@ -3,31 +3,52 @@ The two web sites: the public one (download links and ``/healthz``) and
 the operators' one (``/metrics`` and ``/healthz``), each a resource tree
 whose every other path is a plain 404.  No response names the server
 software; every response carries the security headers; the access log
-never shows a download token (SPEC section 8: ``/t/<redacted>``).
+never shows a download token or a sender's secret, in whatever form the
+request spelled it (SPEC section 8: ``/t/<redacted>``).  Connections and
+their limits are ``channel``'s.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import re
+from typing import Any, Mapping, Optional
 
-from twisted.internet.interfaces import ITransport
 from twisted.web import http
-from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from secudoc_gateway.logs import redact
-from secudoc_gateway.web.pages import SECURITY_HEADERS
+from secudoc_gateway import links
+from secudoc_gateway.web.channel import HEADER_TIMEOUT, IDLE_TIMEOUT, TOO_LARGE, Channel, ConnectionCount, hostOf
+from secudoc_gateway.web.pages import HSTS, SECURITY_HEADERS
+
+# A run of secret-like characters (a token, percent-encoded or not) in a
+# request's target that names no ``/t/`` segment: redacted all the same.
+_OPAQUE = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){32,}")
 
 
-def redactingLogFormatter(timestamp: str, request: Request) -> str:
-    return redact(combinedLogFormatter(timestamp, request))
+def loggedTarget(raw: bytes) -> str:
+    """A request target (or a Referer) as the access log shows it: no secret in any form."""
+    return _OPAQUE.sub(links.REDACTED, links.redact(raw.decode("latin-1")))
+
+
+def _quoted(text: str) -> str:
+    """Escaped for a double-quoted field of the combined log format."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+def accessLine(timestamp: str, request: Request) -> str:
+    """The combined log format, the target and the Referer redacted."""
+    client = hostOf(request.getClientAddress()) or "-"
+    target = loggedTarget(request.uri or b"")
+    referrer = request.getHeader(b"referer")
+    agent = (request.getHeader(b"user-agent") or b"-").decode("latin-1")
+    return (f'"{client}" - - {timestamp} "{_quoted(request.method.decode("latin-1"))} {_quoted(target)}'
+            f' {_quoted(request.clientproto.decode("latin-1"))}" {request.code} {request.sentLength or "-"}'
+            f' "{_quoted(loggedTarget(referrer) if referrer else "-")}" "{_quoted(agent)}"')
 
 
 MAX_BODY = 64 * 1024
 """Bytes of a request body: our forms post an address or a code, never more."""
-
-_TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class _Request(Request):
@@ -56,14 +77,15 @@ class _Request(Request):
     def _refuse(self) -> None:
         if not self._refused:
             self._refused = True
-            transport = cast(ITransport, self.channel.transport)
-            transport.write(_TOO_LARGE)
-            transport.loseConnection()
+            channel: Optional[Channel] = self.channel  # type: ignore[assignment]
+            if channel is not None:
+                channel.refuse(TOO_LARGE)
 
     def process(self) -> None:
         if self._refused:
             return
-        for name, value in SECURITY_HEADERS.items():
+        channel: Channel = self.channel  # type: ignore[assignment]
+        for name, value in channel.site.securityHeaders.items():
             self.setHeader(name, value)
         super().process()
 
@@ -94,19 +116,44 @@ class _Root(Resource):
         return NotFound().render(request)
 
 
-class _QuietSite(Site):
+class WebSite(Site):
+    """
+    A site on ``Channel``s: ``timeOut`` (idle between requests) and
+    ``headerTimeout`` are attributes, so a test can shorten them on the
+    running site; ``connections`` admits at most ``maxConnectionsPerIP``
+    per client address and closes any further one at once.
+    """
+
+    protocol = Channel  # type: ignore[assignment]
+    requestFactory = _Request
+    headerTimeout = HEADER_TIMEOUT
+    noisy = False
+    displayTracebacks = False
+
+    def __init__(self, root: Resource, maxConnectionsPerIP: int, securityHeaders: Mapping[bytes, bytes],
+                 reactor: Optional[Any] = None) -> None:
+        super().__init__(root, logFormatter=accessLine, timeout=IDLE_TIMEOUT, reactor=reactor)
+        self.connections = ConnectionCount(maxConnectionsPerIP)
+        self.securityHeaders = dict(securityHeaders)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if not self.connections.admits(hostOf(addr)):
+            return None
+        return super().buildProtocol(addr)
+
+
+class _QuietSite(WebSite):
     """The operators' site: Prometheus scrapes every few seconds, which is not news."""
 
     def log(self, request: http.Request) -> None:
         """No access log line: a scrape is not news."""
 
 
-def makeSite(children: dict[bytes, Resource], quiet: bool = False) -> Site:
+def makeSite(children: dict[bytes, Resource], maxConnectionsPerIP: int, https: bool = False,
+             quiet: bool = False, reactor: Optional[Any] = None) -> WebSite:
+    """``https``: the public URL is https, so every response asks for it (HSTS)."""
     root = _Root()
     for name, child in children.items():
         root.putChild(name, child)
-    site = (_QuietSite if quiet else Site)(root, logFormatter=redactingLogFormatter)
-    site.requestFactory = _Request
-    site.noisy = False
-    site.displayTracebacks = False
-    return site
+    headers = {**SECURITY_HEADERS, **(HSTS if https else {})}
+    return (_QuietSite if quiet else WebSite)(root, maxConnectionsPerIP, headers, reactor)
