@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
@@ -132,3 +133,28 @@ class LanguageTests(SynchronousTestCase):
         self.assertIn(b"Path=/t/tok", cookie)
         self.assertIn(b"Secure", cookie)
         self.assertIn(b"SameSite=lax", cookie)
+
+
+class LogoCacheTests(SynchronousTestCase):
+    def test_readOnceThenKept(self) -> None:
+        """A logo is read on first use and served from memory; a changed file shows after the recheck."""
+        from twisted.internet.task import Clock
+
+        from secudoc_gateway.web.logos import RECHECK, LogoCache
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        path = os.path.join(folder, "logo.png")
+        with open(path, "wb") as f:
+            f.write(b"one")
+        clock = Clock()
+        cache = LogoCache(clock)
+        first = self.successResultOf(Deferred.fromCoroutine(cache.get(path)))
+        self.assertEqual((first.data, first.contentType), (b"one", "image/png"))
+        os.unlink(path)  # not read again while fresh
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(cache.get(path))).data, b"one")
+        with open(path, "wb") as f:
+            f.write(b"two")
+        os.utime(path, (first.mtime + 10, first.mtime + 10))
+        clock.advance(RECHECK)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(cache.get(path))).data, b"two")

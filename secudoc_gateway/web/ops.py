@@ -50,6 +50,7 @@ class HealthMonitor(Service):
         self._hanging: dict[str, Deferred] = {}
         self._loop: Optional[LoopingCall] = None
         self._failed: set[str] = set()
+        self._timers: set[Any] = set()
 
     def startService(self) -> None:
         super().startService()
@@ -61,6 +62,10 @@ class HealthMonitor(Service):
     def stopService(self) -> Any:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        for timer in list(self._timers):
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
         return super().stopService()
 
     def _one(self, name: str, check: Callable[[], Deferred]) -> Deferred[tuple[str, Optional[str]]]:
@@ -83,7 +88,15 @@ class HealthMonitor(Service):
                 answer.callback((name, f"no answer within {self._timeout:g} s"))
 
         timer = self._reactor.callLater(self._timeout, late)
-        answer.addBoth(lambda r: (timer.cancel() if timer.active() else None, r)[1])
+        self._timers.add(timer)
+
+        def stopTimer(result: Any) -> Any:
+            self._timers.discard(timer)
+            if timer.active():
+                timer.cancel()
+            return result
+
+        answer.addBoth(stopTimer)
         call.addBoth(settled)
         return answer
 
@@ -115,8 +128,16 @@ class HealthMonitor(Service):
             if not d.called:
                 d.callback([(name, "no check finished yet") for name, _ in self._checks])
 
-        self._reactor.callLater(FIRST_ANSWER, late)
-        return d
+        timer = self._reactor.callLater(FIRST_ANSWER, late)
+        self._timers.add(timer)
+
+        def stopTimer(result: Any) -> Any:
+            self._timers.discard(timer)
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(stopTimer)
 
 
 class HealthResource(Resource):
