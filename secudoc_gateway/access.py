@@ -7,7 +7,9 @@ Everything lives in the database, so limits and codes hold across
 worker processes and nodes.  A code is stored only as an HMAC keyed by
 a key derived from the link's token: the database alone cannot try the
 million codes offline.  Session secrets have 256 bits and are stored as
-plain SHA-256 hashes.  Every check that decides (a code's tries, a rate
+plain SHA-256 hashes.  The gateway's own secret, which signs form
+tokens, is made once by whichever node starts first and read by every
+other.  Every check that decides (a code's tries, a rate
 limit) reads and writes under the write lock in one transaction.
 """
 
@@ -23,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.internet.defer import Deferred
 
+from secudoc_gateway.crypto import formKey, newGatewaySecret
 from secudoc_gateway.db import Database
 
 _CODE_KEY_INFO = b"secudoc-gateway/code-key/v1"
@@ -102,6 +105,21 @@ class AccessStore:
         self._db = database
         self._clock = clock
         self.limits = limits
+        self._formKey: Optional[bytes] = None
+
+    async def formKey(self) -> bytes:
+        """The key that signs form tokens, the same on every node (read once, then kept)."""
+        if self._formKey is None:
+            candidate = newGatewaySecret()
+
+            def read(txn: Any) -> str:
+                txn.execute("INSERT INTO gateway_secrets (name, secret) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                            ("forms", candidate))
+                txn.execute("SELECT secret FROM gateway_secrets WHERE name = ?", ("forms",))
+                return str(txn.fetchone()[0])
+
+            self._formKey = formKey(await self._db.runTransaction(read))
+        return self._formKey
 
     def allow(self, limits: Sequence[Limit]) -> Deferred[bool]:
         """

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import struct
 from typing import Callable, Iterator
@@ -68,6 +69,8 @@ _COUNTER = struct.Struct(">I")
 
 _TOKEN_HASH_PREFIX = b"secudoc-gateway/token-hash/v1\x00"
 _HKDF_SALT = b"secudoc-gateway/file-key/v1"
+_FORM_KEY_SALT = b"secudoc-gateway/form-key/v1"
+GATEWAY_SECRET_BYTES = 32
 
 
 class DecryptionError(GatewayError):
@@ -111,6 +114,37 @@ def fileKey(token: str, transferId: str, index: int) -> bytes:
     info = _HKDF_SALT + b"\x00" + struct.pack(">H", len(tid)) + tid + struct.pack(">Q", index)
     hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=_HKDF_SALT, info=info)
     return hkdf.derive(token.encode("utf-8"))
+
+
+def newGatewaySecret(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
+    """The secret every node of a gateway shares (kept in its database), hex."""
+    return randomBytes(GATEWAY_SECRET_BYTES).hex()
+
+
+def formKey(gatewaySecret: str) -> bytes:
+    """The key that signs form tokens (CSRF), derived from the gateway's secret (RFC 5869)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=_FORM_KEY_SALT, info=b"csrf")
+    return hkdf.derive(bytes.fromhex(gatewaySecret))
+
+
+def formToken(key: bytes, purpose: str, subject: str, nonce: str) -> str:
+    """
+    A form's CSRF token: an HMAC over what the form does (``purpose``),
+    what it acts on (``subject``: a transfer id, later a portal session)
+    and the browser's random ``nonce`` (its cookie).  Each field is
+    length-prefixed, so no two triples sign alike.
+    """
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for field in (purpose, subject, nonce):
+        data = field.encode("utf-8")
+        mac.update(struct.pack(">I", len(data)) + data)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+
+
+def formTokenValid(key: bytes, purpose: str, subject: str, nonce: str, token: str) -> bool:
+    """Whether ``token`` is ours for exactly this purpose, subject and nonce (in constant time)."""
+    return bool(nonce) and hmac.compare_digest(formToken(key, purpose, subject, nonce).encode("ascii"),
+                                               token.encode("utf-8", "replace"))
 
 
 def _checkFrameSize(frameSize: int) -> None:

@@ -146,4 +146,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # so two nodes purging at once never delete the same one.
         "ALTER TABLE transfers ADD COLUMN purging REAL",
     ),
+    (
+        # The gateway's own secrets, made once by the first node to need
+        # one and shared by all: ``forms`` signs form tokens (CSRF).
+        """
+        CREATE TABLE gateway_secrets (
+            name TEXT PRIMARY KEY,
+            secret TEXT NOT NULL
+        )
+        """,
+        # When the sender was told of the file's first whole download
+        # (NULL: not yet); files downloaded before count as told.
+        "ALTER TABLE files ADD COLUMN notified REAL",
+        "UPDATE files SET notified = (SELECT MIN(at) FROM downloads"
+        " WHERE downloads.transfer_id = files.transfer_id AND downloads.n = files.n)",
+    ),
 )

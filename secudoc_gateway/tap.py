@@ -240,7 +240,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.web.context import WebContext
     from secudoc_gateway.web.landing import TransfersResource
     from secudoc_gateway.web.mails import relayMailer
-    from secudoc_gateway.web.ops import HealthResource, MetricsResource
+    from secudoc_gateway.web.ops import HealthMonitor, HealthResource, MetricsResource
     from secudoc_gateway.web.site import makeSite
 
     metrics = Metrics(registry)
@@ -269,8 +269,10 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         metrics=metrics,
     )
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
+    monitor = HealthMonitor([("storage", store.check), ("database", database.check)], reactor)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction)])
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
+                                            monitor])
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)
@@ -281,14 +283,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
-    health = HealthResource([("storage", store.check), ("database", database.check)], reactor)
+    health = HealthResource(monitor)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
     factories = {
         "smtp": smtpFactory,
         "web": makeSite({b"t": TransfersResource(web), b"healthz": health}, smtp.max_connections_per_ip,
                         https=https, reactor=reactor),
-        "metrics": makeSite({b"metrics": MetricsResource(metrics, health), b"healthz": health},
+        "metrics": makeSite({b"metrics": MetricsResource(metrics, monitor), b"healthz": health},
                             smtp.max_connections_per_ip, https=https, quiet=True, reactor=reactor),
     }
     served = {"smtp": service.smtpListeners, "web": service.webListeners, "metrics": service.metricsListeners}

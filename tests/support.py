@@ -298,6 +298,7 @@ class Browser:
         self.base = base
         self.cookies: dict[str, str] = {}
         self.setCookies: list[str] = []
+        self.form = ""
 
     async def request(self, method: str, path: str, form: Optional[dict[str, str]] = None,
                       headers: Optional[dict[str, str]] = None) -> tuple[int, bytes, Any]:
@@ -322,7 +323,14 @@ class Browser:
             self.setCookies.append(line)
             name, _, rest = line.partition("=")
             self.cookies[name] = rest.split(";", 1)[0]
-        return response.code, await response.content(), response
+        body = await response.content()
+        import re
+
+        found = re.search(rb'name="csrf" value="([^"]*)"', body)
+        if found:
+            self.form = found.group(1).decode("ascii")
+        return response.code, body, response
 
     def csrf(self) -> str:
-        return self.cookies.get("sd_csrf", "")
+        """The CSRF field of the last page that had a form (its cookie travels with ``cookies``)."""
+        return self.form

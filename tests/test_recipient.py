@@ -19,15 +19,19 @@ from email.message import EmailMessage
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
+from secudoc_gateway.errors import StorageError
 from secudoc_gateway.purge import purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
-from tests.support import Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import (
+    Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, until,
+)
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")
@@ -48,7 +52,7 @@ class ShiftedClock:
 class RecipientTestCase(TestCase):
     files: dict[str, bytes] = {}
 
-    async def start(self, **tenant: Any) -> None:
+    async def start(self, publicURL: str = "", **tenant: Any) -> None:
         self.folder = os.path.abspath(self.mktemp())
         os.makedirs(self.folder)
         with open(os.path.join(self.folder, "logo.png"), "wb") as f:
@@ -57,7 +61,7 @@ class RecipientTestCase(TestCase):
         settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
                         logo="logo.png", **tenant)
         port = freePort()
-        web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
+        web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": publicURL or f"http://127.0.0.1:{port}"}
         self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web), reactor, clock=self.clock)
         self.addCleanup(self.gateway.stop)
 
@@ -279,8 +283,7 @@ class Verification(RecipientTestCase):
                                recipients=("bob@external.test", "carol@external.test"))
 
     async def askCode(self, browser: Browser, path: str, address: str) -> tuple[int, bytes]:
-        if not browser.csrf():
-            await browser.request("GET", path)
+        await browser.request("GET", path)  # the address form's token
         code, page, _ = await browser.request("POST", path + "/code", {"csrf": browser.csrf(), "address": address})
         return code, page
 
@@ -314,7 +317,8 @@ class Verification(RecipientTestCase):
         self.assertEqual(code, 303)
         [cookie] = [c for c in browser.setCookies if c.startswith("sd_session=")]
         self.assertIn("HttpOnly", cookie)
-        self.assertIn("samesite=strict", cookie.lower())
+        # Lax: a link clicked in webmail (another site) still carries it.
+        self.assertIn("samesite=lax", cookie.lower())
         self.assertIn(f"Path={path}", cookie)
         self.assertNotIn("Secure", cookie)
         code, page, _ = await browser.request("GET", path)
@@ -328,7 +332,7 @@ class Verification(RecipientTestCase):
         self.assertNotIn(browser.cookies["sd_session"], stored)
         # The same code in another browser: used up.
         other = self.browser()
-        await other.request("GET", path)
+        await self.askCode(other, path, "mallory@evil.test")  # a code form, without asking bob's code anew
         code, page, _ = await self.enter(other, path, "bob@external.test", secret)
         self.assertEqual(code, 400)
         self.assertIn(b"klopt niet", page)
@@ -472,3 +476,295 @@ class SenderLink(RecipientTestCase):
         self.assertIn(b"U hebt deze verzending ingetrokken", page)
         self.assertNotIn(b"<form", page)
         self.assertEqual(len(await self.mails("download", 2)), 2)
+
+
+class Forms(Verification):
+    """CSRF (SPEC 8): a form token is the gateway's signature, bound to the transfer and the step."""
+
+    @asyncTest
+    async def test_madeUpPairRefused(self) -> None:
+        """A cookie and field the client made up, equal to each other, are not ours."""
+        path = await self.startVerifying()
+        browser = self.browser()
+        await browser.request("GET", path)
+        made = crypto.newToken()
+        browser.cookies["sd_csrf"] = made
+        code, page, _ = await browser.request("POST", path + "/code", {"csrf": made, "address": "bob@external.test"})
+        self.assertEqual(code, 403)
+        self.assertIn(b"formulier was verlopen", page)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+
+    @asyncTest
+    async def test_tokenOfAnotherTransferOrStepRefused(self) -> None:
+        path = await self.startVerifying()
+        other = await self.send({"c.bin": b"c" * 3000}, recipients=("bob@external.test",))
+        browser = self.browser()
+        await browser.request("GET", other)
+        foreign = browser.csrf()  # signed, for this browser's nonce, but for the other transfer
+        await browser.request("GET", path)
+        self.assertNotEqual(browser.csrf(), foreign)
+        code, _, _ = await browser.request("POST", path + "/code", {"csrf": foreign, "address": "bob@external.test"})
+        self.assertEqual(code, 403)
+        # The address form's token does not check a code.
+        code, _, _ = await self.enter(browser, path, "bob@external.test", "123456")
+        self.assertEqual(code, 403)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM codes"), 0)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM attempts"), 0)
+        code, _ = await self.askCode(browser, path, "bob@external.test")
+        self.assertEqual(code, 200)
+
+    @asyncTest
+    async def test_revokeRefusesMadeUpAndForeignTokens(self) -> None:
+        await self.start(confirmation_mail=True)
+        path = await self.send({"a.bin": b"a" * 3000})
+        await self.send({"b.bin": b"b" * 3000})
+        senderPaths = [SENDER_LINK.findall(m.get_body(("plain",)).get_content())[0]
+                       for m in await self.mails("confirmation", 2)]
+        first, second = sorted(senderPaths, key=lambda p: p != senderPaths[0])
+        sender = self.browser()
+        await sender.request("GET", second)
+        foreign = sender.csrf()
+        await sender.request("GET", first)
+        made = crypto.newToken()
+        for cookie, field in ((sender.cookies["sd_csrf"], foreign), (made, made)):
+            sender.cookies["sd_csrf"] = cookie
+            code, _, _ = await sender.request("POST", first + "/revoke", {"csrf": field})
+            self.assertEqual(code, 403, field)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM transfers WHERE revoked IS NOT NULL"), 0)
+        await sender.request("GET", first)
+        code, _, _ = await sender.request("POST", first + "/revoke", {"csrf": sender.csrf()})
+        self.assertEqual(code, 303)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM transfers WHERE revoked IS NOT NULL"), 1)
+
+    @asyncTest
+    async def test_cookiesWithHttps(self) -> None:
+        """
+        Behind a proxy with an https public URL: every cookie Secure,
+        HttpOnly and SameSite=Lax, so the session survives the click from
+        webmail (a top-level navigation from another site).
+        """
+        path = await self.startVerifying(publicURL="https://gw.example.test")
+        browser = self.browser()
+        await browser.request("GET", path)
+        origin = {"Origin": "https://gw.example.test"}
+        await browser.request("POST", path + "/code", {"csrf": browser.csrf(), "address": "bob@external.test"},
+                              headers=origin)
+        secret = await self.codeFor("bob@external.test")
+        code, _, _ = await browser.request("POST", path + "/verify",
+                                           {"csrf": browser.csrf(), "address": "bob@external.test", "code": secret},
+                                           headers=origin)
+        self.assertEqual(code, 303)
+        names = set()
+        for cookie in browser.setCookies:
+            names.add(cookie.split("=", 1)[0])
+            attributes = {a.strip().split("=")[0].lower(): a.strip().partition("=")[2].lower()
+                          for a in cookie.split(";")[1:]}
+            self.assertIn("secure", attributes, cookie)
+            self.assertIn("httponly", attributes, cookie)
+            self.assertEqual(attributes["samesite"], "lax", cookie)
+            self.assertEqual(attributes["path"], path.lower(), cookie)
+        self.assertEqual(names, {"sd_csrf", "sd_session"})
+        code, page, _ = await browser.request("GET", path)
+        self.assertIn(b"a.bin", page)
+
+
+class FirstDownloadNotice(RecipientTestCase):
+    """The sender hears of a file's first download once a response sent its last byte (SPEC 6, 8)."""
+
+    @asyncTest
+    async def test_rangesCountButOnlyTheEndNotifies(self) -> None:
+        await self.start(download_notification=True)
+        data = os.urandom(300_000)
+        path = await self.send({"a.bin": data, "b.bin": b"b" * 3000})
+        browser = self.browser()
+        # A link scanner's probe, and a middle part: in the audit, no news.
+        for header in ("bytes=0-0", "bytes=1000-1999"):
+            code, _, _ = await browser.request("GET", path + "/0", headers={"Range": header})
+            self.assertEqual(code, 206)
+        code, body, _ = await browser.request("GET", path + "/1")
+        self.assertEqual((code, body), (200, b"b" * 3000))
+        [notice] = await self.mails("download", 1)
+        self.assertEqual(notice["Subject"], "Gedownload: b.bin")
+        self.assertEqual(self.count("SELECT COUNT(*) FROM downloads WHERE n = 0"), 2)
+        self.assertEqual(self.rows("SELECT notified FROM files WHERE n = 0"), [(None,)])
+        # A resumed download that reaches the end is the download.
+        code, body, _ = await browser.request("GET", path + "/0", headers={"Range": "bytes=2000-"})
+        self.assertEqual((code, body), (206, data[2000:]))
+        notices = await self.mails("download", 2)
+        self.assertEqual(sorted(m["Subject"] for m in notices), ["Gedownload: a.bin", "Gedownload: b.bin"])
+        code, _, _ = await browser.request("GET", path + "/0")
+        self.assertEqual(code, 200)
+        code, _, _ = await browser.request("GET", path + "/all.zip")
+        self.assertEqual(code, 200)
+        await browser.request("GET", path + "/1")
+        self.assertEqual(self.count("SELECT COUNT(*) FROM downloads"), 8)
+        self.assertEqual(len(await self.mails("download", 3, deadline=0)), 2)
+
+
+class Failures(RecipientTestCase):
+    def objectFiles(self) -> list[str]:
+        root = os.path.join(self.folder, "objects")
+        return [os.path.join(d, f) for d, _, names in os.walk(root) for f in names]
+
+    @asyncTest
+    async def test_lostObjectIsABranded503(self) -> None:
+        """A download whose object cannot be read: a page saying so, in the visitor's language, with the help contact."""
+        await self.start()
+        path = await self.send({"a.bin": os.urandom(3000), "b.bin": os.urandom(100)})
+        for name in self.objectFiles():
+            os.unlink(name)
+        for suffix, accept, words in (("/0", "", b"niet beschikbaar"), ("/all.zip", "en", b"not available")):
+            code, page, response = await self.browser().request("GET", path + suffix,
+                                                                headers={"Accept-Language": accept})
+            self.assertEqual(code, 503, suffix)
+            self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/html; charset=utf-8"])
+            self.assertIsNone(response.headers.getRawHeaders("content-disposition"))
+            self.assertIn(words, page)
+            self.assertIn(b"servicedesk@example.test", page)
+            self.assertIn(b"Gemeente Voorbeeld", page)
+        self.assertEqual(self.count("SELECT COUNT(*) FROM downloads"), 0)
+
+    @asyncTest
+    async def test_zipNamesSafe(self) -> None:
+        await self.start()
+        files = {name: bytes([n]) * 3000 for n, name in enumerate(["CON.txt", "a:b.txt", "A_B.txt", "x\u202etxt.exe"])}
+        path = await self.send(files)
+        code, body, _ = await self.browser().request("GET", path + "/all.zip")
+        self.assertEqual(code, 200)
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        self.assertEqual(archive.namelist(), ["_CON.txt", "a_b.txt", "A_B (2).txt", "xtxt.exe"])
+        self.assertEqual([archive.read(n) for n in archive.namelist()], list(files.values()))
+
+
+class Languages(Verification):
+    @asyncTest
+    async def test_browserLanguageOnADutchTenant(self) -> None:
+        await self.start()
+        path = await self.send({"a.bin": b"a" * 3000, "b.bin": b"b" * 3000})
+        code, page, _ = await self.browser().request("GET", path, headers={"Accept-Language": "en-US,en;q=0.9"})
+        self.assertEqual(code, 200)
+        self.assertIn(b'<html lang="en">', page)
+        self.assertIn(b"sent you 2 files", page)
+        self.assertIn(f'href="{path}?lang=nl" hreflang="nl" lang="nl">Nederlands</a>'.encode(), page)
+        # A browser that prefers neither language sees the tenant's.
+        code, page, _ = await self.browser().request("GET", path, headers={"Accept-Language": "de"})
+        self.assertIn(b'<html lang="nl">', page)
+        self.assertIn(f'href="{path}?lang=en"'.encode(), page)
+        self.rows("UPDATE transfers SET expires = 1")
+        code, page, _ = await self.browser().request("GET", path, headers={"Accept-Language": "en"})
+        self.assertEqual(code, 410)
+        self.assertIn(b"This link has expired", page)
+
+    @asyncTest
+    async def test_switchKeptThroughTheFlow(self) -> None:
+        """The switch holds for the address form, the code page, its mail and the files page."""
+        path = await self.startVerifying()
+        browser = self.browser()
+        english = {"Accept-Language": "en"}
+        code, page, _ = await browser.request("GET", path, headers=english)
+        self.assertIn(b"lang=\"en\"", page)
+        code, page, _ = await browser.request("GET", path + "?lang=nl", headers=english)
+        self.assertIn(b'<html lang="nl">', page)
+        self.assertIn(b'name="csrf"', page)
+        code, page, _ = await browser.request("POST", path + "/code",
+                                              {"csrf": browser.csrf(), "address": "bob@external.test"},
+                                              headers=english)
+        self.assertEqual(code, 200)
+        self.assertIn(b'<html lang="nl">', page)
+        self.assertIn(b"Vul uw code in", page)
+        [mail] = await self.mails("code", 1)
+        self.assertTrue(mail["Subject"].startswith("Uw code"))
+        secret = await self.codeFor("bob@external.test")
+        await browser.request("POST", path + "/verify",
+                              {"csrf": browser.csrf(), "address": "bob@external.test", "code": secret}, headers=english)
+        code, page, _ = await browser.request("GET", path, headers=english)
+        self.assertIn(b'<html lang="nl">', page)
+        self.assertIn(b"a.bin", page)
+        code, page, _ = await browser.request("GET", path + "?lang=en")
+        self.assertIn(b'<html lang="en">', page)
+        self.assertIn(b"sent you 2 files", page)
+
+
+class Health(RecipientTestCase):
+    async def health(self, url: str) -> int:
+        code, _, _ = await Browser(url).request("GET", "/healthz")
+        return code
+
+    @asyncTest
+    async def test_goneFolderIsDownAndStaysGone(self) -> None:
+        """An object folder that is gone (an unmounted share) is unhealthy; nothing makes it anew."""
+        await self.start()
+        path = await self.send({"a.bin": b"a" * 3000})
+        self.assertEqual(await self.health(self.gateway.webURL), 200)
+        objects = os.path.join(self.folder, "objects")
+        os.rename(objects, objects + ".unmounted")
+        for url in (self.gateway.webURL, self.gateway.metricsURL):
+            await until(lambda: self._down(url), "/healthz to say 503", 30)
+        self.assertFalse(os.path.exists(objects))
+        # Nor does a message: it is refused for now, the share not replaced by a local folder.
+        message = EmailMessage()
+        message["From"] = "alice@example.test"
+        message["To"] = "bob@external.test"
+        message["Subject"] = "x"
+        message.set_content("x")
+        message.add_attachment(os.urandom(3000), maintype="application", subtype="octet-stream", filename="x.bin")
+        code, _ = await inThread(sendBDAT, self.gateway.smtpPort, "alice@example.test", ["bob@external.test"],
+                                 message.as_bytes())
+        self.assertEqual(code // 100, 4)
+        self.assertFalse(os.path.exists(objects))
+        self.assertTrue(self.flushLoggedErrors(StorageError))
+        os.rename(objects + ".unmounted", objects)
+        await until(lambda: self._up(self.gateway.webURL), "/healthz to say 200 again", 30)
+        code, _, _ = await self.browser().request("GET", path + "/0")
+        self.assertEqual(code, 200)
+
+    async def _down(self, url: str) -> bool:
+        return await self.health(url) == 503
+
+    async def _up(self, url: str) -> bool:
+        return await self.health(url) == 200
+
+    @asyncTest
+    async def test_hungDatabaseAnswersAtOnce(self) -> None:
+        """
+        A database that does not answer (its lock held elsewhere): /healthz
+        still answers, from the background round, and says 503.
+        """
+        await self.start()
+        self.assertEqual(await self.health(self.gateway.webURL), 200)
+        config = self.gateway.service.config.database
+        if config.kind == "sqlite":
+            import sqlite3
+
+            holder: Any = sqlite3.connect(config.url[len("sqlite:"):], isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+        else:
+            import psycopg
+
+            password = os.environ[config.password_env] if config.password_env else None
+            holder = psycopg.connect(config.url, password=password, autocommit=True)
+            holder.execute("BEGIN")
+            holder.execute("LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                holder.execute("ROLLBACK")
+                holder.close()
+
+        self.addCleanup(release)
+        codes: list[int] = []
+
+        async def answered() -> bool:
+            # Each answer within a generous deadline, whatever the database does.
+            d = Deferred.fromCoroutine(Browser(self.gateway.webURL).request("GET", "/healthz"))
+            code, _, _ = await d.addTimeout(5, reactor)
+            codes.append(code)
+            return code == 503
+
+        await until(answered, "/healthz to say 503", 30)
+        self.assertEqual(set(codes) - {200}, {503})
+        release()
+        await until(lambda: self._up(self.gateway.webURL), "/healthz to say 200 again", 30)

@@ -23,7 +23,9 @@ from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.smtp import SinkServerFactory
 from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.replies import Reply
-from tests.support import asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope
+from tests.support import (
+    asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, until,
+)
 
 PLAIN = (
     b"From: alice@example.test\r\n"
@@ -150,9 +152,13 @@ class MaildirTests(ServiceTestCase):
     async def test_healthDownWhenStorageIsGone(self) -> None:
         await self.startService()
         await breakStorage(self.folder)
-        health = await treq.get(self.gateway.webURL + "/healthz", persistent=False)
-        self.assertEqual(health.code, 503)
-        self.assertIn("storage: down", await health.text())
+
+        async def down() -> bool:
+            # /healthz says what the background round found: poll for it.
+            health = await treq.get(self.gateway.webURL + "/healthz", persistent=False)
+            return health.code == 503 and "storage: down" in await health.text()
+
+        await until(down, "/healthz to say the storage is down", 30)
 
     @asyncTest
     async def test_drainOnStop(self) -> None:

@@ -11,7 +11,11 @@ import zipfile
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
+import unicodedata
+
+from secudoc_gateway.web.archive import (
+    FALLBACK_NAME, MAX_NAME_BYTES, Entry, ZipWriter, archiveNames, safeEntryName,
+)
 
 WHEN = datetime.datetime(2025, 3, 14, 15, 31, 20)
 
@@ -116,3 +120,67 @@ class ZipWriterTests(SynchronousTestCase):
     def test_names(self) -> None:
         self.assertEqual(archiveNames(["a.pdf", "A.pdf", "a.pdf", "b", "b", "a (2).pdf"]),
                          ["a.pdf", "A (2).pdf", "a (3).pdf", "b", "b (2)", "a (2) (2).pdf"])
+
+
+RESERVED = ["CON", "PRN", "AUX", "NUL"] + [f"{k}{n}" for k in ("COM", "LPT") for n in "123456789\u00b9\u00b2\u00b3"]
+
+
+def assertSafe(case: SynchronousTestCase, name: str) -> None:
+    """What every system can extract (SPEC 8)."""
+    case.assertTrue(name)
+    case.assertLessEqual(len(name.encode("utf-8")), MAX_NAME_BYTES + 16)
+    case.assertFalse(set(name) & set(':*?"<>|/\\'), name)
+    for c in name:
+        category = unicodedata.category(c)
+        case.assertNotIn(category, ("Cc", "Cs", "Zl", "Zp"), name)
+        case.assertFalse(category == "Cf" and c not in "\u200c\u200d", repr(name))
+    case.assertFalse(name.endswith((".", " ")), name)
+    case.assertFalse(name.startswith((".", " ")), name)
+    case.assertNotIn(name.split(".", 1)[0].rstrip(" ").upper(), RESERVED, name)
+    case.assertEqual(unicodedata.normalize("NFC", name), name)
+
+
+class EntryNameTests(SynchronousTestCase):
+    def test_examples(self) -> None:
+        for given_, expected in (
+            ("C:\\Windows\\evil.exe", "C__Windows_evil.exe"), ("../../etc/passwd", "_.._etc_passwd"),
+            ("con", "_con"), ("CON.txt", "_CON.txt"), ("Com1.tar.gz", "_Com1.tar.gz"), ("lpt9 .pdf", "_lpt9 .pdf"),
+            ("console.txt", "console.txt"), ("report. . ", "report"), ("  x", "x"), ("a?b*c<d>e|f\"g:h", "a_b_c_d_e_f_g_h"),
+            ("invoice\u202efdp.exe", "invoicefdp.exe"), ("tab\there\n", "tabhere"), ("..", FALLBACK_NAME),
+            ("", FALLBACK_NAME), ("e\u0301", "\u00e9"), ("zero\u200bwidth", "zerowidth"), ("\u00a0nb\u00a0sp", "nb sp"),
+        ):
+            self.assertEqual(safeEntryName(given_), expected, repr(given_))
+
+    def test_longNameKeepsItsExtension(self) -> None:
+        name = safeEntryName("\u00e9" * 300 + ".pdf")
+        self.assertTrue(name.endswith("\u00e9.pdf"))
+        self.assertLessEqual(len(name.encode("utf-8")), MAX_NAME_BYTES)
+
+    def test_uniqueAfterCleaning(self) -> None:
+        """Names that differ only in what cleaning removes, or in case or composition, still get numbers."""
+        self.assertEqual(archiveNames(["a:b.txt", "a_b.txt", "A_B.TXT", "caf\u00e9", "cafe\u0301", "CON", "_con"]),
+                         ["a_b.txt", "a_b (2).txt", "A_B (3).TXT", "caf\u00e9", "caf\u00e9 (2)", "_CON", "_con (2)"])
+
+    @settings(max_examples=300)
+    @given(st.lists(st.text(max_size=300), max_size=8))
+    def test_anyNamesSafeAndUnique(self, names: list[str]) -> None:
+        out = archiveNames(names)
+        self.assertEqual(len(out), len(names))
+        for name in out:
+            assertSafe(self, name)
+        self.assertEqual(len({unicodedata.normalize("NFC", n.casefold()) for n in out}), len(out))
+
+    @given(st.lists(st.sampled_from(["con", "Con.txt", "a.b", "A.B", "x ", "x", "x.", ":", "?", "\u202e"]),
+                    max_size=12))
+    def test_reservedAndCollidingNames(self, names: list[str]) -> None:
+        out = archiveNames(names)
+        for name in out:
+            assertSafe(self, name)
+        self.assertEqual(len({n.casefold() for n in out}), len(out))
+
+    @given(st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll", "Nd")), min_size=1, max_size=40))
+    def test_safeNamesKept(self, stem: str) -> None:
+        """A name that is already safe is left as it is."""
+        name = unicodedata.normalize("NFC", stem) + ".pdf"
+        if name.split(".", 1)[0].upper() not in RESERVED:
+            self.assertEqual(safeEntryName(name), name)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from secudoc_gateway import crypto
 from secudoc_gateway.web.download import UNSATISFIABLE, byteRange, contentDisposition
-from secudoc_gateway.web.pages import csrfToken, csrfValid, setCookie
+from secudoc_gateway.web.pages import csrfToken, csrfValid, pageLanguage, setCookie
 
 
 class ByteRangeTests(SynchronousTestCase):
@@ -67,28 +68,93 @@ class CookieTests(SynchronousTestCase):
             setCookie(request, b"sd_session", "abc", "/t/tok", secure)
             [cookie] = request.cookies
             self.assertIn(b"HttpOnly", cookie)
-            self.assertIn(b"SameSite=strict", cookie)
+            self.assertIn(b"SameSite=lax", cookie)
             self.assertIn(b"Path=/t/tok", cookie)
             self.assertEqual(b"Secure" in cookie, secure)
 
     def test_csrfTokenKeptOrMade(self) -> None:
+        key = os.urandom(32)
         request = self.request({})
-        token = csrfToken(request, "/t/tok", False)
-        self.assertEqual(len(token), 43)
+        token = csrfToken(request, key, "code", "T1", "/t/tok", False)
         self.assertEqual(len(request.cookies), 1)
-        again = self.request({b"sd_csrf": token.encode()})
-        self.assertEqual(csrfToken(again, "/t/tok", False), token)
+        nonce = request.cookies[0].split(b";")[0].split(b"=", 1)[1]
+        self.assertNotEqual(token.encode(), nonce)  # a signature, not the cookie's copy
+        again = self.request({b"sd_csrf": nonce})
+        self.assertEqual(csrfToken(again, key, "code", "T1", "/t/tok", False), token)
         self.assertEqual(again.cookies, [])
+        self.assertNotEqual(csrfToken(again, key, "code", "T2", "/t/tok", False), token)
+        self.assertNotEqual(csrfToken(again, key, "verify", "T1", "/t/tok", False), token)
 
     def test_csrfValid(self) -> None:
-        token = "A" * 43
-        for origin, field, cookie, expected in (
-            (None, token, token, True), (b"null", token, token, True), (b"http://gw.test", token, token, True),
-            (b"http://evil.test", token, token, False), (None, token, None, False), (None, "B" * 43, token, False),
-            (None, None, token, False),
+        key = os.urandom(32)
+        nonce = "N" * 43
+        token = crypto.formToken(key, "code", "T1", nonce)
+        for origin, field, cookie, subject, expected in (
+            (None, token, nonce, "T1", True), (b"null", token, nonce, "T1", True),
+            (b"http://gw.test", token, nonce, "T1", True), (b"http://evil.test", token, nonce, "T1", False),
+            (None, token, None, "T1", False), (None, token, "M" * 43, "T1", False), (None, None, nonce, "T1", False),
+            (None, token, nonce, "T2", False),  # signed for another transfer
+            (None, nonce, nonce, "T1", False),  # the double-submit pair a client can make up
+            (None, crypto.formToken(os.urandom(32), "code", "T1", nonce), nonce, "T1", False),  # not our key
         ):
             request = self.request({b"sd_csrf": cookie.encode()} if cookie else {})
             if origin is not None:
                 request.requestHeaders.setRawHeaders(b"origin", [origin])
             request.args = {b"csrf": [field.encode()]} if field else {}
-            self.assertEqual(csrfValid(request, "http://gw.test"), expected, (origin, field, cookie))
+            self.assertEqual(csrfValid(request, "http://gw.test", key, "code", subject), expected,
+                             (origin, field, cookie, subject))
+        self.assertFalse(crypto.formTokenValid(key, "code", "T1", "", crypto.formToken(key, "code", "T1", "")))
+
+
+class LanguageTests(SynchronousTestCase):
+    def request(self, query: dict[bytes, list[bytes]], cookies: dict[bytes, bytes], accept: str = "") -> Request:
+        request = Request(DummyChannel())
+        request.received_cookies = cookies
+        request.args = query
+        if accept:
+            request.requestHeaders.setRawHeaders(b"accept-language", [accept])
+        return request
+
+    def test_order(self) -> None:
+        """The switch, then what it remembered, then the browser, then the tenant."""
+        for query, cookies, accept, expected in (
+            ({}, {}, "", "nl"), ({}, {}, "en-GB,en;q=0.9", "en"), ({}, {}, "de", "nl"),
+            ({}, {b"sd_lang": b"nl"}, "en", "nl"), ({b"lang": [b"en"]}, {b"sd_lang": b"nl"}, "nl", "en"),
+            ({b"lang": [b"xx"]}, {}, "en", "en"), ({}, {b"sd_lang": b"xx"}, "", "nl"),
+        ):
+            request = self.request(query, cookies, accept)
+            self.assertEqual(pageLanguage(request, "nl", "/t/tok"), expected, (query, cookies, accept))
+
+    def test_switchRemembered(self) -> None:
+        request = self.request({b"lang": [b"en"]}, {})
+        pageLanguage(request, "nl", "/t/tok", True)
+        [cookie] = request.cookies
+        self.assertTrue(cookie.startswith(b"sd_lang=en;"))
+        self.assertIn(b"Path=/t/tok", cookie)
+        self.assertIn(b"Secure", cookie)
+        self.assertIn(b"SameSite=lax", cookie)
+
+
+class LogoCacheTests(SynchronousTestCase):
+    def test_readOnceThenKept(self) -> None:
+        """A logo is read on first use and served from memory; a changed file shows after the recheck."""
+        from twisted.internet.task import Clock
+
+        from secudoc_gateway.web.logos import RECHECK, LogoCache
+
+        folder = self.mktemp()
+        os.makedirs(folder)
+        path = os.path.join(folder, "logo.png")
+        with open(path, "wb") as f:
+            f.write(b"one")
+        clock = Clock()
+        cache = LogoCache(clock)
+        first = self.successResultOf(Deferred.fromCoroutine(cache.get(path)))
+        self.assertEqual((first.data, first.contentType), (b"one", "image/png"))
+        os.unlink(path)  # not read again while fresh
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(cache.get(path))).data, b"one")
+        with open(path, "wb") as f:
+            f.write(b"two")
+        os.utime(path, (first.mtime + 10, first.mtime + 10))
+        clock.advance(RECHECK)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(cache.get(path))).data, b"two")

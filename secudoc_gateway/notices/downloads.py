@@ -30,9 +30,13 @@ def _mail(hostname: str, tenant: Any, to: str, kind: str, subject: str, paragrap
 
 
 def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str, expires: float,
-             date: float, transferId: str) -> bytes:
-    """The six-digit code, to the recipient address that asked for it; valid minutes, so only the time."""
-    t = texts(tenant.language)
+             date: float, transferId: str, language: Optional[str] = None) -> bytes:
+    """
+    The six-digit code, to the recipient address that asked for it; valid
+    minutes, so only the time.  In the ``language`` of the page that asked
+    (the recipient's), else the tenant's.
+    """
+    t = texts(language or tenant.language)
     return _mail(hostname, tenant, recipient, KIND_CODE, t["code_subject"].format(sender=cleanName(sender)),
                  [t["code_mail"].format(code=code, time=formatTime(expires)), t["code_ignore"]], date, transferId)
 

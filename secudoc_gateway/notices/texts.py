@@ -121,6 +121,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "revoke_intro": "Na intrekken kunnen de ontvangers de bestanden niet meer downloaden. Dit kan niet ongedaan worden gemaakt.",
         "revoked_on": "U hebt deze verzending ingetrokken op {moment}.",
         "expired_on": "Deze verzending is verlopen op {moment}.",
+        "language_nav": "Taal",
+        "other_language": "en",
+        "other_language_name": "English",
+        "unavailable_title": "Het bestand is nu niet beschikbaar",
+        "unavailable_body": "Door een storing kunnen we dit bestand op dit moment niet ophalen. Probeer het later opnieuw.",
     },
     "en": {
         # shared by the banner, the mails and the pages
@@ -212,6 +217,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "revoke_intro": "Once withdrawn, the recipients can no longer download the files. This cannot be undone.",
         "revoked_on": "You withdrew this transfer on {moment}.",
         "expired_on": "This transfer expired on {moment}.",
+        "language_nav": "Language",
+        "other_language": "nl",
+        "other_language_name": "Nederlands",
+        "unavailable_title": "The file is not available right now",
+        "unavailable_body": "Because of a fault we cannot fetch this file at the moment. Please try again later.",
     },
 }
 

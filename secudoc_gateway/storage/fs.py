@@ -94,9 +94,10 @@ class FileWriter:
     the extractor pauses the client while too many are outstanding.
     """
 
-    def __init__(self, key: str, path: str, blocking: Callable[..., Deferred]) -> None:
+    def __init__(self, key: str, path: str, blocking: Callable[..., Deferred], root: str = "") -> None:
         self._key = key
         self._path = path
+        self._root = root or os.path.dirname(path)
         self._blocking = blocking
         self._file: Optional[IO[bytes]] = None
         self._temporary: Optional[str] = None
@@ -136,7 +137,7 @@ class FileWriter:
                     self._file, self._temporary = _openTemporary(folder)
                 except FileNotFoundError:
                     # The folder was emptied and removed meanwhile (a purge).
-                    os.makedirs(folder, exist_ok=True)
+                    _makeFolders(self._root, folder)
                     self._file, self._temporary = _openTemporary(folder)
             self._file.write(chunk)
         except OSError as e:
@@ -316,6 +317,16 @@ class FileProducer:
             self._consumer.unregisterProducer()
 
 
+def _makeFolders(root: str, folder: str) -> None:
+    """
+    ``folder`` and its parents below ``root``, but never ``root`` itself:
+    a store folder that is gone (an unmounted share) fails the write.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(errno.ENOENT, "the object folder is gone", root)
+    os.makedirs(folder, exist_ok=True)
+
+
 @implementer(IObjectStore)
 class FilesystemStore:
     """Objects as files under ``path``; see the module docstring."""
@@ -349,7 +360,7 @@ class FilesystemStore:
         bytes do (its folder is made then, in the thread pool): a message
         that ends up passed costs no file system work.
         """
-        return FileWriter(key, self._path(key), self._blocking)
+        return FileWriter(key, self._path(key), self._blocking, self._root)
 
     def produce(self, key: str, consumer: IConsumer, offset: int = 0,
                 length: Optional[int] = None) -> Deferred[None]:
@@ -431,9 +442,13 @@ class FilesystemStore:
         return self._blocking(sweep)
 
     def check(self) -> Deferred[None]:
-        """Fires when a file can be created in the store's folder (for /healthz)."""
+        """
+        Fires when a file can be created in the store's folder (for
+        /healthz).  The folder itself is never made here: a share that
+        is not mounted must show as down, not be replaced by an empty
+        folder on the local disk.
+        """
         try:
-            os.makedirs(self._root, exist_ok=True)
             file, temporary = _openTemporary(self._root)
             try:
                 with file:

@@ -137,6 +137,23 @@ class TransferStore(UserRecords, DedupRecords):
 
         return self._db.runTransaction(record)
 
+    def claimNotice(self, transferId: str, n: int) -> Deferred[bool]:
+        """
+        Whether the sender is still to hear that file ``n`` was downloaded
+        whole: true exactly once per file, on any number of nodes (an
+        update under the write lock).  A range request that stops short
+        of the file's end never claims it: a link scanner fetching one
+        byte is no download the sender hears of.
+        """
+        now = self._clock.seconds()
+
+        def claim(txn: Any) -> bool:
+            txn.execute("UPDATE files SET notified = ? WHERE transfer_id = ? AND n = ? AND notified IS NULL",
+                        (now, transferId, n))
+            return bool(txn.rowcount == 1)
+
+        return self._db.runTransaction(claim)
+
     def downloads(self, transferId: str) -> Deferred[list[Download]]:
         """The audit trail of one transfer, oldest first."""
         return self.audit(transferId)

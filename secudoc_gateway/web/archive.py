@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import struct
+import unicodedata
 import zlib
 from typing import Sequence
 
@@ -154,22 +155,80 @@ class ZipWriter:
         return b"".join(out)
 
 
+FALLBACK_NAME = "file"
+MAX_NAME_BYTES = 240
+"""UTF-8 bytes of an entry name: under the 255 most file systems allow, room for " (n)"."""
+
+# Not allowed in a Windows file name (a colon also makes a drive letter
+# or an NTFS stream), and the path separators of every system.
+_FORBIDDEN = frozenset(':*?"<>|/\\')
+# Bidirectional controls (Unicode 15, UAX 9): "gpj.exe" shown as "exe.jpg".
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Invisible format characters go, but for the joiners scripts and emoji need.
+_JOINERS = frozenset("\u200c\u200d")
+# Device names Windows reserves with any extension, in any case.
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"]
+    + [f"{kind}{n}" for kind in ("COM", "LPT") for n in ("1", "2", "3", "4", "5", "6", "7", "8", "9",
+                                                         "\u00b9", "\u00b2", "\u00b3")]
+)
+
+
+def _fits(name: str, limit: int) -> str:
+    """``name`` cut to ``limit`` UTF-8 bytes, its extension kept, never mid-character."""
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if not (dot and stem and 0 < len(extension.encode("utf-8")) <= 16):
+        stem, dot, extension = name, "", ""
+    room = limit - len((dot + extension).encode("utf-8"))
+    return stem.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(". ") + dot + extension
+
+
+def safeEntryName(name: str) -> str:
+    """
+    One archive entry's name, safe to extract on Windows, macOS and
+    Linux (SPEC 8): NFC, no path parts (separators become ``_``), no
+    ``: * ? " < > |`` (nor so a drive letter), no control, bidi, other
+    invisible format or line separator characters, no leading or trailing dots and spaces, no
+    name Windows reserves (``CON``, ``com1.txt``, ...: prefixed ``_``),
+    at most ``MAX_NAME_BYTES``, never empty.
+    """
+    out = []
+    for c in unicodedata.normalize("NFC", name):
+        category = unicodedata.category(c)
+        if c in _BIDI or category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and c not in _JOINERS):
+            continue
+        out.append("_" if c in _FORBIDDEN else " " if category == "Zs" else c)
+    cleaned = "".join(out).strip(". ")
+    cleaned = _fits(cleaned, MAX_NAME_BYTES).strip(". ") or FALLBACK_NAME
+    if cleaned.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        cleaned = "_" + cleaned
+    return cleaned
+
+
+def _key(name: str) -> str:
+    """How Windows and macOS compare names: case-insensitively, canonically composed."""
+    return unicodedata.normalize("NFC", name.casefold())
+
+
 def archiveNames(names: Sequence[str]) -> list[str]:
     """
-    Names fit for one archive: no two alike (case-insensitively, as
-    Windows and macOS compare), the later ones numbered "name (2).ext".
+    Names fit for one archive: each made safe (``safeEntryName``) and no
+    two alike case-insensitively, the later ones numbered "name (2).ext".
     """
     seen: set[str] = set()
     out = []
     for name in names:
+        name = safeEntryName(name)
         stem, dot, extension = name.rpartition(".")
         if not dot or not stem:
             stem, dot, extension = name, "", ""
         candidate = name
         number = 1
-        while candidate.casefold() in seen:
+        while _key(candidate) in seen:
             number += 1
             candidate = f"{stem} ({number}){dot}{extension}"
-        seen.add(candidate.casefold())
+        seen.add(_key(candidate))
         out.append(candidate)
     return out

@@ -3,7 +3,8 @@ What every ``/t/`` resource needs (``WebContext``), and the answers for
 a link that leads nowhere: 404 for an unknown link in the browser's
 language (else ``[web] language``), 410 in the tenant's language for
 one that expired, was purged (its tombstone) or was withdrawn, saying
-which and whom to ask (SPEC 8).
+which and whom to ask (SPEC 8), in the browser's language where it
+prefers Dutch or English (``pages.pageLanguage``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from twisted.web.server import Request
 from secudoc_gateway import links
 from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.mime.names import cleanName
-from secudoc_gateway.notices.texts import negotiate, texts
+from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.transfers import Transfer
-from secudoc_gateway.web.pages import render, sendPage
+from secudoc_gateway.web.pages import pageLanguage, render, sendPage
 
 LOGO = links.LOGO
 SESSION_COOKIE = b"sd_session"
@@ -106,17 +107,18 @@ def refuse(context: WebContext, request: Request, why: str, transfer: Optional[T
            token: str = "") -> None:
     """Answer 404 (unknown) or 410 (expired, withdrawn) with a page that says what to do."""
     if transfer is None:
-        language = negotiate((request.getHeader(b"accept-language") or b"").decode("latin-1"), context.language)
+        language = pageLanguage(request, context.language)
         t = texts(language)
-        body = render("message.html", language, title=t["unknown_title"], body=t["unknown_body"])
+        body = render("message.html", language, title=t["unknown_title"], body=t["unknown_body"],
+                      switch=request.path.decode("latin-1"))
         sendPage(request, 404, body)
         return
-    language = languageOf(context, transfer)
+    language = pageLanguage(request, languageOf(context, transfer))
     t = texts(language)
     page = chrome(context, transfer, token)
     sender = page["sender"]
     body = render("message.html", language, title=t[f"{why}_title"], body=t[f"{why}_body"].format(sender=sender),
-                  **page)
+                  switch=request.path.decode("latin-1"), **page)
     sendPage(request, 410, body)
 
 

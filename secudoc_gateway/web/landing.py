@@ -8,14 +8,17 @@ The token is the only key: it is hashed to find the transfer and fed
 to HKDF to derive each file's key, so the store and the database alone
 can decrypt nothing.  A landing page view is not a download (link
 scanners such as Safe Links fetch it), HEAD never counts, and every
-download is written to the audit trail as it starts.  With
+download is written to the audit trail as it starts.  The sender hears
+of a file's first download (``DownloadNotifier``) only once a response
+sent its last byte: a scanner's one-byte range is in the audit but is
+no news.  Pages are in the browser's language where it prefers Dutch
+or English, else the tenant's, with a switch (``pages.pageLanguage``).  With
 ``recipient_verification = "email-code"`` nothing but the address form
 is shown until the browser holds a session for this transfer.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import attrs
@@ -24,35 +27,38 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
-from secudoc_gateway.config import LOGO_TYPES
 from secudoc_gateway.crypto import DecryptionError, tokenHash
-from secudoc_gateway.errors import ProducerStopped
+from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.mime.names import cleanName
-from secudoc_gateway.notices.downloads import downloadNotice
 from secudoc_gateway.notices.texts import formatMoment, humanSize, plural, texts
-from secudoc_gateway.transfers import Transfer
+from secudoc_gateway.transfers import StoredFile, Transfer
 from secudoc_gateway.web import verification
 from secudoc_gateway.web.context import (
-    LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, cut, failed, languageOf, log, refuse, state,
+    LOGO, SESSION_COOKIE, UNKNOWN, WebContext, chrome, cut, failed, log, refuse, state,
 )
 from secudoc_gateway.web.download import (
     UNSATISFIABLE, byteRange, checkStored, contentDisposition, streamFile, streamZip, zipWriter,
 )
-from secudoc_gateway.web.pages import DOWNLOAD_CSP, render, sendPage
+from secudoc_gateway.web.logos import LogoCache
+from secudoc_gateway.web.mails import DownloadNotifier, FirstDownload
+from secudoc_gateway.web.pages import DOWNLOAD_CSP, pageLanguage, render, sendPage
 from secudoc_gateway.web.sender import SenderRoot
 
 ZIP = links.ZIP.encode("ascii")
-MAX_LOGO = 1 << 20
 
 
 @attrs.frozen
 class Visit:
-    """A live transfer opened by its token; ``recipient`` is the verified one, if any."""
+    """
+    A live transfer opened by its token; ``recipient`` is the verified
+    one, if any; ``language`` the one its pages are shown in.
+    """
 
     transfer: Transfer
     tenant: Any
     token: str
     recipient: Optional[str]
+    language: str
 
     @property
     def needsCode(self) -> bool:
@@ -78,7 +84,8 @@ async def openVisit(context: WebContext, request: Request, token: str) -> Option
         secret = request.getCookie(SESSION_COOKIE)
         if secret:
             recipient = await context.access.session(secret.decode("ascii", "replace"), transfer.id)
-    return Visit(transfer, tenant, token, recipient)
+    language = pageLanguage(request, tenant.language, basePath(context, token), context.secureCookies)
+    return Visit(transfer, tenant, token, recipient, language)
 
 
 def _async(handler: Any, request: Request, *args: Any) -> int:
@@ -92,11 +99,13 @@ class TransfersResource(Resource):
     def __init__(self, context: WebContext) -> None:
         super().__init__()
         self.context = context
+        self.notifier = DownloadNotifier(context.hostname, context.mailer, context.reactor)
+        self.logos = LogoCache(context.reactor)
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"sender":
             return SenderRoot(self.context)
-        return _TransferResource(self.context, path.decode("ascii", "replace"))
+        return _TransferResource(self, path.decode("ascii", "replace"))
 
     def render(self, request: Request) -> int:
         return _async(self._unknown, request)
@@ -106,9 +115,10 @@ class TransfersResource(Resource):
 
 
 class _TransferResource(Resource):
-    def __init__(self, context: WebContext, token: str) -> None:
+    def __init__(self, root: TransfersResource, token: str) -> None:
         super().__init__()
-        self.context = context
+        self.root = root
+        self.context = root.context
         self.token = token
 
     def getChild(self, path: bytes, request: Request) -> Resource:
@@ -135,10 +145,10 @@ class _TransferResource(Resource):
         if visit is None:
             return
         if visit.needsCode:
-            verification.addressPage(context, request, visit, basePath(context, self.token))
+            await verification.addressPage(context, request, visit, basePath(context, self.token))
             return
         transfer = visit.transfer
-        language = visit.tenant.language
+        language = visit.language
         t = texts(language)
         base = basePath(context, self.token)
         page = chrome(context, transfer, self.token)
@@ -153,7 +163,7 @@ class _TransferResource(Resource):
                    for f in transfer.files],
             all_href=f"{base}/all.zip" if count > 1 else "",
             all_size=humanSize(zipWriter(transfer).size, language),
-            expires=t["expires"].format(moment=formatMoment(transfer.expires, language)),
+            expires=t["expires"].format(moment=formatMoment(transfer.expires, language)), switch=base,
             **{**page, "sender": cleanName(transfer.sender)},
         )
         sendPage(request, 200, body)
@@ -186,13 +196,12 @@ class _Leaf(Resource):
         if tenant is None or not tenant.logo:
             refuse(context, request, UNKNOWN, None)
             return
-        with open(tenant.logo, "rb") as f:
-            data = f.read(MAX_LOGO)
-        request.setHeader(b"Content-Type", LOGO_TYPES[os.path.splitext(tenant.logo)[1].lower()].encode("ascii"))
+        logo = await self.parent.root.logos.get(tenant.logo)
+        request.setHeader(b"Content-Type", logo.contentType.encode("ascii"))
         request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
-        request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
+        request.setHeader(b"Content-Length", str(len(logo.data)).encode("ascii"))
         if request.method != b"HEAD":
-            request.write(data)
+            request.write(logo.data)
         request.finish()
 
     async def _gate(self, request: Request) -> Optional[Visit]:
@@ -205,20 +214,48 @@ class _Leaf(Resource):
             return None
         return visit
 
-    async def _record(self, request: Request, visit: Visit, n: int, name: str) -> None:
-        """The audit trail, the metric, and the sender's notice of a first download."""
+    async def _record(self, request: Request, visit: Visit, n: int) -> None:
+        """The audit trail and the metric: every download, a range too, as it starts."""
         context = self.context
         client = request.getClientAddress()
         transfer = visit.transfer
-        first = await context.transfers.recordDownload(
+        await context.transfers.recordDownload(
             transfer.id, n, getattr(client, "host", str(client)),
             (request.getHeader(b"user-agent") or b"").decode("latin-1")[:512], visit.recipient)
         context.metrics.downloads.labels(tenant=transfer.tenant).inc()
-        if first and visit.tenant.download_notification and transfer.sender:
-            notice = downloadNotice(context.hostname, visit.tenant, transfer.sender, name, visit.recipient,
-                                    context.reactor.seconds(), transfer.id)
-            context.mailer(visit.tenant, transfer.sender, notice).addErrback(
-                lambda f: log.failure("download notice for {id} failed", f, id=transfer.id))
+
+    async def _sentWhole(self, visit: Visit, stored: StoredFile) -> None:
+        """A response sent the file's last byte: the sender may hear of its first download."""
+        notifier = self.parent.root.notifier
+        transfer = visit.transfer
+        if not notifier.wanted(visit.tenant, transfer.sender):
+            return
+        if await self.context.transfers.claimNotice(transfer.id, stored.n):
+            notifier.notify(FirstDownload(visit.tenant, transfer.id, transfer.sender, stored.name, visit.recipient,
+                                          self.context.reactor.seconds()))
+
+    async def _available(self, request: Request, visit: Visit, files: Any) -> bool:
+        """
+        Every one of ``files`` is in the store; else, before any byte was
+        promised, a 503 page in the visit's language with the help contact.
+        """
+        try:
+            await checkStored(self.context.store, visit.transfer, files)
+        except StorageError as e:
+            log.error("transfer {id}: cannot read its object: {error}", id=visit.transfer.id, error=e)
+            self._unavailable(request, visit)
+            return False
+        return True
+
+    def _unavailable(self, request: Request, visit: Visit) -> None:
+        for name in (b"Content-Length", b"Content-Disposition", b"Content-Type", b"Content-Range", b"ETag",
+                     b"Accept-Ranges"):
+            request.responseHeaders.removeHeader(name)
+        t = texts(visit.language)
+        body = render("message.html", visit.language, title=t["unavailable_title"], body=t["unavailable_body"],
+                      switch=basePath(self.context, self.parent.token),
+                      **chrome(self.context, visit.transfer, self.parent.token))
+        sendPage(request, 503, body)
 
     async def _file(self, request: Request) -> None:
         context = self.context
@@ -230,7 +267,8 @@ class _Leaf(Resource):
         if stored is None:
             refuse(context, request, UNKNOWN, None)
             return
-        await checkStored(context.store, transfer, [stored])
+        if not await self._available(request, visit, [stored]):
+            return
         etag = f'"{stored.sha256[:32]}"'.encode("ascii")
         request.setHeader(b"Accept-Ranges", b"bytes")
         request.setHeader(b"ETag", etag)
@@ -253,9 +291,11 @@ class _Leaf(Resource):
         if request.method == b"HEAD":
             request.finish()
             return
-        await self._record(request, visit, stored.n, stored.name)
-        await self._stream(request, transfer, streamFile(context.store, request, self.parent.token, transfer,
-                                                         stored, first, last, request.write))
+        await self._record(request, visit, stored.n)
+        if await self._stream(request, visit, streamFile(context.store, request, self.parent.token, transfer,
+                                                         stored, first, last, request.write)):
+            if last >= stored.size - 1:
+                await self._sentWhole(visit, stored)
 
     async def _zip(self, request: Request) -> None:
         context = self.context
@@ -263,27 +303,40 @@ class _Leaf(Resource):
         if visit is None:
             return
         transfer = visit.transfer
-        await checkStored(context.store, transfer, transfer.files)
+        if not await self._available(request, visit, transfer.files):
+            return
         writer = zipWriter(transfer)
         request.setHeader(b"Content-Type", b"application/zip")
         request.setHeader(b"Content-Length", str(writer.size).encode("ascii"))
-        request.setHeader(b"Content-Disposition", contentDisposition(texts(languageOf(context, transfer))["zip_name"]))
+        request.setHeader(b"Content-Disposition", contentDisposition(texts(visit.language)["zip_name"]))
         request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
         if request.method == b"HEAD":
             request.finish()
             return
         for stored in transfer.files:
-            await self._record(request, visit, stored.n, stored.name)
-        await self._stream(request, transfer, streamZip(context.store, request, self.parent.token, transfer, writer))
+            await self._record(request, visit, stored.n)
+        if await self._stream(request, visit, streamZip(context.store, request, self.parent.token, transfer,
+                                                        writer)):
+            for stored in transfer.files:
+                await self._sentWhole(visit, stored)
 
-    async def _stream(self, request: Request, transfer: Transfer, streaming: Any) -> None:
+    async def _stream(self, request: Request, visit: Visit, streaming: Any) -> bool:
+        """Whether the whole response went out; a fault before its first byte is the 503 page."""
         request.notifyFinish().addErrback(lambda f: None)
         try:
             await streaming
         except ProducerStopped:
-            return  # the client went away
+            return False  # the client went away
         except DecryptionError:
-            log.error("transfer {id}: a stored object failed authentication", id=transfer.id)
+            log.error("transfer {id}: a stored object failed authentication", id=visit.transfer.id)
             cut(request)
-            return
+            return False
+        except StorageError as e:
+            log.error("transfer {id}: cannot read its object: {error}", id=visit.transfer.id, error=e)
+            if request.startedWriting:
+                cut(request)
+            else:
+                self._unavailable(request, visit)
+            return False
         request.finish()
+        return True

@@ -1,20 +1,27 @@
 """
 How the web side sends the messages it makes (``notices.downloads``):
-through the tenant's relay, from its ``facility_sender``.
+through the tenant's relay, from its ``facility_sender``; and the
+``DownloadNotifier`` a download hands its news to, so the request path
+records and moves on while the notice is composed and sent apart.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+import attrs
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.notices.downloads import downloadNotice
 from secudoc_gateway.outgoing import OutgoingMessage
 from secudoc_gateway.spool import MemoryBudget, Spool
 
+Mailer = Callable[[Any, str, bytes], Deferred]
 
-def relayMailer(gateway: Any) -> Callable[[Any, str, bytes], Deferred]:
+
+def relayMailer(gateway: Any) -> Mailer:
     """Send a message the web side made through the tenant's relay, from its facility sender."""
 
     def send(tenant: Any, recipient: str, message: bytes) -> Deferred:
@@ -23,3 +30,47 @@ def relayMailer(gateway: Any) -> Callable[[Any, str, bytes], Deferred]:
         return gateway.relayFor(tenant).send(envelope, OutgoingMessage(Spool(MemoryBudget(0)), [message]))
 
     return send
+
+
+@attrs.frozen
+class FirstDownload:
+    """A file of a transfer was downloaded whole for the first time."""
+
+    tenant: Any
+    transferId: str
+    sender: str
+    name: str
+    recipient: Optional[str]
+    at: float
+
+
+class DownloadNotifier:
+    """
+    Tells senders of first downloads (``download_notification``).  The
+    notice is composed and handed to the mailer on a later reactor
+    turn; a failure is logged, never the download's.
+    """
+
+    log = Logger()
+
+    def __init__(self, hostname: str, mailer: Mailer, reactor: Any) -> None:
+        self._hostname = hostname
+        self._mailer = mailer
+        self._reactor = reactor
+
+    def wanted(self, tenant: Any, sender: str) -> bool:
+        """Whether a first download of this tenant's transfer is news to anyone."""
+        return bool(tenant.download_notification and sender)
+
+    def notify(self, event: FirstDownload) -> None:
+        self._reactor.callLater(0, self._send, event)
+
+    def _send(self, event: FirstDownload) -> None:
+        try:
+            notice = downloadNotice(self._hostname, event.tenant, event.sender, event.name, event.recipient,
+                                    event.at, event.transferId)
+            sent = self._mailer(event.tenant, event.sender, notice)
+        except Exception:
+            self.log.failure("download notice for {id} failed", id=event.transferId)
+            return
+        sent.addErrback(lambda f: self.log.failure("download notice for {id} failed", f, id=event.transferId))

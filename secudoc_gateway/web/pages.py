@@ -14,7 +14,8 @@ from typing import Any, Optional
 import jinja2
 from twisted.web.server import Request
 
-from secudoc_gateway.notices.texts import texts
+from secudoc_gateway.crypto import formToken, formTokenValid
+from secudoc_gateway.notices.texts import LANGUAGES, negotiate, texts
 
 SECURITY_HEADERS = {
     b"Referrer-Policy": b"no-referrer",
@@ -33,6 +34,7 @@ PAGE_CSP = (b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; for
 DOWNLOAD_CSP = b"default-src 'none'; sandbox; frame-ancestors 'none'"
 
 CSRF_COOKIE = b"sd_csrf"
+LANGUAGE_COOKIE = b"sd_lang"
 
 _environment = jinja2.Environment(
     loader=jinja2.PackageLoader("secudoc_gateway.web", "templates"),
@@ -48,6 +50,7 @@ def render(template: str, language: str, **context: Any) -> bytes:
     context.setdefault("organisation", "")
     context.setdefault("help_contact", "")
     context.setdefault("sender", "")
+    context.setdefault("switch", "")
     return _environment.get_template(template).render(lang=language, t=texts(language), **context).encode("utf-8")
 
 
@@ -63,36 +66,73 @@ def sendPage(request: Request, code: int, body: bytes) -> None:
 
 
 def setCookie(request: Request, name: bytes, value: str, path: str, secure: bool) -> None:
-    """HttpOnly, SameSite=Strict, on ``path`` only; Secure when the public URL is https."""
+    """
+    HttpOnly, on ``path`` only, Secure when the public URL is https, and
+    SameSite=Lax: a link clicked in webmail is a top-level navigation
+    from another site, which must still carry the recipient's session
+    and language.  Lax never sends them with another site's POST.
+    """
     request.addCookie(name, value.encode("ascii"), path=path.encode("ascii"), httpOnly=True,
-                      secure=secure, sameSite="strict")
+                      secure=secure, sameSite="lax")
 
 
-def csrfToken(request: Request, path: str, secure: bool) -> str:
-    """
-    The form token of this browser (double-submit: the same random
-    value in a SameSite=Strict cookie and in the form), made on first use.
-    """
+def _nonce(request: Request) -> str:
+    """This browser's CSRF nonce from its cookie, if it holds one of our form."""
     current = (request.getCookie(CSRF_COOKIE) or b"").decode("ascii", "replace")
     if len(current) == 43 and current.replace("-", "").replace("_", "").isalnum():
         return current
-    token = secrets.token_urlsafe(32)
-    setCookie(request, CSRF_COOKIE, token, path, secure)
-    return token
+    return ""
 
 
-def csrfValid(request: Request, publicOrigin: str) -> bool:
+def csrfToken(request: Request, key: bytes, purpose: str, subject: str, path: str, secure: bool) -> str:
     """
-    A form post from our own page: the field equals the cookie, and
-    Origin, when it names one, is ours (under ``no-referrer`` browsers
-    send "null" even for their own origin).
+    The token of a form that does ``purpose`` to ``subject`` (a transfer
+    id): the gateway's signature over both and this browser's random
+    nonce, which lives in a cookie made on first use.  The cookie is
+    SameSite=Lax, not Strict: a page reached from webmail does not see
+    a Strict cookie, would make a new nonce and so break the form of a
+    page still open in another tab; Lax gives another site's POST no
+    cookie either.
+    """
+    nonce = _nonce(request)
+    if not nonce:
+        nonce = secrets.token_urlsafe(32)
+        setCookie(request, CSRF_COOKIE, nonce, path, secure)
+        request.received_cookies[CSRF_COOKIE] = nonce.encode("ascii")  # a second form on this page
+    return formToken(key, purpose, subject, nonce)
+
+
+def csrfValid(request: Request, publicOrigin: str, key: bytes, purpose: str, subject: str) -> bool:
+    """
+    A form post from our own page for this ``subject``: the field is our
+    signature over the purpose, the subject and the cookie's nonce (a
+    pair the client made up, or one signed for another transfer, is
+    refused), and Origin, when it names one, is ours (under
+    ``no-referrer`` browsers send "null" even for their own origin).
     """
     origin = request.getHeader(b"origin")
     if origin not in (None, b"null") and origin.decode("latin-1").rstrip("/") != publicOrigin:
         return False
-    cookie = request.getCookie(CSRF_COOKIE) or b""
-    field = formValue(request, "csrf") or ""
-    return bool(cookie) and secrets.compare_digest(cookie, field.encode("utf-8", "replace"))
+    return formTokenValid(key, purpose, subject, _nonce(request), formValue(request, "csrf", 64) or "")
+
+
+def pageLanguage(request: Request, default: str, cookiePath: str = "", secure: bool = False) -> str:
+    """
+    The language of a page: the one picked with the switch (``?lang=``,
+    then kept in a cookie on ``cookiePath`` for the rest of the flow:
+    forms and redirects need no parameter), else the one the picked
+    cookie remembers, else the browser's (Accept-Language, when it
+    names Dutch or English), else ``default`` (the tenant's).
+    """
+    picked = formValue(request, "lang", 2) or ""
+    if picked in LANGUAGES:
+        if cookiePath and picked != (request.getCookie(LANGUAGE_COOKIE) or b"").decode("ascii", "replace"):
+            setCookie(request, LANGUAGE_COOKIE, picked, cookiePath, secure)
+        return picked
+    remembered = (request.getCookie(LANGUAGE_COOKIE) or b"").decode("ascii", "replace")
+    if remembered in LANGUAGES:
+        return remembered
+    return negotiate((request.getHeader(b"accept-language") or b"").decode("latin-1"), default)
 
 
 def formValue(request: Request, name: str, limit: int = 320) -> Optional[str]:

@@ -21,9 +21,10 @@ from secudoc_gateway.mime.names import cleanName
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.context import UNKNOWN, WebContext, failed, refuse
-from secudoc_gateway.web.pages import csrfToken, csrfValid, render, sendPage
+from secudoc_gateway.web.pages import csrfToken, csrfValid, pageLanguage, render, sendPage
 
 REVOKE = b"revoke"
+_PURPOSE = "revoke"
 
 
 class SenderRoot(Resource):
@@ -79,7 +80,8 @@ class SenderResource(Resource):
             return
         context = self.context
         tenant = context.tenantOf(transfer.tenant)
-        language = tenant.language if tenant is not None else context.language
+        language = pageLanguage(request, tenant.language if tenant is not None else context.language, self.base,
+                                context.secureCookies)
         t = texts(language)
         verified = tenant is not None and tenant.recipient_verification == "email-code"
         names = {f.n: cleanName(f.name) for f in transfer.files}
@@ -99,8 +101,9 @@ class SenderResource(Resource):
             recipients=[cleanName(r) for r in transfer.recipients],
             files=[{"name": names[f.n], "size": humanSize(f.size, language)} for f in transfer.files],
             downloads=downloads, verified=verified, can_revoke=live, action=f"{self.base}/revoke",
-            csrf=csrfToken(request, self.base, context.secureCookies) if live else "",
-            organisation=cleanName(tenant.organisation) if tenant is not None else "",
+            csrf=csrfToken(request, await context.access.formKey(), _PURPOSE, transfer.id, self.base,
+                           context.secureCookies) if live else "",
+            organisation=cleanName(tenant.organisation) if tenant is not None else "", switch=self.base,
         )
         sendPage(request, 200, body)
 
@@ -112,9 +115,10 @@ class SenderResource(Resource):
         transfer = await self._transfer(request)
         if transfer is None:
             return
-        if not csrfValid(request, self.context.publicOrigin):
+        if not csrfValid(request, self.context.publicOrigin, await self.context.access.formKey(), _PURPOSE,
+                         transfer.id):
             tenant = self.context.tenantOf(transfer.tenant)
-            language = tenant.language if tenant is not None else self.context.language
+            language = pageLanguage(request, tenant.language if tenant is not None else self.context.language)
             t = texts(language)
             sendPage(request, 403, render("message.html", language, title=t["error"], body=t["form_expired"]))
             return

@@ -10,8 +10,9 @@ checks it and opens a session for that transfer only.
   answer, so neither the page nor its timing tells them apart.
 - Only POST sends or checks codes: a link scanner's GET never uses up a
   limit or mails anyone.
-- Forms carry a double-submit CSRF token (cookie and field, both
-  SameSite=Strict on this transfer's path) and Origin must be ours.
+- Forms carry a CSRF token the gateway signed for this transfer and
+  step over the browser's nonce cookie (``pages.csrfToken``), and
+  Origin must be ours.
 """
 
 from __future__ import annotations
@@ -34,23 +35,28 @@ CODE = b"code"
 VERIFY = b"verify"
 
 
-def addressPage(context: WebContext, request: Request, visit: Any, base: str, code: int = 200,
-                error: str = "", address: str = "") -> None:
+async def _csrf(context: WebContext, request: Request, visit: Any, step: bytes, base: str) -> str:
+    return csrfToken(request, await context.access.formKey(), step.decode("ascii"), visit.transfer.id, base,
+                     context.secureCookies)
+
+
+async def addressPage(context: WebContext, request: Request, visit: Any, base: str, code: int = 200,
+                      error: str = "", address: str = "") -> None:
     """The first step: which address are you?"""
-    language = visit.tenant.language
+    language = visit.language
     body = render("address.html", language, title=texts(language)["verify_title"], action=f"{base}/code",
-                  csrf=csrfToken(request, base, context.secureCookies), error=error, address=address,
-                  **chrome(context, visit.transfer, visit.token))
+                  csrf=await _csrf(context, request, visit, CODE, base), error=error, address=address,
+                  switch=base, **chrome(context, visit.transfer, visit.token))
     sendPage(request, code, body)
 
 
-def codePage(context: WebContext, request: Request, visit: Any, base: str, address: str, code: int = 200,
-             error: str = "") -> None:
+async def codePage(context: WebContext, request: Request, visit: Any, base: str, address: str, code: int = 200,
+                   error: str = "") -> None:
     """The second step: the code that went to ``address`` (if it is a recipient's)."""
-    language = visit.tenant.language
+    language = visit.language
     body = render("code.html", language, title=texts(language)["code_title"], action=f"{base}/verify",
-                  restart=base, csrf=csrfToken(request, base, context.secureCookies), error=error,
-                  address=address, **chrome(context, visit.transfer, visit.token))
+                  restart=base, csrf=await _csrf(context, request, visit, VERIFY, base), error=error,
+                  address=address, switch=base, **chrome(context, visit.transfer, visit.token))
     sendPage(request, code, body)
 
 
@@ -94,9 +100,10 @@ class FormResource(Resource):
             request.setHeader(b"Location", self.base.encode("ascii"))
             request.finish()
             return
-        t = texts(visit.tenant.language)
-        if not csrfValid(request, self.context.publicOrigin):
-            addressPage(self.context, request, visit, self.base, 403, t["form_expired"])
+        t = texts(visit.language)
+        if not csrfValid(request, self.context.publicOrigin, await self.context.access.formKey(),
+                         self.step.decode("ascii"), visit.transfer.id):
+            await addressPage(self.context, request, visit, self.base, 403, t["form_expired"])
             return
         address = addressKey(formValue(request, "address") or "")
         await handler(request, visit, address, t)
@@ -105,18 +112,18 @@ class FormResource(Resource):
         context = self.context
         transfer = visit.transfer
         if not await context.access.allow(context.access.limits.forCodes(transfer.id, _client(request))):
-            addressPage(context, request, visit, self.base, 429, t["too_many"], address)
+            await addressPage(context, request, visit, self.base, 429, t["too_many"], address)
             return
         code = newCode()
         known = address in {addressKey(r) for r in transfer.recipients}
         # A stranger's address gets a code too, one nobody is ever sent.
         await context.access.storeCode(transfer.id, address,
                                        codeHash(self.token, transfer.id, address, code if known else newCode()))
-        codePage(context, request, visit, self.base, address)
+        await codePage(context, request, visit, self.base, address)
         if known:
             now = context.reactor.seconds()
             mail = codeMail(context.hostname, visit.tenant, address, transfer.sender, code,
-                            now + context.access.limits.codeSeconds, now, transfer.id)
+                            now + context.access.limits.codeSeconds, now, transfer.id, visit.language)
             context.mailer(visit.tenant, address, mail).addErrback(
                 lambda f: log.failure("verification code for {id} not sent", f, id=transfer.id))
 
@@ -125,7 +132,7 @@ class FormResource(Resource):
         transfer = visit.transfer
         code = "".join(c for c in (formValue(request, "code", 32) or "") if c.isdigit())
         if not await context.access.allow(context.access.limits.forTries(transfer.id, _client(request))):
-            codePage(context, request, visit, self.base, address, 429, t["too_many"])
+            await codePage(context, request, visit, self.base, address, 429, t["too_many"])
             return
         outcome = await context.access.checkCode(transfer.id, address,
                                                  codeHash(self.token, transfer.id, address, code))
@@ -137,8 +144,8 @@ class FormResource(Resource):
             request.setHeader(b"Location", self.base.encode("ascii"))
             request.finish()
         elif outcome == EXPIRED:
-            addressPage(context, request, visit, self.base, 400, t["code_expired"], address)
+            await addressPage(context, request, visit, self.base, 400, t["code_expired"], address)
         elif outcome == EXHAUSTED:
-            addressPage(context, request, visit, self.base, 429, t["code_exhausted"], address)
+            await addressPage(context, request, visit, self.base, 429, t["code_exhausted"], address)
         else:
-            codePage(context, request, visit, self.base, address, 400, t["code_wrong"])
+            await codePage(context, request, visit, self.base, address, 400, t["code_wrong"])
