@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.transfers import Download, Transfer, TransferStore
 
 
@@ -73,7 +73,7 @@ def downloadRecord(download: Download) -> dict[str, Any]:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns as wide as their widest cell; text cleaned of control characters."""
-    cells = [[cleanName("" if v is None else str(v)) for v in row] for row in [header, *rows]]
+    cells = [[shown("" if v is None else str(v)) for v in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in cells)
 
@@ -100,7 +100,7 @@ async def showTransfer(args: argparse.Namespace, store: TransferStore, now: floa
     record = dict(transferRecord(transfer, now), downloads=[downloadRecord(d) for d in downloads])
 
     def text() -> str:
-        lines = [f"{key}: {cleanName(str(record[key]))}" for key in
+        lines = [f"{key}: {shown(str(record[key]))}" for key in
                  ("id", "state", "tenant", "sender", "subject", "created", "expires", "revoked", "message_id")]
         lines.append(f"recipients: {', '.join(transfer.recipients)}")
         files = table(["N", "NAME", "TYPE", "BYTES", "SHA256"],

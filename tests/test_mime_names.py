@@ -9,7 +9,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.mime.headers import Headers
 from secudoc_gateway.mime.names import (
-    cleanName,
     decodeHeader,
     decodeParams,
     filenameOf,
@@ -176,12 +175,6 @@ class HeadersTests(SynchronousTestCase):
 
 
 class CleanTests(SynchronousTestCase):
-    def test_cleanName(self) -> None:
-        self.assertEqual(cleanName("invoice\u202efdp.exe"), "invoicefdp.exe")
-        self.assertEqual(cleanName("a\u2066b\u2069c\u200e\u200f\u061cd"), "abcd")
-        self.assertEqual(cleanName("line\r\nbreak\x00\x1b\x7f\x85.txt"), "linebreak.txt")
-        self.assertEqual(cleanName("één 文件.pdf"), "één 文件.pdf")
-
     def test_safeFilename(self) -> None:
         self.assertEqual(safeFilename("../../etc/passwd"), "_.._etc_passwd")
         self.assertEqual(safeFilename("..\\x.txt"), "_x.txt")

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.mime.transforms import flowedSafe
-from secudoc_gateway.notices.banner import Banner, bannerFor, escape, oneLine
+from secudoc_gateway.display import shown
+from secudoc_gateway.notices.banner import Banner, bannerFor, escape
 from secudoc_gateway.notices.texts import formatMoment
 
 EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC, 14:05 in Amsterdam
@@ -201,14 +202,14 @@ class BannerTests(SynchronousTestCase):
         banner = bannerFor(language, address, files, LINK, expires, disclaimer,
                            senderName=name, organisation=organisation, helpContact=contact)
         self.assertTrue(banner.html.isascii())
-        shown = shownText(banner.html)
+        seen = shownText(banner.html)
         for value in [file for file, _ in files] + [name, address, organisation, contact]:
-            if oneLine(value):
-                self.assertIn(escape(oneLine(value)), banner.html)
-                self.assertIn(oneLine(value), shown)
-                self.assertIn(oneLine(value), banner.text)
+            if shown(value):
+                self.assertIn(escape(shown(value)), banner.html)
+                self.assertIn(shown(value), seen)
+                self.assertIn(shown(value), banner.text)
         for value in (formatMoment(expires, language), LINK):
-            self.assertIn(value, shown)
+            self.assertIn(value, seen)
             self.assertEqual(banner.text.count(value), 1)
         for line in flowedSafe(banner.text).split("\n"):
             self.assertFalse(line.endswith(" "))

@@ -10,9 +10,9 @@ import attrs
 from hypothesis import given, settings
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.notices.downloads import codeMail, downloadNotice
-from tests.test_notices_mails import EXPIRES, HOSTILE, SystemMessageChecks, bodies, oneLine
+from tests.test_notices_mails import EXPIRES, HOSTILE, SystemMessageChecks, bodies
 
 
 @attrs.frozen
@@ -66,4 +66,4 @@ class DownloadNoticeTests(SystemMessageChecks, SynchronousTestCase):
         self.assertEqual(len(message["To"].addresses), 1)
         self.assertEqual(message["X-SecuDoc-Transfer"], "TBccx")
         self.assertNotIn("\u202e", bodies(message)[0])
-        self.assertEqual(message["Subject"], oneLine("Gedownload: " + cleanName(name)))
+        self.assertEqual(message["Subject"], shown("Gedownload: " + shown(name)))

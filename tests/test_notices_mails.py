@@ -26,7 +26,7 @@ from secudoc_gateway.notices.mails import (
     transferTemplate,
     welcomeMail,
 )
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 
 EXPIRES = 1741957500.0  # 14 March 2025, 13:05 UTC, 14:05 in Amsterdam
 LINK = "https://gw.example/t/AbC-123_x"
@@ -44,11 +44,6 @@ BANNER = bannerFor("nl", "alice@example.test", [("rapport.pdf", 1258291)], LINK,
 GENERATED = {
     "from", "to", "subject", "date", "message-id", "mime-version", "x-secudoc", "x-secudoc-status", "content-type",
 }
-
-
-def oneLine(value: str) -> str:
-    """What a shown value becomes: one line, no controls or bidi characters, single spaces."""
-    return " ".join(cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " ")).split())
 
 
 class TransferTemplateTests(SynchronousTestCase):
@@ -91,7 +86,7 @@ class HeaderValueTests(SynchronousTestCase):
             self.assertTrue(encoded.startswith("=?utf-8?b?"))
             for line in encoded.split("\r\n"):
                 self.assertLessEqual(len(line), 78 - 9)
-            self.assertEqual(parse(f"Subject: {encoded}\r\n\r\n".encode("ascii"))["Subject"], oneLine(value))
+            self.assertEqual(parse(f"Subject: {encoded}\r\n\r\n".encode("ascii"))["Subject"], shown(value))
 
     def test_addrSpec(self) -> None:
         self.assertEqual(addrSpec("alice@example.test"), "alice@example.test")
@@ -213,14 +208,14 @@ class SeparateMessageTests(SystemMessageChecks, SynchronousTestCase):
             transferId="T\r\nBcc: x",
         )
         message = self.assertWellFormed(raw, "separate", False, frozenset({"x-secudoc-transfer"}))
-        shown = oneLine(subject)
-        self.assertEqual(message["Subject"], f"Bestanden bij: {shown}" if shown else "Bestanden")
+        line = shown(subject)
+        self.assertEqual(message["Subject"], f"Bestanden bij: {line}" if line else "Bestanden")
         self.assertEqual(len(message["From"].addresses), 1)
         if not set('"\\<>') & set(name + local):
             # Python's phrase parser puts a space between adjacent
             # encoded-words (RFC 2047 6.2 says to drop it): compare without.
             shownName = message["From"].addresses[0].display_name
-            self.assertEqual(shownName.replace(" ", ""), oneLine(name).replace(" ", ""))
+            self.assertEqual(shownName.replace(" ", ""), shown(name).replace(" ", ""))
         self.assertEqual(message["X-SecuDoc-Transfer"], "TBccx")
 
 
@@ -273,7 +268,7 @@ class ConfirmationTests(SystemMessageChecks, SynchronousTestCase):
         self.assertEqual(len(message["To"].addresses), 1)
         plain, _ = bodies(message)
         for name, _size in files:
-            self.assertIn(f"- {oneLine(name)} (", plain)
+            self.assertIn(f"- {shown(name)} (", plain)
 
 
 class WelcomeTests(SystemMessageChecks, SynchronousTestCase):
@@ -297,7 +292,7 @@ class WelcomeTests(SystemMessageChecks, SynchronousTestCase):
     def test_hostile(self, user: str, facility: str) -> None:
         message = self.assertWellFormed(welcomeMail("gw", facility, user, "nl"), "welcome", True)
         self.assertEqual(len(message["To"].addresses), 1)
-        self.assertIn(oneLine(user).split(" ")[0], bodies(message)[0])
+        self.assertIn(shown(user).split(" ")[0], bodies(message)[0])
 
 
 class SourceTests(SynchronousTestCase):

@@ -146,7 +146,7 @@ class EntryNameTests(SynchronousTestCase):
             ("C:\\Windows\\evil.exe", "C__Windows_evil.exe"), ("../../etc/passwd", "_.._etc_passwd"),
             ("con", "_con"), ("CON.txt", "_CON.txt"), ("Com1.tar.gz", "_Com1.tar.gz"), ("lpt9 .pdf", "_lpt9 .pdf"),
             ("console.txt", "console.txt"), ("report. . ", "report"), ("  x", "x"), ("a?b*c<d>e|f\"g:h", "a_b_c_d_e_f_g_h"),
-            ("invoice\u202efdp.exe", "invoicefdp.exe"), ("tab\there\n", "tabhere"), ("..", FALLBACK_NAME),
+            ("invoice\u202efdp.exe", "invoicefdp.exe"), ("tab\there\n", "tab here"), ("..", FALLBACK_NAME),
             ("", FALLBACK_NAME), ("e\u0301", "\u00e9"), ("zero\u200bwidth", "zerowidth"), ("\u00a0nb\u00a0sp", "nb sp"),
         ):
             self.assertEqual(safeEntryName(given_), expected, repr(given_))

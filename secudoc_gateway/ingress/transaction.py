@@ -44,7 +44,8 @@ from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway.metrics import TEMPFAILED
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
 from secudoc_gateway.mime.headers import Headers, lineEnding
-from secudoc_gateway.mime.names import cleanName, decodeHeader
+from secudoc_gateway.display import shown
+from secudoc_gateway.mime.names import decodeHeader
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.rewrite import linkModePlan, transferModePlan
 from secudoc_gateway.mime.stamp import stampFields, stamped, withoutGatewayFields
@@ -88,7 +89,7 @@ def displayName(facts: HeaderFacts, sender: str) -> str:
     name, address = facts.fromMailbox
     if not address or addressKey(address) != addressKey(sender):
         return ""
-    return " ".join(cleanName(name).split())[:200]
+    return " ".join(shown(name).split())[:200]
 
 
 def newQueueId() -> str:
@@ -380,7 +381,7 @@ class Transaction(Legs):
         if not name:
             extension = mimetypes.guess_extension(candidate.headers.contentType) or ".bin"
             name = "attachment" + extension
-        return cleanName(name)
+        return shown(name)
 
     def _shownSender(self, facts: HeaderFacts) -> tuple[str, str]:
         """

@@ -7,8 +7,8 @@ RFC 2231 ``name*=charset'lang'pct-encoded`` with continuations
 (``name*0*``, ``name*1``, ...) in any order, RFC 2047 encoded-words
 inside quoted parameters (which RFC 2047 5 forbids, and every Outlook
 produces), and raw 8-bit UTF-8 or Latin-1.  Everything here is lenient
-on input and strict on output: ``cleanName`` and ``safeFilename`` are
-what any display or storage of a name goes through.
+on input and strict on output: ``safeFilename`` (``display.shown``
+and no path) is what any storage of a name goes through.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
-import unicodedata
 from typing import Optional, Protocol
 from urllib.parse import unquote_to_bytes
+
+from secudoc_gateway.display import shown
 
 FALLBACK_FILENAME = "attachment"
 MAX_FILENAME_LENGTH = 200
@@ -37,16 +38,6 @@ _NOT_BASE64 = bytes(
     )
 )
 _CONTINUATION = re.compile(r"^(.*?)\*(\d+)(\*?)$")
-
-# U+202A-U+202E embeddings/overrides, U+2066-U+2069 isolates, U+200E/F
-# marks, U+061C Arabic letter mark: they reorder what a reader sees
-# (the "exe.pdf" trick, CVE-2021-42574 style).
-_BIDI = frozenset(
-    [chr(c) for c in range(0x202A, 0x202F)]
-    + [chr(c) for c in range(0x2066, 0x206A)]
-    + ["\u200e", "\u200f", "\u061c"]
-)
-
 
 class _HasGet(Protocol):
     def get(self, name: str) -> Optional[str]: ...
@@ -266,20 +257,13 @@ def filenameOf(headers: _HasGet) -> Optional[str]:
     return None
 
 
-def cleanName(name: str) -> str:
-    """A name fit for display: no control or bidi-reordering characters."""
-    return "".join(
-        ch for ch in name if ch not in _BIDI and unicodedata.category(ch) != "Cc"
-    )
-
-
 def safeFilename(name: Optional[str], maxLength: int = MAX_FILENAME_LENGTH) -> str:
     """
     A name fit for a file system and a Content-Disposition: cleaned, no
     path separators, no leading dots (hidden files, ``..``), never empty,
     at most ``maxLength`` characters with the extension kept.
     """
-    cleaned = cleanName(name or "").replace("/", "_").replace("\\", "_")
+    cleaned = shown(name or "").replace("/", "_").replace("\\", "_")
     cleaned = cleaned.strip().lstrip(".").strip()
     if not cleaned:
         return FALLBACK_FILENAME

@@ -12,7 +12,7 @@ tenant's disclaimer and whom to ask.
 
 Every value that comes from a message (sender, file names) or from the
 tenant (organisation, disclaimer, help contact) is shown with control
-and bidi characters removed (``names.cleanName``).  The HTML is pure
+and bidi characters removed, on one line (``display.shown``).  The HTML is pure
 ASCII -- values escaped, non-ASCII as numeric character references --
 with no markup inside a word: it goes into a body that is, or is made,
 quoted-printable or base64, so no line of it needs breaking.  Its
@@ -28,7 +28,7 @@ import html
 import re
 from typing import Sequence
 
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.mime.notice import Banner
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 
@@ -54,18 +54,6 @@ _BUTTON_CELL = f"padding:10px 22px;background-color:{LINK_COLOUR};border-radius:
 _BUTTON_LINK = f"{FONT};font-size:15px;font-weight:bold;line-height:20px;color:#ffffff;text-decoration:none"
 _EMAIL = re.compile(r"[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+")
 _WEB = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
-
-
-def _shown(ch: str) -> bool:
-    """Not a surrogate or noncharacter: HTML drops those from a character reference (13.2.5.80)."""
-    point = ord(ch)
-    return not (0xD800 <= point <= 0xDFFF or 0xFDD0 <= point <= 0xFDEF or point & 0xFFFE == 0xFFFE)
-
-
-def oneLine(value: str) -> str:
-    """A value as shown: one line, single spaces, no control, bidi or noncharacters."""
-    value = cleanName(value.replace("\r", " ").replace("\n", " ").replace("\t", " "))
-    return " ".join("".join(ch for ch in value if _shown(ch)).split())
 
 
 def escape(value: str) -> str:
@@ -132,7 +120,7 @@ def contactHtml(contact: str) -> str:
 
 
 def disclaimerLines(disclaimer: str) -> list[str]:
-    lines = [" ".join(cleanName(line).split()) for line in disclaimer.replace("\r\n", "\n").split("\n")]
+    lines = [shown(line) for line in disclaimer.replace("\r\n", "\n").split("\n")]
     return [line for line in lines if line]
 
 
@@ -154,20 +142,20 @@ def bannerFor(
     (``url``), until when (``expires``, Unix time), and whom to ask.
     """
     phrases = texts(language)
-    name, address = oneLine(senderName), oneLine(sender)
-    organisation, contact = oneLine(organisation), oneLine(helpContact)
-    shown = [(oneLine(file), humanSize(size, language)) for file, size in files]
-    key = ("intro_one" if len(shown) == 1 else "intro_many") + ("_org" if organisation else "")
+    name, address = shown(senderName), shown(sender)
+    organisation, contact = shown(organisation), shown(helpContact)
+    listed = [(shown(file), humanSize(size, language)) for file, size in files]
+    key = ("intro_one" if len(listed) == 1 else "intro_many") + ("_org" if organisation else "")
     expiry = phrases["expires"].format(moment=formatMoment(expires, language))
     notes = disclaimerLines(disclaimer)
     helpText = phrases["help"].format(contact=contact) if contact else ""
 
     senderText = f"{name} <{address}>" if name and address else name or address
     textLines = [
-        phrases[key].format(sender=senderText, organisation=organisation, count=len(shown)),
+        phrases[key].format(sender=senderText, organisation=organisation, count=len(listed)),
         phrases["why_text"],
         "",
-        *(f"- {file} ({size})" for file, size in shown),
+        *(f"- {file} ({size})" for file, size in listed),
         "",
         f"{phrases['button']}: {url}",
         expiry,
@@ -182,11 +170,11 @@ def bannerFor(
     else:
         senderHtml = f"<strong>{escape(name or address)}</strong>"
     intro = escape(phrases[key]).format(
-        sender=senderHtml, organisation=f"<strong>{escape(organisation)}</strong>", count=len(shown))
+        sender=senderHtml, organisation=f"<strong>{escape(organisation)}</strong>", count=len(listed))
     htmlLines = [
         paragraph(intro, "margin:0 0 8px 0;font-size:15px;line-height:21px"),
         paragraph(escape(phrases["why_html"])),
-        *fileTable(shown),
+        *fileTable(listed),
         *button(url, phrases["button"]),
         paragraph(escape(expiry), "margin:0 0 8px 0;font-weight:bold"),
         paragraph(f"{escape(phrases['fallback'])} {link(url, escape(url))}", f"{SMALL_STYLE};{_BREAK}"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.notices.banner import escape, paragraph
 from secudoc_gateway.notices.mails import addrSpec, boxDocument, generatedMessage, mailbox, transferFields
 from secudoc_gateway.notices.texts import formatMoment, formatTime, texts
@@ -37,7 +37,7 @@ def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str,
     (the recipient's), else the tenant's.
     """
     t = texts(language or tenant.language)
-    return _mail(hostname, tenant, recipient, KIND_CODE, t["code_subject"].format(sender=cleanName(sender)),
+    return _mail(hostname, tenant, recipient, KIND_CODE, t["code_subject"].format(sender=shown(sender)),
                  [t["code_mail"].format(code=code, time=formatTime(expires)), t["code_ignore"]], date, transferId)
 
 
@@ -45,7 +45,7 @@ def downloadNotice(hostname: str, tenant: Any, sender: str, name: str, recipient
                    transferId: str) -> bytes:
     """``download_notification``: the sender learns that a file was downloaded for the first time."""
     t = texts(tenant.language)
-    who = cleanName(recipient) if recipient else t["notify_someone"]
-    line = t["notify_mail"].format(who=who, name=cleanName(name), moment=formatMoment(at, tenant.language))
-    return _mail(hostname, tenant, sender, KIND_DOWNLOAD, t["notify_subject"].format(name=cleanName(name)),
+    who = shown(recipient) if recipient else t["notify_someone"]
+    line = t["notify_mail"].format(who=who, name=shown(name), moment=formatMoment(at, tenant.language))
+    return _mail(hostname, tenant, sender, KIND_DOWNLOAD, t["notify_subject"].format(name=shown(name)),
                  [line], at, transferId)

@@ -30,7 +30,8 @@ import idna
 from secudoc_gateway.fields import SECUDOC, SECUDOC_STATUS, SECUDOC_TRANSFER, SECUDOC_VERSION
 from secudoc_gateway.mime.decode import encodeQuotedPrintable, newBoundary
 from secudoc_gateway.mime.notice import Banner, TransferTemplate
-from secudoc_gateway.notices.banner import FONT, SMALL_STYLE, TEXT_COLOUR, box, button, escape, oneLine, paragraph
+from secudoc_gateway.display import shown
+from secudoc_gateway.notices.banner import FONT, SMALL_STYLE, TEXT_COLOUR, box, button, escape, paragraph
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 
 # -- transfer mode ---------------------------------------------------------
@@ -120,7 +121,7 @@ def headerText(value: str, used: int = 0) -> str:
     printable ASCII that no reader could take for an encoded-word, else
     RFC 2047 encoded-words in UTF-8.  Folded, never longer than a line.
     """
-    value = oneLine(value)
+    value = shown(value)
     words = value.split(" ") if value else []
     if value.isascii() and "=?" not in value and all(len(word) < MAX_LINE - 12 for word in words):
         return _fold(words, used)
@@ -129,9 +130,9 @@ def headerText(value: str, used: int = 0) -> str:
 
 def _phrase(name: str) -> str:
     """A display name (RFC 5322 3.2.5 phrase): atoms, a quoted-string, or encoded-words."""
-    name = oneLine(name)
+    name = shown(name)
     if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
-        name = oneLine(name[1:-1].replace('\\"', '"').replace("\\\\", "\\"))
+        name = shown(name[1:-1].replace('\\"', '"').replace("\\\\", "\\"))
     if not name:
         return ""
     if name.isascii() and "=?" not in name and len(name) < MAX_LINE - 20:
@@ -162,7 +163,7 @@ def addrSpec(address: str) -> str:
     RFC 6532), the domain reduced to what a domain can hold, in its
     A-label form.  Delivery goes by the envelope; this is only shown.
     """
-    value = oneLine(address).strip().strip("<>").strip()
+    value = shown(address).strip().strip("<>").strip()
     local, at, domain = value.rpartition("@")
     if not at:
         local, domain = value, ""
@@ -192,7 +193,7 @@ def mailbox(value: str) -> str:
     ``Name <address>`` or a bare address, as a header mailbox (RFC 5322
     3.4): the name cleaned and made a phrase, the address an addr-spec.
     """
-    value = oneLine(value)
+    value = shown(value)
     name, bracket, rest = value.rpartition("<")
     if bracket:
         address = rest.split(">", 1)[0]
@@ -318,12 +319,12 @@ def separateMessage(
     Not Auto-Submitted: it is the sender's own message, in two pieces.
     """
     phrases = texts(language)
-    shown = oneLine(subject)
-    newSubject = phrases["separate_subject"].format(subject=shown) if shown else phrases["separate_subject_none"]
+    line = shown(subject)
+    newSubject = phrases["separate_subject"].format(subject=line) if line else phrases["separate_subject_none"]
     text = banner.text
     htmlLines = [banner.html.rstrip("\n")]
-    if shown:
-        reference = phrases["separate_reference"].format(subject=shown)
+    if line:
+        reference = phrases["separate_reference"].format(subject=line)
         text += reference + "\n"
         htmlLines.append(paragraph(escape(reference), SMALL_STYLE))
     extra = transferFields(transferId)
@@ -362,13 +363,13 @@ def confirmationMail(
     from it.
     """
     phrases = texts(language)
-    shown = oneLine(subject)
+    line = shown(subject)
     newSubject = (
-        phrases["confirmation_subject"].format(subject=shown) if shown else phrases["confirmation_subject_none"]
+        phrases["confirmation_subject"].format(subject=line) if line else phrases["confirmation_subject_none"]
     )
-    intro = phrases["confirmation_intro"].format(subject=shown) if shown else phrases["confirmation_intro_none"]
-    shownRecipients = [oneLine(r) for r in recipients]
-    shownFiles = [f"{oneLine(name)} ({humanSize(size, language)})" for name, size in files]
+    intro = phrases["confirmation_intro"].format(subject=line) if line else phrases["confirmation_intro_none"]
+    shownRecipients = [shown(r) for r in recipients]
+    shownFiles = [f"{shown(name)} ({humanSize(size, language)})" for name, size in files]
     expiryLine = phrases["sender_expires"].format(moment=formatMoment(expires, language))
     recipientsHeading, filesHeading = phrases["recipients"] + ":", phrases["files"] + ":"
     textLines = [intro, "", recipientsHeading]
@@ -403,7 +404,7 @@ def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, da
     learns what will happen to the attachments they send outside.
     """
     phrases = texts(language)
-    greeting = phrases["welcome_greeting"].format(user=oneLine(user))
+    greeting = phrases["welcome_greeting"].format(user=shown(user))
     paragraphs = [greeting, phrases["welcome_1"], phrases["welcome_2"]]
     text = "\n\n".join(paragraphs) + "\n"
     htmlLines = [paragraph(escape(line)) for line in paragraphs]

@@ -30,6 +30,8 @@ from typing import Sequence
 
 import attrs
 
+from secudoc_gateway.display import shown
+
 ZIP64_LIMIT = 0xFFFFFFFF
 COUNT_LIMIT = 0xFFFF
 
@@ -162,10 +164,6 @@ MAX_NAME_BYTES = 240
 # Not allowed in a Windows file name (a colon also makes a drive letter
 # or an NTFS stream), and the path separators of every system.
 _FORBIDDEN = frozenset(':*?"<>|/\\')
-# Bidirectional controls (Unicode 15, UAX 9): "gpj.exe" shown as "exe.jpg".
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# Invisible format characters go, but for the joiners scripts and emoji need.
-_JOINERS = frozenset("\u200c\u200d")
 # Device names Windows reserves with any extension, in any case.
 _RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"]
@@ -188,19 +186,14 @@ def _fits(name: str, limit: int) -> str:
 def safeEntryName(name: str) -> str:
     """
     One archive entry's name, safe to extract on Windows, macOS and
-    Linux (SPEC 8): NFC, no path parts (separators become ``_``), no
-    ``: * ? " < > |`` (nor so a drive letter), no control, bidi, other
-    invisible format or line separator characters, no leading or trailing dots and spaces, no
+    Linux (SPEC 8): shown as everywhere (``display.shown``: NFC, one
+    line, no control, bidi or invisible characters), no path parts
+    (separators become ``_``), no ``: * ? " < > |`` (nor so a drive
+    letter), no leading or trailing dots and spaces, no
     name Windows reserves (``CON``, ``com1.txt``, ...: prefixed ``_``),
     at most ``MAX_NAME_BYTES``, never empty.
     """
-    out = []
-    for c in unicodedata.normalize("NFC", name):
-        category = unicodedata.category(c)
-        if c in _BIDI or category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and c not in _JOINERS):
-            continue
-        out.append("_" if c in _FORBIDDEN else " " if category == "Zs" else c)
-    cleaned = "".join(out).strip(". ")
+    cleaned = "".join("_" if c in _FORBIDDEN else c for c in shown(name)).strip(". ")
     cleaned = _fits(cleaned, MAX_NAME_BYTES).strip(". ") or FALLBACK_NAME
     if cleaned.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
         cleaned = "_" + cleaned

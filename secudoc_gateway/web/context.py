@@ -20,7 +20,7 @@ from twisted.web.server import Request
 
 from secudoc_gateway import links
 from secudoc_gateway.interfaces import IConnection
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.pages import pageLanguage, render, sendPage
@@ -86,16 +86,16 @@ def chrome(context: WebContext, transfer: Transfer, token: str = "") -> dict[str
     if tenant is None:
         return {"sender": shownSender(transfer)}
     return {
-        "organisation": cleanName(tenant.organisation),
+        "organisation": shown(tenant.organisation),
         "logo": links.transferPath(context.publicURL, token, LOGO) if tenant.logo and token else "",
-        "help_contact": cleanName(tenant.help_contact),
+        "help_contact": shown(tenant.help_contact),
         "sender": shownSender(transfer),
     }
 
 
 def shownSender(transfer: Transfer) -> str:
-    name = cleanName(transfer.sender_name)
-    return f"{name} <{transfer.sender}>" if name else cleanName(transfer.sender)
+    name = shown(transfer.sender_name)
+    return f"{name} <{transfer.sender}>" if name else shown(transfer.sender)
 
 
 def languageOf(context: WebContext, transfer: Transfer) -> str:

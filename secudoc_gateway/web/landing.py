@@ -29,7 +29,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from secudoc_gateway import links
 from secudoc_gateway.crypto import DecryptionError, tokenHash
 from secudoc_gateway.errors import ProducerStopped, StorageError
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import formatMoment, humanSize, plural, texts
 from secudoc_gateway.transfers import StoredFile, Transfer
 from secudoc_gateway.web import verification
@@ -154,17 +154,17 @@ class _TransferResource(Resource):
         page = chrome(context, transfer, self.token)
         count = len(transfer.files)
         intro = plural(language, count, "intro_one", "intro_many",
-                       sender=cleanName(transfer.sender_name) or cleanName(transfer.sender))
+                       sender=shown(transfer.sender_name) or shown(transfer.sender))
         body = render(
             "landing.html", language, title=intro, intro=intro,
-            sender_name=cleanName(transfer.sender_name), subject=cleanName(transfer.subject),
+            sender_name=shown(transfer.sender_name), subject=shown(transfer.subject),
             files_heading=plural(language, count, "files_one", "files_many"),
-            files=[{"href": f"{base}/{f.n}", "name": cleanName(f.name), "size": humanSize(f.size, language)}
+            files=[{"href": f"{base}/{f.n}", "name": shown(f.name), "size": humanSize(f.size, language)}
                    for f in transfer.files],
             all_href=f"{base}/all.zip" if count > 1 else "",
             all_size=humanSize(zipWriter(transfer).size, language),
             expires=t["expires"].format(moment=formatMoment(transfer.expires, language)), switch=base,
-            **{**page, "sender": cleanName(transfer.sender)},
+            **{**page, "sender": shown(transfer.sender)},
         )
         sendPage(request, 200, body)
 

@@ -17,7 +17,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
 from secudoc_gateway.access import secretHash
-from secudoc_gateway.mime.names import cleanName
+from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.context import UNKNOWN, WebContext, failed, refuse
@@ -84,10 +84,10 @@ class SenderResource(Resource):
                                 context.secureCookies)
         t = texts(language)
         verified = tenant is not None and tenant.recipient_verification == "email-code"
-        names = {f.n: cleanName(f.name) for f in transfer.files}
+        names = {f.n: shown(f.name) for f in transfer.files}
         downloads = [
-            {"when": formatMoment(d.at, language), "file": cleanName(d.name or names.get(d.n, str(d.n))),
-             "who": cleanName(d.recipient) if d.recipient else t["unverified"]}
+            {"when": formatMoment(d.at, language), "file": shown(d.name or names.get(d.n, str(d.n))),
+             "who": shown(d.recipient) if d.recipient else t["unverified"]}
             for d in await context.transfers.downloads(transfer.id)
         ]
         live = transfer.revoked is None and transfer.purged is None and transfer.expires > context.reactor.seconds()
@@ -97,13 +97,13 @@ class SenderResource(Resource):
             status = t["sender_expires" if live else "expired_on"].format(
                 moment=formatMoment(transfer.expires, language))
         body = render(
-            "sender.html", language, title=t["sender_title"], subject=cleanName(transfer.subject), status=status,
-            recipients=[cleanName(r) for r in transfer.recipients],
+            "sender.html", language, title=t["sender_title"], subject=shown(transfer.subject), status=status,
+            recipients=[shown(r) for r in transfer.recipients],
             files=[{"name": names[f.n], "size": humanSize(f.size, language)} for f in transfer.files],
             downloads=downloads, verified=verified, can_revoke=live, action=f"{self.base}/revoke",
             csrf=csrfToken(request, await context.access.formKey(), _PURPOSE, transfer.id, self.base,
                            context.secureCookies) if live else "",
-            organisation=cleanName(tenant.organisation) if tenant is not None else "", switch=self.base,
+            organisation=shown(tenant.organisation) if tenant is not None else "", switch=self.base,
         )
         sendPage(request, 200, body)
 
