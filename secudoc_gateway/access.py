@@ -15,20 +15,15 @@ limit) reads and writes under the write lock in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from typing import Any, Optional, Sequence
 
 import attrs
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.internet.defer import Deferred
 
-from secudoc_gateway.crypto import formKey, newGatewaySecret
+from secudoc_gateway.crypto import formKey, newGatewaySecret, secretHash
 from secudoc_gateway.db import Database
-
-_CODE_KEY_INFO = b"secudoc-gateway/code-key/v1"
 
 # Answers of ``AccessStore.checkCode``.
 RIGHT = "right"
@@ -83,19 +78,6 @@ class AccessLimits:
 def newCode() -> str:
     """Six digits, uniformly drawn."""
     return f"{secrets.randbelow(10**6):06d}"
-
-
-def codeHash(token: str, transferId: str, recipient: str, code: str) -> str:
-    """The stored form of ``code``: an HMAC under a key only the link holder can derive."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_CODE_KEY_INFO, info=transferId.encode("utf-8"))
-    mac = hmac.new(key.derive(token.encode("utf-8")), digestmod=hashlib.sha256)
-    mac.update(recipient.encode("utf-8") + b"\x00" + code.encode("ascii", "replace"))
-    return mac.hexdigest()
-
-
-def secretHash(secret: str) -> str:
-    """The stored form of a 256-bit secret (a session, a sender's link)."""
-    return hashlib.sha256(b"secudoc-gateway/secret/v1\x00" + secret.encode("utf-8")).hexdigest()
 
 
 class AccessStore:

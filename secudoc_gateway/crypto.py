@@ -70,6 +70,8 @@ _COUNTER = struct.Struct(">I")
 _TOKEN_HASH_PREFIX = b"secudoc-gateway/token-hash/v1\x00"
 _HKDF_SALT = b"secudoc-gateway/file-key/v1"
 _FORM_KEY_SALT = b"secudoc-gateway/form-key/v1"
+_CODE_KEY_SALT = b"secudoc-gateway/code-key/v1"
+_SECRET_HASH_PREFIX = b"secudoc-gateway/secret/v1\x00"
 GATEWAY_SECRET_BYTES = 32
 
 
@@ -145,6 +147,19 @@ def formTokenValid(key: bytes, purpose: str, subject: str, nonce: str, token: st
     """Whether ``token`` is ours for exactly this purpose, subject and nonce (in constant time)."""
     return bool(nonce) and hmac.compare_digest(formToken(key, purpose, subject, nonce).encode("ascii"),
                                                token.encode("utf-8", "replace"))
+
+
+def codeHash(token: str, transferId: str, recipient: str, code: str) -> str:
+    """The stored form of ``code``: an HMAC under a key only the link holder can derive."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=_CODE_KEY_SALT, info=transferId.encode("utf-8"))
+    mac = hmac.new(key.derive(token.encode("utf-8")), digestmod=hashlib.sha256)
+    mac.update(recipient.encode("utf-8") + b"\x00" + code.encode("ascii", "replace"))
+    return mac.hexdigest()
+
+
+def secretHash(secret: str) -> str:
+    """The stored form of a 256-bit secret (a session, a sender's link)."""
+    return hashlib.sha256(_SECRET_HASH_PREFIX + secret.encode("utf-8")).hexdigest()
 
 
 def _checkFrameSize(frameSize: int) -> None:

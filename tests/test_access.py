@@ -9,8 +9,9 @@ from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway.access import (
-    EXHAUSTED, EXPIRED, RIGHT, WRONG, AccessStore, Limit, codeHash, newCode, secretHash,
+    EXHAUSTED, EXPIRED, RIGHT, WRONG, AccessStore, Limit, newCode,
 )
+from secudoc_gateway.crypto import codeHash, secretHash
 from secudoc_gateway.db import Database
 from secudoc_gateway.transfers import TransferStore
 from tests import test_transfers

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from secudoc_gateway import crypto, links, policy, replies
-from secudoc_gateway.access import secretHash
+from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.config.values import AutoCreateUsers
 from secudoc_gateway.envelope import Envelope

@@ -16,7 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
-from secudoc_gateway.access import secretHash
+from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
 from secudoc_gateway.transfers import Transfer

@@ -23,7 +23,8 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from secudoc_gateway.access import EXHAUSTED, EXPIRED, RIGHT, codeHash, newCode
+from secudoc_gateway.access import EXHAUSTED, EXPIRED, RIGHT, newCode
+from secudoc_gateway.crypto import codeHash
 from secudoc_gateway.crypto import newToken
 from secudoc_gateway.notices.downloads import codeMail
 from secudoc_gateway.notices.texts import texts
