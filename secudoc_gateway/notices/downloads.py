@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from secudoc_gateway.config import Tenant
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.banner import escape, paragraph
 from secudoc_gateway.notices.mails import addrSpec, boxDocument, generatedMessage, mailbox, transferFields
@@ -20,7 +21,7 @@ KIND_CODE = "code"
 KIND_DOWNLOAD = "download"
 
 
-def _mail(hostname: str, tenant: Any, to: str, kind: str, subject: str, paragraphs: list[str],
+def _mail(hostname: str, tenant: Tenant, to: str, kind: str, subject: str, paragraphs: list[str],
           date: float, transferId: str) -> bytes:
     text = "\n\n".join(paragraphs) + "\n"
     html = boxDocument([paragraph(escape(text)) for text in paragraphs])
@@ -29,7 +30,7 @@ def _mail(hostname: str, tenant: Any, to: str, kind: str, subject: str, paragrap
                             date, extra)
 
 
-def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str, expires: float,
+def codeMail(hostname: str, tenant: Tenant, recipient: str, sender: str, code: str, expires: float,
              date: float, transferId: str, language: Optional[str] = None) -> bytes:
     """
     The six-digit code, to the recipient address that asked for it; valid
@@ -41,7 +42,7 @@ def codeMail(hostname: str, tenant: Any, recipient: str, sender: str, code: str,
                  [t["code_mail"].format(code=code, time=formatTime(expires)), t["code_ignore"]], date, transferId)
 
 
-def downloadNotice(hostname: str, tenant: Any, sender: str, name: str, recipient: Optional[str], at: float,
+def downloadNotice(hostname: str, tenant: Tenant, sender: str, name: str, recipient: Optional[str], at: float,
                    transferId: str) -> bytes:
     """``download_notification``: the sender learns that a file was downloaded for the first time."""
     t = texts(tenant.language)

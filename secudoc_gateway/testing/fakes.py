@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from secudoc_gateway import replies
+from secudoc_gateway.config import Tenant
 from secudoc_gateway.interfaces import IIngress, IMessageSource, IObjectStore, IObjectWriter, IRelay, ITransaction
 from secudoc_gateway.replies import Reply
 
@@ -135,7 +136,7 @@ class FakeRelay:
         for _, d in due:
             d.callback(self.sent)
 
-    def factory(self, tenant: Any, hostname: str, reactor: Any) -> "FakeRelay":
+    def factory(self, tenant: Tenant, hostname: str, reactor: Any) -> "FakeRelay":
         return self
 
     def send(self, envelope: Any, message: IMessageSource) -> "Deferred[str]":

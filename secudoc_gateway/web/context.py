@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from secudoc_gateway import links
+from secudoc_gateway.config import Tenant
 from secudoc_gateway.interfaces import IConnection
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import texts
@@ -49,7 +50,7 @@ class WebContext:
     store: Any
     metrics: Any
     reactor: Any
-    tenantOf: Callable[[str], Any]
+    tenantOf: Callable[[str], Optional[Tenant]]
     mailer: Callable[[Any, str, bytes], Deferred]
     publicURL: str
     language: str

@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
+from secudoc_gateway.config import RecipientVerification, Tenant
 from secudoc_gateway.crypto import DecryptionError, tokenHash
 from secudoc_gateway.errors import ProducerStopped, StorageError
 from secudoc_gateway.display import shown
@@ -55,14 +56,14 @@ class Visit:
     """
 
     transfer: Transfer
-    tenant: Any
+    tenant: Tenant
     token: str
     recipient: Optional[str]
     language: str
 
     @property
     def needsCode(self) -> bool:
-        return self.tenant.recipient_verification == "email-code" and self.recipient is None
+        return self.tenant.recipient_verification is RecipientVerification.EMAIL_CODE and self.recipient is None
 
 
 def basePath(context: WebContext, token: str) -> str:
@@ -77,10 +78,10 @@ async def openVisit(context: WebContext, request: Request, token: str) -> Option
     if why is not None:
         refuse(context, request, why, transfer, token if why != UNKNOWN else "")
         return None
-    assert transfer is not None
-    tenant = context.tenantOf(transfer.tenant)
+    tenant = context.tenantOf(transfer.tenant) if transfer is not None else None
+    assert transfer is not None and tenant is not None  # else state() named why
     recipient = None
-    if tenant.recipient_verification == "email-code":
+    if tenant.recipient_verification is RecipientVerification.EMAIL_CODE:
         secret = request.getCookie(SESSION_COOKIE)
         if secret:
             recipient = await context.access.session(secret.decode("ascii", "replace"), transfer.id)

@@ -16,6 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
+from secudoc_gateway.config import RecipientVerification
 from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import formatMoment, humanSize, texts
@@ -83,7 +84,7 @@ class SenderResource(Resource):
         language = pageLanguage(request, tenant.language if tenant is not None else context.language, self.base,
                                 context.secureCookies)
         t = texts(language)
-        verified = tenant is not None and tenant.recipient_verification == "email-code"
+        verified = tenant is not None and tenant.recipient_verification is RecipientVerification.EMAIL_CODE
         names = {f.n: shown(f.name) for f in transfer.files}
         downloads = [
             {"when": formatMoment(d.at, language), "file": shown(d.name or names.get(d.n, str(d.n))),
