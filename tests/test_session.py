@@ -29,6 +29,7 @@ from secudoc_gateway.smtp.events import (
     DataStart,
     MailFrom,
     RcptTo,
+    Refused,
     SendReply,
     StartTLS,
 )
@@ -559,6 +560,39 @@ class MailRcptTests(SynchronousTestCase):
         ]:
             d = self.mail(b"MAIL FROM:<a@b.test>\r\n" + line)
             self.assertEqual(d.codes[-1], code, line)
+
+    def test_refusedForTheLog(self) -> None:
+        """
+        Each refusal of a sender, a recipient or a message comes with its
+        facts (``Refused``) just before its reply; syntax errors do not.
+        """
+        d = Driver(maxRecipients=1, maxMessageSize=10)
+        d.decide = lambda sender: replies.RELAY_DENIED if sender == "m@no.test" else None
+        d.feed(b"EHLO c.test\r\nMAIL FROM:<m@no.test>\r\nMAIL FROM:<a@b.test> SIZE=11\r\n"
+               b"MAIL FROM:<a@b.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@x.test>\r\nRCPT TO:<2@x.test>\r\n"
+               b"DATA\r\n0123456789ab\r\n.\r\nHELO h.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@x.test>\r\n"
+               b"BDAT 11 LAST\r\n0123456789a")
+        refused = [e for e in d.events if isinstance(e, Refused)]
+        self.assertEqual(refused, [
+            Refused("MAIL", replies.RELAY_DENIED, "", "m@no.test", (), "c.test", True),
+            Refused("MAIL", replies.MESSAGE_TOO_BIG, "SIZE=11 over max_message_size 10", "a@b.test", (), "c.test",
+                    True),
+            Refused("RCPT", replies.TOO_MANY_RECIPIENTS, "max_recipients 1 reached", "a@b.test", ("2@x.test",),
+                    "c.test", True),
+            Refused("DATA", replies.MESSAGE_TOO_BIG, "over max_message_size 10", "a@b.test", ("1@x.test",),
+                    "c.test", True),
+            Refused("BDAT", replies.MESSAGE_TOO_BIG, "over max_message_size 10", "a@b.test", ("1@x.test",),
+                    "h.test", False),
+        ])
+        for event in refused:
+            after = d.events[d.events.index(event) + 1]
+            self.assertEqual(after.reply, event.reply)
+
+    def test_refusedWithoutTLS(self) -> None:
+        """MAIL before a required STARTTLS: the sender it named is in ``Refused``."""
+        d = Driver(requireTLS=True).feed(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n")
+        [refused] = [e for e in d.events if isinstance(e, Refused)]
+        self.assertEqual((refused.reply, refused.sender), (replies.TLS_REQUIRED, "a@b.test"))
 
     def test_rcptBeforeMail(self) -> None:
         d = Driver().feed(b"EHLO c\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")

@@ -40,6 +40,7 @@ from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.extractor import Candidate, Extractor
 from secudoc_gateway.ingress.legs import Leg, Legs, ready
 from secudoc_gateway.interfaces import ITransaction
+from secudoc_gateway.logs import END_OF_MESSAGE, logReject
 from secudoc_gateway.metrics import TEMPFAILED
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
 from secudoc_gateway.mime.headers import Headers, lineEnding
@@ -272,27 +273,16 @@ class Transaction(Legs):
         if self.parsing:
             self._events(self.parser.close(), b"", self.spool.size)
         if self.overBudget:
-            self.log.warn("{queueId}: the memory budget is used up, tempfailed", queueId=self.queueId)
-            self.extractor.discard()
-            self._count(TEMPFAILED)
-            return replies.OUT_OF_MEMORY
+            return self._refuse(replies.OUT_OF_MEMORY, "the memory budget is used up", TEMPFAILED)
         if self.defect is not None:
-            self.log.info("{queueId}: refused, {reason} at byte {offset}",
-                          queueId=self.queueId, reason=self.defect.reason, offset=self.defect.offset)
-            self.extractor.discard()
-            self._count(policy.REJECT)
-            return replies.MIME_LIMIT
+            return self._refuse(replies.MIME_LIMIT, f"{self.defect.reason} at byte {self.defect.offset}")
         facts = self.facts or headerFacts(Headers(()))
         if self.tenant is None:
-            self.extractor.discard()
-            self._count(policy.REJECT)
-            return replies.TENANT_MISMATCH
+            return self._refuse(replies.TENANT_MISMATCH, "null sender, and the headers name no tenant that allows this address")
         try:
             decision = self.early or await self._decide(facts)
             if decision.reply is not None:  # a rejection, the one decision with a reply of its own
-                self.extractor.discard()
-                self._count(policy.REJECT)
-                return decision.reply
+                return self._refuse(decision.reply, decision.status)
             if decision.action == policy.PASS:
                 self.extractor.discard()
                 leg = Leg("original", self.envelope.recipients, ready(self._original(decision.status)),
@@ -301,6 +291,15 @@ class Transaction(Legs):
             return await self._protect(decision, facts)
         except Exception:
             return await self._internalError(Failure())
+
+    def _refuse(self, reply: Reply, reason: str, status: str = policy.REJECT) -> Reply:
+        """Refuse the message at its end: nothing stored stays, and its refusal line."""
+        self.extractor.discard()
+        self._count(status)
+        envelope = self.envelope
+        logReject(self.log, END_OF_MESSAGE, envelope.peer, reply, reason, queueId=self.queueId,
+                  sender=envelope.sender, recipients=envelope.recipients, helo=envelope.helo)
+        return reply
 
     async def _decide(self, facts: HeaderFacts) -> policy.Decision:
         sender = self.sender

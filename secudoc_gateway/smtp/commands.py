@@ -18,6 +18,14 @@ from secudoc_gateway.smtp.grammar import CONTROL, ArgumentError, helloDomain, pa
 from secudoc_gateway.smtp.readers import CRLF
 from secudoc_gateway.smtp.states import TRANSITIONS
 
+def _senderOf(arg: str, esmtp: bool) -> str:
+    """The sender a MAIL command names, for the log of its refusal; ``""`` when it names none."""
+    try:
+        return parseMail(arg, esmtp).sender
+    except ArgumentError:
+        return ""
+
+
 #: Commands that change nothing and are fine in every command state.
 _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 
@@ -107,14 +115,16 @@ class Commands(MessageData):
 
     def _mail(self, arg: str) -> None:
         if self.requireTLS and not self.tlsActive:
-            self._send(replies.TLS_REQUIRED)
+            self._refuse("MAIL", replies.TLS_REQUIRED, sender=_senderOf(arg, self.esmtp))
             return
         try:
             mail = parseMail(arg, self.esmtp)
-            if mail.size is not None and mail.size > self.maxMessageSize:  # RFC 1870 6.1
-                raise ArgumentError(replies.MESSAGE_TOO_BIG)
         except ArgumentError as e:
             self._error(e.reply)
+            return
+        if mail.size is not None and mail.size > self.maxMessageSize:  # RFC 1870 6.1
+            self._refuse("MAIL", replies.MESSAGE_TOO_BIG, f"SIZE={mail.size} over max_message_size {self.maxMessageSize}",
+                         sender=mail.sender, recipients=())
             return
         self.sender, self.body, self.smtputf8, self.declaredSize = mail.sender, mail.body, mail.smtputf8, mail.size
         self._go("MAIL")
@@ -127,7 +137,8 @@ class Commands(MessageData):
             self._error(e.reply)
             return
         if len(self.recipients) >= self.maxRecipients:
-            self._send(replies.TOO_MANY_RECIPIENTS)
+            self._refuse("RCPT", replies.TOO_MANY_RECIPIENTS, f"max_recipients {self.maxRecipients} reached",
+                         recipients=(address,))
             return
         self.recipients.append(address)
         self._go("RCPT")

@@ -119,9 +119,11 @@ class MessageData(Machine):
     def _end(self, trigger: str) -> None:
         """All data is in: ``DataEnd`` by ``trigger``, or the over-size reply."""
         if self._oversize:
+            command = "DATA" if trigger == "end" else "BDAT"
             self._go("oversize")
+            refused = (self.sender, tuple(self.recipients))
             self._resetTransaction()
-            self._send(replies.MESSAGE_TOO_BIG)
+            self._refuse(command, replies.MESSAGE_TOO_BIG, f"over max_message_size {self.maxMessageSize}", *refused)
         else:
             self._txOpen = False
             self._go(trigger)

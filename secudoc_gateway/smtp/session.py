@@ -118,11 +118,12 @@ class Session(Commands):
         self._go("accepted")
         self._send(replies.SENDER_OK)
 
-    def refuseMail(self, reply: Reply) -> None:
-        """The owner refuses the sender of the last ``MailFrom`` with ``reply``."""
+    def refuseMail(self, reply: Reply, reason: str = "") -> None:
+        """The owner refuses the sender of the last ``MailFrom`` with ``reply`` (``reason``: for the log)."""
+        sender = self.sender
         self._resetTransaction()
         self._go("refused")
-        self._send(reply)
+        self._refuse("MAIL", reply, reason, sender=sender, recipients=())
 
     def finalReply(self, reply: Reply) -> None:
         """The answer to the message after ``DataEnd``; the transaction is over."""

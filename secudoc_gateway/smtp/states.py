@@ -15,7 +15,7 @@ from typing import Optional
 
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.smtp.events import Close, DataAbort, Event, SendReply
+from secudoc_gateway.smtp.events import Close, DataAbort, Event, Refused, SendReply
 from secudoc_gateway.smtp.readers import ChunkReader, DotReader
 
 
@@ -114,6 +114,14 @@ class Machine:
 
     def _send(self, reply: Reply, enhanced: Optional[bool] = None) -> None:
         self._events.append(SendReply(reply, reply.toBytes(self.esmtp if enhanced is None else enhanced)))
+
+    def _refuse(self, command: str, reply: Reply, reason: str = "", sender: Optional[str] = None,
+                recipients: Optional[tuple[str, ...]] = None) -> None:
+        """Refuse what ``command`` asked with ``reply``, telling the owner what was refused first."""
+        self._events.append(Refused(
+            command, reply, reason, self.sender if sender is None else sender,
+            tuple(self.recipients) if recipients is None else recipients, self.helo, self.esmtp))
+        self._send(reply)
 
     def _error(self, reply: Reply) -> None:
         self._send(reply)
