@@ -119,6 +119,29 @@ class TransactionTests(TestCase):
         self.assertEqual(files[1].sha256, hashlib.sha256(inner).hexdigest())
         tx.abort()
 
+    def test_droppedFileForgotten(self) -> None:
+        """
+        A TNEF file cut short is dropped: the extractor lets its file go
+        (nothing more can reach it, it is not listed); the whole file and
+        the part itself, copied from the spool, are the attachments.
+        """
+        from tests.tnefdata import TnefFile, tnef, winmailMessage
+
+        stream = tnef([TnefFile(b"whole", "A.TXT", "whole.txt"), TnefFile(b"cut short" * 20, "B.TXT", "cut.txt")])
+        cut = stream[:len(stream) - 40]
+        gateway = self.gateway(MemoryStore())
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        tx.write(winmailMessage(cut))
+        extractor = tx.extractor
+        # Slots: 0 the part itself (copied from the spool at its end), 1 whole.txt, 2 cut.txt.
+        self.assertEqual([c.name for c in extractor.planner.candidates], [None, "whole.txt"])
+        files = self.successResultOf(defer.ensureDeferred(extractor.attachments()))
+        self.assertEqual([(f.name, f.size) for f in files], [(None, len(cut)), ("whole.txt", 5)])
+        self.assertEqual(sorted(extractor.sinks), sorted(f.slot for f in files))
+        self.assertEqual(extractor.stored, {f.slot for f in files})
+        self.assertEqual(sorted(extractor.sinks), [0, 1])  # 2, cut.txt's, was dropped
+        tx.abort()
+
     def test_mimeLimitRefused(self) -> None:
         """Past max_mime_depth: 554 5.6.0, nothing relayed or kept."""
         store = MemoryStore()
@@ -154,7 +177,7 @@ class TransactionTests(TestCase):
         for at in range(0, cut, 1000):
             tx.write(message[at:min(at + 1000, cut)])
         [candidate] = tx.extractor.planner.candidates
-        self.assertEqual(candidate.fed, len(inner))
+        self.assertEqual(tx.extractor.sinks[candidate.slot].size, len(inner))
         self.assertEqual(producer.paused, 1)
         while store.held:
             store.held.pop(0).callback(None)

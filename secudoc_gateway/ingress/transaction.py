@@ -37,7 +37,7 @@ from secudoc_gateway.access import secretHash
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.context import Context
-from secudoc_gateway.ingress.extractor import Candidate, Extractor
+from secudoc_gateway.ingress.extractor import Extractor, StoredAttachment
 from secudoc_gateway.ingress.legs import Leg, Legs, ready
 from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway.logs import END_OF_MESSAGE, logReject
@@ -130,7 +130,7 @@ class Transaction(Legs):
         self.closed = False
         self.sparse = False
         self.skipped = False  # attachment bytes left out of the spool: the original is gone
-        self.files: list[Candidate] = []
+        self.files: list[StoredAttachment] = []
         self.extras: list[Leg] = []  # messages the gateway makes, relayed after the main legs
         self.delivered: set[str] = set()  # recipients a leg was relayed to
         self.partCost = 0  # what the parts' state costs
@@ -369,7 +369,7 @@ class Transaction(Legs):
         block, bodyStart = self._headerBlock()
         return (*stamped(block, self._stamp(block, status)), SpoolRange(bodyStart, self.spool.size))
 
-    def _fileName(self, candidate: Candidate) -> str:
+    def _fileName(self, candidate: StoredAttachment) -> str:
         name = candidate.name or candidate.headers.filename
         if not name and candidate.kind == MESSAGE:
             inner = self.structure.children(candidate.path)
