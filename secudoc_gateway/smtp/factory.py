@@ -21,6 +21,7 @@ from secudoc_gateway.metrics import Metrics
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.protocol import SMTPProtocol
+from secudoc_gateway.smtp.states import SessionLimits
 
 
 class SMTPFactory(ServerFactory):
@@ -52,8 +53,7 @@ class SMTPFactory(ServerFactory):
         self.hostname = hostname
         self.tlsOptions = tlsOptions
         self.requireTLS = requireTLS
-        self.maxMessageSize = maxMessageSize
-        self.maxRecipients = maxRecipients
+        self.limits = SessionLimits(maxMessageSize, maxRecipients)  # every session's
         self.maxConnections = maxConnections
         self.maxConnectionsPerIP = maxConnectionsPerIP
         self.commandTimeout = commandTimeout

@@ -79,8 +79,7 @@ class SMTPProtocol(Pacing):
         f = self.factory
         self.session = Session(
             hostname=f.hostname,
-            maxMessageSize=f.maxMessageSize,
-            maxRecipients=f.maxRecipients,
+            limits=f.limits,
             tlsAvailable=f.tlsOptions is not None,
             requireTLS=f.requireTLS,
         )
