@@ -212,7 +212,7 @@ _REJECT = "{queue_id}: reject: {stage} from {client_name}[{client_address}]: {re
 
 
 def rejectFormat(stage: str, reason: str) -> str:
-    """The refusal line's format for ``stage`` (``logs.REJECT`` pieces in Postfix's order)."""
+    """The refusal line's format for ``stage``: the pieces it has, in Postfix's order."""
     line = _REJECT + (" ({reason})" if reason else "") + ";"
     if stage != CONNECT:
         line += " from=<{sender}>"
