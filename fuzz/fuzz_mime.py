@@ -124,9 +124,9 @@ def TestOneInput(data: bytes) -> None:
         if candidate.name is not None:
             continue  # a file inside a TNEF part: its bytes are what the TNEF reader found
         part = structure[candidate.path]
-        sink = candidate.sink
-        assert extractor.object is not None and sink is not None and sink.offset is not None
-        sealed = store.objects[extractor.object.key][sink.offset:sink.offset + sink.length]
+        assert extractor.object is not None
+        offset, length = candidate.span
+        sealed = store.objects[extractor.object.key][offset:offset + length]
         decryptor = crypto.Decryptor(crypto.fileKey(extractor.token, extractor.transferId, candidate.slot))
         plain = decryptor.feed(sealed) + decryptor.finish()
         body = data[part.bodyStart:part.bodyEnd]

@@ -25,7 +25,7 @@ from secudoc_gateway import replies  # noqa: E402
 from secudoc_gateway.smtp.events import (  # noqa: E402
     NEED_DATA, PAUSED, Close, DataAbort, DataChunk, DataEnd, DataStart, MailFrom, SendReply,
 )
-from secudoc_gateway.smtp.session import Session  # noqa: E402
+from secudoc_gateway.smtp.session import Session, SessionLimits  # noqa: E402
 
 MAX_MESSAGE = 64 * 1024
 ACCEPTED = replies.ACCEPTED.withText("Ok fuzz")
@@ -67,8 +67,8 @@ def drive(session: Session, state: dict) -> None:
 
 
 def TestOneInput(data: bytes) -> None:
-    session = Session(hostname="mx.test", maxMessageSize=MAX_MESSAGE, maxRecipients=5,
-                      maxLineLength=512, tlsAvailable=True, maxPending=4096)
+    limits = SessionLimits(maxMessageSize=MAX_MESSAGE, maxRecipients=5, maxLineLength=512, maxPending=4096)
+    session = Session(hostname="mx.test", limits=limits, tlsAvailable=True)
     state: dict = {"message": None, "closed": False}
     for chunk in chunked(data, zlib.crc32(data)):
         session.receiveData(chunk)

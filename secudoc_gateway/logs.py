@@ -30,6 +30,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from zope.interface import implementer
 
 from secudoc_gateway import links
+from secudoc_gateway.replies import Reply
 
 # Keys of events from twisted.python.log (legacy) that are bookkeeping.
 _LEGACY_KEYS = frozenset({"message", "isError", "system", "format", "time", "failure", "why", "printed"})
@@ -193,3 +194,37 @@ SENT = "sent"
 SKIPPED = "skipped"
 DEFERRED = "deferred"
 BOUNCED = "bounced"
+
+
+# One line per refusal, as Postfix's smtpd logs one: ``NOQUEUE`` before
+# a message has a queue id (connect, MAIL, RCPT), the queue id at the end
+# of the data.  A connect refusal has no envelope yet, a MAIL refusal no
+# recipient.  Every field is named in JSON, ``reason`` empty when the
+# reply says it all.
+NOQUEUE = "NOQUEUE"
+CONNECT = "CONNECT"
+MAIL = "MAIL"
+RCPT = "RCPT"
+END_OF_MESSAGE = "END-OF-MESSAGE"
+_REJECT = "{queue_id}: reject: {stage} from {client_name}[{client_address}]: {reply}"
+
+
+def rejectFormat(stage: str, reason: str) -> str:
+    """The refusal line's format for ``stage``: the pieces it has, in Postfix's order."""
+    line = _REJECT + (" ({reason})" if reason else "") + ";"
+    if stage != CONNECT:
+        line += " from=<{sender}>"
+        if stage != MAIL:
+            line += " to={recipients}"
+    return line + " proto={proto}" + ("" if stage == CONNECT else " helo=<{helo}>")
+
+
+def logReject(log: Any, stage: str, client: str, reply: Reply, reason: str = "",
+              queueId: str = NOQUEUE, sender: str = "", recipients: tuple[str, ...] = (),
+              proto: str = "ESMTP", helo: str = "") -> None:
+    """One refusal's line on ``log`` (a twisted ``Logger``); the client's name is unknown (no reverse DNS)."""
+    log.info(
+        rejectFormat(stage, reason), queue_id=queueId, stage=stage, client_name="unknown", client_address=client,
+        reply=" ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p), code=reply.code, reason=reason,
+        sender=sender, recipients=Addresses(recipients), proto=proto, helo=helo,
+    )

@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway.ingress.attachments import (
     Action, Close, Copy, Drop, Feed, Open, Planner, RightsProtected,
 )
+from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, MIMEParser, PartEnd, PartStart
 from secudoc_gateway.mime.structure import MESSAGE, Structure
 from tests.tnefdata import TnefFile, tnef, winmailMessage
@@ -147,10 +148,11 @@ def plan(message: bytes, splits: tuple[int, ...] = (), minimum: Optional[int] = 
 def _replay(files: dict[int, File], action: Action, message: bytes) -> None:
     if isinstance(action, RightsProtected):
         return
-    slot = action.candidate.slot
+    slot = action.slot
     if isinstance(action, Open):
         assert slot not in files, f"file {slot} opened twice"
-        files[slot] = File(action.decoder, action.exclusive)
+        decoder = (decoderFor(action.encoding) if action.encoding is not None else None) or IdentityDecoder()
+        files[slot] = File(decoder, action.exclusive)
         return
     file = files[slot]
     assert not file.closed and not file.dropped, f"file {slot} used after it ended"
@@ -225,6 +227,35 @@ class Decisions(TestCase):
         self.assertEqual(run.files[part.slot].data, BROKEN[:len(BROKEN) - 40])
         self.assertTrue(run.files[part.slot].exclusive)
         self.assertEqual([type(a) for a in run.actions if isinstance(a, (Drop, Copy))], [Drop, Copy])
+
+    def test_slotNeverGivenTwice(self) -> None:
+        """
+        A file after a dropped one gets a slot of its own: two files under
+        one key (the slot's) would be two streams sealed alike.
+        """
+        after = (b"--tnef\r\nContent-Type: application/pdf; name=after.pdf\r\n\r\nPDF\r\n--tnef--\r\n")
+        run = plan(TRUNCATED.removesuffix(b"--tnef--\r\n") + after)
+        [dropped] = [a.slot for a in run.actions if isinstance(a, Drop)]
+        opened = [a.slot for a in run.actions if isinstance(a, Open)]
+        self.assertEqual(len(opened), len(set(opened)))
+        self.assertEqual([c.name or c.headers.filename for c in run.planner.files()],
+                         ["winmail.dat", "whole.txt", "after.pdf"])
+        self.assertNotIn(dropped, [c.slot for c in run.planner.files()])
+        self.assertEqual(run.files[run.planner.files()[2].slot].data, b"PDF")
+
+    def test_actionsArePlainData(self) -> None:
+        """
+        Every action is a frozen value of plain data (numbers, bytes,
+        text): nothing in one is an object the driver could change.
+        """
+        plain = (int, bytes, str, bool, type(None))
+        for message in [MIXED, RPMSG, WINMAIL, TRUNCATED, *ATTACHED]:
+            for action in plan(message).actions:
+                self.assertTrue(attrs.has(type(action)))
+                self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, action, "slot", 0)
+                for field in attrs.fields(type(action)):
+                    self.assertIsInstance(getattr(action, field.name), plain, (action, field.name))
+                hash(action)
 
     def test_inactiveFindsCandidatesOpensNothing(self) -> None:
         """Without a store the candidates are still found, and no file is asked for."""

@@ -95,7 +95,7 @@ class PartMemory(TestCase):
         store = MemoryStore()
         gateway = self.gateway(store, memory_budget=1)
         tx, _ = self.fed(gateway, tinyParts(5))
-        self.assertFalse(tx.overBudget)
+        self.assertFalse(tx.reception.overBudget)
         tx.abort()
 
     def test_smallObjectsWaitForTheDecision(self) -> None:

@@ -106,17 +106,59 @@ class TransactionTests(TestCase):
             b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n")
         for at in range(0, len(message), 65536):
             tx.write(message[at:at + 65536])
-        self.assertTrue(tx.skipped)
-        pdf, attached = tx.structure[(1,)], tx.structure[(2,)]
-        spooled = b"".join(tx.spool.read())
+        self.assertTrue(tx.reception.skipped)
+        pdf, attached = tx.reception.structure[(1,)], tx.reception.structure[(2,)]
+        spooled = b"".join(tx.reception.spool.read())
         self.assertEqual(len(spooled), len(message))
         self.assertEqual(spooled[:pdf.bodyStart + 65536], message[:pdf.bodyStart + 65536])
         self.assertNotEqual(spooled[pdf.bodyStart:pdf.bodyEnd], message[pdf.bodyStart:pdf.bodyEnd])
         self.assertEqual(spooled[pdf.bodyEnd:], message[pdf.bodyEnd:])
         self.assertEqual(message[attached.bodyStart:attached.bodyEnd], inner)
-        files = self.successResultOf(defer.ensureDeferred(tx.extractor.attachments()))
+        files = self.successResultOf(defer.ensureDeferred(tx.reception.extractor.attachments()))
         self.assertEqual([c.path for c in files], [(1,), (2,)])
         self.assertEqual(files[1].sha256, hashlib.sha256(inner).hexdigest())
+        tx.abort()
+
+    def test_madeOfCollaborators(self) -> None:
+        """
+        A transaction holds its stages (receiving; deciding and
+        protecting; the legs) and calls them: none is a base class of
+        another, so each file shows what it owns.
+        """
+        from secudoc_gateway.ingress.legs import Legs
+        from secudoc_gateway.ingress.protection import Protection
+        from secudoc_gateway.ingress.reception import Reception
+        from secudoc_gateway.ingress.transaction import Transaction
+
+        for cls in (Transaction, Reception, Protection, Legs):
+            self.assertEqual(cls.__bases__, (object,), cls)
+        gateway = self.gateway(MemoryStore())
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        self.assertIsInstance(tx.reception, Reception)
+        self.assertFalse(hasattr(tx, "spool"))
+        tx.abort()
+
+    def test_droppedFileForgotten(self) -> None:
+        """
+        A TNEF file cut short is dropped: the extractor lets its file go
+        (nothing more can reach it, it is not listed); the whole file and
+        the part itself, copied from the spool, are the attachments.
+        """
+        from tests.tnefdata import TnefFile, tnef, winmailMessage
+
+        stream = tnef([TnefFile(b"whole", "A.TXT", "whole.txt"), TnefFile(b"cut short" * 20, "B.TXT", "cut.txt")])
+        cut = stream[:len(stream) - 40]
+        gateway = self.gateway(MemoryStore())
+        tx = gateway.begin(self.envelope(gateway), Producer())
+        tx.write(winmailMessage(cut))
+        extractor = tx.reception.extractor
+        # Slots: 0 the part itself (copied from the spool at its end), 1 whole.txt, 2 cut.txt.
+        self.assertEqual([c.name for c in extractor.planner.candidates], [None, "whole.txt"])
+        files = self.successResultOf(defer.ensureDeferred(extractor.attachments()))
+        self.assertEqual([(f.name, f.size) for f in files], [(None, len(cut)), ("whole.txt", 5)])
+        self.assertEqual(sorted(extractor.sinks), sorted(f.slot for f in files))
+        self.assertEqual(extractor.stored, {f.slot for f in files})
+        self.assertEqual(sorted(extractor.sinks), [0, 1])  # 2, cut.txt's, was dropped
         tx.abort()
 
     def test_mimeLimitRefused(self) -> None:
@@ -153,16 +195,16 @@ class TransactionTests(TestCase):
         cut = len(head) + len(inner) + 1  # in the middle of the line break before the delimiter
         for at in range(0, cut, 1000):
             tx.write(message[at:min(at + 1000, cut)])
-        [candidate] = tx.extractor.planner.candidates
-        self.assertEqual(candidate.fed, len(inner))
+        [candidate] = tx.reception.extractor.planner.candidates
+        self.assertEqual(tx.reception.extractor.sinks[candidate.slot].size, len(inner))
         self.assertEqual(producer.paused, 1)
         while store.held:
             store.held.pop(0).callback(None)
         self.assertEqual(producer.resumed, 1)
         store.hold = False
         tx.write(message[cut:])
-        self.assertEqual(b"".join(tx.spool.read()), message)
-        [attached] = self.successResultOf(defer.ensureDeferred(tx.extractor.attachments()))
+        self.assertEqual(b"".join(tx.reception.spool.read()), message)
+        [attached] = self.successResultOf(defer.ensureDeferred(tx.reception.extractor.attachments()))
         self.assertEqual(attached.sha256, hashlib.sha256(inner).hexdigest())
         tx.abort()
 

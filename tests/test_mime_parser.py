@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import secudoc_gateway.mime
 from secudoc_gateway.mime.decode import decoderFor
-from secudoc_gateway.mime.parser import BodyData, Defect, Event, MIMEParser, PartEnd, PartStart
+from secudoc_gateway.mime.parser import LEAF, MESSAGE, MULTIPART, BodyData, Defect, Event, MIMEParser, PartEnd, PartStart
 
 from tests.support import corpusPaths, pythonEmail
 
@@ -321,6 +321,25 @@ class GoldenTests(Checks):
             [e for e in events if isinstance(e, Defect)],
             [Defect("multipart without boundary", 0, False)],
         )
+
+    def test_kinds(self) -> None:
+        """
+        Each part's kind is decided once, here, on its start: a multipart
+        (one without a boundary too, its body read as one region), a
+        message parsed as its child (not one base64-encoded), else a leaf.
+        """
+        message = (
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: multipart/related\r\n\r\nno boundary\r\n"
+            b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ntext\r\n"
+            b"--b\r\nContent-Type: message/global\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdA==\r\n"
+            b"--b\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n--b--\r\n"
+        )
+        events = self.parseEverySplit(message)
+        kinds = {e.path: e.kind for e in events if isinstance(e, PartStart)}
+        self.assertEqual(kinds, {(): MULTIPART, (0,): MULTIPART, (1,): MESSAGE, (1, 0): LEAF, (2,): LEAF,
+                                 (3,): LEAF})
+        self.assertEqual(leafBodies(events)[(0,)], b"no boundary")
 
     def test_digest(self) -> None:
         """RFC 2046 5.1.5: in multipart/digest a part is message/rfc822 by default."""

@@ -48,6 +48,20 @@ def single(headers: str, body: str = "x\r\n") -> bytes:
 
 
 class StructureTests(SynchronousTestCase):
+    def test_kindIsTheParsers(self) -> None:
+        """The structure keeps the kind the parser decided on each part's start; it decides none itself."""
+        from secudoc_gateway.mime.parser import PartStart
+
+        raw = mixed(part("Content-Type: multipart/related"), "Content-Type: message/rfc822\r\n\r\nSubject: i\r\n\r\nx",
+                    part("Content-Type: message/rfc822\nContent-Transfer-Encoding: base64", "U3ViamVjdA==\r\n"))
+        parser = MIMEParser()
+        structure = Structure()
+        events = parser.feed(raw) + parser.close()
+        structure.addAll(events)
+        decided = {e.path: e.kind for e in events if isinstance(e, PartStart)}
+        self.assertEqual({p.path: p.kind for p in structure.parts}, decided)
+        self.assertEqual([decided[path] for path in [(0,), (1,), (2,)]], [MULTIPART, MESSAGE, LEAF])
+
     def test_partsInOrderWithKindsAndParents(self) -> None:
         """
         Every part is recorded in message order with its kind and

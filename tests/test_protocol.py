@@ -14,6 +14,7 @@ import ssl
 import time
 from typing import Any
 
+import attrs
 from prometheus_client import CollectorRegistry
 from twisted.internet import reactor as globalReactor
 from twisted.internet import task, threads
@@ -518,7 +519,7 @@ class ClockTests(SynchronousTestCase):
         self.assertEqual(tx.data, b"some da")  # the last four bytes wait: they may start the end marker
 
     def test_overSizeAborts(self) -> None:
-        self.factory.maxMessageSize = 10
+        self.factory.limits = attrs.evolve(self.factory.limits, maxMessageSize=10)
         protocol, transport = self.connect()
         self.toData(protocol)
         protocol.dataReceived(b"x" * 100 + b"\r\n.\r\n")

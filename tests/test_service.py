@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -560,6 +561,101 @@ class LogTests(ServiceTestCase):
         self.assertTrue([e for e in events if e.get("leg") == "protected" and e.get("status") == "sent"])
         self.assertFalse([key for e in events for key in e if key.startswith("log_")])
         self.assertFalse([line for line in lines if token in line])
+
+
+class RefusalLogTests(ServiceTestCase):
+    """
+    Every refusal is one Postfix-style line (``NOQUEUE: reject: ...``, the
+    queue id once the message has one), its facts named in JSON.
+    """
+
+    async def refusals(self, send, tenant: dict = {}, smtp: dict = {}) -> list[dict]:
+        """Start the service, run ``send`` against it, stop it: the refusal lines of its JSON log."""
+        import json
+
+        self.folder = os.path.abspath(self.mktemp())
+        self.configPath = writeConfig(self.folder, [dict(DEMO_TENANT, **tenant)], smtp=smtp,
+                                      log={"format": "json", "path": "gateway.log"})
+        self.gateway = await startGateway(self.configPath, reactor)
+        self.addCleanup(self.gateway.stop)
+        await send()
+        await self.gateway.stop()
+        with open(os.path.join(self.folder, "gateway.log"), encoding="utf-8") as f:
+            events = [json.loads(line) for line in f]
+        return [e for e in events if "stage" in e]
+
+    @asyncTest
+    async def test_connect(self) -> None:
+        """A source no tenant allows: 554 at the greeting, a CONNECT line without envelope."""
+        async def send() -> None:
+            with self.assertRaises(smtplib.SMTPConnectError) as raised:
+                await inThread(smtplib.SMTP, "127.0.0.1", self.gateway.smtpPort, timeout=30)
+            self.assertEqual(raised.exception.smtp_code, 554)
+
+        [line] = await self.refusals(send, tenant={"allowed_sources": ["192.0.2.0/24"]})
+        self.assertEqual(line["message"], "NOQUEUE: reject: CONNECT from unknown[127.0.0.1]: 554 5.7.1 Access denied"
+                                          " (no tenant allows this address); proto=SMTP")
+        self.assertEqual((line["stage"], line["client_address"], line["code"], line["reason"]),
+                         ("CONNECT", "127.0.0.1", 554, "no tenant allows this address"))
+
+    @asyncTest
+    async def test_mail(self) -> None:
+        """Relaying denied: a MAIL line with the sender and the client's HELO."""
+        async def send() -> None:
+            code, _ = await self.send(sender="mallory@elsewhere.test")
+            self.assertEqual(code, 550)
+
+        [line] = await self.refusals(send)
+        self.assertEqual(line["message"], "NOQUEUE: reject: MAIL from unknown[127.0.0.1]: 550 5.7.1 Relaying denied"
+                                          " (no tenant allows this sender from this address);"
+                                          " from=<mallory@elsewhere.test> proto=ESMTP helo=<client.test>")
+        self.assertEqual((line["queue_id"], line["stage"], line["sender"], line["reply"], line["helo"]),
+                         ("NOQUEUE", "MAIL", "mallory@elsewhere.test", "550 5.7.1 Relaying denied", "client.test"))
+
+    @asyncTest
+    async def test_rcpt(self) -> None:
+        """One recipient too many: 452, a RCPT line naming the recipient refused."""
+        async def send() -> None:
+            code, _ = await self.send(recipients=("bob@external.test", "carol@external.test"))
+            self.assertEqual(code, 452)
+
+        [line] = await self.refusals(send, smtp={"max_recipients": 1})
+        self.assertEqual(line["message"], "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 452 4.5.3 Too many"
+                                          " recipients (max_recipients 1 reached); from=<alice@example.test>"
+                                          " to=<carol@external.test> proto=ESMTP helo=<client.test>")
+        self.assertEqual((line["recipients"], line["code"]), (["carol@external.test"], 452))
+
+    @asyncTest
+    async def test_endOfMessageStructure(self) -> None:
+        """A message past the MIME limits: 554 5.6.0, the line carries the queue id and the defect."""
+        parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(5))
+        message = (b"From: alice@example.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+                   + parts + b"--b--\r\n")
+
+        async def send() -> None:
+            code, _ = await self.send(message)
+            self.assertEqual(code, 554)
+
+        [line] = await self.refusals(send, smtp={"max_mime_parts": 3})
+        self.assertRegex(line["queue_id"], "^[0-9A-F]{16}$")
+        self.assertEqual(line["message"], f"{line['queue_id']}: reject: END-OF-MESSAGE from unknown[127.0.0.1]:"
+                                          " 554 5.6.0 Message structure exceeds limits (too many parts at byte"
+                                          f" {line['reason'].rsplit(' ', 1)[1]}); from=<alice@example.test>"
+                                          " to=<bob@external.test> proto=ESMTP helo=<client.test>")
+        self.assertTrue(line["reason"].startswith("too many parts at byte "))
+
+    @asyncTest
+    async def test_endOfMessageTenant(self) -> None:
+        """A bounce naming no tenant: 550 after the data, the line says why."""
+        async def send() -> None:
+            code, _ = await self.send(sender="")
+            self.assertEqual(code, 550)
+
+        [line] = await self.refusals(send)
+        self.assertEqual((line["stage"], line["sender"], line["recipients"], line["reply"]),
+                         ("END-OF-MESSAGE", "", ["bob@external.test"],
+                          "550 5.7.1 Message does not belong to a known tenant"))
+        self.assertIn("from=<> to=<bob@external.test>", line["message"])
 
 
 class S3CredentialsTests(TestCase):

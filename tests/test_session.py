@@ -11,6 +11,7 @@ import subprocess
 import sys
 from typing import Callable, Optional
 
+import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,10 +30,11 @@ from secudoc_gateway.smtp.events import (
     DataStart,
     MailFrom,
     RcptTo,
+    Refused,
     SendReply,
     StartTLS,
 )
-from secudoc_gateway.smtp.session import Session, State
+from secudoc_gateway.smtp.session import Session, SessionLimits, State
 
 FINAL = Reply(250, "2.0.0", "Ok q1")
 
@@ -41,9 +43,12 @@ class Driver:
     """Feeds a session and answers it the way the protocol adapter does."""
 
     def __init__(self, session: Optional[Session] = None, **kwargs) -> None:
-        options = dict(hostname="mx.test", maxMessageSize=10000, maxRecipients=3, tlsAvailable=True)
+        """``kwargs``: ``SessionLimits`` fields and the session's other arguments."""
+        limits = {"maxMessageSize": 10000, "maxRecipients": 3}
+        limits.update((name, kwargs.pop(name)) for name in list(kwargs) if name in attrs.fields_dict(SessionLimits))
+        options: dict = {"hostname": "mx.test", "tlsAvailable": True}
         options.update(kwargs)
-        self.session = session or Session(**options)
+        self.session = session or Session(limits=SessionLimits(**limits), **options)
         self.events: list = []
         self.replies: list[bytes] = []
         self.data = bytearray()
@@ -211,7 +216,7 @@ class TransactionTests(SynchronousTestCase):
         self.assertEqual(d.replies[2:], [b"550 5.7.1 Relaying denied\r\n", b"503 5.5.1 Bad sequence of commands\r\n"])
 
     def test_mailDecisionPauses(self) -> None:
-        s = Session("mx.test", 1000, 5)
+        s = Session("mx.test", SessionLimits(1000, 5))
         s.receiveData(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\n")
         seen = []
         while True:
@@ -560,6 +565,39 @@ class MailRcptTests(SynchronousTestCase):
             d = self.mail(b"MAIL FROM:<a@b.test>\r\n" + line)
             self.assertEqual(d.codes[-1], code, line)
 
+    def test_refusedForTheLog(self) -> None:
+        """
+        Each refusal of a sender, a recipient or a message comes with its
+        facts (``Refused``) just before its reply; syntax errors do not.
+        """
+        d = Driver(maxRecipients=1, maxMessageSize=10)
+        d.decide = lambda sender: replies.RELAY_DENIED if sender == "m@no.test" else None
+        d.feed(b"EHLO c.test\r\nMAIL FROM:<m@no.test>\r\nMAIL FROM:<a@b.test> SIZE=11\r\n"
+               b"MAIL FROM:<a@b.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@x.test>\r\nRCPT TO:<2@x.test>\r\n"
+               b"DATA\r\n0123456789ab\r\n.\r\nHELO h.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<1@x.test>\r\n"
+               b"BDAT 11 LAST\r\n0123456789a")
+        refused = [e for e in d.events if isinstance(e, Refused)]
+        self.assertEqual(refused, [
+            Refused("MAIL", replies.RELAY_DENIED, "", "m@no.test", (), "c.test", True),
+            Refused("MAIL", replies.MESSAGE_TOO_BIG, "SIZE=11 over max_message_size 10", "a@b.test", (), "c.test",
+                    True),
+            Refused("RCPT", replies.TOO_MANY_RECIPIENTS, "max_recipients 1 reached", "a@b.test", ("2@x.test",),
+                    "c.test", True),
+            Refused("DATA", replies.MESSAGE_TOO_BIG, "over max_message_size 10", "a@b.test", ("1@x.test",),
+                    "c.test", True),
+            Refused("BDAT", replies.MESSAGE_TOO_BIG, "over max_message_size 10", "a@b.test", ("1@x.test",),
+                    "h.test", False),
+        ])
+        for event in refused:
+            after = d.events[d.events.index(event) + 1]
+            self.assertEqual(after.reply, event.reply)
+
+    def test_refusedWithoutTLS(self) -> None:
+        """MAIL before a required STARTTLS: the sender it named is in ``Refused``."""
+        d = Driver(requireTLS=True).feed(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n")
+        [refused] = [e for e in d.events if isinstance(e, Refused)]
+        self.assertEqual((refused.reply, refused.sender), (replies.TLS_REQUIRED, "a@b.test"))
+
     def test_rcptBeforeMail(self) -> None:
         d = Driver().feed(b"EHLO c\r\nRCPT TO:<b@x.test>\r\nDATA\r\n")
         self.assertEqual(d.codes[-2:], [503, 503])
@@ -659,6 +697,64 @@ class StartTLSTests(SynchronousTestCase):
     def test_argumentRefused(self) -> None:
         d = Driver().feed(b"EHLO c\r\nSTARTTLS now\r\n")
         self.assertEqual(d.codes[-1], 501)
+
+
+class ShapeTests(SynchronousTestCase):
+    """
+    The session is made of collaborators under one frozen limits value,
+    and its table names every state it can be in, the draining ones too.
+    """
+
+    def states(self, data: bytes, **kwargs) -> list[State]:
+        """The session's state after each byte of ``data``."""
+        d = Driver(**kwargs)
+        seen = []
+        for byte in range(len(data)):
+            d.feed(data[byte:byte + 1])
+            seen.append(d.session.state)
+        return seen
+
+    def test_refusedChunkDrainedInItsState(self) -> None:
+        """A BDAT refused before MAIL: its chunk is drained in SKIP_READY, then 503, back to READY."""
+        seen = self.states(b"EHLO c\r\nBDAT 4\r\nMAIL\r\n")  # "MAIL" is the chunk, never a command
+        self.assertEqual(seen[-7:], [State.SKIP_READY] * 4 + [State.READY] * 3)
+        seen = self.states(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\nBDAT 2 LAST\r\nxy")
+        self.assertEqual(seen[-3:], [State.SKIP_MAIL, State.SKIP_MAIL, State.MAIL])
+        self.assertEqual(self.states(b"BDAT 1\r\nx")[-2:], [State.SKIP_CONNECTED, State.CONNECTED])
+
+    def test_oversizeDrainedInItsState(self) -> None:
+        """A message past the limit is drained in DATA_OVERSIZE / BDAT_OVERSIZE, then 552 and READY."""
+        seen = self.states(transaction(b"0123456789abcdef\r\n.\r\n"), maxMessageSize=10)
+        self.assertIn(State.DATA_OVERSIZE, seen)
+        self.assertEqual(seen[-1], State.READY)
+        prelude = b"EHLO c.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@x.test>\r\n"
+        seen = self.states(prelude + b"BDAT 16 LAST\r\n0123456789abcdef", maxMessageSize=10)
+        self.assertEqual(seen[-6:], [State.BDAT_OVERSIZE] * 5 + [State.READY])
+
+    def test_tableNamesEveryState(self) -> None:
+        """Every state has its row, every transition leads to a state, and every state but the first is reached."""
+        from secudoc_gateway.smtp.states import TRANSITIONS
+
+        self.assertEqual(set(TRANSITIONS), set(State))
+        targets = {new for row in TRANSITIONS.values() for new in row.values()}
+        self.assertEqual(targets | {State.CONNECTED}, set(State))
+
+    def test_composition(self) -> None:
+        """No layers of base classes: the session holds its machine, commands and data, each on its own."""
+        from secudoc_gateway.smtp.commands import Commands
+        from secudoc_gateway.smtp.data import MessageData
+        from secudoc_gateway.smtp.states import Machine
+
+        for cls in (Session, Machine, Commands, MessageData):
+            self.assertEqual(cls.__bases__, (object,), cls)
+
+    def test_oneFrozenLimits(self) -> None:
+        """The limits are one frozen value, the session's as given."""
+        limits = SessionLimits(maxMessageSize=100, maxRecipients=2, maxLineLength=80)
+        session = Session("mx.test", limits)
+        self.assertIs(session.limits, limits)
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, limits, "maxRecipients", 3)
+        self.assertEqual((limits.maxErrors, limits.maxPending), (10, 1 << 20))
 
 
 class PurityTests(SynchronousTestCase):

@@ -20,22 +20,22 @@ be tested by feeding events and reading the actions that come back:
 - HTML bodies scanned for ``cid:`` references: an inline part shown by
   one is no attachment after all.
 
-The file actions name a ``Candidate``; the driver hangs its file
-(``sink``) on it, and skips the actions of a candidate whose file it
-could not open.
+The actions are plain data: each file action names its candidate's
+``slot``; the driver keeps the files by slot, and skips the actions of
+a file it could not open.
 """
 
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, Union
 
 import attrs
 
 from secudoc_gateway.mime.decode import AnyDecoder, IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import (
-    LEAF, MESSAGE, MESSAGE_TYPES, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
+    LEAF, MESSAGE, MULTIPART, SEALED_TYPES, CidScanner, Part, Structure, attachments, isAttachment,
 )
 from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
 from secudoc_gateway.policy import isRightsProtection
@@ -45,35 +45,22 @@ NO_CIDS: frozenset[str] = frozenset()
 Path = tuple[int, ...]
 
 
-class StoredFile(Protocol):
-    """What the planner's callers read of a candidate's file once it is stored."""
-
-    size: int
-    offset: Optional[int]
-    length: int
-
-    @property
-    def sha256(self) -> str: ...
-
-
-@attrs.define(eq=False)
+@attrs.frozen
 class Candidate:
     """
     A part that is an attachment unless an HTML body shows it by cid:,
-    or a file inside a TNEF part (``name`` set, sharing the part's path).
-    ``opened``: a TNEF part whose files took its place.  ``fed``: the
-    plain bytes the planner has handed to its file so far.
+    or a file inside a TNEF part (``name`` set once its end is read,
+    sharing the part's path).  ``slot`` numbers its file: never given
+    twice in a message, so no two files share a key.  ``opened``: a TNEF
+    part whose files took its place.
     """
 
     path: Path
     slot: int
     kind: str
     headers: Any
-    sink: Optional[StoredFile] = None
-    stored: bool = False
     name: Optional[str] = None
     opened: bool = False
-    fed: int = 0
 
     @property
     def contentType(self) -> str:
@@ -81,64 +68,49 @@ class Candidate:
             return mimetypes.guess_type(self.name)[0] or "application/octet-stream"
         return str(self.headers.contentType)
 
-    @property
-    def size(self) -> int:
-        """Decoded bytes (final once ``stored``)."""
-        return self.sink.size if self.sink is not None else 0
-
-    @property
-    def sha256(self) -> str:
-        return self.sink.sha256 if self.sink is not None else ""
-
-    @property
-    def span(self) -> tuple[int, int]:
-        """Where the stored file lies in the transfer's object: offset and length."""
-        if self.sink is None or self.sink.offset is None:
-            raise ValueError("the file was not stored")
-        return self.sink.offset, self.sink.length
-
 
 @attrs.frozen
 class Open:
     """
-    Open the candidate's file in the transfer's object; it decodes what
-    it is fed with ``decoder``.  ``exclusive``: it is fed from the spool
-    inside the object's exclusive turn (``Copy`` follows).
+    Open file ``slot`` in the transfer's object; it transfer-decodes what
+    it is fed by ``encoding`` (``None``: it is fed plain bytes).
+    ``exclusive``: it is fed from the spool inside the object's exclusive
+    turn (``Copy`` follows).
     """
 
-    candidate: Candidate
-    decoder: AnyDecoder
+    slot: int
+    encoding: Optional[str] = None
     exclusive: bool = False
 
 
 @attrs.frozen
 class Feed:
-    """Plain bytes for the candidate's file."""
+    """Plain bytes for file ``slot``."""
 
-    candidate: Candidate
+    slot: int
     data: bytes
 
 
 @attrs.frozen
 class Close:
-    """The candidate's file is complete, after the plain bytes its decoder held back (``tail``)."""
+    """File ``slot`` is complete, after the plain bytes its decoder held back (``tail``)."""
 
-    candidate: Candidate
+    slot: int
     tail: bytes = b""
 
 
 @attrs.frozen
 class Drop:
-    """A TNEF file not decoded to its end: its file is left unlisted (the candidate is gone)."""
+    """A TNEF file not decoded to its end: file ``slot`` is abandoned, left unlisted (its candidate is gone)."""
 
-    candidate: Candidate
+    slot: int
 
 
 @attrs.frozen
 class Copy:
-    """Feed the candidate's file the spool's bytes ``start``..``end``, then close it."""
+    """Feed file ``slot`` the spool's bytes ``start``..``end``, then close it."""
 
-    candidate: Candidate
+    slot: int
     start: int
     end: int
 
@@ -171,9 +143,11 @@ class Planner:
     def __init__(self, structure: Structure, active: bool = True) -> None:
         self.structure = structure
         self.active = active
-        self.candidates: list[Candidate] = []
         self.rightsProtected = False
         self.referencedCids: set[str] = set()
+        self._candidates: dict[int, Candidate] = {}  # by slot, in message order
+        self._slots = 0  # the next slot: one never given before
+        self._plain: dict[int, int] = {}  # plain bytes handed to each file so far, by slot
         # Candidates fed by their part's body, with the decoder for it.
         self._fed: dict[Path, tuple[Candidate, AnyDecoder]] = {}
         # Sealed subtrees and attached messages: nothing inside them is a
@@ -184,6 +158,16 @@ class Planner:
         self._window: tuple[int, bytes] = (0, b"")
         self._scanners: dict[Path, tuple[AnyDecoder, CidScanner]] = {}
         self._tnefs: dict[Path, _Tnef] = {}
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return list(self._candidates.values())
+
+    def _candidate(self, path: Path, kind: str, headers: Any) -> Candidate:
+        candidate = Candidate(path, self._slots, kind, headers)
+        self._slots += 1
+        self._candidates[candidate.slot] = candidate
+        return candidate
 
     def partStart(self, event: PartStart) -> list[Action]:
         if any(event.path[:n] in self._enclosing for n in range(len(event.path))):
@@ -196,27 +180,25 @@ class Planner:
             actions.append(RightsProtected())
         if contentType in SEALED_TYPES:
             self._enclosing.add(event.path)
-        if contentType.startswith("multipart/"):
+        kind = event.kind
+        if kind == MULTIPART:
             return actions
-        kind = MESSAGE if contentType in MESSAGE_TYPES and headers.transferEncoding not in (
-            "base64", "quoted-printable") else LEAF
         # Judged on its own headers: its ancestors are not complete yet.
         provisional = Part(event.path, headers, event.headerStart, event.bodyStart,
                            event.bodyStart, event.bodyStart, kind, event.path[:-1] or None)
         if isAttachment(provisional, self.structure, NO_CIDS):
-            candidate = Candidate(event.path, len(self.candidates), kind, headers)
-            self.candidates.append(candidate)
+            candidate = self._candidate(event.path, kind, headers)
             decoder = decoderFor(headers.transferEncoding) or IdentityDecoder()
             if kind == MESSAGE:
                 self._enclosing.add(event.path)
                 if self.active:
                     self._capture = (candidate, event.bodyStart)
-                    actions.append(Open(candidate, IdentityDecoder()))
+                    actions.append(Open(candidate.slot))
             elif self.active and isTnef(contentType, headers.filename):
                 self._tnefs[event.path] = _Tnef(candidate, decoder)
             elif self.active:
                 self._fed[event.path] = (candidate, decoder)
-                actions.append(Open(candidate, IdentityDecoder()))
+                actions.append(Open(candidate.slot))
         elif contentType == "text/html":
             self._scanners[event.path] = (decoderFor(headers.transferEncoding) or IdentityDecoder(), CidScanner())
         return actions
@@ -232,7 +214,7 @@ class Planner:
         if fed is not None:
             candidate, decoder = fed
             headers = candidate.headers
-            leaving = minimum is not None and candidate.fed >= minimum and (
+            leaving = minimum is not None and self._plain.get(candidate.slot, 0) >= minimum and (
                 headers.disposition == "attachment" or headers.contentId is None)
             return leaving, self._feed(candidate, decoder.feed(event.data))
         tnef = self._tnefs.get(event.path)
@@ -254,8 +236,7 @@ class Planner:
         if fed is not None:
             candidate, decoder = fed
             tail = decoder.close()
-            candidate.fed += len(tail)
-            return [Close(candidate, tail)]
+            return [Close(candidate.slot, tail)]
         tnef = self._tnefs.pop(event.path, None)
         if tnef is not None:
             return self._tnefEnd(tnef, event)
@@ -263,7 +244,7 @@ class Planner:
             message = self._capture[0]
             actions = self._captureTo(event.bodyEnd)
             self._capture = None
-            return actions + [Close(message)]
+            return actions + [Close(message.slot)]
         return []
 
     def window(self, start: int, data: bytes) -> None:
@@ -300,23 +281,21 @@ class Planner:
     def files(self) -> list[Candidate]:
         """The message's attachments in order, once it has ended (a TNEF part opened is not one)."""
         found = {part.path for part in attachments(self.structure, self.referencedCids)}
-        return [c for c in self.candidates if c.path in found and not c.opened]
+        return [c for c in self._candidates.values() if c.path in found and not c.opened]
 
-    @staticmethod
-    def _feed(candidate: Candidate, plain: bytes) -> list[Action]:
+    def _feed(self, candidate: Candidate, plain: bytes) -> list[Action]:
         if not plain:
             return []
-        candidate.fed += len(plain)
-        return [Feed(candidate, plain)]
+        self._plain[candidate.slot] = self._plain.get(candidate.slot, 0) + len(plain)
+        return [Feed(candidate.slot, plain)]
 
     def _unpacked(self, tnef: _Tnef, events: list) -> list[Action]:
         """A TNEF part's files, each a candidate of its own, stored as their bytes come."""
         actions: list[Action] = []
         for event in events:
             if isinstance(event, FileStart):
-                tnef.file = Candidate(tnef.part.path, len(self.candidates), LEAF, tnef.part.headers)
-                self.candidates.append(tnef.file)
-                actions.append(Open(tnef.file, IdentityDecoder()))
+                tnef.file = self._candidate(tnef.part.path, LEAF, tnef.part.headers)
+                actions.append(Open(tnef.file.slot))
                 continue
             file = tnef.file
             if file is None:
@@ -326,11 +305,11 @@ class Planner:
                 continue
             tnef.file = None
             if isinstance(event, FileEnd):
-                file.name = event.name
-                actions.append(Close(file))
+                self._candidates[file.slot] = attrs.evolve(file, name=event.name)
+                actions.append(Close(file.slot))
             else:
-                self.candidates.remove(file)
-                actions.append(Drop(file))
+                del self._candidates[file.slot]
+                actions.append(Drop(file.slot))
         return actions
 
     def _tnefEnd(self, tnef: _Tnef, event: PartEnd) -> list[Action]:
@@ -343,8 +322,7 @@ class Planner:
         actions = self._unpacked(tnef, tnef.reader.feed(tnef.decoder.close()) + tnef.reader.close())
         part = tnef.part
         if not tnef.reader.incomplete:
-            part.opened = True
+            self._candidates[part.slot] = attrs.evolve(part, opened=True)
             return actions
-        decoder = decoderFor(part.headers.transferEncoding) or IdentityDecoder()
-        return actions + [Open(part, decoder, exclusive=True),
-                          Copy(part, self.structure[event.path].bodyStart, event.bodyEnd)]
+        return actions + [Open(part.slot, part.headers.transferEncoding, exclusive=True),
+                          Copy(part.slot, self.structure[event.path].bodyStart, event.bodyEnd)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Protocol
 
+from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.interfaces import IObjectStore, IRelay
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.spool import MemoryBudget
@@ -25,5 +26,5 @@ class Context(Protocol):
     transfers: Any  # a TransferStore, or None without a database
     budget: MemoryBudget
 
-    def relayFor(self, tenant: Any) -> IRelay:
+    def relayFor(self, tenant: Tenant) -> IRelay:
         """The relay of this tenant's settings."""

@@ -25,7 +25,9 @@ client is paused.
 
 from __future__ import annotations
 
-from typing import Any, Optional, cast
+from typing import Any, Optional, assert_never
+
+import attrs
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -34,9 +36,12 @@ from twisted.python.failure import Failure
 
 from secudoc_gateway import crypto
 from secudoc_gateway.errors import StorageError
-from secudoc_gateway.ingress.attachments import Action, Candidate, Close, Copy, Feed, Open, Planner, RightsProtected
+from secudoc_gateway.ingress.attachments import (
+    Action, Candidate, Close, Copy, Drop, Feed, Open, Planner, RightsProtected,
+)
 from secudoc_gateway.ingress.sink import AttachmentSink
 from secudoc_gateway.interfaces import IObjectStore
+from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import Structure
 from secudoc_gateway.spool import Spool
@@ -45,17 +50,56 @@ from secudoc_gateway.storage.objects import TransferObject, objectKey
 MAX_PENDING_WRITES = 4
 """Store writes not yet acknowledged before the client is paused."""
 
-__all__ = ["Candidate", "Extractor", "MAX_PENDING_WRITES"]
+__all__ = ["Extractor", "MAX_PENDING_WRITES", "StoredAttachment"]
 
 
 class _Stopped(StorageError):
     """Extraction was stopped while an attached message was being copied."""
 
 
+@attrs.frozen
+class StoredAttachment:
+    """
+    One attachment of the message, stored: the planner's ``Candidate``
+    and what its file became (decoded size, SHA-256, where its sealed
+    stream lies in the transfer's object).
+    """
 
-def _sinkOf(candidate: Candidate) -> Optional[AttachmentSink]:
-    """The sink the extractor hung on a candidate (the planner knows it only as a ``StoredFile``)."""
-    return cast(Optional[AttachmentSink], candidate.sink)
+    candidate: Candidate
+    size: int
+    sha256: str
+    offset: int
+    length: int
+
+    @property
+    def path(self) -> tuple[int, ...]:
+        return self.candidate.path
+
+    @property
+    def slot(self) -> int:
+        return self.candidate.slot
+
+    @property
+    def kind(self) -> str:
+        return self.candidate.kind
+
+    @property
+    def headers(self) -> Any:
+        return self.candidate.headers
+
+    @property
+    def name(self) -> Optional[str]:
+        return self.candidate.name
+
+    @property
+    def contentType(self) -> str:
+        return self.candidate.contentType
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """Where the stored file lies in the transfer's object: offset and length."""
+        return self.offset, self.length
+
 
 class Extractor:
     """Candidates of one message, from parser events to stored objects."""
@@ -73,6 +117,8 @@ class Extractor:
         self.token = crypto.newToken()
         self.transferId = crypto.newTransferId()
         self.storing: list[Deferred] = []
+        self.sinks: dict[int, AttachmentSink] = {}  # each open file, by its candidate's slot
+        self.stored: set[int] = set()  # the slots of the files complete in the store
         self.failure: Optional[Failure] = None
         self.object: Optional[TransferObject] = None
         self.pendingWrites = 0
@@ -115,38 +161,46 @@ class Extractor:
 
     def _act(self, actions: list[Action]) -> None:
         """
-        Carry the planner's actions out, in order; those of a candidate
-        whose file could not be opened are skipped (extraction stopped).
+        Carry the planner's actions out, in order, every kind (checked
+        by mypy: ``assert_never``); those of a file that could not be
+        opened are skipped (extraction stopped).
         """
         for action in actions:
-            if isinstance(action, RightsProtected):
-                continue  # the transaction reads ``rightsProtected``: rule 6 is its decision
-            candidate = action.candidate
-            sink = _sinkOf(candidate)
-            if isinstance(action, Open):
-                self._open(candidate, action)
-            elif sink is None:
-                continue
-            elif isinstance(action, Feed):
-                self._wrote(sink.feed(action.data))
-            elif isinstance(action, Close):
-                sink.feed(action.tail)
-                self.storing.append(self._finish(candidate, sink.finish()))
-            elif isinstance(action, Copy):
-                self._copyInTurn(candidate, action.start, action.end)
+            match action:
+                case RightsProtected():
+                    pass  # the transaction reads ``rightsProtected``: rule 6 is its decision
+                case Open():
+                    self._open(action)
+                case Feed(slot=slot, data=data):
+                    if slot in self.sinks:
+                        self._wrote(self.sinks[slot].feed(data))
+                case Close(slot=slot, tail=tail):
+                    if slot in self.sinks:
+                        sink = self.sinks[slot]
+                        sink.feed(tail)
+                        self.storing.append(self._finish(slot, sink.finish()))
+                case Copy(slot=slot, start=start, end=end):
+                    if slot in self.sinks:
+                        self._copyInTurn(slot, start, end)
+                case Drop(slot=slot):
+                    # Its sealed bytes so far stay in the object, unlisted
+                    # and under a key no other file has; nothing more goes in.
+                    self.sinks.pop(slot, None)
+                case _:
+                    assert_never(action)
 
-    def _copyInTurn(self, candidate: Candidate, start: int, end: int) -> None:
+    def _copyInTurn(self, slot: int, start: int, end: int) -> None:
         """
-        Store ``candidate`` from the spool in the object's turn (files
+        Store file ``slot`` from the spool in the object's turn (files
         that arrive meanwhile wait behind it), the client paused until
         it is in.
         """
-        sink = _sinkOf(candidate)
-        assert self.object is not None and sink is not None
+        sink = self.sinks[slot]
+        assert self.object is not None
         self._hold()
         copied = self.object.exclusive(lambda: ensureDeferred(self._copy(sink, start, end)))
         copied.addBoth(self._release)
-        self.storing.append(self._finish(candidate, copied))
+        self.storing.append(self._finish(slot, copied))
 
     async def _copy(self, sink: AttachmentSink, start: int, end: int) -> None:
         """
@@ -161,9 +215,9 @@ class Extractor:
                 await written
         await sink.finish()
 
-    def _finish(self, candidate: Candidate, finished: Deferred) -> Deferred:
+    def _finish(self, slot: int, finished: Deferred) -> Deferred:
         def stored(_: Any) -> None:
-            candidate.stored = True
+            self.stored.add(slot)
 
         return finished.addCallbacks(stored, self._failed)
 
@@ -173,7 +227,7 @@ class Extractor:
         """No protection after all: abort open sinks."""
         self.planner.stop()
 
-    async def attachments(self) -> list[Candidate]:
+    async def attachments(self) -> list[StoredAttachment]:
         """
         The message's attachments in order, each stored (the object is
         not complete yet: ``commit``); StorageError when one could not be.
@@ -183,9 +237,15 @@ class Extractor:
         if self.failure is not None:
             raise StorageError(self.failure.getErrorMessage())
         files = self.planner.files()
-        if any(not c.stored for c in files):
+        if any(c.slot not in self.stored for c in files):
             raise StorageError("attachments were not stored")
-        return files
+        return [self._storedAs(c) for c in files]
+
+    def _storedAs(self, candidate: Candidate) -> StoredAttachment:
+        sink = self.sinks[candidate.slot]
+        if sink.offset is None:
+            raise StorageError("an attachment was not stored")
+        return StoredAttachment(candidate, sink.size, sink.sha256, sink.offset, sink.length)
 
     async def commit(self) -> None:
         """
@@ -209,15 +269,16 @@ class Extractor:
 
     # -- storage -------------------------------------------------------------
 
-    def _open(self, candidate: Candidate, action: Open) -> None:
-        """The candidate's file (``action``), appending to the transfer's one object."""
+    def _open(self, action: Open) -> None:
+        """A candidate's file (``action``), appending to the transfer's one object."""
         try:
             if self.object is None:
                 assert self.store is not None
                 self.object = TransferObject(self.store, objectKey(self.transferId))
-            candidate.sink = AttachmentSink(
-                self.object, crypto.fileKey(self.token, self.transferId, candidate.slot),
-                action.decoder, exclusive=action.exclusive,
+            decoder = (decoderFor(action.encoding) if action.encoding is not None else None) or IdentityDecoder()
+            self.sinks[action.slot] = AttachmentSink(
+                self.object, crypto.fileKey(self.token, self.transferId, action.slot),
+                decoder, exclusive=action.exclusive,
             )
         except Exception:
             self._failed(Failure())

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from secudoc_gateway import replies
+from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.transaction import Transaction
 from secudoc_gateway.interfaces import IIngress, IRelay
@@ -71,7 +72,7 @@ class Gateway:
         """Shutdown: QUIT the pooled relay connections."""
         return DeferredList([relay.close() for relay in self._relays.values()])
 
-    def relayFor(self, tenant: Any) -> IRelay:
+    def relayFor(self, tenant: Tenant) -> IRelay:
         """
         The relay of this tenant's settings, kept per settings: a
         transaction that began before a reload keeps the old tenant, and

@@ -5,19 +5,20 @@ A message goes out as one or more legs: the original (with the
 gateway's fields), the protected copy, then the messages the gateway
 makes itself.  Each leg is claimed and recorded for dedup around its
 relay (SPEC 4), so a resend relays only what is missing, and each gets
-its Postfix-style summary line.  Apart from the transaction's receiving
-and deciding because it is the only part that talks to the relay and
-the dedup records.
+its Postfix-style summary line.  A collaborator of the transaction,
+apart from its receiving and deciding because it is the only part that
+talks to the relay and the dedup records.
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional, Sequence
+from typing import Awaitable, Callable, Optional, Sequence
 
 import attrs
 from twisted.logger import Logger, LogLevel
 
 from secudoc_gateway import policy, replies
+from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.ingress.context import Context
@@ -59,29 +60,39 @@ def ready(segments: Sequence[Segment]) -> Callable[[], Awaitable[Sequence[Segmen
     return make
 
 
+def countMessage(gateway: Context, tenant: Optional[Tenant], status: str) -> None:
+    """One message more in the metrics, by its tenant (none yet: ``""``) and what became of it."""
+    gateway.metrics.messages.labels(tenant=tenant.id if tenant is not None else "", status=status).inc()
+
+
 class Legs:
     """
-    The relaying half of a ``Transaction``: the legs in order, their
-    dedup claims, the reply they earn, and the summary lines.
+    The relaying of one received message, held by its ``Transaction``:
+    the legs in order, their dedup claims, the reply they earn, and the
+    summary lines.  ``transferId`` is the protected copy's, once it has
+    one; ``extras`` the messages the gateway makes, relayed after the
+    main legs; ``delivered`` the recipients a leg was relayed to.
     """
 
-    log: Logger
-    gateway: Context
-    envelope: Envelope
-    tenant: Any
-    facts: Optional[HeaderFacts]
-    spool: Spool
-    queueId: str
-    transferId: Optional[str]
-    started: float
-    extras: list[Leg]  # messages the gateway makes, relayed after the main legs
-    delivered: set[str]  # recipients a leg was relayed to
+    log = Logger()
 
-    def _count(self, status: str) -> None:
-        tenant = self.tenant.id if self.tenant is not None else ""
-        self.gateway.metrics.messages.labels(tenant=tenant, status=status).inc()
+    def __init__(self, gateway: Context, envelope: Envelope, tenant: Tenant, facts: Optional[HeaderFacts],
+                 spool: Spool, queueId: str, started: float) -> None:
+        self.gateway = gateway
+        self.envelope = envelope
+        self.tenant = tenant
+        self.facts = facts
+        self.spool = spool
+        self.queueId = queueId
+        self.started = started
+        self.transferId: Optional[str] = None
+        self.extras: list[Leg] = []
+        self.delivered: set[str] = set()
 
-    async def _relay(self, legs: list[Leg], status: str, queueId: Optional[str] = None) -> Reply:
+    def count(self, status: str) -> None:
+        countMessage(self.gateway, self.tenant, status)
+
+    async def relay(self, legs: list[Leg], status: str, queueId: Optional[str] = None) -> Reply:
         """
         Relay the legs in order, then the messages the gateway made
         itself (``extras``: their failure is logged, never the reply).
@@ -92,7 +103,7 @@ class Legs:
                 await self._relayLeg(leg, relay)
             except _InFlight:
                 self._summary(leg, DEFERRED, "a copy is being relayed now")
-                self._count(TEMPFAILED)
+                self.count(TEMPFAILED)
                 return replies.DUPLICATE_IN_FLIGHT
             except RelayError as e:
                 return self._relayFailed(leg, e)
@@ -106,7 +117,7 @@ class Legs:
                 continue  # the copy being relayed sends it
             except Exception as e:
                 self._extraFailed(leg, e)
-        self._count(status)
+        self.count(status)
         return replies.ACCEPTED.withText(f"Ok {queueId or self.queueId}")
 
     async def _relayLeg(self, leg: Leg, relay: IRelay) -> None:
@@ -179,8 +190,8 @@ class Legs:
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=e.kind).inc()
         self._relayFailedSummary(leg, e)
         if e.permanent and e.reply is not None:
-            self._count(policy.REJECT)
+            self.count(policy.REJECT)
             enhanced = e.reply.enhanced if e.reply.enhanced.startswith("5.") else "5.0.0"
             return Reply(554, enhanced, e.reply.text or "Relay target refused the message")
-        self._count(TEMPFAILED)
+        self.count(TEMPFAILED)
         return replies.RELAY_TEMPFAIL

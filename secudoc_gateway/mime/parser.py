@@ -41,27 +41,35 @@ _HEADERS = "headers"
 _BODY = "body"
 _DONE = "done"
 
-_LEAF = "leaf"
-_MULTIPART = "multipart"
-_MESSAGE = "message"
+LEAF = "leaf"
+MULTIPART = "multipart"
+MESSAGE = "message"
 
 # RFC 5322 4.5.3: obsolete syntax allows blanks between a name and its colon.
 _HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]*[ \t]*:|[ \t]|From ")
 _NOT_BOUNDARY_TAIL = b" \t\r\n"
 _ENCODED_CTES = frozenset(["base64", "quoted-printable"])
-_MESSAGE_TYPES = frozenset(["message/rfc822", "message/global"])
+MESSAGE_TYPES = frozenset(["message/rfc822", "message/global"])
 
 DEFAULT_MAX_LINE_LENGTH = 8192
 
 
 @attrs.frozen
 class PartStart:
-    """A part's header block is complete; its body begins at ``bodyStart``."""
+    """
+    A part's header block is complete; its body begins at ``bodyStart``.
+    ``kind``, decided here once for every later stage: ``multipart`` for
+    every multipart/* type (one without a usable boundary has its body
+    read as one region, with a defect), ``message`` for a message/rfc822
+    or message/global whose content is parsed as the child ``path +
+    (0,)``, else ``leaf``.
+    """
 
     path: tuple[int, ...]
     headers: Headers
     headerStart: int
     bodyStart: int
+    kind: str
 
 
 @attrs.frozen
@@ -110,7 +118,7 @@ class _Part:
         self.path = path
         self.headerStart = headerStart
         self.defaultType = defaultType
-        self.kind = _LEAF
+        self.kind = LEAF  # how its body is read: a multipart without a usable boundary is read as a leaf
         self.boundary = b""
         self.active = False
         self.children = 0
@@ -276,22 +284,28 @@ class MIMEParser:
             events.append(Defect("header block ends at end of data", bodyStart, False))
         headers = Headers.fromBlock(b"".join(self._headerLines), part.defaultType)
         self._headerLines = []
-        events.append(PartStart(part.path, headers, part.headerStart, bodyStart))
         contentType = headers.contentType
         if contentType.startswith("multipart/"):
+            kind = MULTIPART
+        elif contentType in MESSAGE_TYPES and headers.transferEncoding not in _ENCODED_CTES:
+            kind = MESSAGE
+        else:
+            kind = LEAF
+        events.append(PartStart(part.path, headers, part.headerStart, bodyStart, kind))
+        if kind == MULTIPART:
             boundary = headers.boundary
             if boundary is None:
                 events.append(Defect("multipart without boundary", part.headerStart, False))
             elif len(boundary) + 4 > self._maxLineLength:
                 events.append(Defect("boundary too long", part.headerStart, False))
             else:
-                part.kind = _MULTIPART
+                part.kind = MULTIPART
                 part.boundary = boundary.encode("utf-8", "surrogateescape")
                 part.active = True
                 part.digest = contentType == "multipart/digest"
-        elif contentType in _MESSAGE_TYPES and headers.transferEncoding not in _ENCODED_CTES:
-            part.kind = _MESSAGE
-        if part.kind == _MESSAGE:
+        elif kind == MESSAGE:
+            part.kind = MESSAGE
+        if part.kind == MESSAGE:
             part.children = 1
             self._startPart(part.path + (0,), bodyStart, DEFAULT_TYPE, events)
         else:
@@ -327,7 +341,7 @@ class MIMEParser:
         """
         size = len(data)
         part = self._stack[-1]
-        emit = part.kind == _LEAF
+        emit = part.kind == LEAF
         search = index
         atStart = self._atLineStart
         while True:
@@ -389,7 +403,7 @@ class MIMEParser:
         """RFC 2046 5.1.1: a delimiter ends every part nested inside its multipart."""
         while len(self._stack) - 1 > position:
             inner = self._stack.pop()
-            if inner.kind == _MULTIPART and inner.active:
+            if inner.kind == MULTIPART and inner.active:
                 events.append(Defect("missing close-delimiter", end, False))
             events.append(PartEnd(inner.path, bodyEnd, end))
         multipart = self._stack[-1]
@@ -406,7 +420,7 @@ class MIMEParser:
     def _endOfStream(self, offset: int, events: list[Event]) -> None:
         while self._stack:
             part = self._stack.pop()
-            if part.kind == _MULTIPART and part.active:
+            if part.kind == MULTIPART and part.active:
                 events.append(Defect("missing close-delimiter", offset, False))
             events.append(PartEnd(part.path, offset, offset))
         self._state = _DONE

@@ -19,13 +19,15 @@ from urllib.parse import unquote
 import attrs
 
 from secudoc_gateway.mime.headers import KNOWN_ENCODINGS, Headers
-from secudoc_gateway.mime.parser import BodyData, Defect, Event, PartEnd, PartStart
+from secudoc_gateway.mime.parser import (  # the part kinds are the parser's, re-exported
+    LEAF, MESSAGE, MESSAGE_TYPES, MULTIPART, BodyData, Defect, Event, PartEnd, PartStart,
+)
 
-LEAF = "leaf"
-MULTIPART = "multipart"
-MESSAGE = "message"
+__all__ = [
+    "LEAF", "MESSAGE", "MESSAGE_TYPES", "MULTIPART", "BODY_TYPES", "CALENDAR", "SEALED_TYPES", "Part", "Structure",
+    "CidScanner", "attachments", "isAttachment", "normalizeCid",
+]
 
-MESSAGE_TYPES = frozenset(["message/rfc822", "message/global"])
 BODY_TYPES = frozenset(["text/plain", "text/html"])
 CALENDAR = "text/calendar"
 SEALED_TYPES = frozenset(["multipart/signed", "multipart/encrypted"])
@@ -38,10 +40,8 @@ class Part:
     """
     One part.  Its header block is ``[headerStart, bodyStart)`` (blank
     line included), its body ``[bodyStart, bodyEnd)``; ``end`` is where
-    the next delimiter line starts (parser.PartEnd).  ``kind`` is
-    ``multipart`` for every multipart/* type, ``message`` for a
-    message/rfc822 or message/global whose content was parsed as the
-    child ``path + (0,)``, else ``leaf``.
+    the next delimiter line starts (parser.PartEnd).  ``kind`` is the
+    parser's (``parser.PartStart``).
     """
 
     path: Path
@@ -85,7 +85,7 @@ class Structure:
                 bodyStart=start.bodyStart,
                 bodyEnd=event.bodyEnd,
                 end=event.end,
-                kind=self._kindOf(start),
+                kind=start.kind,
                 parent=event.path[:-1] if event.path else None,
             )
         elif isinstance(event, Defect):
@@ -98,14 +98,6 @@ class Structure:
     def addAll(self, events: Iterable[Event]) -> None:
         for event in events:
             self.add(event)
-
-    def _kindOf(self, start: PartStart) -> str:
-        contentType = start.headers.contentType
-        if contentType.startswith("multipart/"):
-            return MULTIPART
-        if contentType in MESSAGE_TYPES and self._children.get(start.path):
-            return MESSAGE
-        return LEAF
 
     @property
     def complete(self) -> bool:
@@ -182,7 +174,7 @@ def isAttachment(part: Part, structure: Structure, referencedCids: AbstractSet[s
     ``normalizeCid`` values (``CidScanner.found``).
     """
     for ancestor in structure.ancestors(part.path):
-        if ancestor.headers.contentType in MESSAGE_TYPES and _isAttachmentItself(ancestor, referencedCids):
+        if ancestor.kind == MESSAGE and _isAttachmentItself(ancestor, referencedCids):
             return False
         if ancestor.headers.contentType in SEALED_TYPES:
             # Taking a part out of a signed or encrypted subtree breaks it.

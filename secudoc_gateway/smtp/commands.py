@@ -4,31 +4,67 @@ The session's command lines: one CRLF-terminated line at a time (RFC
 ``TRANSITIONS`` and handed to its handler, whose arguments ``grammar``
 parses.  The handlers for everything but the message's data are here:
 HELO/EHLO and the extensions announced (RFC 1869), MAIL and RCPT,
-STARTTLS (RFC 3207), and the commands that change nothing.
+STARTTLS (RFC 3207), and the commands that change nothing.  DATA and
+BDAT are handed to ``data``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import Callable
 
 from secudoc_gateway import replies
 from secudoc_gateway.smtp.data import MessageData
 from secudoc_gateway.smtp.events import Close, RcptTo, StartTLS
 from secudoc_gateway.smtp.grammar import CONTROL, ArgumentError, helloDomain, parseMail, parseRcpt
 from secudoc_gateway.smtp.readers import CRLF
-from secudoc_gateway.smtp.states import TRANSITIONS
+from secudoc_gateway.smtp.states import TRANSITIONS, Machine, SessionLimits
+
+
+def _senderOf(arg: str, esmtp: bool) -> str:
+    """The sender a MAIL command names, for the log of its refusal; ``""`` when it names none."""
+    try:
+        return parseMail(arg, esmtp).sender
+    except ArgumentError:
+        return ""
+
 
 #: Commands that change nothing and are fine in every command state.
 _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 
 
-class Commands(MessageData):
-    """The command half of the session (module docstring)."""
+class Commands:
+    """The command half of a session, on its ``Machine`` (module docstring)."""
 
-    _discardLine: bool  # inside an overlong command line
+    def __init__(self, machine: Machine, limits: SessionLimits, data: MessageData, hostname: str,
+                 tlsAvailable: bool, requireTLS: bool) -> None:
+        self.machine = machine
+        self.limits = limits
+        self.hostname = hostname
+        self.tlsAvailable = tlsAvailable
+        self.requireTLS = requireTLS
+        # The line reader's own state, as DotReader has one: inside an
+        # overlong line, whatever command state the session is in.
+        self._discardLine = False
+        self._handlers: dict[str, Callable[[str], None]] = {
+            "EHLO": self._ehlo,
+            "HELO": self._helo,
+            "MAIL": self._mail,
+            "RCPT": self._rcpt,
+            "DATA": data.data,
+            "BDAT": data.bdat,
+            "RSET": self._rset,
+            "NOOP": self._noop,
+            "VRFY": self._vrfy,
+            "EXPN": self._expn,
+            "HELP": self._help,
+            "STARTTLS": self._starttls,
+            "QUIT": self._quit,
+        }
 
-    def _commandStep(self) -> bool:
-        buf = self._buffer
+    def step(self) -> bool:
+        """Read and execute one command line; False when no whole line is in."""
+        m = self.machine
+        buf = m.buffer
         end = buf.find(CRLF)
         if self._discardLine:
             if end < 0:
@@ -39,24 +75,24 @@ class Commands(MessageData):
             self._discardLine = False
             return True
         if end < 0:
-            if len(buf) > self.maxLineLength:
+            if len(buf) > self.limits.maxLineLength:
                 self._discardLine = True
-                self._error(replies.LINE_TOO_LONG)
+                m.error(replies.LINE_TOO_LONG)
                 return True
             return False
         line = bytes(buf[:end])
         del buf[: end + 2]
-        if len(line) + 2 > self.maxLineLength:
-            self._error(replies.LINE_TOO_LONG)
+        if len(line) + 2 > self.limits.maxLineLength:
+            m.error(replies.LINE_TOO_LONG)
         elif CONTROL.search(line):
             # RFC 5321 2.3.8: only CRLF ends a line; a bare CR or LF inside
             # one is not a separator but a stray control character.
-            self._error(replies.CONTROL_CHARACTERS)
+            m.error(replies.CONTROL_CHARACTERS)
         else:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                self._error(replies.PARAM_SYNTAX)
+                m.error(replies.PARAM_SYNTAX)
             else:
                 self._command(text)
         return True
@@ -64,40 +100,41 @@ class Commands(MessageData):
     def _command(self, text: str) -> None:
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
-        handler = self._HANDLERS.get(verb)
+        handler = self._handlers.get(verb)
         if handler is None:
-            self._error(replies.SYNTAX_ERROR)
+            self.machine.error(replies.SYNTAX_ERROR)
             return
-        if verb in _STATELESS or verb in ("BDAT", "STARTTLS") or verb in TRANSITIONS[self._state]:
-            handler(self, arg)
+        if verb in _STATELESS or verb in ("BDAT", "STARTTLS") or verb in TRANSITIONS[self.machine.state]:
+            handler(arg)
         else:
-            self._error(replies.BAD_SEQUENCE)
+            self.machine.error(replies.BAD_SEQUENCE)
 
     def _hello(self, arg: str, esmtp: bool) -> None:
+        m = self.machine
         try:
             domain = helloDomain(arg)
         except ArgumentError as e:
-            self._error(e.reply)
+            m.error(e.reply)
             return
-        self._go("EHLO" if esmtp else "HELO")
-        self._resetTransaction()
-        self.helo = domain
-        self.esmtp = esmtp
+        m.go("EHLO" if esmtp else "HELO")
+        m.resetTransaction()
+        m.helo = domain
+        m.esmtp = esmtp
         if not esmtp:
-            self._send(replies.HELLO.withText(self.hostname))
+            m.send(replies.HELLO.withText(self.hostname))
             return
         keywords = [
             self.hostname,
             "PIPELINING",
-            f"SIZE {self.maxMessageSize}",
+            f"SIZE {self.limits.maxMessageSize}",
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
             "SMTPUTF8",
             "CHUNKING",
         ]
-        if self.tlsAvailable and not self.tlsActive:
+        if self.tlsAvailable and not m.tlsActive:
             keywords.append("STARTTLS")
-        self._send(replies.HELLO.withText("\n".join(keywords)))
+        m.send(replies.HELLO.withText("\n".join(keywords)))
 
     def _ehlo(self, arg: str) -> None:
         self._hello(arg, True)
@@ -106,96 +143,90 @@ class Commands(MessageData):
         self._hello(arg, False)
 
     def _mail(self, arg: str) -> None:
-        if self.requireTLS and not self.tlsActive:
-            self._send(replies.TLS_REQUIRED)
+        m = self.machine
+        if self.requireTLS and not m.tlsActive:
+            m.refuse("MAIL", replies.TLS_REQUIRED, "", _senderOf(arg, m.esmtp), ())
             return
         try:
-            mail = parseMail(arg, self.esmtp)
-            if mail.size is not None and mail.size > self.maxMessageSize:  # RFC 1870 6.1
-                raise ArgumentError(replies.MESSAGE_TOO_BIG)
+            mail = parseMail(arg, m.esmtp)
         except ArgumentError as e:
-            self._error(e.reply)
+            m.error(e.reply)
             return
-        self.sender, self.body, self.smtputf8, self.declaredSize = mail.sender, mail.body, mail.smtputf8, mail.size
-        self._go("MAIL")
-        self._events.append(mail)
+        if mail.size is not None and mail.size > self.limits.maxMessageSize:  # RFC 1870 6.1
+            m.refuse("MAIL", replies.MESSAGE_TOO_BIG,
+                     f"SIZE={mail.size} over max_message_size {self.limits.maxMessageSize}", mail.sender, ())
+            return
+        tx = m.transaction
+        tx.sender, tx.body, tx.smtputf8, tx.declaredSize = mail.sender, mail.body, mail.smtputf8, mail.size
+        m.go("MAIL")
+        m.events.append(mail)
 
     def _rcpt(self, arg: str) -> None:
+        m = self.machine
+        tx = m.transaction
         try:
-            address = parseRcpt(arg, self.smtputf8)
+            address = parseRcpt(arg, tx.smtputf8)
         except ArgumentError as e:
-            self._error(e.reply)
+            m.error(e.reply)
             return
-        if len(self.recipients) >= self.maxRecipients:
-            self._send(replies.TOO_MANY_RECIPIENTS)
+        if len(tx.recipients) >= self.limits.maxRecipients:
+            m.refuse("RCPT", replies.TOO_MANY_RECIPIENTS, f"max_recipients {self.limits.maxRecipients} reached",
+                     tx.sender, (address,))
             return
-        self.recipients.append(address)
-        self._go("RCPT")
-        self._events.append(RcptTo(address))
-        self._send(replies.RECIPIENT_OK)
+        tx.recipients.append(address)
+        m.go("RCPT")
+        m.events.append(RcptTo(address))
+        m.send(replies.RECIPIENT_OK)
 
     def _rset(self, arg: str) -> None:
+        m = self.machine
         if arg.strip(" "):
-            self._error(replies.PARAM_SYNTAX)
+            m.error(replies.PARAM_SYNTAX)
             return
-        self._go("RSET")
-        self._resetTransaction()
-        self._send(replies.RESET_OK)
+        m.go("RSET")
+        m.resetTransaction()
+        m.send(replies.RESET_OK)
 
     def _noop(self, arg: str) -> None:
-        self._send(replies.OK)
+        self.machine.send(replies.OK)
 
     def _vrfy(self, arg: str) -> None:
         if not arg.strip(" "):
-            self._error(replies.PARAM_SYNTAX)
+            self.machine.error(replies.PARAM_SYNTAX)
             return
-        self._send(replies.VRFY_CANNOT)
+        self.machine.send(replies.VRFY_CANNOT)
 
     def _expn(self, arg: str) -> None:
-        self._send(replies.NOT_IMPLEMENTED)
+        self.machine.send(replies.NOT_IMPLEMENTED)
 
     def _help(self, arg: str) -> None:
-        self._send(replies.HELP)
+        self.machine.send(replies.HELP)
 
     def _starttls(self, arg: str) -> None:
-        if self.tlsActive:
-            self._error(replies.TLS_ALREADY)
+        m = self.machine
+        if m.tlsActive:
+            m.error(replies.TLS_ALREADY)
         elif not self.tlsAvailable:
-            self._send(replies.TLS_UNAVAILABLE)
+            m.send(replies.TLS_UNAVAILABLE)
         elif arg.strip(" "):
-            self._error(replies.PARAM_SYNTAX)
-        elif "STARTTLS" not in TRANSITIONS[self._state]:
-            self._error(replies.BAD_SEQUENCE)
+            m.error(replies.PARAM_SYNTAX)
+        elif "STARTTLS" not in TRANSITIONS[m.state]:
+            m.error(replies.BAD_SEQUENCE)
         else:
-            self._send(replies.READY_TLS)
-            self._go("STARTTLS")
+            m.send(replies.READY_TLS)
+            m.go("STARTTLS")
             # RFC 3207 4.2: forget everything the client said before TLS,
             # including whatever it pipelined after this command.
-            self._buffer.clear()
-            self._resetTransaction()
-            self.tlsActive = True
-            self.esmtp = False
-            self.helo = ""
-            self._events.append(StartTLS())
+            m.buffer.clear()
+            m.resetTransaction()
+            m.tlsActive = True
+            m.esmtp = False
+            m.helo = ""
+            m.events.append(StartTLS())
 
     def _quit(self, arg: str) -> None:
-        self._send(replies.CLOSING)
-        self._go("QUIT")
-        self._buffer.clear()
-        self._events.append(Close())
-
-    _HANDLERS: ClassVar[dict[str, Callable[["Commands", str], None]]] = {
-        "EHLO": _ehlo,
-        "HELO": _helo,
-        "MAIL": _mail,
-        "RCPT": _rcpt,
-        "DATA": MessageData._data,
-        "BDAT": MessageData._bdat,
-        "RSET": _rset,
-        "NOOP": _noop,
-        "VRFY": _vrfy,
-        "EXPN": _expn,
-        "HELP": _help,
-        "STARTTLS": _starttls,
-        "QUIT": _quit,
-    }
+        m = self.machine
+        m.send(replies.CLOSING)
+        m.go("QUIT")
+        m.buffer.clear()
+        m.events.append(Close())

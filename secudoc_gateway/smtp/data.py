@@ -5,139 +5,138 @@ through the ``readers``, the size limit counted over them (RFC 1870),
 and the draining of BDAT chunks refused before they arrive.  Kept apart
 from the other commands because this is where the session stops reading
 lines: every byte here is the client's message, never a command.
+
+Which of these the buffer holds is the ``Machine``'s state: DATA or
+BDAT, each with its ``_OVERSIZE`` state once the message is past the
+limit (drained without being held, 552 at its end), or a ``SKIP_``
+state while a refused chunk is drained.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 from secudoc_gateway import replies
-from secudoc_gateway.replies import Reply
-from secudoc_gateway.smtp.events import DataAbort, DataChunk, DataEnd, DataStart
+from secudoc_gateway.smtp.events import DataChunk
 from secudoc_gateway.smtp.grammar import parseBdat
 from secudoc_gateway.smtp.readers import ChunkReader, DotReader
-from secudoc_gateway.smtp.states import TRANSITIONS, Machine, State
+from secudoc_gateway.smtp.states import TRANSITIONS, Machine, SessionLimits, State
+
+_OVERSIZE = frozenset({State.DATA_OVERSIZE, State.BDAT_OVERSIZE})
 
 
-class MessageData(Machine):
-    """The DATA and BDAT half of the session (module docstring)."""
+class MessageData:
+    """The DATA and BDAT half of a session, on its ``Machine`` (module docstring)."""
 
-    _skip: int  # BDAT bytes to drain for a refused BDAT
-    _afterSkip: Optional[Reply]
+    def __init__(self, machine: Machine, limits: SessionLimits, requireTLS: bool) -> None:
+        self.machine = machine
+        self.limits = limits
+        self.requireTLS = requireTLS
+        self._skip = ChunkReader(0, True)  # the refused BDAT chunk being drained
 
     # --- the commands -------------------------------------------------------
 
-    def _dataStart(self, kind: str) -> None:
-        self._txOpen = True
-        self._events.append(
-            DataStart(
-                kind,
-                self.sender,
-                tuple(self.recipients),
-                self.body,
-                self.smtputf8,
-                self.declaredSize,
-                self.helo,
-                self.tlsActive,
-            )
-        )
-
-    def _data(self, arg: str) -> None:
+    def data(self, arg: str) -> None:
+        m = self.machine
         if arg.strip(" "):
-            self._error(replies.PARAM_SYNTAX)
+            m.error(replies.PARAM_SYNTAX)
             return
-        self._go("DATA")
-        self._dot = DotReader()
-        self._dataStart("DATA")
-        self._send(replies.START_DATA)
+        m.go("DATA")
+        m.transaction.dot = DotReader()
+        m.startData("DATA", m.transaction)
+        m.send(replies.START_DATA)
 
-    def _bdat(self, arg: str) -> None:
+    def bdat(self, arg: str) -> None:
+        m = self.machine
         parsed = parseBdat(arg)
         if parsed is None:
             # Without a size the chunk cannot be skipped; reading on would
             # execute message bytes as commands.
-            self._closeWith(replies.BDAT_SYNTAX)
+            m.closeWith(replies.BDAT_SYNTAX)
             return
         size, last = parsed
-        if "BDAT" not in TRANSITIONS[self._state]:
-            reply = replies.TLS_REQUIRED if self.requireTLS and not self.tlsActive else replies.BAD_SEQUENCE
+        if "BDAT" not in TRANSITIONS[m.state]:
             # RFC 3030 2: chunks pipelined after a failed one are read and discarded.
-            self._skip, self._afterSkip = size, reply
+            m.go("skip")
+            self._skip = ChunkReader(size, last)
             if not size:
-                self._skipStep()
+                self.skipStep()
             return
-        first = self._state is State.RCPT
-        self._go("BDAT")
-        self._chunk = ChunkReader(size, last)
+        first = m.state is State.RCPT
+        m.go("BDAT")
+        m.transaction.chunk = ChunkReader(size, last)
         if first:
-            self._dataStart("BDAT")
+            m.startData("BDAT", m.transaction)
         if not size:
-            self._bdatStep()
+            self.bdatStep()
 
     # --- the bytes ----------------------------------------------------------
 
     def _count(self, data: bytes) -> None:
         """Emit ``data`` as message bytes unless the message is over size."""
-        if self._oversize or not data:
+        m = self.machine
+        if m.state in _OVERSIZE or not data:
             return
-        self._size += len(data)
-        if self._size > self.maxMessageSize:
+        m.transaction.size += len(data)
+        if m.transaction.size > self.limits.maxMessageSize:
             # Drain the rest without holding it; the reply comes at the end.
-            self._oversize = True
-            self._txOpen = False
-            self._events.append(DataAbort())
+            m.go("oversize")
+            m.abortData()
         else:
-            self._events.append(DataChunk(data))
+            m.events.append(DataChunk(data))
 
-    def _dataStep(self) -> bool:
+    def dataStep(self) -> bool:
         """DATA: the unstuffed bytes up to the end marker (``DotReader``)."""
-        data = self._dot.read(self._buffer)
+        m = self.machine
+        dot = m.transaction.dot
+        data = dot.read(m.buffer)
         if data is None:
             return False
         self._count(data)
-        if self._dot.done:
+        if dot.done:
             self._end("end")
         return True
 
-    def _bdatStep(self) -> bool:
+    def bdatStep(self) -> bool:
         """RFC 3030 2: exactly the announced octets, taken as they are."""
-        chunk = self._chunk
+        m = self.machine
+        chunk = m.transaction.chunk
         if chunk.left:
-            data = chunk.read(self._buffer)
+            data = chunk.read(m.buffer)
             if data is None:
                 return False
             self._count(data)
             if chunk.left:
                 return True
-        if chunk.last or self._oversize:
+        if m.state is State.BDAT_OVERSIZE:
+            self._end("end")
+        elif chunk.last:
             self._end("last")
         else:
-            self._go("chunk")
-            self._send(replies.BDAT_RECEIVED.withText(replies.BDAT_RECEIVED.text.format(size=chunk.size)))
+            m.go("chunk")
+            m.send(replies.BDAT_RECEIVED.withText(replies.BDAT_RECEIVED.text.format(size=chunk.size)))
         return True
 
     def _end(self, trigger: str) -> None:
         """All data is in: ``DataEnd`` by ``trigger``, or the over-size reply."""
-        if self._oversize:
-            self._go("oversize")
-            self._resetTransaction()
-            self._send(replies.MESSAGE_TOO_BIG)
+        m = self.machine
+        if m.state in _OVERSIZE:
+            command = "DATA" if m.state is State.DATA_OVERSIZE else "BDAT"
+            refused = m.transaction
+            m.go("end")
+            m.resetTransaction()
+            m.refuse(command, replies.MESSAGE_TOO_BIG, f"over max_message_size {self.limits.maxMessageSize}",
+                     refused.sender, tuple(refused.recipients))
         else:
-            self._txOpen = False
-            self._go(trigger)
-            self._events.append(DataEnd())
+            m.go(trigger)
+            m.endData()
 
-    def _skipStep(self) -> bool:
+    def skipStep(self) -> bool:
         """Drain a refused BDAT chunk, then give its reply."""
-        if self._skip:
-            if not self._buffer:
+        m = self.machine
+        if self._skip.left:
+            if not self._skip.discard(m.buffer):
                 return False
-            take = min(self._skip, len(self._buffer))
-            del self._buffer[:take]
-            self._skip -= take
-            if self._skip:
+            if self._skip.left:
                 return True
-        reply, self._afterSkip = self._afterSkip, None
-        if reply is not None:
-            self._error(reply)
+        m.go("skipped")
+        m.error(replies.TLS_REQUIRED if self.requireTLS and not m.tlsActive else replies.BAD_SEQUENCE)
         return True

@@ -89,11 +89,30 @@ class StartTLS:
 
 
 @attrs.frozen
+class Refused:
+    """
+    A sender, a recipient or a message refused (its reply is the next
+    event): the facts of the owner's refusal line.  ``command`` is the
+    verb the reply answers (``MAIL``, ``RCPT``, ``DATA`` or ``BDAT``: a
+    message over size is refused at its end); ``reason`` what the reply
+    does not say, if anything.
+    """
+
+    command: str
+    reply: Reply
+    reason: str
+    sender: str
+    recipients: tuple[str, ...]
+    helo: str
+    esmtp: bool
+
+
+@attrs.frozen
 class Close:
     """Close the connection after writing what came before."""
 
 
-Event = Union[SendReply, MailFrom, RcptTo, DataStart, DataChunk, DataEnd, DataAbort, StartTLS, Close]
+Event = Union[SendReply, MailFrom, RcptTo, DataStart, DataChunk, DataEnd, DataAbort, Refused, StartTLS, Close]
 
 
 class Sentinel:

@@ -21,6 +21,7 @@ from secudoc_gateway.metrics import Metrics
 from secudoc_gateway import replies
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.protocol import SMTPProtocol
+from secudoc_gateway.smtp.states import SessionLimits
 
 
 class SMTPFactory(ServerFactory):
@@ -52,8 +53,7 @@ class SMTPFactory(ServerFactory):
         self.hostname = hostname
         self.tlsOptions = tlsOptions
         self.requireTLS = requireTLS
-        self.maxMessageSize = maxMessageSize
-        self.maxRecipients = maxRecipients
+        self.limits = SessionLimits(maxMessageSize, maxRecipients)  # every session's
         self.maxConnections = maxConnections
         self.maxConnectionsPerIP = maxConnectionsPerIP
         self.commandTimeout = commandTimeout
@@ -103,22 +103,22 @@ class SMTPFactory(ServerFactory):
         if self.metrics is not None:
             self.metrics.replies.labels(code=str(reply.code)).inc()
 
-    def admit(self, protocol: SMTPProtocol) -> Optional[Reply]:
-        """``None`` when ``protocol`` may be served, else the reply to refuse it."""
+    def admit(self, protocol: SMTPProtocol) -> Optional[tuple[Reply, str]]:
+        """``None`` when ``protocol`` may be served, else the reply to refuse it and why (for the log)."""
         peer = protocol.peer
         if self.draining:
-            return replies.SHUTTING_DOWN
+            return replies.SHUTTING_DOWN, "shutting down"
         if len(self.connections) >= self.maxConnections:
-            return replies.TOO_MANY_CONNECTIONS
+            return replies.TOO_MANY_CONNECTIONS, f"max_connections {self.maxConnections} reached"
         if self._perIP[peer] >= self.maxConnectionsPerIP:
-            return replies.TOO_MANY_FROM_IP
+            return replies.TOO_MANY_FROM_IP, f"max_connections_per_ip {self.maxConnectionsPerIP} reached"
         try:
             refusal = self.ingress.checkConnection(peer)
         except Exception:
             self._log.failure("checkConnection failed for {peer}", peer=peer)
-            return replies.CONNECT_TEMPFAIL
+            return replies.CONNECT_TEMPFAIL, "internal error"
         if refusal is not None:
-            return refusal
+            return refusal, "no tenant allows this address"
         self.connections.add(protocol)
         self._perIP[peer] += 1
         if self.metrics is not None:

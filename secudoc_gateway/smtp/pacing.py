@@ -35,7 +35,7 @@ from zope.interface import implementer
 from secudoc_gateway import replies
 from secudoc_gateway.interfaces import IConnection, IIngress, ITransaction
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.smtp.session import Session, State
+from secudoc_gateway.smtp.session import Session, SessionLimits, State
 
 #: Pipelined input held behind an unanswered message before the protocol
 #: stops reading (the session closes at its own, larger, ``maxPending``).
@@ -56,8 +56,7 @@ class Listener(Structural):
     hostname: str
     tlsOptions: Any
     requireTLS: bool
-    maxMessageSize: int
-    maxRecipients: int
+    limits: SessionLimits
     reactor: IReactorTime
     draining: bool
     commandTimeout: float
@@ -65,7 +64,7 @@ class Listener(Structural):
     minDataRate: int
     rateWindow: float
 
-    def admit(self, protocol: Any) -> Optional[Reply]: ...
+    def admit(self, protocol: Any) -> Optional[tuple[Reply, str]]: ...
 
     def remove(self, protocol: Any) -> None: ...
 

@@ -17,9 +17,11 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
+from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway import replies
+from secudoc_gateway.logs import CONNECT, END_OF_MESSAGE, MAIL, RCPT, logReject
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.smtp.events import (
     NEED_DATA,
@@ -31,6 +33,7 @@ from secudoc_gateway.smtp.events import (
     DataStart,
     Event,
     MailFrom,
+    Refused,
     SendReply,
     StartTLS,
 )
@@ -40,6 +43,8 @@ from secudoc_gateway.smtp.session import Session, State
 #: After a closing reply, how long a client that does not read it may
 #: keep the connection before it is aborted.
 CLOSE_GRACE = 10.0
+#: The refusal line's stage for the command a refused reply answers.
+_STAGES = {"MAIL": MAIL, "RCPT": RCPT, "DATA": END_OF_MESSAGE, "BDAT": END_OF_MESSAGE}
 
 
 class SMTPProtocol(Pacing):
@@ -54,7 +59,7 @@ class SMTPProtocol(Pacing):
         self._lost = False
         self._pumping = False
         self._closer: Optional[IDelayedCall] = None
-        self._tenant: Any = None
+        self._tenant: Optional[Tenant] = None
         self._tx: Optional[ITransaction] = None
         self._producer: Optional[TransactionProducer] = None
         self._finishing = False
@@ -65,16 +70,17 @@ class SMTPProtocol(Pacing):
         self.peer = getattr(self.transport.getPeer(), "host", "") or ""
         refusal = self.factory.admit(self)
         if refusal is not None:
-            self.factory.countReply(refusal)
-            self.transport.write(refusal.toBytes())
+            reply, reason = refusal
+            logReject(self._log, CONNECT, self.peer, reply, reason, proto="SMTP")
+            self.factory.countReply(reply)
+            self.transport.write(reply.toBytes())
             self.transport.loseConnection()
             return
         self._admitted = True
         f = self.factory
         self.session = Session(
             hostname=f.hostname,
-            maxMessageSize=f.maxMessageSize,
-            maxRecipients=f.maxRecipients,
+            limits=f.limits,
             tlsAvailable=f.tlsOptions is not None,
             requireTLS=f.requireTLS,
         )
@@ -158,7 +164,8 @@ class SMTPProtocol(Pacing):
                 self._log.failure("checkSender failed for {sender!r}", sender=event.sender)
                 refusal, tenant = replies.LOCAL_TEMPFAIL, None
             if refusal is not None:
-                session.refuseMail(refusal)
+                session.refuseMail(refusal, "internal error" if refusal is replies.LOCAL_TEMPFAIL
+                                   else "no tenant allows this sender from this address")
             else:
                 self._tenant = tenant
                 session.acceptMail()
@@ -168,6 +175,10 @@ class SMTPProtocol(Pacing):
             self._finish()
         elif isinstance(event, DataAbort):
             self._abortTransaction()
+        elif isinstance(event, Refused):
+            logReject(self._log, _STAGES[event.command], self.peer, event.reply, event.reason,
+                      sender=event.sender, recipients=event.recipients, proto="ESMTP" if event.esmtp else "SMTP",
+                      helo=event.helo)
         elif isinstance(event, StartTLS):
             self.transport.startTLS(self.factory.tlsOptions)
         elif isinstance(event, Close):

@@ -95,3 +95,12 @@ class ChunkReader:
         del buffer[:take]
         self.left -= take
         return chunk
+
+    def discard(self, buffer: bytearray) -> bool:
+        """Drop the chunk's octets from ``buffer`` unread (a refused chunk); False when none were there."""
+        if not buffer:
+            return False
+        take = min(self.left, len(buffer))
+        del buffer[:take]
+        self.left -= take
+        return True
