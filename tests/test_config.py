@@ -16,6 +16,11 @@ from secudoc_gateway import devcert
 from secudoc_gateway.config import (
     EXCHANGE_ONLINE_NETWORKS,
     Config,
+    OnMalware,
+    OnScanError,
+    PortalConfig,
+    PortalLogin,
+    ScanConfig,
     SMTPConfig,
     Tenant,
     loadConfig,
@@ -898,3 +903,69 @@ class ReloadTests(ConfigTestCase):
         shutil.rmtree(self.tree.tenants)
         exc = self.assertRaises(ConfigError, reloadTenants, config)
         self.assertEqual(exc.problems, [f"{config.path}: tenants.path: {config.tenants_path} is not a folder"])
+
+
+class PortalAndScanKeyTests(ConfigTestCase):
+    """SPEC 3's ``[portal]`` and ``[scan]`` sections and the tenant's portal and scanning keys."""
+
+    GROUP = "0B5C1E2A-3D4F-4A6B-8C7D-9E0F1A2B3C4D"
+
+    def test_defaults(self) -> None:
+        config = loadConfig(self.tree.main)
+        self.assertEqual((config.portal.enabled, config.portal.session_hours, config.portal.idle_minutes,
+                          config.portal.max_upload_size, config.portal.trace_days), (True, 8, 60, 2147483648, 30))
+        self.assertEqual((config.scan.clamd, config.scan.timeout, config.scan.max_file_size), ("", 60, 104857600))
+        tenant = self.loadTenant()
+        self.assertEqual((tenant.admins, tenant.portal_login, tenant.saml_metadata_url, tenant.saml_metadata_file,
+                          tenant.saml_user_groups, tenant.saml_admin_groups, tenant.on_malware,
+                          tenant.on_scan_error), ((), "email-link", "", "", (), (), "reject", "tempfail"))
+
+    def test_values(self) -> None:
+        self.tree.writeMain({"portal": {"enabled": False, "session_hours": 2, "idle_minutes": 15,
+                                        "max_upload_size": 1000, "trace_days": 7},
+                             "scan": {"clamd": "unix:../run/clamd.ctl", "timeout": 5, "max_file_size": 10}})
+        config = loadConfig(self.tree.main)
+        self.assertEqual(config.portal, PortalConfig(False, 2, 15, 1000, 7))
+        self.assertEqual(config.scan, ScanConfig("unix:" + self.tree.path("run", "clamd.ctl"), 5, 10))
+        self.tree.writeMain({"scan": {"clamd": "tcp:clamav.internal:3310"}})
+        self.assertEqual(loadConfig(self.tree.main).scan.clamd, "tcp:clamav.internal:3310")
+        metadata = self.tree.write(self.tree.path("etc", "entra.xml"), "<EntityDescriptor/>")
+        tenant = self.loadTenant(admins=["Beheer@Acme.TEST"], portal_login="both", saml_metadata_file=metadata,
+                                 saml_user_groups=[self.GROUP], saml_admin_groups=[self.GROUP.lower()],
+                                 on_malware="strip", on_scan_error="pass")
+        self.assertEqual((tenant.admins, tenant.portal_login, tenant.saml_metadata_file, tenant.saml_user_groups,
+                          tenant.saml_admin_groups, tenant.on_malware, tenant.on_scan_error),
+                         (("Beheer@acme.test",), PortalLogin.BOTH, metadata, (self.GROUP.lower(),),
+                          (self.GROUP.lower(),), OnMalware.STRIP, OnScanError.PASS))
+        url = "https://login.microsoftonline.com/x/federationmetadata/2007-06/federationmetadata.xml?appid=y"
+        self.assertEqual(self.loadTenant(saml_metadata_url=url.split("?")[0]).saml_metadata_url, url.split("?")[0])
+
+    def test_problems(self) -> None:
+        self.tree.writeMain({"portal": {"session_hours": 0, "trace_days": "a month"},
+                             "scan": {"clamd": "clamd.sock", "timeout": -1}})
+        m = self.tree.main
+        self.assertEqual(self.problems(), [
+            f"{m}: portal.session_hours: must be at least 1, not 0",
+            f"{m}: portal.trace_days: must be an integer, not a string",
+            f'{m}: scan.clamd: must be "", "unix:PATH" or "tcp:HOST:PORT", not "clamd.sock"',
+            f"{m}: scan.timeout: must be a positive number of seconds, not -1",
+        ])
+        self.tree.writeMain({"scan": {"clamd": "tcp:host:99999"}})
+        self.assertEqual(self.problems(), [f'{m}: scan.clamd: must be "", "unix:PATH" or "tcp:HOST:PORT",'
+                                           f' not "tcp:host:99999"'])
+        self.tree.writeMain("")
+        problems = self.tenantProblems(admins=["*@acme.test"], portal_login="password",
+                                       saml_metadata_url="http://idp.test/metadata.xml",
+                                       saml_metadata_file="/nonexistent/entra.xml", saml_user_groups=["admins"],
+                                       on_malware="quarantine", on_scan_error="ignore")
+        f = self.tenantFile
+        self.assertEqual(problems, [
+            f'{f}: saml_metadata_url: must be an https:// URL, not "http://idp.test/metadata.xml"',
+            f"{f}: saml_metadata_file: cannot read /nonexistent/entra.xml",
+            f"{f}: saml_metadata_file: set saml_metadata_url or saml_metadata_file, not both",
+            f'{f}: admins: "*@acme.test" is not an address',
+            f'{f}: portal_login: must be one of "email-link", "saml", "both", not "password"',
+            f'{f}: saml_user_groups: "admins" is not a group object id (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)',
+            f'{f}: on_malware: must be one of "reject", "strip", not "quarantine"',
+            f'{f}: on_scan_error: must be one of "tempfail", "pass", not "ignore"',
+        ])

@@ -22,6 +22,8 @@ from secudoc_gateway.config.values import (
     DatabaseConfig,
     LogConfig,
     MetricsConfig,
+    PortalConfig,
+    ScanConfig,
     SMTPConfig,
     StorageConfig,
     Tenant,
@@ -126,6 +128,32 @@ def _database(table: Table, base: str) -> DatabaseConfig:
     return DatabaseConfig("sqlite:" + resolve(base, "../var/gateway.sqlite3"))
 
 
+def _portal(table: Table) -> PortalConfig:
+    d = PortalConfig()
+    return PortalConfig(
+        enabled=table.boolean("enabled", d.enabled),
+        session_hours=table.integer("session_hours", d.session_hours),
+        idle_minutes=table.integer("idle_minutes", d.idle_minutes),
+        max_upload_size=table.integer("max_upload_size", d.max_upload_size),
+        trace_days=table.integer("trace_days", d.trace_days),
+    )
+
+
+def _scan(table: Table, base: str) -> ScanConfig:
+    """``clamd`` is ``""``, ``unix:PATH`` (relative as every path) or ``tcp:HOST:PORT``."""
+    d = ScanConfig()
+    clamd = table.string("clamd", d.clamd)
+    kind, _, rest = clamd.partition(":")
+    host, _, port = rest.rpartition(":")
+    if kind == "unix" and rest:
+        clamd = "unix:" + resolve(base, rest)
+    elif clamd and not (kind == "tcp" and host and port.isdigit() and 0 < int(port) < 65536):
+        table.problem("clamd", f'must be "", "unix:PATH" or "tcp:HOST:PORT", not "{clamd}"')
+        clamd = d.clamd
+    return ScanConfig(clamd=clamd, timeout=table.seconds("timeout", d.timeout),
+                      max_file_size=table.integer("max_file_size", d.max_file_size))
+
+
 def _log(table: Table, base: str) -> LogConfig:
     fmt = table.choice("format", "text", LOG_FORMATS)
     path = table.string("path", "-", nonEmpty=True)
@@ -147,7 +175,7 @@ def loadConfig(path: str) -> Config:
         raise ConfigError(problems)
     root = Table(path, "", data, problems)
     tables = {name: root.table(name)
-              for name in ("smtp", "web", "metrics", "storage", "database", "tenants", "log")}
+              for name in ("smtp", "web", "metrics", "storage", "database", "tenants", "log", "portal", "scan")}
     root.finish()
     smtp = _smtp(tables["smtp"], base)
     web = _web(tables["web"])
@@ -157,6 +185,8 @@ def loadConfig(path: str) -> Config:
     tenantsTable = tables["tenants"]
     tenantsRaw = tenantsTable.string("path", "tenants", nonEmpty=True)
     log = _log(tables["log"], base)
+    portal = _portal(tables["portal"])
+    scan = _scan(tables["scan"], base)
     for table in tables.values():
         table.finish()
 
@@ -181,6 +211,8 @@ def loadConfig(path: str) -> Config:
         tenants_path=tenantsPath,
         log=log,
         metrics=metrics,
+        portal=portal,
+        scan=scan,
     )
 
 

@@ -11,10 +11,11 @@ import glob
 import ipaddress
 import os
 import re
+import urllib.parse
 from typing import Optional, Sequence
 
 from secudoc_gateway.addresses import IPNetwork, configDomain
-from secudoc_gateway.config.reader import CONTROL, Table, checkPEM, readTOML, resolve
+from secudoc_gateway.config.reader import CONTROL, Table, checkPEM, httpURL, readTOML, resolve
 from secudoc_gateway.config.values import (
     EXCHANGE_ONLINE,
     EXCHANGE_ONLINE_NETWORKS,
@@ -25,6 +26,9 @@ from secudoc_gateway.config.values import (
     Language,
     Mode,
     OnError,
+    OnMalware,
+    OnScanError,
+    PortalLogin,
     RecipientVerification,
     Tenant,
     UnknownSender,
@@ -160,6 +164,45 @@ def _logo(table: Table, base: str) -> str:
     return path
 
 
+def _admins(table: Table) -> tuple[str, ...]:
+    out = []
+    for value in table.strings("admins"):
+        normal = _pattern(value, allowWildcards=False)
+        if normal is None:
+            table.problem("admins", f'"{value}" is not an address')
+        elif normal not in out:
+            out.append(normal)
+    return tuple(out)
+
+
+def _groups(table: Table, key: str) -> tuple[str, ...]:
+    """Entra group object ids, compared case-insensitively: kept lowercased."""
+    out = []
+    for value in table.strings(key):
+        if not _GUID.match(value.strip()):
+            table.problem(key, f'"{value}" is not a group object id (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)')
+        elif value.strip().lower() not in out:
+            out.append(value.strip().lower())
+    return tuple(out)
+
+
+def _samlMetadata(table: Table, base: str) -> tuple[str, str]:
+    """The IdP's metadata: an https URL (Entra's "App Federation Metadata Url") or a file."""
+    url = table.string("saml_metadata_url")
+    if url and urllib.parse.urlsplit(url).scheme != "https":
+        table.problem("saml_metadata_url", f'must be an https:// URL, not "{url}"')
+    elif url:
+        httpURL(table, "saml_metadata_url", url)
+    path = table.string("saml_metadata_file")
+    if path:
+        path = resolve(base, path)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            table.problem("saml_metadata_file", f"cannot read {path}")
+    if url and path:
+        table.problem("saml_metadata_file", "set saml_metadata_url or saml_metadata_file, not both")
+    return url, path
+
+
 def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
     """One tenant file; problems are appended, ``None`` if unreadable."""
     data = readTOML(file, problems)
@@ -181,6 +224,7 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
     if facilitySender and _pattern(facilitySender, allowWildcards=False) is None:
         t.problem("facility_sender", f'must be an address, not "{facilitySender}"')
     disclaimer, organisation, helpContact = (_line(t, key) for key in ("disclaimer", "organisation", "help_contact"))
+    samlURL, samlFile = _samlMetadata(t, base)
     tenant = Tenant(
         id=tenantId,
         domains=domains,
@@ -210,6 +254,14 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
         logo=_logo(t, base),
         recipient_verification=t.enum("recipient_verification", RecipientVerification.NONE),
         download_notification=t.boolean("download_notification", False),
+        admins=_admins(t),
+        portal_login=t.enum("portal_login", PortalLogin.EMAIL_LINK),
+        saml_metadata_url=samlURL,
+        saml_metadata_file=samlFile,
+        saml_user_groups=_groups(t, "saml_user_groups"),
+        saml_admin_groups=_groups(t, "saml_admin_groups"),
+        on_malware=t.enum("on_malware", OnMalware.REJECT),
+        on_scan_error=t.enum("on_scan_error", OnScanError.TEMPFAIL),
         networks=networks,
         exchange_online=exchangeOnline,
         source=file,

@@ -80,6 +80,28 @@ class RecipientVerification(enum.StrEnum):
     NONE = "none"
     EMAIL_CODE = "email-code"
 
+
+class PortalLogin(enum.StrEnum):
+    """How a tenant's people sign in to the portal (SPEC 9)."""
+
+    EMAIL_LINK = "email-link"
+    SAML = "saml"
+    BOTH = "both"
+
+
+class OnMalware(enum.StrEnum):
+    """What an infected file does to its message (SPEC 10)."""
+
+    REJECT = "reject"
+    STRIP = "strip"
+
+
+class OnScanError(enum.StrEnum):
+    """What a file clamd could not judge does to its message (SPEC 10)."""
+
+    TEMPFAIL = "tempfail"
+    PASS = "pass"
+
 LOGO_TYPES = {".png": "image/png", ".svg": "image/svg+xml"}
 STORAGE_BACKENDS = ("fs", "s3")
 S3_ADDRESSING = ("path", "virtual")
@@ -135,6 +157,26 @@ class MetricsConfig:
     """The operators' listener: ``/metrics`` and ``/healthz``, never public."""
 
     listen: tuple[str, ...] = ("tcp:9101:interface=127.0.0.1",)
+
+
+@attrs.frozen
+class PortalConfig:
+    """``[portal]``: the tenant's half on the web listener (SPEC 9) and the message trace's keeping."""
+
+    enabled: bool = True
+    session_hours: int = 8
+    idle_minutes: int = 60
+    max_upload_size: int = 2147483648
+    trace_days: int = 30
+
+
+@attrs.frozen
+class ScanConfig:
+    """``[scan]``: malware scanning by clamd (SPEC 10); ``clamd = ""`` is off."""
+
+    clamd: str = ""
+    timeout: float = 60
+    max_file_size: int = 104857600
 
 
 @attrs.frozen
@@ -212,6 +254,14 @@ class Tenant:
     logo: str = ""
     recipient_verification: RecipientVerification = attrs.field(default=RecipientVerification.NONE, converter=RecipientVerification)
     download_notification: bool = False
+    admins: tuple[str, ...] = ()
+    portal_login: PortalLogin = attrs.field(default=PortalLogin.EMAIL_LINK, converter=PortalLogin)
+    saml_metadata_url: str = ""
+    saml_metadata_file: str = ""
+    saml_user_groups: tuple[str, ...] = ()
+    saml_admin_groups: tuple[str, ...] = ()
+    on_malware: OnMalware = attrs.field(default=OnMalware.REJECT, converter=OnMalware)
+    on_scan_error: OnScanError = attrs.field(default=OnScanError.TEMPFAIL, converter=OnScanError)
     networks: tuple[IPNetwork, ...] = ()
     exchange_online: bool = False
     source: str = ""
@@ -235,3 +285,5 @@ class Config:
     tenants_path: str
     log: LogConfig
     metrics: MetricsConfig = MetricsConfig()
+    portal: PortalConfig = PortalConfig()
+    scan: ScanConfig = ScanConfig()
