@@ -24,7 +24,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
-from secudoc_gateway.purge import purgeExpired
+from secudoc_gateway.purge import Purged, purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
 from tests.support import Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope
@@ -250,7 +250,7 @@ class DeadLinks(RecipientTestCase):
         service = self.gateway.service
         web = service.webListeners[0].factory.resource.children[b"t"].context
         purged = await purgeExpired(web.transfers, web.store, time.time())
-        self.assertEqual(purged, 1)
+        self.assertEqual(purged, Purged(expired=1))
         self.assertEqual(self.count("SELECT COUNT(*) FROM files"), 0)
         self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
         self.assertEqual(self.rows("SELECT subject, recipients FROM transfers"), [("", "[]")])
@@ -259,7 +259,7 @@ class DeadLinks(RecipientTestCase):
             self.assertEqual(code, 410, suffix)
             self.assertIn(b"Deze link is verlopen", page)
             self.assertIn(b"Vraag Alice de Vries &lt;alice@example.test&gt; om ze opnieuw te sturen", page)
-        self.assertEqual(await purgeExpired(web.transfers, web.store, time.time()), 0)
+        self.assertEqual(await purgeExpired(web.transfers, web.store, time.time()), Purged())
 
     @asyncTest
     async def test_expiredInEnglish(self) -> None:
