@@ -80,7 +80,7 @@ class BrowserTests(TestCase):
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
         tenant = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
-                      logo="logo.svg", recipient_verification="email-code", confirmation_mail=True)
+                      logo="../logo.svg", recipient_verification="email-code", confirmation_mail=True)
         self.gateway = await startGateway(writeConfig(self.folder, [tenant], web=web), reactor)
         self.addCleanup(self.gateway.stop)
 

@@ -55,7 +55,7 @@ class RecipientTestCase(TestCase):
             f.write(PNG)
         self.clock = ShiftedClock()
         settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
-                        logo="logo.png", **tenant)
+                        logo="../logo.png", **tenant)
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
         self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web), reactor, clock=self.clock)

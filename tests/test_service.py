@@ -463,7 +463,7 @@ class ReloadTests(ServiceTestCase):
         await self.startService()
         code, _ = await self.send(sender="carol@second.test")
         self.assertEqual(code, 550)
-        second = dict(DEMO_TENANT, id="second", domains=["second.test"], relay="maildir:outbox/second",
+        second = dict(DEMO_TENANT, id="second", domains=["second.test"], relay="maildir:../outbox/second",
                       facility_sender="noreply@second.test")
         from secudoc_gateway.testing import tomlTable
 

@@ -40,7 +40,7 @@ class TenantRegistryTests(SynchronousTestCase):
         for name, text in (("acme.toml", ACME), ("beta.toml", BETA)):
             with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
                 f.write(text)
-        tenants, problems = loadTenants(folder, folder)
+        tenants, problems = loadTenants(folder)
         self.assertEqual(problems, [])
         self.acme, self.beta = tenants
         self.registry = TenantRegistry(tenants)

@@ -22,7 +22,7 @@ DEMO_TENANT: dict[str, Any] = {
     "id": "example",
     "domains": ["example.test"],
     "allowed_sources": ["127.0.0.0/8"],
-    "relay": "maildir:outbox/example",
+    "relay": "maildir:../outbox/example",  # relative to the tenant file's folder
     "users": ["*@example.test"],
     "facility_sender": "noreply@example.test",
 }
