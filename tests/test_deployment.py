@@ -225,3 +225,24 @@ class PrometheusTests(TestCase):
             "Message latency (end of DATA to final reply) B"]))["result"]
         self.assertTrue(0 < float(p99["value"][1]) < 60, p99)
         self.assertFalse(math.isnan(float(p99["value"][1])))
+
+
+class MakefileTests(SynchronousTestCase):
+    """The two commands' set-up, as ``make -n`` prints it on a fresh checkout (no ``.venv``)."""
+
+    def recipe(self, target: str) -> str:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        for name in ("Makefile", "setup.cfg", "pyproject.toml"):
+            shutil.copy(os.path.join(ROOT, name), folder)
+        result = subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def test_runInstallsTheRuntimeOnly(self) -> None:
+        """``make run`` installs the package without the test extras; ``make test`` with them."""
+        run = self.recipe("run")
+        self.assertRegex(run, r"pip install --quiet -e \.\n")
+        self.assertNotIn("[test]", run)
+        self.assertIn("twistd --nodaemon", run)
+        self.assertIn("pip install --quiet -e '.[test]'", self.recipe("test"))
