@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from twisted.application.service import Service
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.error import ProcessExitedAlready, ReactorNotRunning
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport
 from twisted.logger import Logger
 from twisted.python.components import Componentized
@@ -64,29 +64,32 @@ READY = b"ready\n"
 def stopOnce(reactor: Any, stopOn: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
              ignore: tuple[int, ...] = ()) -> None:
     """
-    From now on the first of ``stopOn`` stops the reactor and later ones
-    do nothing (Twisted's own handlers stop it again for each signal:
-    Ctrl-C then the parent's SIGTERM was a critical traceback, "Can't
-    stop reactor that isn't running"); ``ignore`` are ignored.  Call it
-    once the reactor runs, after Twisted installed its handlers.
+    From now on only the first of ``stopOn`` reaches Twisted's handler
+    (which stops the reactor and has twistd exit by that signal); later
+    ones are logged and dropped.  Twisted stops the reactor again for
+    each signal, and Ctrl-C then the parent's SIGTERM was a critical
+    traceback ("Can't stop reactor that isn't running").  ``ignore`` are
+    ignored.  Call it once the reactor runs, after Twisted installed its
+    handlers.
     """
     log = Logger()
     stopping: list[int] = []
 
-    def stop(signum: int) -> None:
-        log.info("received {signal}, stopping", signal=signal.Signals(signum).name)
-        try:
-            reactor.stop()
-        except ReactorNotRunning:
-            pass
-
-    def handler(signum: int, frame: Any) -> None:
-        if not stopping:
+    def wrap(previous: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            if stopping:
+                reactor.callFromThread(log.info, "received {signal} while stopping", signal=signal.Signals(signum).name)
+                return
             stopping.append(signum)
-            reactor.callFromThread(stop, signum)
+            if callable(previous):
+                previous(signum, frame)
+            else:  # no handler of Twisted's (a reactor run without them): stop all the same
+                reactor.callFromThread(reactor.stop)
+
+        return handler
 
     for signum in stopOn:
-        signal.signal(signum, handler)
+        signal.signal(signum, wrap(signal.getsignal(signum)))
     for signum in ignore:
         signal.signal(signum, signal.SIG_IGN)
 

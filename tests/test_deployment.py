@@ -27,7 +27,8 @@ from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import asyncTest, inThread, sendMail
 from tests.test_logs import message
 from tests.test_operators import downTenant
-from tests.twistd import ROOT, TWISTD, freePort
+from secudoc_gateway.testing import ROOT, TWISTD
+from secudoc_gateway.testing.ports import freePort
 
 UNIT = os.path.join(ROOT, "etc", "systemd", "secudoc-gateway.service")
 ALERTS = os.path.join(ROOT, "etc", "prometheus", "alerts.yml")

@@ -26,11 +26,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway import __version__, cli
 from secudoc_gateway.config import loadUsableConfig
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, TWISTD, startGateway, writeConfig
+from secudoc_gateway.testing.gateway import run
+from tests import test_recipient
 from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
 from tests.test_logs import message
-from tests import test_recipient
-from tests.twistd import TWISTD, run
 
 CLI = [sys.executable, "-m", "secudoc_gateway.cli"]
 

@@ -17,10 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway import __version__, devcert, tap
 from secudoc_gateway.metrics import BUCKETS
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, startGateway, writeConfig
+from secudoc_gateway.testing.gateway import run
 from tests.support import asyncTest, inThread, sendMail
 from tests.test_logs import message
-from tests.twistd import TwistdGateway, run
 
 SERIES = [
     "secudoc_smtp_connections_total", "secudoc_smtp_sessions_active", "secudoc_messages_total",
@@ -138,8 +138,9 @@ class StartFailureTests(SynchronousTestCase):
         port = taken.getsockname()[1]
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        gateway = TwistdGateway(folder, log={"format": "json"}, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
-        gateway.start(wait=False)
+        gateway = GatewayProcess.inFolder(folder, log={"format": "json"},
+                                          smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
+        gateway.launch()
         self.addCleanup(gateway.stop)
         self.assertEqual(gateway.wait(), tap.EXIT_CANNOT_LISTEN)
         out, err = gateway.output()
