@@ -15,16 +15,15 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway.tap import DRAIN_GRACE_SECONDS
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, sendMail
+from tests.support import asyncTest, inThread, sendMail, until
 from tests.test_logs import message
 from tests.test_operators import downTenant
 from secudoc_gateway.testing import ROOT, TWISTD
@@ -161,13 +160,6 @@ class PrometheusTests(TestCase):
         self.assertEqual(body["status"], "success", body)
         return body["data"]
 
-    async def until(self, check, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not await check():
-            if time.monotonic() > deadline:
-                self.fail(f"gave up waiting for {check.__name__}")
-            await task.deferLater(reactor, 0.2)
-
     async def traffic(self, gateway) -> None:
         send = lambda sender, to, raw: inThread(sendMail, gateway.smtpPort, sender, to, raw)
         self.assertEqual((await send("alice@example.test", ["bob@external.test", "carol@example.test"],
@@ -194,14 +186,14 @@ class PrometheusTests(TestCase):
         async def twoScrapes() -> bool:
             return await scrapes(0) >= 2
 
-        await self.until(twoScrapes)
+        await until(twoScrapes, "two scrapes", 60, interval=0.2)
         await self.traffic(gateway)  # between scrapes, so every rate below has something to say
         before = await scrapes(0)
 
         async def twoMore() -> bool:
             return await scrapes(0) >= before + 2
 
-        await self.until(twoMore)
+        await until(twoMore, "two more scrapes", 60, interval=0.2)
 
         async def rulesEvaluated() -> bool:
             groups = (await self.api(base, "rules"))["groups"]
@@ -210,7 +202,7 @@ class PrometheusTests(TestCase):
                                                                and not r["lastEvaluation"].startswith("0001")
                                                                for r in rules)
 
-        await self.until(rulesEvaluated)
+        await until(rulesEvaluated, "every alert rule evaluated", 60, interval=0.2)
         rules = [r for g in (await self.api(base, "rules"))["groups"] for r in g["rules"]]
         self.assertEqual({r["name"]: r["health"] for r in rules}, {name: "ok" for name in alertExpressions()})
 

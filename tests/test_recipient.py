@@ -19,7 +19,6 @@ from email.message import EmailMessage
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
@@ -27,7 +26,7 @@ from secudoc_gateway import crypto
 from secudoc_gateway.purge import Purged, purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
-from tests.support import Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import Browser, asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, until
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 SENDER_LINK = re.compile(r"https?://[^/\s]+(/t/sender/[A-Za-z0-9_-]{43})")
@@ -87,14 +86,11 @@ class RecipientTestCase(TestCase):
         raise AssertionError("no protected message relayed")
 
     async def mails(self, kind: str, count: int, deadline: float = 30) -> list[email.message.EmailMessage]:
-        """The gateway's own messages of ``kind``, once ``count`` have arrived (polled, with a deadline)."""
-        end = time.monotonic() + deadline
-        while True:
-            found = [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
-                     for m in maildirMessages(self.outbox) if f"kind={kind}".encode() in m]
-            if len(found) >= count or time.monotonic() > end:
-                return found
-            await deferLater(reactor, 0.05, lambda: None)
+        """The gateway's own messages of ``kind``, once ``count`` have arrived."""
+        found = lambda: [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
+                         for m in maildirMessages(self.outbox) if f"kind={kind}".encode() in m]
+        await until(lambda: len(found()) >= count, f"{count} {kind} mail(s)", deadline)
+        return found()
 
     def browser(self) -> Browser:
         return Browser(self.gateway.webURL)

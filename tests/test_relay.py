@@ -36,6 +36,7 @@ from secudoc_gateway.relay.smtp import (
     relayFor,
 )
 from secudoc_gateway.replies import Reply
+from secudoc_gateway.testing.polling import until
 from secudoc_gateway.testing.smtp import DISCONNECT, SILENT, SinkServerFactory, SinkServerProtocol
 
 
@@ -633,7 +634,7 @@ class ErrorTests(RelayTestCase):
         relay = self.relay(port, requireTLS=False)
         d = relay.send(ENVELOPE, Message(MESSAGE))
         # Cancelled while the sink holds its MAIL unanswered, on an open connection.
-        await eventually(lambda: any(c.upper().startswith("MAIL") for batch in sink.batches for c in batch))
+        await until(lambda: any(c.upper().startswith("MAIL") for batch in sink.batches for c in batch), "the sink to see MAIL", 5)
         d.cancel()
         await self.assertFailure(d, CancelledError)
         self.assertEqual(sink.connectionCount, 1)
@@ -681,17 +682,6 @@ EVE = Envelope(sender="alice@example.test", recipients=("eve@other.test",))
 
 def commands(sink: SinkServerFactory) -> list[str]:
     return [c for b in sink.batches for c in b]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait, polling the reactor, until ``condition()``; fail after ``within`` seconds."""
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"not within {within} seconds")
-        await deferLater(reactor, 0.01)
 
 
 class CacheTests(RelayTestCase):
@@ -785,7 +775,7 @@ class CacheTests(RelayTestCase):
             await relay.send(BOB, Message(b"m%d\r\n" % i))
         self.assertEqual(sink.connectionCount, 3)
         self.assertEqual([m.data for m in sink.messages], [b"m%d\r\n" % i for i in range(5)])
-        await eventually(lambda: commands(sink).count("QUIT") == 2)
+        await until(lambda: commands(sink).count("QUIT") == 2, "two QUITs", 5)
         self.assertEqual(relay.idleConnections, 1)
 
     async def test_poolFull(self) -> None:
@@ -794,7 +784,7 @@ class CacheTests(RelayTestCase):
         relay = self.relay(port, requireTLS=False, maxIdle=2)
         await gatherResults([relay.send(BOB, Message(b"m%d\r\n" % i)) for i in range(3)])
         self.assertEqual(relay.idleConnections, 2)
-        await eventually(lambda: commands(sink).count("QUIT") == 1)
+        await until(lambda: commands(sink).count("QUIT") == 1, "one QUIT", 5)
         self.assertEqual(len(sink.messages), 3)
 
     async def test_noCache(self) -> None:
@@ -907,12 +897,12 @@ class CacheTests(RelayTestCase):
                 relay = self.relay(port, requireTLS=False)
                 error = await self.failure(relay, EVE)
                 self.assertEqual((error.kind, error.permanent, error.reply), ("rcpt", True, Reply(550, "5.1.1", "Eve unknown")))
-                await eventually(lambda: relay.idleConnections == 1)
+                await until(lambda: relay.idleConnections == 1, "one idle connection", 5)
                 self.assertIn("RSET", commands(sink))
                 sink.replies["message"] = Reply(554, "5.6.0", "Content rejected")
                 error = await self.failure(relay, BOB)
                 self.assertEqual((error.kind, error.permanent), ("data", True))
-                await eventually(lambda: relay.idleConnections == 1)
+                await until(lambda: relay.idleConnections == 1, "one idle connection", 5)
                 del sink.replies["message"]
                 await relay.send(BOB, Message(OTHER))
                 self.assertEqual(sink.connectionCount, 1)
@@ -971,7 +961,7 @@ class CacheTests(RelayTestCase):
         sink, port = self.sink(replies={"message": SILENT})
         relay = self.relay(port, requireTLS=False)
         busy = relay.send(ENVELOPE, Message(MESSAGE))
-        await eventually(lambda: sink.dataBytes == len(MESSAGE))
+        await until(lambda: sink.dataBytes == len(MESSAGE), "the whole message at the sink", 5)
         del sink.replies["message"]
         await relay.close()
         # The sink answers the end of the data only now.

@@ -11,7 +11,6 @@ import signal
 import smtplib
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
@@ -21,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.testing import GatewayProcess, writeConfig
-from tests.support import maildirMessages, splitEnvelope
+from tests.support import maildirMessages, splitEnvelope, untilBlocking
 
 
 def protectedMessage(n: int) -> bytes:
@@ -261,10 +260,7 @@ class SupervisionTests(WorkersTestCase):
                     return False
             return True
 
-        deadline = time.monotonic() + 60
-        while not gone():
-            self.assertLess(time.monotonic(), deadline, "a worker outlived its parent")
-            time.sleep(0.05)
+        untilBlocking(gone, "every worker to stop with its parent", 60)
 
 
 class StartAndStopTests(WorkersTestCase):
