@@ -12,7 +12,7 @@ import socket
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import attrs
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -1000,13 +1000,14 @@ class CacheTests(RelayTestCase):
         self.assertEqual([m.data for m in sink.messages], [MESSAGE])
 
 
-class MaildirTests(SynchronousTestCase):
-    def test_format(self) -> None:
+class MaildirTests(TestCase):
+    @defer.inlineCallbacks
+    def test_format(self) -> Any:
         """The envelope as header lines, then the message; CRLF like the message."""
         path = os.path.join(self.mktemp(), "outbox")
-        relay = MaildirRelay(path)
+        relay = MaildirRelay(path, reactor)
         verifyObject(IRelay, relay)
-        result = self.successResultOf(relay.send(ENVELOPE, Message(MESSAGE, 10)))
+        result = yield relay.send(ENVELOPE, Message(MESSAGE, 10))
         self.assertEqual(sorted(os.listdir(path)), ["cur", "new", "tmp"])
         self.assertEqual(os.listdir(os.path.join(path, "tmp")), [])
         [name] = os.listdir(os.path.join(path, "new"))
@@ -1019,32 +1020,75 @@ class MaildirTests(SynchronousTestCase):
                 b"X-Envelope-To: eve@other.test\r\n" + MESSAGE,
             )
 
-    def test_lfMessage(self) -> None:
+    @defer.inlineCallbacks
+    def test_lfMessage(self) -> Any:
         path = self.mktemp()
-        relay = MaildirRelay(path)
-        self.successResultOf(relay.send(Envelope(sender="", recipients=("b@x.test",)), Message(b"Subject: x\n\nhi\n")))
+        relay = MaildirRelay(path, reactor)
+        yield relay.send(Envelope(sender="", recipients=("b@x.test",)), Message(b"Subject: x\n\nhi\n"))
         [name] = os.listdir(os.path.join(path, "new"))
         with open(os.path.join(path, "new", name), "rb") as f:
             self.assertEqual(f.read(), b"Return-Path: <>\nX-Envelope-To: b@x.test\nSubject: x\n\nhi\n")
 
-    def test_unique(self) -> None:
+    @defer.inlineCallbacks
+    def test_unique(self) -> Any:
         path = self.mktemp()
-        relay = MaildirRelay(path)
-        results = {self.successResultOf(relay.send(ENVELOPE, Message(MESSAGE))) for _ in range(50)}
-        self.assertEqual(len(results), 50)
+        relay = MaildirRelay(path, reactor)
+        results = yield defer.gatherResults([relay.send(ENVELOPE, Message(MESSAGE)) for _ in range(50)])
+        self.assertEqual(len(set(results)), 50)
         self.assertEqual(len(os.listdir(os.path.join(path, "new"))), 50)
 
-    def test_unwritable(self) -> None:
+    @defer.inlineCallbacks
+    def test_offTheReactorThreadInOrder(self) -> Any:
+        """
+        The copy and fsync run in the thread pool, never in the reactor
+        thread, one at a time and in the order asked for: the names
+        sort as the sends were made, each send fires in its turn.
+        """
+        from twisted.python.threadable import isInIOThread
+
+        path = self.mktemp()
+        relay = MaildirRelay(path, reactor)
+        where: list[bool] = []
+        running: list[int] = []
+        atOnce: list[int] = []
+
+        @implementer(IMessageSource)
+        class Observed(Message):
+            def chunks(self) -> Iterator[bytes]:
+                running.append(1)
+                where.append(isInIOThread())
+                atOnce.append(len(running))
+                yield from super().chunks()
+                running.pop()
+
+        fired: list[int] = []
+        sends = []
+        for n in range(20):
+            d = relay.send(ENVELOPE, Observed(MESSAGE.replace(b"Subject:", b"Subject: %d" % n), 1000))
+            sends.append(d.addCallback(lambda result, n=n: fired.append(n) or result))
+        results = yield defer.gatherResults(sends)
+        self.assertEqual(where, [False] * 20)
+        self.assertEqual(max(atOnce), 1)
+        self.assertEqual(fired, list(range(20)))
+        names = sorted(os.listdir(os.path.join(path, "new")))
+        self.assertEqual([f"maildir {name}" for name in names], results)
+        for n, name in enumerate(names):
+            with open(os.path.join(path, "new", name), "rb") as f:
+                self.assertIn(b"Subject: %d " % n, f.read())
+
+    @defer.inlineCallbacks
+    def test_unwritable(self) -> Any:
         """A path that cannot be a Maildir: temporary "maildir" error."""
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("a file, not a folder")
-        error = self.failureResultOf(MaildirRelay(path).send(ENVELOPE, Message(MESSAGE)), RelayError).value
+        error = yield self.assertFailure(MaildirRelay(path, reactor).send(ENVELOPE, Message(MESSAGE)), RelayError)
         self.assertEqual((error.kind, error.permanent), ("maildir", False))
 
-    def test_sourceFails(self) -> None:
+    @defer.inlineCallbacks
+    def test_sourceFails(self) -> Any:
         path = self.mktemp()
-        error = self.failureResultOf(MaildirRelay(path).send(ENVELOPE, BrokenMessage()), RelayError).value
+        error = yield self.assertFailure(MaildirRelay(path, reactor).send(ENVELOPE, BrokenMessage()), RelayError)
         self.assertEqual((error.kind, error.permanent), ("maildir", False))
         self.assertEqual(os.listdir(os.path.join(path, "tmp")), [])
         self.assertEqual(os.listdir(os.path.join(path, "new")), [])
