@@ -5,6 +5,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs: the runtime alone for `make run`, with the test extras
+# for `make test`; each its own stamp.
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 CERT := var/tls/gateway.pem
 CONFIG ?= etc/secudoc-gateway.toml
@@ -39,20 +42,25 @@ FUZZ_SECONDS ?= 600
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+$(RUNTIME): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-$(CERT): | $(STAMP)
+$(CERT): | $(RUNTIME)
 	$(BIN)/python -m secudoc_gateway.devcert $@
 
 # twistd finds plugins in twisted/plugins/ of each folder on the path: an
 # installed wheel ships the plugin, a checkout is put on the path here.
-run: $(STAMP) $(CERT)
+run: $(RUNTIME) $(CERT)
 	PYTHONPATH=$(CURDIR) $(BIN)/twistd --nodaemon --pidfile= secudoc-gateway --config $(CONFIG) --workers $(WORKERS)
 
-check-config: $(STAMP) $(CERT)
+check-config: $(RUNTIME) $(CERT)
 	$(BIN)/secudoc-gateway check-config --config $(CONFIG)
 
 $(AXE):

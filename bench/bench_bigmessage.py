@@ -136,7 +136,7 @@ def main() -> int:
 
         gateway.stop()
         # The protected message goes to a maildir so its link can be read back.
-        gateway = Gateway("maildir:outbox/example")
+        gateway = Gateway("maildir:../outbox/example")
         sendOne(gateway.smtpPort, stream(message(small, b"X-SecuDoc-Enabled: 0\r\n")))
         idle = peakRSS(gateway.pid)
         print(f"2. attachment path: one {args.mib} MiB attachment ({wire / 1e6:.0f} MB base64) protected end to end")

@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1,
                         help="send the batch again: RSS that does not grow after the first round was given back")
     args = parser.parse_args()
-    gateway = Gateway("maildir:outbox/example")
+    gateway = Gateway("maildir:../outbox/example")
     try:
         # One small message first: the idle figure includes what every message needs once.
         sendOne(gateway.smtpPort, [manyParts(2, 0)])

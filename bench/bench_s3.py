@@ -109,7 +109,7 @@ def main() -> int:
 
         data = os.urandom(args.size * MiB)
         chunks = messageChunks(data)
-        gateway = Gateway("maildir:outbox/example", storage=storage("gateway"), env=env)
+        gateway = Gateway("maildir:../outbox/example", storage=storage("gateway"), env=env)
         print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs")
         ours, theirs = [], []
         for _ in range(args.runs):
@@ -139,7 +139,7 @@ def main() -> int:
         gateway.stop()
 
         budget = args.budget * MiB
-        gateway = Gateway("maildir:outbox/example", storage=storage("concurrent"), env=env,
+        gateway = Gateway("maildir:../outbox/example", storage=storage("concurrent"), env=env,
                           smtp={"memory_budget": budget})
         each = messageChunks(os.urandom(args.each * 1000 * 1000))
         sendOne(gateway.smtpPort, messageChunks(os.urandom(65536)))  # warm up

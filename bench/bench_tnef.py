@@ -79,7 +79,7 @@ def main() -> int:
     # Encoded before the clock starts: the client must not be what is measured.
     pieces = list(message(size, block))
     wire = sum(len(piece) for piece in pieces)
-    gateway = Gateway("maildir:outbox/example")
+    gateway = Gateway("maildir:../outbox/example")
     try:
         sendOne(gateway.smtpPort, [b"From: alice@example.test\r\nX-SecuDoc-Enabled: 0\r\n\r\nwarm-up\r\n"])
         idle = peakRSS(gateway.pid)

@@ -36,7 +36,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from secudoc_gateway.testing import DEMO_TENANT  # noqa: E402
 from tests.test_logs import message  # noqa: E402
-from tests.twistd import TwistdGateway, freePort, waitForPort  # noqa: E402
+from secudoc_gateway.testing import GatewayProcess  # noqa: E402
+from secudoc_gateway.testing.ports import freePort, waitForPort  # noqa: E402
 
 DASHBOARD = os.path.join(ROOT, "etc", "grafana", "secudoc-gateway.json")
 ALERTS = os.path.join(ROOT, "etc", "prometheus", "alerts.yml")
@@ -49,7 +50,7 @@ def query(base: str, path: str, **params: object) -> dict:
         return json.load(response)["data"]
 
 
-def traffic(gateway: TwistdGateway, until: float) -> None:
+def traffic(gateway: GatewayProcess, until: float) -> None:
     """Mail as a small office sends it; one tenant's connector is down."""
     outbox = os.path.join(gateway.folder, "outbox", "example", "new")
     n = 0
@@ -135,7 +136,7 @@ def main() -> None:
     folder = tempfile.mkdtemp(prefix="secudoc-dashboard-")
     down = dict(DEMO_TENANT, id="down", domains=["down.test"], users=["*@down.test"],
                 relay=f"smtp://127.0.0.1:{freePort()}", facility_sender="noreply@down.test")
-    gateway = TwistdGateway(folder, log={"path": "gateway.log"})
+    gateway = GatewayProcess.inFolder(folder, log={"path": "gateway.log"})
     with open(os.path.join(folder, "tenants", "down.toml"), "w") as f:
         f.write("".join(f"{k} = {json.dumps(v)}\n" for k, v in down.items()))
     gateway.start()

@@ -133,7 +133,7 @@ def purge(args: argparse.Namespace) -> int:
 async def purgeCommand(args: argparse.Namespace, config, reactor) -> int:
     """``purge``'s work and report on a running reactor; its exit status."""
     from secudoc_gateway.inventory import timestamp
-    from secudoc_gateway.purge import PurgeIncomplete, purgeOnce
+    from secudoc_gateway.purge import PurgeIncomplete, purgeOnce, reason
 
     try:
         result = await purgeOnce(config, reactor, dryRun=args.dry_run)
@@ -141,12 +141,14 @@ async def purgeCommand(args: argparse.Namespace, config, reactor) -> int:
         print(str(e), file=sys.stderr)
         return EXIT_FAILED
     if not args.dry_run:
-        print(f"purged {result} expired transfer(s)")
+        print(f"purged {result}")
         return EXIT_OK
     for t in result:
-        print(f"would purge {t.id} (tenant {t.tenant}, expired {timestamp(t.expires)},"
+        why = reason(t)
+        print(f"would purge {t.id} (tenant {t.tenant}, {why} {timestamp(t.expires if why == 'expired' else t.revoked)},"
               f" {len(t.files)} file(s), {sum(f.size for f in t.files)} bytes)")
-    print(f"{len(result)} expired transfer(s) would be purged")
+    revoked = sum(reason(t) == "revoked" for t in result)
+    print(f"{len(result)} transfer(s) would be purged: {len(result) - revoked} expired, {revoked} revoked")
     return EXIT_OK
 
 
@@ -186,8 +188,12 @@ def commands() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="secudoc-gateway", description="The gateway's operator commands.")
     parser.add_argument("--version", action="version", version=f"secudoc-gateway {__version__}",
                         help="print the version and exit")
+    # --config before or after the verb (SPEC 2): no default on any
+    # parser, or a subcommand's default would undo the one given before it.
+    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                        help=f"main configuration file (default: {DEFAULT_CONFIG_PATH}), before or after the command")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=DEFAULT_CONFIG_PATH, metavar="PATH",
+    common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
                         help=f"main configuration file (default: {DEFAULT_CONFIG_PATH})")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, helptext in [
@@ -206,8 +212,16 @@ def commands() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line as ``commands`` reads it, ``config`` defaulted where no ``--config`` was given."""
     args = commands().parse_args(argv)
+    if not hasattr(args, "config"):
+        args.config = DEFAULT_CONFIG_PATH
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse(argv)
     return args.func(args)
 
 

@@ -36,10 +36,25 @@ def timestamp(seconds: Optional[float]) -> Optional[str]:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+# ``transfers extend``'s bound: a whole number of days, at least one, and
+# no more than ten years (a link kept longer is a mistake, not a wish).
+MAX_EXTEND_DAYS = 3650
+
+
 def state(transfer: Transfer, now: float) -> str:
+    """``purged`` (a tombstone) first, then ``revoked``, ``expired``, ``live``."""
+    if transfer.purged is not None:
+        return "purged"
     if transfer.revoked is not None:
         return "revoked"
     return "expired" if transfer.expires <= now else "live"
+
+
+def extendDays(text: str) -> int:
+    """``transfers extend``'s DAYS: a whole number from 1 to ``MAX_EXTEND_DAYS``."""
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_EXTEND_DAYS:
+        raise argparse.ArgumentTypeError(f"not a whole number of days from 1 to {MAX_EXTEND_DAYS}: {text!r}")
+    return int(text)
 
 
 def transferRecord(transfer: Transfer, now: float) -> dict[str, Any]:
@@ -53,6 +68,7 @@ def transferRecord(transfer: Transfer, now: float) -> dict[str, Any]:
         "created": timestamp(transfer.created),
         "expires": timestamp(transfer.expires),
         "revoked": timestamp(transfer.revoked),
+        "purged": timestamp(transfer.purged),
         "message_id": transfer.message_id,
         "files": [{"n": f.n, "name": f.name, "content_type": f.content_type, "size": f.size, "sha256": f.sha256}
                   for f in transfer.files],
@@ -66,6 +82,7 @@ def downloadRecord(download: Download) -> dict[str, Any]:
         "tenant": download.tenant,
         "file": download.n,
         "name": download.name,
+        "recipient": download.recipient,
         "client": download.client,
         "user_agent": download.user_agent,
     }
@@ -83,7 +100,8 @@ def _print(args: argparse.Namespace, records: Any, text: Callable[[], str]) -> N
 
 
 async def listTransfers(args: argparse.Namespace, store: TransferStore, now: float) -> int:
-    transfers = await store.transfers(tenant=args.tenant, sender=args.sender, since=args.since, limit=args.limit)
+    transfers = await store.transfers(tenant=args.tenant, sender=args.sender, since=args.since, limit=args.limit,
+                                     tombstones=True)
     _print(args, [transferRecord(t, now) for t in transfers], lambda: table(
         ["ID", "CREATED", "EXPIRES", "STATE", "TENANT", "SENDER", "RECIPIENTS", "FILES", "BYTES"],
         [[t.id, timestamp(t.created), timestamp(t.expires), state(t, now), t.tenant, t.sender,
@@ -101,7 +119,8 @@ async def showTransfer(args: argparse.Namespace, store: TransferStore, now: floa
 
     def text() -> str:
         lines = [f"{key}: {shown(str(record[key]))}" for key in
-                 ("id", "state", "tenant", "sender", "subject", "created", "expires", "revoked", "message_id")]
+                 ("id", "state", "tenant", "sender", "subject", "created", "expires", "revoked", "purged",
+                  "message_id")]
         lines.append(f"recipients: {', '.join(transfer.recipients)}")
         files = table(["N", "NAME", "TYPE", "BYTES", "SHA256"],
                       [[f.n, f.name, f.content_type, f.size, f.sha256] for f in transfer.files])
@@ -119,8 +138,19 @@ async def revokeTransfer(args: argparse.Namespace, store: TransferStore, now: fl
 
 
 async def extendTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
+    """A withdrawn or purged link stays so: extending it would bring back what the sender took back."""
     if not await store.extend(args.id, args.days):
-        print(f"no transfer {args.id!r}", file=sys.stderr)
+        transfer = await store.transfer(args.id)
+        if transfer is None:
+            print(f"no transfer {args.id!r}", file=sys.stderr)
+        elif transfer.purged is not None:
+            print(f"transfer {args.id} was purged at {timestamp(transfer.purged)}: its files are gone,"
+                  " it cannot be extended", file=sys.stderr)
+        elif transfer.revoked is not None:
+            print(f"transfer {args.id} was revoked at {timestamp(transfer.revoked)}:"
+                  " a revoked transfer cannot be extended", file=sys.stderr)
+        else:
+            print(f"transfer {args.id} is being purged: it cannot be extended", file=sys.stderr)
         return 1
     return await showTransfer(args, store, now)
 
@@ -128,8 +158,9 @@ async def extendTransfer(args: argparse.Namespace, store: TransferStore, now: fl
 async def audit(args: argparse.Namespace, store: TransferStore, now: float) -> int:
     downloads = await store.audit(transferId=args.transfer, since=args.since, limit=args.limit)
     _print(args, [downloadRecord(d) for d in downloads], lambda: table(
-        ["AT", "TRANSFER", "TENANT", "FILE", "NAME", "CLIENT", "USER AGENT"],
-        [[timestamp(d.at), d.transfer_id, d.tenant, d.n, d.name, d.client, d.user_agent] for d in downloads]))
+        ["AT", "TRANSFER", "TENANT", "FILE", "NAME", "RECIPIENT", "CLIENT", "USER AGENT"],
+        [[timestamp(d.at), d.transfer_id, d.tenant, d.n, d.name, d.recipient or "-", d.client, d.user_agent]
+         for d in downloads]))
     return 0
 
 
@@ -139,9 +170,11 @@ def addCommands(sub: Any, common: argparse.ArgumentParser, run: Callable[..., in
     output.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     transfers = sub.add_parser("transfers", help="list, show, revoke or extend transfers",
                                description="Transfers by their public id (X-SecuDoc-Transfer); no token needed.")
+    transfers.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                           help="main configuration file (also after the verb)")
     verbs = transfers.add_subparsers(dest="verb", required=True)
     listing = verbs.add_parser("list", parents=[common, output], help="the newest transfers, newest first")
-    listing.add_argument("--tenant", help="only this tenant's transfers")
+    listing.add_argument("--tenant", help="only this tenant's transfers (purged ones show as tombstones)")
     listing.add_argument("--sender", help="only this sender's transfers (any case)")
     listing.add_argument("--since", type=parseDate, metavar="DATE", help="only transfers created since DATE (UTC)")
     listing.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
@@ -149,14 +182,18 @@ def addCommands(sub: Any, common: argparse.ArgumentParser, run: Callable[..., in
     for name, work, helptext in [
         ("show", showTransfer, "one transfer: files, recipients, state, downloads"),
         ("revoke", revokeTransfer, "withdraw the link now: downloads answer 410 from then on"),
-        ("extend", extendTransfer, "keep the link DAYS longer (from now if it has expired)"),
+        ("extend", extendTransfer, "keep the link DAYS longer (from now if it has expired);"
+                                   " a revoked or purged transfer cannot be extended"),
     ]:
         verb = verbs.add_parser(name, parents=[common, output], help=helptext, description=helptext)
         verb.add_argument("id", help="the public transfer id")
         if name == "extend":
-            verb.add_argument("days", type=float, help="days to add")
+            verb.add_argument("days", type=extendDays,
+                              help=f"whole days to add, from 1 to {MAX_EXTEND_DAYS}")
         verb.set_defaults(work=work)
-    trail = sub.add_parser("audit", parents=[common, output], help="the download audit trail, oldest first")
+    trail = sub.add_parser("audit", parents=[common, output], help="the download audit trail, oldest first",
+                           description="The download audit trail, oldest first: when, which file, the verified"
+                                       " recipient where the tenant verifies recipients (else -), client.")
     trail.add_argument("--transfer", help="only this transfer's downloads")
     trail.add_argument("--since", type=parseDate, metavar="DATE", help="only downloads since DATE (UTC)")
     trail.add_argument("--limit", type=int, default=10000, help="at most this many (default 10000)")

@@ -23,10 +23,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from typing import IO, Any, Optional
+from typing import IO, Any, Iterable, Optional
 
 from twisted.application.service import Service
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent, globalLogPublisher
 from zope.interface import implementer
 
 from secudoc_gateway import links
@@ -95,22 +95,30 @@ def textLine(event: dict) -> str:
     failure = event.get("log_failure")
     if failure is not None:
         text = f"{text}\n{failure.getTraceback()}"
-    line = f"{_timestamp(event.get('log_time', 0.0))} [{_namespace(event)}#{level.name}] {text}"
+    worker = f"worker={event['worker']} " if "worker" in event else ""
+    line = f"{_timestamp(event.get('log_time', 0.0))} [{_namespace(event)}#{level.name}] {worker}{text}"
     return redact(line.rstrip("\n").replace("\n", "\n\t")) + "\n"
 
 
 @implementer(ILogObserver)
 class LineObserver:
-    """Writes each event at ``info`` or above as one line (text) or one JSON object."""
+    """
+    Writes each event at ``info`` or above as one line (text) or one
+    JSON object; a worker's lines say which worker (``worker=N``).
+    """
 
-    def __init__(self, format: str, stream: IO[str], minimum: LogLevel = LogLevel.info) -> None:
+    def __init__(self, format: str, stream: IO[str], minimum: LogLevel = LogLevel.info,
+                 worker: Optional[int] = None) -> None:
         self._line = jsonLine if format == "json" else textLine
         self._stream = stream
         self._minimum = minimum
+        self._worker = worker
 
     def __call__(self, event: dict) -> None:
         if event.get("log_level", LogLevel.info) < self._minimum:
             return
+        if self._worker is not None:
+            event = dict(event, worker=self._worker)
         self._stream.write(self._line(event))
         self._stream.flush()
 
@@ -137,16 +145,18 @@ class LogService(Service):
     (text on standard output) is left to whoever hosts the service.
     """
 
-    def __init__(self, format: str, path: str, publisher: Any = globalLogPublisher) -> None:
+    def __init__(self, format: str, path: str, publisher: Any = globalLogPublisher,
+                 worker: Optional[int] = None) -> None:
         self.format = format
         self.path = path
         self.publisher = publisher
+        self.worker = worker
         self._observer: Optional[LineObserver] = None
         self._handedOver = False
 
     def observer(self) -> LineObserver:
         if self._observer is None:
-            self._observer = LineObserver(self.format, openStream(self.path))
+            self._observer = LineObserver(self.format, openStream(self.path), worker=self.worker)
         return self._observer
 
     def handOver(self, application: Any) -> None:
@@ -228,3 +238,22 @@ def logReject(log: Any, stage: str, client: str, reply: Reply, reason: str = "",
         reply=" ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p), code=reply.code, reason=reason,
         sender=sender, recipients=Addresses(recipients), proto=proto, helo=helo,
     )
+
+
+# The one line that ends a start, in one process or with --workers: what
+# an operator (or a supervisor's log watch) waits for.
+READY = "ready: {listening}; {tenant_count} tenant(s): {tenants}; {workers} worker(s)"
+
+
+def _address(address: Any) -> str:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(getattr(address, "name", address))
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def logReady(log: Logger, listening: Iterable[tuple[str, Any]], tenants: Iterable[Any], workers: int) -> None:
+    """The ready line: each listener (kind and bound address), the tenants, how many workers serve."""
+    ids = [t.id for t in tenants]
+    log.info(READY, listening=", ".join(f"{kind} {_address(address)}" for kind, address in listening),
+             tenant_count=len(ids), tenants=", ".join(ids) or "none", workers=workers)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application.internet import TimerService
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
@@ -36,17 +37,37 @@ async def removeLeftovers(store: Any, olderThan: float, now: float) -> None:
 
 
 class PurgeIncomplete(Exception):
-    """Some expired transfers could not be purged (each was logged); the rest were."""
+    """Some expired or revoked transfers could not be purged (each was logged); the rest were."""
 
 
-async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> int:
+@attrs.frozen
+class Purged:
+    """How many transfers a purge deleted, by why they went: an operator tells a revoke from an expiry."""
+
+    expired: int = 0
+    revoked: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.expired + self.revoked
+
+    def __str__(self) -> str:
+        return f"{self.total} transfer(s): {self.expired} expired, {self.revoked} revoked"
+
+
+def reason(transfer: Any) -> str:
+    """Why a transfer is purged: ``revoked`` when it was, though it may have expired since."""
+    return "expired" if transfer.revoked is None else "revoked"
+
+
+async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> Purged:
     """
-    Delete every transfer expired at ``now``, ``batch`` at a time;
-    returns how many.  Raises ``PurgeIncomplete`` after the rest when
-    some could not be deleted; their claims are let go, so the next
-    purge tries them again.
+    Delete every transfer expired or revoked at ``now``, ``batch`` at a
+    time; returns how many of each.  Raises ``PurgeIncomplete`` after
+    the rest when some could not be deleted; their claims are let go,
+    so the next purge tries them again.
     """
-    count = 0
+    counts = {"expired": 0, "revoked": 0}
     failed: list[str] = []
     while True:
         claimed = await transfers.claimExpired(now, limit=batch)
@@ -59,19 +80,20 @@ async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATC
                 await transfers.tombstone(transfer.id)
             except Exception:
                 # Let go at the end, so the next purge tries again; the others go now.
-                log.failure("purging transfer {id} failed", id=transfer.id)
+                log.failure("purging {reason} transfer {id} failed", id=transfer.id, reason=reason(transfer))
                 failed.append(transfer.id)
                 continue
-            count += 1
+            counts[reason(transfer)] += 1
     await transfers.purgeDedup(now)
+    purged = Purged(**counts)
     if failed:
         await transfers.unclaim(failed)
-        raise PurgeIncomplete(f"{len(failed)} expired transfer(s) could not be purged, {count} were")
-    return count
+        raise PurgeIncomplete(f"{len(failed)} transfer(s) could not be purged, {purged.total} were ({purged})")
+    return purged
 
 
 async def expiredList(transfers: Any, now: float) -> list[Any]:
-    """What ``purgeExpired`` would delete at ``now``, deleting nothing (``purge --dry-run``)."""
+    """What ``purgeExpired`` would delete at ``now`` (expired or revoked), deleting nothing (``purge --dry-run``)."""
     found: list[Any] = []
     while True:
         batch = await transfers.expiredTransfers(now, limit=BATCH, offset=len(found))
@@ -98,10 +120,10 @@ class PurgeService(TimerService):
         d = ensureDeferred(removeLeftovers(self._store, self._leftoverAge, now))
         d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now)))
 
-        def done(count: int) -> None:
+        def done(purged: Purged) -> None:
             self._metrics.purgeTimestamp.set(self._reactor.seconds())
-            if count:
-                log.info("purged {count} expired transfer(s)", count=count)
+            if purged.total:
+                log.info("purged {purged}", purged=purged, expired=purged.expired, revoked=purged.revoked)
 
         def failed(f: Any) -> None:
             if f.check(PurgeIncomplete):
@@ -116,8 +138,8 @@ class PurgeService(TimerService):
 def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
     """
     For the command line: open the store and database, purge, close.
-    Fires with the number purged, or with the expired transfers when
-    ``dryRun``.
+    Fires with what was ``Purged``, or with the expired and revoked
+    transfers when ``dryRun``.
     """
     from secudoc_gateway.db import Database
     from secudoc_gateway.spool import MemoryBudget

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Optional, Sequence, Union, overload
+from typing import Any, Callable, Optional, Sequence, Union, overload
 
 import attrs
 from prometheus_client import CollectorRegistry
@@ -26,13 +26,12 @@ from secudoc_gateway.errors import ConfigError
 from secudoc_gateway.listening import (
     EXIT_CANNOT_LISTEN, CannotListen, ListeningService, listenerProblems, listeners, raiseFileLimit,
 )
-from secudoc_gateway.logs import LogService
+from secudoc_gateway.logs import LogService, logReady
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
 EXIT_CONFIG = 2
-
 
 class Options(usage.Options):
     synopsis = "[--config PATH]"
@@ -85,7 +84,7 @@ class GatewayService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config, reactor: Any, gateway: Any, smtpFactory: Any, database: Any,
-                 metrics: Metrics, afterDatabase: Sequence[IService] = ()) -> None:
+                 metrics: Metrics, afterDatabase: Sequence[IService] = (), worker: Optional[int] = None) -> None:
         super().__init__()
         self.config = config
         self.metrics = metrics
@@ -98,8 +97,17 @@ class GatewayService(MultiService):
         self.smtpListeners: list[ListeningService] = []
         self.webListeners: list[ListeningService] = []
         self.metricsListeners: list[ListeningService] = []
-        self.logs = LogService(config.log.format, config.log.path)
+        self.logs = LogService(config.log.format, config.log.path, worker=worker)
         self.logs.setServiceParent(self)
+        # What the start's end does: log the ready line; a worker tells its parent instead.
+        self.announce: Callable[[], None] = lambda: logReady(self.log, self.listening(), self.config.tenants, 1)
+
+    def listening(self) -> list[tuple[str, Any]]:
+        """Each listener's kind and bound address (a ``tcp:0`` listener's real port)."""
+        return [(kind, listener.port.getHost())
+                for kind, served in (("smtp", self.smtpListeners), ("web", self.webListeners),
+                                     ("metrics", self.metricsListeners))
+                for listener in served if listener.port is not None]
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd makes an Application for the plugin's service and only
@@ -126,6 +134,7 @@ class GatewayService(MultiService):
                 child.setServiceParent(self)
             for listener in self.smtpListeners + self.webListeners + self.metricsListeners:
                 listener.serve()
+            self.announce()
             self._ready.callback(None)
 
         def failed(f: Any) -> None:
@@ -196,25 +205,27 @@ class GatewayService(MultiService):
 
 @overload
 def makeService(config: Config, reactor: Optional[Any] = None, registry: Optional[CollectorRegistry] = None,
-                clock: Optional[Any] = None, adoptedFDs: Optional[Sequence[int]] = None) -> GatewayService: ...
+                clock: Optional[Any] = None, adoptedFDs: Optional[Sequence[int]] = None,
+                worker: Optional[int] = None) -> GatewayService: ...
 
 
 @overload
 def makeService(config: Union[usage.Options, dict], reactor: Optional[Any] = None,
                 registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None,
-                adoptedFDs: Optional[Sequence[int]] = None) -> IService: ...
+                adoptedFDs: Optional[Sequence[int]] = None, worker: Optional[int] = None) -> IService: ...
 
 
 def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[Any] = None,
                 registry: Optional[CollectorRegistry] = None, clock: Optional[Any] = None,
-                adoptedFDs: Optional[Sequence[int]] = None) -> IService:
+                adoptedFDs: Optional[Sequence[int]] = None, worker: Optional[int] = None) -> IService:
     """
     Build the whole gateway.  ``config`` is a loaded ``Config``, or the
     plugin's ``Options`` (twistd passes those; with ``--workers`` other
     than 1 the service is the parent of the worker processes).  ``clock``
     (default the reactor) times verification codes and sessions, so
     tests can age them.  A worker passes ``adoptedFDs``: the parent's
-    listening sockets, one for each of ``listeners(config)``.
+    listening sockets, one for each of ``listeners(config)``, and its
+    ``worker`` number, which each of its log lines carries.
     """
     if not isinstance(config, Config):
         path, workers = config["config"], config.get("workers", 1)
@@ -272,7 +283,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     monitor = HealthMonitor([("storage", store.check), ("database", database.check)], reactor)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
                              afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
-                                            monitor])
+                                            monitor],
+                             worker=worker)
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)

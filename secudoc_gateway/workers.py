@@ -12,9 +12,16 @@ The parent does no mail work.  It opens the listeners in the order of
 ``listening.listeners`` and stops reading them; each worker gets them as file
 descriptors 3, 4, ... and adopts them (``reactor.adoptStreamPort``).  A
 worker that dies is logged and started again; SIGHUP and SIGTERM are
-passed on to every worker; on SIGTERM the parent waits for the workers
-to finish their transactions (their own grace period) before it exits;
-a worker whose parent dies stops too.
+passed on to every worker; on SIGTERM (or Ctrl-C's SIGINT) the parent
+waits for the workers to finish their transactions (their own grace
+period) before it exits; a worker whose parent dies stops too.
+
+Signals: a terminal's Ctrl-C reaches the whole process group, parent
+and workers at once, and the parent then sends each worker SIGTERM.  So
+a worker ignores SIGINT (its parent decides when it stops) and every
+process stops once for however many signals arrive.  Each worker tells
+the parent on a pipe when it serves; the parent logs the one "ready"
+line once every worker does.
 Metrics go through prometheus-client's multiprocess mode, in a folder
 the parent empties at start.
 """
@@ -40,7 +47,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from secudoc_gateway.listening import EXIT_CANNOT_LISTEN, adoptable, listeners
-from secudoc_gateway.logs import LogService
+from secudoc_gateway.logs import LogService, logReady
 from secudoc_gateway.metrics import MULTIPROCESS_ENV
 
 # A worker that dies sooner than this after its start waits RESTART_DELAY
@@ -51,6 +58,40 @@ RESTART_DELAY = 2.0
 # time to close, then they are killed.
 STOP_TIMEOUT = 75.0
 FIRST_FD = 3
+READY = b"ready\n"
+
+
+def stopOnce(reactor: Any, stopOn: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT),
+             ignore: tuple[int, ...] = ()) -> None:
+    """
+    From now on only the first of ``stopOn`` reaches Twisted's handler
+    (which stops the reactor and has twistd exit by that signal); later
+    ones are logged and dropped.  Twisted stops the reactor again for
+    each signal, and Ctrl-C then the parent's SIGTERM was a critical
+    traceback ("Can't stop reactor that isn't running").  ``ignore`` are
+    ignored.  Call it once the reactor runs, after Twisted installed its
+    handlers.
+    """
+    log = Logger()
+    stopping: list[int] = []
+
+    def wrap(previous: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            if stopping:
+                reactor.callFromThread(log.info, "received {signal} while stopping", signal=signal.Signals(signum).name)
+                return
+            stopping.append(signum)
+            if callable(previous):
+                previous(signum, frame)
+            else:  # no handler of Twisted's (a reactor run without them): stop all the same
+                reactor.callFromThread(reactor.stop)
+
+        return handler
+
+    for signum in stopOn:
+        signal.signal(signum, wrap(signal.getsignal(signum)))
+    for signum in ignore:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 class _Refuse(protocol.Factory):
@@ -70,6 +111,14 @@ class _Worker(protocol.ProcessProtocol):
         self.number = number
         self.pid = 0
         self.ended: defer.Deferred = defer.Deferred()
+        self._said = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        # Only the ready pipe is read; the worker writes READY once it serves.
+        self._said += data
+        if self._said[:len(READY)] == READY:
+            self._said = b"-"
+            self.supervisor._serving(self)
 
     def processEnded(self, reason: Failure) -> None:
         self.supervisor._ended(self, reason)
@@ -93,6 +142,8 @@ class WorkerSupervisor(Service):
         self.ports: list[Any] = []
         self.workers: dict[int, _Worker] = {}
         self._started: dict[int, float] = {}
+        self._servingNumbers: set[int] = set()
+        self._announced = False
         self._metricsFolder = ""
         self._ownFolder = False
         self._previousHangup: Any = None
@@ -102,6 +153,7 @@ class WorkerSupervisor(Service):
         self._prepareMetrics()
         self._previousHangup = signal.signal(
             signal.SIGHUP, lambda signum, frame: self.reactor.callFromThread(self.signalAll, "HUP"))
+        self.reactor.callWhenRunning(stopOnce, self.reactor)
         failure: list[Failure] = []
         starting = True
 
@@ -160,17 +212,31 @@ class WorkerSupervisor(Service):
         if not self.running:
             return
         worker = _Worker(self, number)
-        fds = {1: 1, 2: 2}
+        fds: dict[int, Any] = {1: 1, 2: 2}
         for i, port in enumerate(self.ports):
             fds[FIRST_FD + i] = port.fileno()
+        readyFD = FIRST_FD + len(self.ports)
+        fds[readyFD] = "r"
         args = [sys.executable, "-m", "secudoc_gateway.worker", "--config", self.configPath,
-                "--listeners", str(len(self.ports)), "--parent", str(os.getpid())]
+                "--listeners", str(len(self.ports)), "--parent", str(os.getpid()),
+                "--number", str(number), "--ready-fd", str(readyFD)]
         env = dict(os.environ, **{MULTIPROCESS_ENV: self._metricsFolder})
         # The transport forgets its pid once the process is reaped.
         worker.pid = self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=fds).pid
         self.workers[number] = worker
         self._started[number] = self.reactor.seconds()
         self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)
+
+    def _serving(self, worker: _Worker) -> None:
+        """A worker serves: once all do, the start's one ready line; later, a restarted one's line."""
+        if self._announced:
+            self.log.info("worker {number} serving again (pid {pid})", number=worker.number, pid=worker.pid)
+            return
+        self._servingNumbers.add(worker.number)
+        if len(self._servingNumbers) == self.count:
+            self._announced = True
+            logReady(self.log, [(kind, port.getHost()) for (kind, _), port in zip(listeners(self.config), self.ports)],
+                     self.config.tenants, self.count)
 
     def _ended(self, worker: _Worker, reason: Failure) -> None:
         if self.workers.get(worker.number) is worker:

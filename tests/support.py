@@ -9,12 +9,12 @@ import functools
 import os
 import smtplib
 import ssl
-import time
 from typing import Any, Callable, Coroutine, Optional
 
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
+from secudoc_gateway.testing.polling import until, untilBlocking  # noqa: F401 (the tests' one way to wait)
 from secudoc_gateway.mime.headers import Headers
 
 
@@ -53,23 +53,6 @@ _READ_ONCE = _HeadersReadOnce()
 def pythonEmail(raw: bytes) -> email.message.EmailMessage:
     """``raw`` as Python's email reads it with ``policy.default`` (the reference the tests compare with)."""
     return email.message_from_bytes(raw, policy=_READ_ONCE)  # type: ignore[return-value]
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    """
-    Poll ``condition`` (a function, plain or async) until it is true;
-    fail at the deadline.  It only waits: the outcome is the condition's.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if hasattr(result, "__await__"):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        await task.deferLater(reactor, 0.02, lambda: None)
 
 
 def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:

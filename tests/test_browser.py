@@ -21,18 +21,16 @@ import re
 import shutil
 import sqlite3
 import tempfile
-import time
 import zipfile
 from email.message import EmailMessage
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
-from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
+from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope, until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCREENSHOTS = os.path.join(ROOT, "var", "screenshots")
@@ -82,7 +80,7 @@ class BrowserTests(TestCase):
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"http://127.0.0.1:{port}"}
         tenant = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
-                      logo="logo.svg", recipient_verification="email-code", confirmation_mail=True)
+                      logo="../logo.svg", recipient_verification="email-code", confirmation_mail=True)
         self.gateway = await startGateway(writeConfig(self.folder, [tenant], web=web), reactor)
         self.addCleanup(self.gateway.stop)
 
@@ -115,14 +113,10 @@ class BrowserTests(TestCase):
         return os.path.join(self.folder, "outbox", "example")
 
     async def code(self) -> str:
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            for stored in maildirMessages(self.outbox):
-                if b"kind=code" in stored:
-                    mail = email.message_from_bytes(splitEnvelope(stored)[2], policy=email.policy.default)
-                    return re.findall(r"\b(\d{6})\b", mail.get_body(("plain",)).get_content())[0]
-            await deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError("no code mail")
+        codes = lambda: [stored for stored in maildirMessages(self.outbox) if b"kind=code" in stored]
+        await until(codes, "the code mail", 30)
+        mail = email.message_from_bytes(splitEnvelope(codes()[0])[2], policy=email.policy.default)
+        return re.findall(r"\b(\d{6})\b", mail.get_body(("plain",)).get_content())[0]
 
     def look(self, driver: Any, name: str) -> list[str]:
         """Screenshots at both widths; the serious accessibility violations axe finds."""
@@ -188,9 +182,7 @@ class BrowserTests(TestCase):
             return self.look(driver, "5-sender")
 
         target = os.path.join(downloads, "bestanden.zip")
-        end = time.monotonic() + 60
-        while not os.path.exists(target) and time.monotonic() < end:
-            await deferLater(reactor, 0.1, lambda: None)
+        await until(lambda: os.path.exists(target), "the ZIP download", 60, interval=0.1)
         with open(target, "rb") as f:
             archive = zipfile.ZipFile(io.BytesIO(f.read()))
         self.assertEqual({name: archive.read(name) for name in archive.namelist()}, self.files)

@@ -36,7 +36,7 @@ GUID = "72F988BF-86F1-41AF-91AB-2D7CD011DB47"
 MINIMAL_TENANT: dict[str, Any] = {
     "id": "acme",
     "domains": ["acme.test"],
-    "relay": "maildir:../var/outbox/acme",
+    "relay": "maildir:../../var/outbox/acme",  # relative to etc/tenants/
     "facility_sender": "noreply@acme.test",
 }
 
@@ -198,13 +198,15 @@ class DefaultsTests(ConfigTestCase):
 class PathTests(ConfigTestCase):
     def test_relativePaths(self) -> None:
         """
-        Every relative path, in the main file and in tenant files, is
-        relative to the main file's folder, wherever the process runs.
+        Every relative path is relative to the folder of the file it is
+        in, wherever the process runs: the main file's folder for the
+        main file, a tenant file's folder for that tenant file.
         """
         ca = devcert.makeCA()
+        tenants = os.path.join(self.tree.root, "tenants.d")
         devcert.issue(None, "gw").writeTo(os.path.join(self.tree.etc, "certs", "gw.pem"))
-        devcert.issue(ca, "secudoc.acme.test", client=True).writeTo(os.path.join(self.tree.etc, "certs", "client.pem"))
-        self.tree.write(os.path.join(self.tree.etc, "certs", "ca.pem"), "", binary=ca.certificatePEM())
+        devcert.issue(ca, "secudoc.acme.test", client=True).writeTo(os.path.join(tenants, "certs", "client.pem"))
+        self.tree.write(os.path.join(tenants, "certs", "ca.pem"), "", binary=ca.certificatePEM())
         self.tree.writeMain(
             {
                 "smtp": {"tls_certificate": "certs/gw.pem"},
@@ -233,9 +235,9 @@ class PathTests(ConfigTestCase):
         self.assertEqual(config.tenants_path, self.tree.path("tenants.d"))
         self.assertEqual(config.log.path, self.tree.path("log", "gateway.log"))
         (acme,) = config.tenants
-        self.assertEqual(acme.relay, "maildir:" + self.tree.path("etc", "outbox"))
-        self.assertEqual(acme.relay_tls_certificate, self.tree.path("etc", "certs", "client.pem"))
-        self.assertEqual(acme.relay_ca_file, self.tree.path("etc", "certs", "ca.pem"))
+        self.assertEqual(acme.relay, "maildir:" + self.tree.path("tenants.d", "outbox"))
+        self.assertEqual(acme.relay_tls_certificate, self.tree.path("tenants.d", "certs", "client.pem"))
+        self.assertEqual(acme.relay_ca_file, self.tree.path("tenants.d", "certs", "ca.pem"))
         for path in (config.path, config.smtp.tls_certificate, config.storage.path, config.tenants_path):
             self.assertTrue(os.path.isabs(path), path)
 
@@ -525,27 +527,27 @@ class CertificateTests(ConfigTestCase):
     def test_relayCertificates(self) -> None:
         """relay_tls_certificate needs a key; relay_ca_file only certificates."""
         ca = devcert.makeCA()
-        devcert.issue(ca, "secudoc.acme.test", client=True).writeTo(os.path.join(self.tree.etc, "client.pem"))
-        self.writePEM("ca.pem", ca.certificatePEM())
+        devcert.issue(ca, "secudoc.acme.test", client=True).writeTo(os.path.join(self.tree.tenants, "client.pem"))
+        self.tree.write(os.path.join(self.tree.tenants, "ca.pem"), "", binary=ca.certificatePEM())
         tenant = self.loadTenant(relay_tls_certificate="client.pem", relay_ca_file="ca.pem")
-        self.assertEqual(tenant.relay_tls_certificate, self.tree.path("etc", "client.pem"))
-        self.assertEqual(tenant.relay_ca_file, self.tree.path("etc", "ca.pem"))
+        self.assertEqual(tenant.relay_tls_certificate, self.tree.path("etc", "tenants", "client.pem"))
+        self.assertEqual(tenant.relay_ca_file, self.tree.path("etc", "tenants", "ca.pem"))
 
         problems = self.tenantProblems(relay_tls_certificate="ca.pem", relay_ca_file="absent.pem")
         self.assertEqual(
             problems,
             [
-                f"{self.tenantFile}: relay_tls_certificate: {self.tree.path('etc', 'ca.pem')} has no PEM private key",
-                f"{self.tenantFile}: relay_ca_file: cannot read {self.tree.path('etc', 'absent.pem')}: "
+                f"{self.tenantFile}: relay_tls_certificate: {self.tree.path('etc', 'tenants', 'ca.pem')} has no PEM private key",
+                f"{self.tenantFile}: relay_ca_file: cannot read {self.tree.path('etc', 'tenants', 'absent.pem')}: "
                 "No such file or directory",
             ],
         )
 
     def test_relayCAFileWithoutCertificate(self) -> None:
-        self.writePEM("ca.pem", devcert.makeCA().keyPEM())
+        self.tree.write(os.path.join(self.tree.tenants, "ca.pem"), "", binary=devcert.makeCA().keyPEM())
         self.assertEqual(
             self.tenantProblems(relay_ca_file="ca.pem"),
-            [f"{self.tenantFile}: relay_ca_file: {self.tree.path('etc', 'ca.pem')} has no PEM certificate"],
+            [f"{self.tenantFile}: relay_ca_file: {self.tree.path('etc', 'tenants', 'ca.pem')} has no PEM certificate"],
         )
 
 
@@ -781,7 +783,7 @@ class RecipientSideKeyTests(ConfigTestCase):
         self.assertEqual(loadConfig(self.tree.main).web.language, "nl")
 
     def test_values(self) -> None:
-        logo = os.path.abspath(self.tree.write(os.path.join(self.tree.etc, "logo.svg"), "<svg/>"))
+        logo = os.path.abspath(self.tree.write(os.path.join(self.tree.tenants, "logo.svg"), "<svg/>"))
         tenant = self.loadTenant(organisation="Gemeente X", help_contact="+31 20 123 4567", logo="logo.svg",
                                  recipient_verification="email-code", download_notification=True)
         self.assertEqual((tenant.organisation, tenant.help_contact, tenant.logo, tenant.recipient_verification,
@@ -790,18 +792,18 @@ class RecipientSideKeyTests(ConfigTestCase):
         self.assertEqual(loadConfig(self.tree.main).web.language, "en")
 
     def test_problems(self) -> None:
-        self.tree.write(os.path.join(self.tree.etc, "logo.gif"), "GIF89a")
+        self.tree.write(os.path.join(self.tree.tenants, "logo.gif"), "GIF89a")
         problems = self.tenantProblems(organisation="a\nb", logo="logo.gif", recipient_verification="sms",
                                        download_notification="yes")
         f = self.tenantFile
         self.assertEqual(problems, [
             f"{f}: organisation: must be one line without control characters",
-            f"{f}: logo: must be a .png or .svg file, not {self.tree.path('etc', 'logo.gif')}",
+            f"{f}: logo: must be a .png or .svg file, not {self.tree.path('etc', 'tenants', 'logo.gif')}",
             f'{f}: recipient_verification: must be one of "none", "email-code", not "sms"',
             f"{f}: download_notification: must be true or false, not a string",
         ])
         self.assertEqual(self.tenantProblems(logo="missing.png"),
-                         [f"{self.tenantFile}: logo: cannot read {self.tree.path('etc', 'missing.png')}"])
+                         [f"{self.tenantFile}: logo: cannot read {self.tree.path('etc', 'tenants', 'missing.png')}"])
         self.tree.writeMain({"web": {"language": "de"}})
         self.assertEqual(self.problems()[0], f'{self.tree.main}: web.language: must be one of "nl", "en", not "de"')
 
@@ -873,23 +875,23 @@ class ReloadTests(ConfigTestCase):
     def test_loadTenants(self) -> None:
         """The tenant files alone, as a SIGHUP reload reads them."""
         path = self.tree.writeTenant("acme.toml", MINIMAL_TENANT)
-        tenants, problems = loadTenants(self.tree.tenants, self.tree.etc)
+        tenants, problems = loadTenants(self.tree.tenants)
         self.assertEqual(problems, [])
         self.assertEqual([(t.id, t.source) for t in tenants], [("acme", path)])
         self.assertEqual(tenants[0].relay, "maildir:" + self.tree.path("var", "outbox", "acme"))
         self.tree.writeTenant("bad.toml", dict(MINIMAL_TENANT, id="bad", domains=["bad.test"], mode="x"))
-        tenants, problems = loadTenants(self.tree.tenants, self.tree.etc)
+        tenants, problems = loadTenants(self.tree.tenants)
         self.assertEqual(len(tenants), 2)
         self.assertEqual(problems, [f'{self.tree.tenants}/bad.toml: mode: must be one of "opt-out", "opt-in", not "x"'])
 
     def test_reloadTenants(self) -> None:
-        """A reload reads the tenant folder again, with the main file's base."""
+        """A reload reads the tenant folder again, relative paths against it as at start."""
         self.tree.writeTenant("acme.toml", MINIMAL_TENANT)
         config = loadConfig(self.tree.main)
         self.tree.writeTenant("beta.toml", dict(MINIMAL_TENANT, id="beta", domains=["beta.test"], relay="maildir:out"))
         tenants = reloadTenants(config)
         self.assertEqual([t.id for t in tenants], ["acme", "beta"])
-        self.assertEqual(tenants[1].relay, "maildir:" + self.tree.path("etc", "out"))
+        self.assertEqual(tenants[1].relay, "maildir:" + self.tree.path("etc", "tenants", "out"))
         self.assertEqual(tenants[1].source, self.tree.path("etc", "tenants", "beta.toml"))
         self.tree.writeTenant("gamma.toml", dict(MINIMAL_TENANT, id="gamma", domains=["beta.test"]))
         exc = self.assertRaises(ConfigError, reloadTenants, config)

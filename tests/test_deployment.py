@@ -15,19 +15,19 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import urllib.parse
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway.tap import DRAIN_GRACE_SECONDS
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, sendMail
+from tests.support import asyncTest, inThread, sendMail, until
 from tests.test_logs import message
 from tests.test_operators import downTenant
-from tests.twistd import ROOT, TWISTD, freePort
+from secudoc_gateway.testing import ROOT, TWISTD
+from secudoc_gateway.testing.ports import freePort
 
 UNIT = os.path.join(ROOT, "etc", "systemd", "secudoc-gateway.service")
 ALERTS = os.path.join(ROOT, "etc", "prometheus", "alerts.yml")
@@ -160,13 +160,6 @@ class PrometheusTests(TestCase):
         self.assertEqual(body["status"], "success", body)
         return body["data"]
 
-    async def until(self, check, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not await check():
-            if time.monotonic() > deadline:
-                self.fail(f"gave up waiting for {check.__name__}")
-            await task.deferLater(reactor, 0.2)
-
     async def traffic(self, gateway) -> None:
         send = lambda sender, to, raw: inThread(sendMail, gateway.smtpPort, sender, to, raw)
         self.assertEqual((await send("alice@example.test", ["bob@external.test", "carol@example.test"],
@@ -193,14 +186,14 @@ class PrometheusTests(TestCase):
         async def twoScrapes() -> bool:
             return await scrapes(0) >= 2
 
-        await self.until(twoScrapes)
+        await until(twoScrapes, "two scrapes", 60, interval=0.2)
         await self.traffic(gateway)  # between scrapes, so every rate below has something to say
         before = await scrapes(0)
 
         async def twoMore() -> bool:
             return await scrapes(0) >= before + 2
 
-        await self.until(twoMore)
+        await until(twoMore, "two more scrapes", 60, interval=0.2)
 
         async def rulesEvaluated() -> bool:
             groups = (await self.api(base, "rules"))["groups"]
@@ -209,7 +202,7 @@ class PrometheusTests(TestCase):
                                                                and not r["lastEvaluation"].startswith("0001")
                                                                for r in rules)
 
-        await self.until(rulesEvaluated)
+        await until(rulesEvaluated, "every alert rule evaluated", 60, interval=0.2)
         rules = [r for g in (await self.api(base, "rules"))["groups"] for r in g["rules"]]
         self.assertEqual({r["name"]: r["health"] for r in rules}, {name: "ok" for name in alertExpressions()})
 
@@ -225,3 +218,24 @@ class PrometheusTests(TestCase):
             "Message latency (end of DATA to final reply) B"]))["result"]
         self.assertTrue(0 < float(p99["value"][1]) < 60, p99)
         self.assertFalse(math.isnan(float(p99["value"][1])))
+
+
+class MakefileTests(SynchronousTestCase):
+    """The two commands' set-up, as ``make -n`` prints it on a fresh checkout (no ``.venv``)."""
+
+    def recipe(self, target: str) -> str:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        for name in ("Makefile", "setup.cfg", "pyproject.toml"):
+            shutil.copy(os.path.join(ROOT, name), folder)
+        result = subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    def test_runInstallsTheRuntimeOnly(self) -> None:
+        """``make run`` installs the package without the test extras; ``make test`` with them."""
+        run = self.recipe("run")
+        self.assertRegex(run, r"pip install --quiet -e \.\n")
+        self.assertNotIn("[test]", run)
+        self.assertIn("twistd --nodaemon", run)
+        self.assertIn("pip install --quiet -e '.[test]'", self.recipe("test"))

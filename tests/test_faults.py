@@ -88,7 +88,7 @@ class NullSenderForeignSource(ReviewTestCase):
     async def test_refusedMessageLeavesNoObjects(self) -> None:
         other = {
             "id": "other", "domains": ["other.test"], "allowed_sources": ["10.0.0.0/8"],
-            "microsoft_tenant_id": OTHER_GUID, "relay": "maildir:outbox/other",
+            "microsoft_tenant_id": OTHER_GUID, "relay": "maildir:../outbox/other",
             "users": ["*@other.test"], "facility_sender": "noreply@other.test",
         }
         await self.start([DEMO_TENANT, other])

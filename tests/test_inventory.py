@@ -26,10 +26,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway import __version__, cli
 from secudoc_gateway.config import loadUsableConfig
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, TWISTD, startGateway, writeConfig
+from secudoc_gateway.testing.gateway import run
+from tests import test_recipient
 from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
 from tests.test_logs import message
-from tests.twistd import TWISTD, run
 
 CLI = [sys.executable, "-m", "secudoc_gateway.cli"]
 
@@ -52,7 +53,7 @@ class TransferCommandTests(TestCase):
 
     async def cli(self, *args: str, status: int = 0) -> str:
         """The command's standard output, run in this process on this reactor."""
-        parsed = cli.commands().parse_args([*args, "--config", self.config])
+        parsed = cli.parse([*args, "--config", self.config])
         config = loadUsableConfig(self.config)
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -111,9 +112,13 @@ class TransferCommandTests(TestCase):
         self.assertIn("secret.txt", text)
         self.assertIn("downloads: 1", text)
         [trail] = await self.records("audit", "--transfer", transferId)
-        self.assertEqual((trail["transfer"], trail["file"], trail["name"]), (transferId, 0, "secret.txt"))
+        self.assertEqual((trail["transfer"], trail["file"], trail["name"], trail["recipient"]),
+                         (transferId, 0, "secret.txt", None))  # no verification: nobody is named
         self.assertEqual(await self.records("audit", "--since", "2999-01-01"), [])
-        self.assertIn("secret.txt", await self.cli("audit"))
+        header, row = (await self.cli("audit")).splitlines()
+        self.assertEqual(header.split(), ["AT", "TRANSFER", "TENANT", "FILE", "NAME", "RECIPIENT", "CLIENT",
+                                          "USER", "AGENT"])
+        self.assertEqual(row.split()[4:7], ["secret.txt", "-", "127.0.0.1"])
         await self.cliProcess("transfers", "show", "nosuchid", status=1)
 
     @asyncTest
@@ -141,17 +146,125 @@ class TransferCommandTests(TestCase):
         await self.cli("transfers", "extend", "nosuchid", "1", status=1)
 
     @asyncTest
+    async def test_extendBounds(self) -> None:
+        """DAYS is a whole number from 1 to 3650: anything else is a usage error, and nothing changes."""
+        transferId = await self.idOf("alice@example.test")
+        [before] = await self.records("transfers", "list", "--sender", "alice@example.test")
+        for days in ("0", "-1", "1.5", "3651", "1e3", "nan", "inf", "x", "٣"):
+            result = await inThread(run, [*CLI, "transfers", "extend", transferId, days, "--config", self.config])
+            self.assertEqual(result.returncode, 2, days)
+            self.assertIn("not a whole number of days from 1 to 3650", result.stderr, days)
+        [after] = await self.records("transfers", "list", "--sender", "alice@example.test")
+        self.assertEqual(after["expires"], before["expires"])
+        await self.records("transfers", "extend", transferId, "3650")
+        self.assertIn("from 1 to 3650", (await inThread(run, [*CLI, "transfers", "extend", "--help"])).stdout)
+
+    @asyncTest
+    async def test_extendRevokedOrPurged(self) -> None:
+        """What was withdrawn stays withdrawn: extend refuses a revoked and a purged transfer, and says why."""
+        transferId = await self.idOf("alice@example.test")
+        await self.cli("transfers", "revoke", transferId)
+        result = await inThread(run, [*CLI, "transfers", "extend", transferId, "5", "--config", self.config])
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"transfer {transferId} was revoked at ", result.stderr)
+        self.assertIn("a revoked transfer cannot be extended", result.stderr)
+        [record] = await self.records("transfers", "list", "--sender", "alice@example.test")
+        self.assertEqual(record["state"], "revoked")
+        await self.cli("purge")
+        result = await inThread(run, [*CLI, "transfers", "extend", transferId, "5", "--config", self.config])
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"transfer {transferId} was purged at ", result.stderr)
+        response, _ = await self.download(transferId)
+        self.assertEqual(response.code, 410)
+
+    @asyncTest
+    async def test_configBeforeOrAfterTheVerb(self) -> None:
+        """``--config`` goes before or after the verb, for every operator command (SPEC 2)."""
+        for args in (["transfers", "--config", self.config, "list", "--json"],
+                     ["transfers", "list", "--config", self.config, "--json"],
+                     ["--config", self.config, "transfers", "list", "--json"]):
+            result = await inThread(run, [*CLI, *args])
+            self.assertEqual(result.returncode, 0, (args, result.stderr))
+            self.assertEqual({r["id"] for r in json.loads(result.stdout)}, set(self.links), args)
+        for args in (["--config", self.config, "audit", "--json"], ["audit", "--config", self.config, "--json"],
+                     ["--config", self.config, "purge", "--dry-run"], ["purge", "--config", self.config, "--dry-run"],
+                     ["--config", self.config, "check-config"], ["check-config", "--config", self.config]):
+            result = await inThread(run, [*CLI, *args])
+            self.assertEqual(result.returncode, 0, (args, result.stderr))
+        # In this process, where every parser's defaults could undo the option given before the verb.
+        for args in (["--config", "a.toml", "test-relay", "example"], ["test-relay", "--config", "a.toml", "example"],
+                     ["transfers", "--config", "a.toml", "show", "ID"], ["--config", "a.toml", "transfers", "extend",
+                                                                         "ID", "1"]):
+            self.assertEqual(cli.parse(args).config, "a.toml", args)
+        self.assertEqual(cli.parse(["audit"]).config, "etc/secudoc-gateway.toml")
+        missing = os.path.join(self.folder, "missing.toml")
+        result = await inThread(run, [*CLI, "transfers", "--config", missing, "list"])
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("missing.toml", result.stderr)
+
+    @asyncTest
     async def test_purgeDryRun(self) -> None:
         transferId = await self.idOf("alice@example.test")
         with sqlite3.connect(os.path.join(self.folder, "gateway.sqlite3")) as db:
             db.execute("UPDATE transfers SET expires = ? WHERE id = ?", (time.time() - 60, transferId))
+        revokedId = next(t for t in self.links if t != transferId)
+        await self.cli("transfers", "revoke", revokedId)
         text = await self.cli("purge", "--dry-run")
-        self.assertIn(f"would purge {transferId} (tenant example", text)
-        self.assertIn("1 expired transfer(s) would be purged", text)
-        self.assertEqual(len(await self.records("transfers", "list")), 2)
-        self.assertIn("purged 1 expired transfer(s)", await self.cliProcess("purge"))
-        self.assertEqual([r["id"] for r in await self.records("transfers", "list")],
-                         [t for t in self.links if t != transferId])
+        self.assertIn(f"would purge {transferId} (tenant example, expired ", text)
+        self.assertIn(f"would purge {revokedId} (tenant example, revoked ", text)
+        self.assertIn("2 transfer(s) would be purged: 1 expired, 1 revoked", text)
+        self.assertEqual({r["state"] for r in await self.records("transfers", "list")}, {"expired", "revoked"})
+        self.assertIn("purged 2 transfer(s): 1 expired, 1 revoked", await self.cliProcess("purge"))
+
+    @asyncTest
+    async def test_tombstone(self) -> None:
+        """A purged transfer shows the same in ``list`` and ``show``: its state, dates and sender, no files."""
+        transferId = await self.idOf("alice@example.test")
+        [before] = await self.records("transfers", "list", "--sender", "alice@example.test")
+        await self.cli("transfers", "revoke", transferId)
+        await self.cli("purge")
+        [listed] = await self.records("transfers", "list", "--sender", "alice@example.test")
+        shown = await self.records("transfers", "show", transferId)
+        for record in (listed, shown):
+            self.assertEqual(record["state"], "purged")
+            self.assertEqual((record["sender"], record["created"], record["expires"]),
+                             (before["sender"], before["created"], before["expires"]))
+            self.assertIsNotNone(record["revoked"])
+            self.assertIsNotNone(record["purged"])
+            self.assertEqual(record["files"], [])
+        self.assertEqual({k: v for k, v in shown.items() if k != "downloads"}, listed)
+        table = await self.cli("transfers", "list")
+        [row] = [line for line in table.splitlines() if transferId in line]
+        self.assertEqual(row.split()[3:6], ["purged", "example", "alice@example.test"])
+        self.assertRegex(await self.cli("transfers", "show", transferId), r"state: purged\n(.*\n)*purged: \d{4}-")
+
+
+class VerifiedAuditTests(test_recipient.RecipientTestCase):
+    """Where the tenant verifies recipients, the audit trail names the verified recipient of each download."""
+
+    askCode = test_recipient.Verification.askCode
+    enter = test_recipient.Verification.enter
+    codeFor = test_recipient.Verification.codeFor
+
+    @asyncTest
+    async def test_auditNamesTheRecipient(self) -> None:
+        await self.start(recipient_verification="email-code")
+        path = await self.send({"a.bin": os.urandom(3000)}, recipients=("bob@external.test", "carol@external.test"))
+        browser = self.browser()
+        code, _ = await self.askCode(browser, path, "Carol@External.test")
+        self.assertEqual(code, 200)
+        code, _, _ = await self.enter(browser, path, "carol@external.test", await self.codeFor("carol@external.test"))
+        self.assertIn(code, (200, 303))
+        code, _, _ = await browser.request("GET", path + "/0")
+        self.assertEqual(code, 200)
+        configPath = os.path.join(self.folder, "gateway.toml")
+        result = await inThread(run, [*CLI, "audit", "--json", "--config", configPath])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        [trail] = json.loads(result.stdout)
+        self.assertEqual((trail["file"], trail["recipient"]), (0, "carol@external.test"))
+        result = await inThread(run, [*CLI, "audit", "--config", configPath])
+        header, row = result.stdout.splitlines()
+        self.assertEqual(row.split()[5], "carol@external.test")
 
 
 def _seconds(text: str) -> float:

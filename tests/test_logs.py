@@ -24,7 +24,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from secudoc_gateway.logs import SUMMARY, Addresses, LineObserver, LogService, jsonLine, textLine
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import asyncTest, inThread, maildirMessages, sendMail, splitEnvelope
-from tests.twistd import TwistdGateway
+from secudoc_gateway.testing import GatewayProcess
 
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z")
 SUMMARY_FIELDS = {"queue_id", "tenant", "sender", "recipients", "size", "leg", "status", "reason",
@@ -183,8 +183,7 @@ class TwistdStandardOutputTests(SynchronousTestCase):
     MESSAGES = 1000
 
     def test_thousandMessages(self) -> None:
-        gateway = TwistdGateway(os.path.abspath(self.mktemp()), log={"format": "json"})
-        os.makedirs(gateway.folder, exist_ok=True)
+        gateway = GatewayProcess.inFolder(os.path.abspath(self.mktemp()), log={"format": "json"})
         gateway.start()
         self.addCleanup(gateway.stop)
         marker = "FILE-CONTENT-" + os.urandom(8).hex()
@@ -224,3 +223,20 @@ class TwistdStandardOutputTests(SynchronousTestCase):
         self.assertEqual(len(tokens), protected)
         for secret in [marker, *tokens]:
             self.assertNotIn(secret.encode(), out)
+
+
+class WorkerTagTests(SynchronousTestCase):
+    def test_workerField(self) -> None:
+        """A worker's observer tags each line: ``worker=N`` in text, a ``worker`` field in JSON."""
+        import io
+
+        for format, check in (("json", lambda line: json.loads(line)["worker"] == 1),
+                              ("text", lambda line: "[t#info] worker=1 hello bob" in line)):
+            stream = io.StringIO()
+            LineObserver(format, stream, worker=1)({"log_format": "hello {who}", "who": "bob", "log_namespace": "t",
+                                                    "log_level": LogLevel.info, "log_time": 0.0})
+            self.assertTrue(check(stream.getvalue()), stream.getvalue())
+            stream = io.StringIO()
+            LineObserver(format, stream)({"log_format": "hello", "log_namespace": "t", "log_level": LogLevel.info,
+                                          "log_time": 0.0})
+            self.assertNotIn("worker", stream.getvalue())

@@ -117,7 +117,7 @@ class SharedDatabaseTests(TwoNodes):
                   for node in (self.a, self.b)]
         outputs = [p.communicate(timeout=120)[0] for p in purges]
         self.assertEqual([p.returncode for p in purges], [0, 0], outputs)
-        counts = [int(re.search(r"purged (\d+) expired transfer", out).group(1)) for out in outputs]
+        counts = [int(re.search(r"purged \d+ transfer\(s\): (\d+) expired", out).group(1)) for out in outputs]
         self.assertEqual(sum(counts), 27, outputs)
         self.assertEqual(self.rows("SELECT subject FROM transfers WHERE purged IS NULL ORDER BY subject"),
                          [("offer 0",), ("offer 1",), ("offer 2",)])

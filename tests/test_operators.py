@@ -12,15 +12,15 @@ import sys
 import time
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway import __version__, devcert, tap
 from secudoc_gateway.metrics import BUCKETS
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
-from tests.support import asyncTest, inThread, sendMail
+from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, startGateway, writeConfig
+from secudoc_gateway.testing.gateway import run
+from tests.support import asyncTest, inThread, sendMail, until
 from tests.test_logs import message
-from tests.twistd import TwistdGateway, run
 
 SERIES = [
     "secudoc_smtp_connections_total", "secudoc_smtp_sessions_active", "secudoc_messages_total",
@@ -90,12 +90,13 @@ class ListenerTests(TestCase):
         self.assertEqual(code, 451)
         response, _ = await self.get(f"{gateway.webURL}/t/{'A' * 43}/0")
         self.assertEqual(response.code, 404)
-        deadline = time.monotonic() + 30
-        while True:  # the first purge runs as the service starts
+        async def purged() -> bool:  # the first purge runs as the service starts
+            nonlocal text
             _, text = await self.get(gateway.metricsURL + "/metrics")
-            if "\nsecudoc_purge_last_success_timestamp_seconds 0.0" not in text or time.monotonic() > deadline:
-                break
-            await task.deferLater(reactor, 0.05)
+            return "\nsecudoc_purge_last_success_timestamp_seconds 0.0" not in text
+
+        text = ""
+        await until(purged, "the first purge", 30)
         names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
         self.assertEqual([s for s in SERIES if s not in names], [])
         self.assertIn(f'secudoc_build_info{{version="{__version__}"}} 1.0', text)
@@ -138,8 +139,9 @@ class StartFailureTests(SynchronousTestCase):
         port = taken.getsockname()[1]
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        gateway = TwistdGateway(folder, log={"format": "json"}, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
-        gateway.start(wait=False)
+        gateway = GatewayProcess.inFolder(folder, log={"format": "json"},
+                                          smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
+        gateway.launch()
         self.addCleanup(gateway.stop)
         self.assertEqual(gateway.wait(), tap.EXIT_CANNOT_LISTEN)
         out, err = gateway.output()

@@ -28,7 +28,7 @@ import zipfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway import __version__
-from tests.twistd import ROOT
+from secudoc_gateway.testing import ROOT
 
 SOURCES = ["setup.cfg", "pyproject.toml", "README.md", "secudoc_gateway", "twisted"]
 TWISTD = "from twisted.scripts.twistd import run; run()"  # what the twistd script runs

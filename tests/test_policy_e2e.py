@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import (
-    asyncTest, breakStorage, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects,
+    asyncTest, breakStorage, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects, until,
 )
 
 TENANT_ID = "0b7f8a52-55f4-4c1e-9a0e-3f4c1d2e5a61"
@@ -268,7 +268,7 @@ class Dedup(PolicyTestCase):
     @asyncTest
     async def test_copyWhileFirstInFlight(self) -> None:
         """A resend arriving while the first copy is still being relayed gets 451 4.3.0."""
-        from twisted.internet import defer, task
+        from twisted.internet import defer
 
         await self.start()
         gateway = self.gateway.service.gateway
@@ -287,8 +287,7 @@ class Dedup(PolicyTestCase):
         gateway.relayFor = lambda tenant: Held(realRelayFor(tenant))
         raw = outgoing(attachment=0)
         first = defer.ensureDeferred(self.send(raw))
-        while not held:
-            await task.deferLater(reactor, 0.01, lambda: None)
+        await until(lambda: held, "the first message to reach the relay")
         code, text = await self.send(raw)
         self.assertEqual((code, text[:5]), (451, b"4.3.0"))
         held[0].callback(None)

@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
 from secudoc_gateway.config import loadConfig
-from secudoc_gateway.purge import purgeOnce
+from secudoc_gateway.purge import Purged, purgeOnce
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import (
     asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, storedObjects,
@@ -189,7 +189,7 @@ class Attachments(ProtectionTestCase):
             code, content, _ = await self.get(f"{path}/{n}")
             self.assertEqual((code, hashlib.sha256(content).hexdigest()), (200, hashlib.sha256(data).hexdigest()))
         self.rows("UPDATE transfers SET expires = 1")
-        self.assertEqual(await purgeOnce(loadConfig(os.path.join(self.folder, "gateway.toml")), reactor), 1)
+        self.assertEqual(await purgeOnce(loadConfig(os.path.join(self.folder, "gateway.toml")), reactor), Purged(expired=1))
         self.assertEqual(await storedObjects(self.folder), {})
 
     @asyncTest

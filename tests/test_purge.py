@@ -59,7 +59,7 @@ class PurgeTests(TestCase):
         """T1's object cannot go: T2 goes anyway, then the purge says it was incomplete."""
         d = defer.ensureDeferred(purgeExpired(self.transfers, self.store, self.clock.seconds()))
         failure = yield self.assertFailure(d, PurgeIncomplete)
-        self.assertIn("1 expired transfer(s) could not be purged, 1 were", str(failure))
+        self.assertIn("1 transfer(s) could not be purged, 1 were (1 transfer(s): 1 expired, 0 revoked)", str(failure))
         self.assertEqual(sorted(t.id for t in (yield self.transfers.transfers())), ["T1", "T3"])
         self.assertEqual(len(self.flushLoggedErrors(StorageError)), 1)  # logged with the transfer's id
 

@@ -26,7 +26,7 @@ from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import crypto
 from secudoc_gateway.errors import StorageError
-from secudoc_gateway.purge import purgeExpired
+from secudoc_gateway.purge import Purged, purgeExpired
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
 from tests.support import (
@@ -59,7 +59,7 @@ class RecipientTestCase(TestCase):
             f.write(PNG)
         self.clock = ShiftedClock()
         settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", help_contact="servicedesk@example.test",
-                        logo="logo.png", **tenant)
+                        logo="../logo.png", **tenant)
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": publicURL or f"http://127.0.0.1:{port}"}
         self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web), reactor, clock=self.clock)
@@ -91,14 +91,11 @@ class RecipientTestCase(TestCase):
         raise AssertionError("no protected message relayed")
 
     async def mails(self, kind: str, count: int, deadline: float = 30) -> list[email.message.EmailMessage]:
-        """The gateway's own messages of ``kind``, once ``count`` have arrived (polled, with a deadline)."""
-        end = time.monotonic() + deadline
-        while True:
-            found = [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
-                     for m in maildirMessages(self.outbox) if f"kind={kind}".encode() in m]
-            if len(found) >= count or time.monotonic() > end:
-                return found
-            await deferLater(reactor, 0.05, lambda: None)
+        """The gateway's own messages of ``kind``, once ``count`` have arrived."""
+        found = lambda: [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
+                         for m in maildirMessages(self.outbox) if f"kind={kind}".encode() in m]
+        await until(lambda: len(found()) >= count, f"{count} {kind} mail(s)", deadline)
+        return found()
 
     def browser(self) -> Browser:
         return Browser(self.gateway.webURL)
@@ -254,7 +251,7 @@ class DeadLinks(RecipientTestCase):
         service = self.gateway.service
         web = service.webListeners[0].factory.resource.children[b"t"].context
         purged = await purgeExpired(web.transfers, web.store, time.time())
-        self.assertEqual(purged, 1)
+        self.assertEqual(purged, Purged(expired=1))
         self.assertEqual(self.count("SELECT COUNT(*) FROM files"), 0)
         self.assertEqual(os.listdir(os.path.join(self.folder, "objects")), [])
         self.assertEqual(self.rows("SELECT subject, recipients FROM transfers"), [("", "[]")])
@@ -263,7 +260,7 @@ class DeadLinks(RecipientTestCase):
             self.assertEqual(code, 410, suffix)
             self.assertIn(b"Deze link is verlopen", page)
             self.assertIn(b"Vraag Alice de Vries &lt;alice@example.test&gt; om ze opnieuw te sturen", page)
-        self.assertEqual(await purgeExpired(web.transfers, web.store, time.time()), 0)
+        self.assertEqual(await purgeExpired(web.transfers, web.store, time.time()), Purged())
 
     @asyncTest
     async def test_expiredInEnglish(self) -> None:

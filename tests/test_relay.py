@@ -12,7 +12,7 @@ import socket
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import attrs
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import CancelledError, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -36,6 +36,7 @@ from secudoc_gateway.relay.smtp import (
     relayFor,
 )
 from secudoc_gateway.replies import Reply
+from secudoc_gateway.testing.polling import until
 from secudoc_gateway.testing.smtp import DISCONNECT, SILENT, SinkServerFactory, SinkServerProtocol
 
 
@@ -633,7 +634,7 @@ class ErrorTests(RelayTestCase):
         relay = self.relay(port, requireTLS=False)
         d = relay.send(ENVELOPE, Message(MESSAGE))
         # Cancelled while the sink holds its MAIL unanswered, on an open connection.
-        await eventually(lambda: any(c.upper().startswith("MAIL") for batch in sink.batches for c in batch))
+        await until(lambda: any(c.upper().startswith("MAIL") for batch in sink.batches for c in batch), "the sink to see MAIL", 5)
         d.cancel()
         await self.assertFailure(d, CancelledError)
         self.assertEqual(sink.connectionCount, 1)
@@ -681,17 +682,6 @@ EVE = Envelope(sender="alice@example.test", recipients=("eve@other.test",))
 
 def commands(sink: SinkServerFactory) -> list[str]:
     return [c for b in sink.batches for c in b]
-
-
-async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait, polling the reactor, until ``condition()``; fail after ``within`` seconds."""
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while not condition():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"not within {within} seconds")
-        await deferLater(reactor, 0.01)
 
 
 class CacheTests(RelayTestCase):
@@ -785,7 +775,7 @@ class CacheTests(RelayTestCase):
             await relay.send(BOB, Message(b"m%d\r\n" % i))
         self.assertEqual(sink.connectionCount, 3)
         self.assertEqual([m.data for m in sink.messages], [b"m%d\r\n" % i for i in range(5)])
-        await eventually(lambda: commands(sink).count("QUIT") == 2)
+        await until(lambda: commands(sink).count("QUIT") == 2, "two QUITs", 5)
         self.assertEqual(relay.idleConnections, 1)
 
     async def test_poolFull(self) -> None:
@@ -794,7 +784,7 @@ class CacheTests(RelayTestCase):
         relay = self.relay(port, requireTLS=False, maxIdle=2)
         await gatherResults([relay.send(BOB, Message(b"m%d\r\n" % i)) for i in range(3)])
         self.assertEqual(relay.idleConnections, 2)
-        await eventually(lambda: commands(sink).count("QUIT") == 1)
+        await until(lambda: commands(sink).count("QUIT") == 1, "one QUIT", 5)
         self.assertEqual(len(sink.messages), 3)
 
     async def test_noCache(self) -> None:
@@ -907,12 +897,12 @@ class CacheTests(RelayTestCase):
                 relay = self.relay(port, requireTLS=False)
                 error = await self.failure(relay, EVE)
                 self.assertEqual((error.kind, error.permanent, error.reply), ("rcpt", True, Reply(550, "5.1.1", "Eve unknown")))
-                await eventually(lambda: relay.idleConnections == 1)
+                await until(lambda: relay.idleConnections == 1, "one idle connection", 5)
                 self.assertIn("RSET", commands(sink))
                 sink.replies["message"] = Reply(554, "5.6.0", "Content rejected")
                 error = await self.failure(relay, BOB)
                 self.assertEqual((error.kind, error.permanent), ("data", True))
-                await eventually(lambda: relay.idleConnections == 1)
+                await until(lambda: relay.idleConnections == 1, "one idle connection", 5)
                 del sink.replies["message"]
                 await relay.send(BOB, Message(OTHER))
                 self.assertEqual(sink.connectionCount, 1)
@@ -971,7 +961,7 @@ class CacheTests(RelayTestCase):
         sink, port = self.sink(replies={"message": SILENT})
         relay = self.relay(port, requireTLS=False)
         busy = relay.send(ENVELOPE, Message(MESSAGE))
-        await eventually(lambda: sink.dataBytes == len(MESSAGE))
+        await until(lambda: sink.dataBytes == len(MESSAGE), "the whole message at the sink", 5)
         del sink.replies["message"]
         await relay.close()
         # The sink answers the end of the data only now.
@@ -1010,13 +1000,14 @@ class CacheTests(RelayTestCase):
         self.assertEqual([m.data for m in sink.messages], [MESSAGE])
 
 
-class MaildirTests(SynchronousTestCase):
-    def test_format(self) -> None:
+class MaildirTests(TestCase):
+    @defer.inlineCallbacks
+    def test_format(self) -> Any:
         """The envelope as header lines, then the message; CRLF like the message."""
         path = os.path.join(self.mktemp(), "outbox")
-        relay = MaildirRelay(path)
+        relay = MaildirRelay(path, reactor)
         verifyObject(IRelay, relay)
-        result = self.successResultOf(relay.send(ENVELOPE, Message(MESSAGE, 10)))
+        result = yield relay.send(ENVELOPE, Message(MESSAGE, 10))
         self.assertEqual(sorted(os.listdir(path)), ["cur", "new", "tmp"])
         self.assertEqual(os.listdir(os.path.join(path, "tmp")), [])
         [name] = os.listdir(os.path.join(path, "new"))
@@ -1029,32 +1020,75 @@ class MaildirTests(SynchronousTestCase):
                 b"X-Envelope-To: eve@other.test\r\n" + MESSAGE,
             )
 
-    def test_lfMessage(self) -> None:
+    @defer.inlineCallbacks
+    def test_lfMessage(self) -> Any:
         path = self.mktemp()
-        relay = MaildirRelay(path)
-        self.successResultOf(relay.send(Envelope(sender="", recipients=("b@x.test",)), Message(b"Subject: x\n\nhi\n")))
+        relay = MaildirRelay(path, reactor)
+        yield relay.send(Envelope(sender="", recipients=("b@x.test",)), Message(b"Subject: x\n\nhi\n"))
         [name] = os.listdir(os.path.join(path, "new"))
         with open(os.path.join(path, "new", name), "rb") as f:
             self.assertEqual(f.read(), b"Return-Path: <>\nX-Envelope-To: b@x.test\nSubject: x\n\nhi\n")
 
-    def test_unique(self) -> None:
+    @defer.inlineCallbacks
+    def test_unique(self) -> Any:
         path = self.mktemp()
-        relay = MaildirRelay(path)
-        results = {self.successResultOf(relay.send(ENVELOPE, Message(MESSAGE))) for _ in range(50)}
-        self.assertEqual(len(results), 50)
+        relay = MaildirRelay(path, reactor)
+        results = yield defer.gatherResults([relay.send(ENVELOPE, Message(MESSAGE)) for _ in range(50)])
+        self.assertEqual(len(set(results)), 50)
         self.assertEqual(len(os.listdir(os.path.join(path, "new"))), 50)
 
-    def test_unwritable(self) -> None:
+    @defer.inlineCallbacks
+    def test_offTheReactorThreadInOrder(self) -> Any:
+        """
+        The copy and fsync run in the thread pool, never in the reactor
+        thread, one at a time and in the order asked for: the names
+        sort as the sends were made, each send fires in its turn.
+        """
+        from twisted.python.threadable import isInIOThread
+
+        path = self.mktemp()
+        relay = MaildirRelay(path, reactor)
+        where: list[bool] = []
+        running: list[int] = []
+        atOnce: list[int] = []
+
+        @implementer(IMessageSource)
+        class Observed(Message):
+            def chunks(self) -> Iterator[bytes]:
+                running.append(1)
+                where.append(isInIOThread())
+                atOnce.append(len(running))
+                yield from super().chunks()
+                running.pop()
+
+        fired: list[int] = []
+        sends = []
+        for n in range(20):
+            d = relay.send(ENVELOPE, Observed(MESSAGE.replace(b"Subject:", b"Subject: %d" % n), 1000))
+            sends.append(d.addCallback(lambda result, n=n: fired.append(n) or result))
+        results = yield defer.gatherResults(sends)
+        self.assertEqual(where, [False] * 20)
+        self.assertEqual(max(atOnce), 1)
+        self.assertEqual(fired, list(range(20)))
+        names = sorted(os.listdir(os.path.join(path, "new")))
+        self.assertEqual([f"maildir {name}" for name in names], results)
+        for n, name in enumerate(names):
+            with open(os.path.join(path, "new", name), "rb") as f:
+                self.assertIn(b"Subject: %d " % n, f.read())
+
+    @defer.inlineCallbacks
+    def test_unwritable(self) -> Any:
         """A path that cannot be a Maildir: temporary "maildir" error."""
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("a file, not a folder")
-        error = self.failureResultOf(MaildirRelay(path).send(ENVELOPE, Message(MESSAGE)), RelayError).value
+        error = yield self.assertFailure(MaildirRelay(path, reactor).send(ENVELOPE, Message(MESSAGE)), RelayError)
         self.assertEqual((error.kind, error.permanent), ("maildir", False))
 
-    def test_sourceFails(self) -> None:
+    @defer.inlineCallbacks
+    def test_sourceFails(self) -> Any:
         path = self.mktemp()
-        error = self.failureResultOf(MaildirRelay(path).send(ENVELOPE, BrokenMessage()), RelayError).value
+        error = yield self.assertFailure(MaildirRelay(path, reactor).send(ENVELOPE, BrokenMessage()), RelayError)
         self.assertEqual((error.kind, error.permanent), ("maildir", False))
         self.assertEqual(os.listdir(os.path.join(path, "tmp")), [])
         self.assertEqual(os.listdir(os.path.join(path, "new")), [])

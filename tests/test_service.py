@@ -20,13 +20,12 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from secudoc_gateway import devcert, tls
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, startGateway, writeConfig
 from secudoc_gateway.testing.smtp import SinkServerFactory
-from secudoc_gateway.testing.ports import freePort
+from secudoc_gateway.testing.ports import accepts
 from secudoc_gateway.replies import Reply
-from tests.support import (
-    asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, until,
-)
+from tests.support import (asyncTest, breakStorage, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope,
+                           until, untilBlocking)
 
 PLAIN = (
     b"From: alice@example.test\r\n"
@@ -266,14 +265,6 @@ class SMTPRelayTests(ServiceTestCase):
         self.assertIn('secudoc_messages_total{status="tempfailed",tenant="example"} 1.0', metrics)
 
 
-def pollUntil(condition, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
-
-
 class ShutdownTests(TestCase):
     """SIGTERM to a real twistd process while a message is on its way in."""
 
@@ -283,26 +274,9 @@ class ShutdownTests(TestCase):
         and its client gets 250 before the process exits (without a
         Message-ID no dedup would save a resend).
         """
-        folder = os.path.abspath(self.mktemp())
-        port = freePort()
-        config = writeConfig(folder, smtp={"listen": [f"tcp:{port}:interface=127.0.0.1"]})
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        with open(os.path.join(folder, "twistd.out"), "wb") as out:
-            process = subprocess.Popen(
-                [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config],
-                stdout=out, stderr=subprocess.STDOUT, cwd=folder, env=dict(os.environ, PYTHONPATH=root))
-        self.addCleanup(lambda: process.poll() is None and process.kill())
-
-        def accepting() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        pollUntil(lambda: accepting() or process.poll() is not None, "the gateway listens")
-        self.assertIsNone(process.poll(), "twistd exited at start")
+        gateway = GatewayProcess.inFolder(os.path.abspath(self.mktemp())).start()
+        self.addCleanup(gateway.stop)
+        port = gateway.smtpPort
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             reader = sock.makefile("rb")
             reader.readline()
@@ -310,16 +284,16 @@ class ShutdownTests(TestCase):
                          b"RCPT TO:<bob@external.test>\r\nDATA\r\n")
             self.assertEqual([reader.readline()[:3] for _ in range(4)], [b"250", b"250", b"250", b"354"])
             sock.sendall(b"From: alice@example.test\r\nSubject: no id\r\n\r\nfirst half\r\n")
-            process.send_signal(signal.SIGTERM)
-            pollUntil(lambda: not accepting(), "the listener closes on SIGTERM")
+            gateway.process.send_signal(signal.SIGTERM)
+            untilBlocking(lambda: not accepts(port), "the listener closes on SIGTERM", 30)
             sock.sendall(b"second half\r\n.\r\n")
             final = reader.readline()
             closing = reader.readline()
         self.assertTrue(final.startswith(b"250 Ok "), final)
         self.assertTrue(closing.startswith(b"421 4.3.2"), closing)
         # After a clean stop twistd ends itself with the signal that stopped it.
-        self.assertIn(process.wait(60), (0, -signal.SIGTERM))
-        [stored] = maildirMessages(os.path.join(folder, "outbox", "example"))
+        self.assertIn(gateway.wait(60), (0, -signal.SIGTERM))
+        [stored] = maildirMessages(os.path.join(gateway.folder, "outbox", "example"))
         self.assertNotIn(b"Message-ID", stored)
         self.assertTrue(stored.endswith(b"first half\r\nsecond half\r\n"))
 
@@ -346,7 +320,7 @@ class LeftoverTests(TestCase):
         old, young = crashLeftovers(folder)
         gateway = await startGateway(config, reactor)
         self.addCleanup(gateway.stop)
-        await inThread(pollUntil, lambda: not os.path.exists(old), "the leftover is removed")
+        await until(lambda: not os.path.exists(old), "the leftover is removed", 30)
         self.assertTrue(os.path.exists(young))
 
     def test_removedByPurge(self) -> None:
@@ -465,12 +439,11 @@ class ReloadTests(ServiceTestCase):
     async def test_sighupReloadsTenants(self) -> None:
         """A new tenant file counts after SIGHUP; a bad one keeps the old tenants."""
         import signal
-        from twisted.internet import task
 
         await self.startService()
         code, _ = await self.send(sender="carol@second.test")
         self.assertEqual(code, 550)
-        second = dict(DEMO_TENANT, id="second", domains=["second.test"], relay="maildir:outbox/second",
+        second = dict(DEMO_TENANT, id="second", domains=["second.test"], relay="maildir:../outbox/second",
                       facility_sender="noreply@second.test")
         from secudoc_gateway.testing import tomlTable
 
@@ -483,10 +456,8 @@ class ReloadTests(ServiceTestCase):
         reader = sock.makefile("rb")
         await inThread(reader.readline)
         os.kill(os.getpid(), signal.SIGHUP)
-        deadline = time.monotonic() + 10  # the reload runs from the reactor loop, soon
-        while "second" not in {t.id for t in self.gateway.service.config.tenants}:
-            self.assertLess(time.monotonic(), deadline, "no reload after SIGHUP")
-            await task.deferLater(reactor, 0.01, lambda: None)
+        # The reload runs from the reactor loop, soon.
+        await until(lambda: "second" in {t.id for t in self.gateway.service.config.tenants}, "the reload after SIGHUP")
         code, text = await self.send(sender="carol@second.test")
         self.assertEqual(code, 250, text)
         self.assertEqual(len(maildirMessages(os.path.join(self.folder, "outbox", "second"))), 1)

@@ -10,11 +10,11 @@ import os
 from typing import Any, Optional
 
 from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
@@ -27,6 +27,7 @@ from secudoc_gateway import crypto
 from secudoc_gateway.errors import ObjectNotFound, ProducerStopped, StorageError
 from secudoc_gateway.interfaces import IObjectStore, IObjectWriter
 from secudoc_gateway.storage.fs import TEMPORARY_PREFIX, FilesystemStore, validateKey
+from secudoc_gateway.testing.polling import until
 
 LONGEST_KEY = "/".join(["y" * 255] * 3 + ["y" * 254, "z"])
 assert len(LONGEST_KEY) == 1024
@@ -536,15 +537,17 @@ class SocketTests(TestCase):
         yield w.finish()
         client = RawClient(b"big", pauseAfterFirst=True)
         yield self.connect(client)
-        while not self.resource.requests:
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield ensureDeferred(until(lambda: self.resource.requests, "the request"))
         request = self.resource.requests[0]
-        # Wait until the server has stopped sending: sentLength is steady.
-        last = -1
-        while request.sentLength != last:
-            last = request.sentLength
-            yield deferLater(reactor, 0.3, lambda: None)
+        producer = request.producer
+        # The full socket buffers paused the disk reads: paused, and no
+        # read scheduled, so none happens until the client reads again.
+        # A producer that ignored the pause never gets here (a failure
+        # at the deadline), however slow the machine.
+        yield ensureDeferred(until(lambda: producer._paused and producer._call is None, "the disk reads to pause",
+                                   30))
         self.assertLess(request.sentLength, size // 2)
+        self.assertEqual(producer._file.tell(), request.sentLength)  # nothing read piles up unsent
         self.assertEqual(len(self.resource.outcomes), 1)
         self.assertFalse(self.resource.outcomes[0].called)
         client.transport.resumeProducing()
@@ -566,8 +569,7 @@ class SocketTests(TestCase):
         client = RawClient(b"big", abortAfterFirst=True)
         yield self.connect(client)
         yield client.done
-        while not self.resource.outcomes:
-            yield deferLater(reactor, 0.01, lambda: None)
+        yield ensureDeferred(until(lambda: self.resource.outcomes, "the download's outcome"))
         with self.assertRaises(ProducerStopped):
             yield self.resource.outcomes[0]
         self.assertLess(self.resource.requests[0].sentLength, 32 * 2**20)

@@ -25,7 +25,6 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.internet.ssl import CertificateOptions
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
@@ -41,7 +40,7 @@ from secudoc_gateway.storage.s3client import S3Settings
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.s3 import REGION, FaultProxy, sharedServer, testStorage
 from secudoc_gateway.tls import loadPrivateCertificate
-from tests.support import asyncTest, inThread, maildirMessages, splitEnvelope, storedObjects
+from tests.support import asyncTest, inThread, maildirMessages, splitEnvelope, storedObjects, until
 from tests.test_faults import sendBDATNoCopy
 
 PART = 5 * 1024 * 1024
@@ -77,15 +76,6 @@ class Collector:
     @property
     def data(self) -> bytes:
         return b"".join(self.chunks)
-
-
-async def wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` (off the outcome: it only waits) until true or the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.05, lambda: None)
 
 
 class S3TestCase(TestCase):
@@ -411,9 +401,9 @@ class Gateway(S3TestCase):
 
         await inThread(begin)
         await firstPart
-        await wait(lambda: len(self.server.uploads(self.bucket)) == 1, "the upload to begin")
+        await until(lambda: len(self.server.uploads(self.bucket)) == 1, "the upload to begin", 30)
         client.close()
-        await wait(lambda: not self.server.uploads(self.bucket), "the upload to be aborted")
+        await until(lambda: not self.server.uploads(self.bucket), "the upload to be aborted", 30)
         self.assertEqual(await inThread(self.server.objects, self.bucket), {})
 
     @asyncTest

@@ -40,7 +40,7 @@ class TenantRegistryTests(SynchronousTestCase):
         for name, text in (("acme.toml", ACME), ("beta.toml", BETA)):
             with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
                 f.write(text)
-        tenants, problems = loadTenants(folder, folder)
+        tenants, problems = loadTenants(folder)
         self.assertEqual(problems, [])
         self.acme, self.beta = tenants
         self.registry = TenantRegistry(tenants)
@@ -117,3 +117,45 @@ class TenantRegistryTests(SynchronousTestCase):
             env={**os.environ, "PYTHONPATH": root},
         )
         self.assertEqual(out.stdout.strip(), "[]")
+
+
+class RelayReloadTests(SynchronousTestCase):
+    """A SIGHUP reload and the relays: what a reload replaced is closed, what it kept stays open."""
+
+    def test_replacedRelaysClosed(self) -> None:
+        from twisted.internet import defer, task
+
+        from secudoc_gateway.config import loadConfig
+        from secudoc_gateway.testing import DEMO_TENANT, ingressOn, writeConfig
+
+        made: list[tuple[Tenant, "_Relay"]] = []
+
+        class _Relay:
+            def __init__(self) -> None:
+                self.closed = 0
+
+            def close(self) -> defer.Deferred:
+                self.closed += 1
+                return defer.succeed(None)
+
+        def factory(tenant: Tenant, hostname: str, reactor: object) -> _Relay:
+            made.append((tenant, _Relay()))
+            return made[-1][1]
+
+        folder = os.path.abspath(self.mktemp())
+        other = dict(DEMO_TENANT, id="other", domains=["other.test"], users=["*@other.test"])
+        gateway = ingressOn(task.Clock(), folder, [DEMO_TENANT, other], relayFactory=factory)
+        old, kept = gateway.registry.byId("example"), gateway.registry.byId("other")
+        first, second = gateway.relayFor(old), gateway.relayFor(kept)
+        self.assertIs(gateway.relayFor(old), first)  # one relay (one pool) per tenant
+        gateway.reload(loadConfig(writeConfig(folder, [dict(DEMO_TENANT, organisation="Changed"), other])))
+        self.assertEqual((first.closed, second.closed), (1, 0))  # replaced: closed; unchanged: kept
+        self.assertIs(gateway.relayFor(kept), second)
+        # A transaction that began before the reload still relays for the old
+        # tenant: its relay is closed from the start, so no connection idles on.
+        stale = gateway.relayFor(old)
+        self.assertIsNot(stale, first)
+        self.assertEqual(stale.closed, 1)
+        fresh = gateway.relayFor(gateway.registry.byId("example"))
+        self.assertEqual(fresh.closed, 0)
+        self.assertIs(gateway.relayFor(gateway.registry.byId("example")), fresh)

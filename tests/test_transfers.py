@@ -209,6 +209,21 @@ class RevocationTests(StoreTestCase):
         self.assertFalse((yield self.store.extend("nope", 1)))
 
     @defer.inlineCallbacks
+    def test_extendRefused(self) -> Any:
+        """Never a revoked transfer, a purged one, nor one a purge has claimed (its objects are going)."""
+        for id in ("T1", "T2", "T3"):
+            yield self.store.createTransfer(makeTransfer(id, days=1))
+        yield self.store.revoke("T1")
+        yield self.store.tombstone("T2")
+        self.clock.advance(2 * 86400)
+        yield self.store.claimExpired()
+        for id in ("T1", "T2", "T3"):
+            self.assertFalse((yield self.store.extend(id, 1)), id)
+        self.assertEqual((yield self.store.transfer("T3")).expires, START + 86400)
+        self.clock.advance(PURGE_CLAIM_TIMEOUT)  # a claim whose purge died lapses
+        self.assertTrue((yield self.store.extend("T3", 1)))
+
+    @defer.inlineCallbacks
     def test_listNewestFirst(self) -> Any:
         yield self.store.createTransfer(makeTransfer("T1", created=START))
         yield self.store.createTransfer(makeTransfer("T2", created=START + 10, sender="Bob@example.test"))
@@ -545,7 +560,7 @@ class PurgeClaimTests(StoreTestCase):
             defer.ensureDeferred(purgeExpired(store, Store(), self.clock.seconds(), batch=3))
             for store in (self.store, otherStore, self.store, otherStore)
         ])
-        self.assertEqual(sum(counts), 40)
+        self.assertEqual(sum(c.total for c in counts), 40)
         self.assertEqual(sorted(deleted), sorted(f"T{i:02}" for i in range(40)))  # one object each
         self.assertEqual(len((yield self.store.transfers())), 1)  # the rest are tombstones
         self.assertIsNotNone((yield self.store.lookup("hash-live")))

@@ -25,10 +25,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
 from secudoc_gateway.errors import ObjectNotFound
-from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, startGateway, writeConfig
 from secudoc_gateway.testing.ports import freePort
 from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope, until
-from tests.twistd import TwistdGateway, waitForGreeting
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
@@ -332,9 +331,9 @@ class FileDescriptors(SynchronousTestCase):
         """
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        gateway = TwistdGateway(folder, smtp={"max_connections_per_ip": 100})
+        gateway = GatewayProcess.inFolder(folder, smtp={"max_connections_per_ip": 100}, fileLimit=(64, 256))
         self.addCleanup(gateway.stop)
-        gateway.start(fileLimit=(64, 256))
+        gateway.start()
         assert gateway.process is not None
         with open(f"/proc/{gateway.process.pid}/limits") as f:
             [limit] = [line.split()[3:5] for line in f if line.startswith("Max open files")]
@@ -343,5 +342,6 @@ class FileDescriptors(SynchronousTestCase):
         self.addCleanup(lambda: [s.close() for s in clients])
         for _ in range(400):
             clients.append(socket.create_connection(("127.0.0.1", gateway.webPort), timeout=20))
-        waitForGreeting(gateway.smtpPort, gateway.process, timeout=20)
+        with socket.create_connection(("127.0.0.1", gateway.smtpPort), timeout=20) as smtp:
+            self.assertEqual(smtp.recv(4), b"220 ")
         self.assertIsNone(gateway.process.poll())

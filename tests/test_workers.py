@@ -11,7 +11,6 @@ import signal
 import smtplib
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 
@@ -21,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.testing.ports import freePort
 from secudoc_gateway.testing import GatewayProcess, writeConfig
-from tests.support import maildirMessages, splitEnvelope
+from tests.support import maildirMessages, splitEnvelope, untilBlocking
 
 
 def protectedMessage(n: int) -> bytes:
@@ -261,7 +260,46 @@ class SupervisionTests(WorkersTestCase):
                     return False
             return True
 
-        deadline = time.monotonic() + 60
-        while not gone():
-            self.assertLess(time.monotonic(), deadline, "a worker outlived its parent")
-            time.sleep(0.05)
+        untilBlocking(gone, "every worker to stop with its parent", 60)
+
+
+class StartAndStopTests(WorkersTestCase):
+    """What ``make run`` shows: one ready line, each worker's lines tagged, a quiet Ctrl-C or SIGTERM."""
+
+    def assertCleanRun(self, gateway: GatewayProcess, workers: int, signum: int) -> None:
+        self.assertEqual(gateway.wait(90), -signum)  # twistd ends by the signal that stopped it
+        log = gateway.log()
+        self.assertNotIn("#critical]", log)
+        self.assertNotIn("Traceback", log)
+        self.assertIn("Server Shut Down.", log)
+        lines = log.splitlines()
+        [ready] = gateway.readyLines()
+        self.assertIn(f"ready: smtp 127.0.0.1:{gateway.smtpPort}, web 127.0.0.1:{gateway.webPort},"
+                      f" metrics 127.0.0.1:{self.metricsPort}; 1 tenant(s): example; {workers} worker(s)", ready)
+        listening = [line for line in lines if "ListeningService#info]" in line]
+        self.assertEqual(len(listening), 3 * workers)
+        self.assertLess(max(map(lines.index, listening)), lines.index(ready))  # the start ends with it
+        if workers > 1:
+            for number in range(workers):
+                tagged = [line for line in listening if f"] worker={number} listening on" in line]
+                self.assertEqual(len(tagged), 3, number)
+            stopping = [line for line in lines if "] worker=" in line and "Received SIGTERM, shutting down." in line]
+            self.assertEqual(len(stopping), workers)
+
+    def test_ctrlC(self) -> None:
+        """A terminal's Ctrl-C reaches the parent and every worker at once: each stops once, quietly."""
+        gateway = self.startGateway().start()
+        gateway.signalGroup(signal.SIGINT)
+        self.assertCleanRun(gateway, 2, signal.SIGINT)
+
+    def test_sigtermToEveryProcess(self) -> None:
+        """SIGTERM to the whole group (systemd's control group) as well as from the parent: one stop each."""
+        gateway = self.startGateway().start()
+        gateway.signalGroup(signal.SIGTERM)
+        self.assertCleanRun(gateway, 2, signal.SIGTERM)
+
+    def test_oneProcess(self) -> None:
+        """Without workers the same ready line ends the start, and Ctrl-C stops it as quietly."""
+        gateway = self.startGateway(workers=1).start()
+        gateway.signalGroup(signal.SIGINT)
+        self.assertCleanRun(gateway, 1, signal.SIGINT)

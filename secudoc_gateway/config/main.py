@@ -197,7 +197,7 @@ def loadConfig(path: str) -> Config:
     if not os.path.isdir(tenantsPath):
         tenantsTable.problem("path", f"{tenantsPath} is not a folder")
     else:
-        tenants, tenantProblems = loadTenants(shownFolder, base)
+        tenants, tenantProblems = loadTenants(shownFolder)
         problems.extend(tenantProblems)
     if problems:
         raise ConfigError(problems)

@@ -203,8 +203,13 @@ def _samlMetadata(table: Table, base: str) -> tuple[str, str]:
     return url, path
 
 
-def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
-    """One tenant file; problems are appended, ``None`` if unreadable."""
+def loadTenant(file: str, problems: list[str]) -> Optional[Tenant]:
+    """
+    One tenant file; problems are appended, ``None`` if unreadable.  Its
+    relative paths are relative to its own folder, so a tenant file
+    means the same wherever the main file that names its folder lives.
+    """
+    base = os.path.dirname(os.path.abspath(file))
     data = readTOML(file, problems)
     if data is None:
         return None
@@ -270,10 +275,10 @@ def loadTenant(file: str, base: str, problems: list[str]) -> Optional[Tenant]:
     return tenant
 
 
-def loadTenants(folder: str, base: str) -> tuple[tuple[Tenant, ...], list[str]]:
+def loadTenants(folder: str) -> tuple[tuple[Tenant, ...], list[str]]:
     """
     Every ``*.toml`` in ``folder`` (sorted by name), relative paths in
-    them against ``base`` (the main file's folder), checked against each
+    them against ``folder``, checked against each
     other: unique ids, no domain or Microsoft tenant id claimed twice.
     Returns the tenants and the problems; use the tenants only when
     there are no problems.  SIGHUP reloads call this (or
@@ -286,7 +291,7 @@ def loadTenants(folder: str, base: str) -> tuple[tuple[Tenant, ...], list[str]]:
     domains: dict[str, str] = {}
     microsoftIds: dict[str, str] = {}
     for file in files:
-        tenant = loadTenant(file, base, problems)
+        tenant = loadTenant(file, problems)
         if tenant is None:
             continue
         if tenant.id:
@@ -318,7 +323,7 @@ def reloadTenants(config: Config) -> tuple[Tenant, ...]:
     if not os.path.isdir(config.tenants_path):
         problems.append(f"{config.path}: tenants.path: {config.tenants_path} is not a folder")
         raise ConfigError(problems)
-    tenants, problems = loadTenants(config.tenants_path, os.path.dirname(config.path))
+    tenants, problems = loadTenants(config.tenants_path)
     if problems:
         raise ConfigError(problems)
     return tenants

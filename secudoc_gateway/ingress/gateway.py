@@ -83,6 +83,11 @@ class Gateway:
             relay = self._relayFactory(tenant, self.config.smtp.hostname, self.reactor)
             if tenant in self._current:
                 self._relays[tenant] = relay
+            else:
+                # A tenant a reload replaced: closed from the start, so its
+                # connection QUITs after this send instead of idling in a
+                # pool nobody will use again.
+                relay.close()
         return relay
 
     def checkConnection(self, peer: str) -> Optional[Reply]:

@@ -1,5 +1,13 @@
 """
 The Maildir relay target, for the demo and tests (SPEC section 3).
+
+Writing a message is blocking work (the copy from the spool, the fsync,
+the rename), so it runs in the reactor's thread pool, never in the
+reactor thread: a slow disk must not stall every SMTP session and web
+request.  One delivery at a time per relay, in the order they were
+asked for (a FIFO lock), so the folder's names keep the order of the
+sends; the deliveries waiting are the transactions in flight, each of
+which waits for its own, so the queue is bounded as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ import time
 from typing import Any, Optional
 
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
 from secudoc_gateway.errors import RelayError
@@ -28,11 +37,15 @@ class MaildirRelay:
     after the envelope as header lines (SPEC section 3).  The envelope
     lines end like the message's first line (CRLF or LF; LF when the
     message has no line end), so the file keeps one line-end style.
-    Writes are blocking: this target is for the demo and tests.
+    Each write runs in ``reactor``'s thread pool, one at a time.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
         self.path = path
+        self._reactor = reactor
+        self._turn = DeferredLock()
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def _uniqueName(self) -> str:
@@ -49,10 +62,8 @@ class MaildirRelay:
     closeIdle = close
 
     def send(self, envelope: Any, message: IMessageSource) -> Deferred:
-        try:
-            return defer.succeed(self._deliver(envelope, message))
-        except RelayError as e:
-            return defer.fail(e)
+        return self._turn.run(deferToThreadPool, self._reactor, self._reactor.getThreadPool(),
+                              self._deliver, envelope, message)
 
     def _deliver(self, envelope: Any, message: IMessageSource) -> str:
         addresses = [envelope.sender, *envelope.recipients]

@@ -355,7 +355,7 @@ def relayFor(tenant: Tenant, hostname: str, reactor: Any, timeouts: Timeouts = T
     """The relay target a tenant's config names; ``hostname`` is our EHLO name."""
     target = parseRelayTarget(tenant.relay)
     if isinstance(target, MaildirTarget):
-        return MaildirRelay(target.path)
+        return MaildirRelay(target.path, reactor)
     return SMTPRelay(
         reactor,
         target.host,

@@ -19,6 +19,8 @@ from secudoc_gateway.testing.fakes import (
 )
 from secudoc_gateway.testing.gateway import (
     DEMO_TENANT,
+    ROOT,
+    TWISTD,
     GatewayProcess,
     RunningGateway,
     envelopeFor,
@@ -34,12 +36,14 @@ from secudoc_gateway.testing.gateway import (
 __all__ = [
     "DEMO_TENANT",
     "HANG",
+    "TWISTD",
     "FakeIngress",
     "FakeRelay",
     "FakeTransaction",
     "GatewayProcess",
     "MemoryStore",
     "MemoryWriter",
+    "ROOT",
     "RunningGateway",
     "Sent",
     "envelopeFor",

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import resource
+import signal
+import subprocess
+import sys
 import tempfile
 from typing import Any, Optional
 
@@ -22,7 +26,7 @@ DEMO_TENANT: dict[str, Any] = {
     "id": "example",
     "domains": ["example.test"],
     "allowed_sources": ["127.0.0.0/8"],
-    "relay": "maildir:outbox/example",
+    "relay": "maildir:../outbox/example",  # relative to the tenant file's folder
     "users": ["*@example.test"],
     "facility_sender": "noreply@example.test",
 }
@@ -198,62 +202,106 @@ async def startGateway(configPath: str, reactor: Any = None, clock: Any = None) 
     return RunningGateway(service, smtp.getHost().port, web.getHost().port, metrics.getHost().port)
 
 
+# The checkout (put on the path, so twistd finds the plugin) and twistd.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def checkoutEnvironment(**more: str) -> dict[str, str]:
+    """This environment with the checkout first on the path."""
+    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **more)
+
+
+def run(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    """A command to its end, with the checkout on the path; its output captured as text."""
+    return subprocess.run(args, capture_output=True, text=True, env=checkoutEnvironment(), timeout=timeout)
+
+
 class GatewayProcess:
     """
-    The gateway as its own ``twistd`` process (``--workers`` and
-    several-node tests, benches), its log in ``logPath``.  Blocking.
+    The gateway as operators run it: ``twistd --nodaemon secudoc-gateway``
+    in its own process (and session, so a signal to its process group is
+    a terminal's Ctrl-C), with ``--workers``; standard output and error
+    in files next to the config.  It is started once its one "ready"
+    line is logged.  Blocking: for tests that drive processes, benches,
+    several nodes.  ``inFolder`` writes a fresh config on free ports.
     """
 
     def __init__(self, configPath: str, smtpPort: int, webPort: int, workers: int = 1,
-                 env: Optional[dict[str, str]] = None, webScheme: str = "http") -> None:
-        self.configPath = configPath
+                 env: Optional[dict[str, str]] = None, webScheme: str = "http",
+                 metricsPort: Optional[int] = None, fileLimit: Optional[tuple[int, int]] = None) -> None:
+        """``fileLimit``: the (soft, hard) RLIMIT_NOFILE twistd starts under."""
+        self.configPath = os.path.abspath(configPath)
+        self.folder = os.path.dirname(self.configPath)
         self.smtpPort = smtpPort
         self.webPort = webPort
+        self.metricsPort = metricsPort
         self.workers = workers
         self.env = env or {}
         self.webScheme = webScheme
-        self.logPath = configPath + f".{smtpPort}.log"
+        self.fileLimit = fileLimit
+        self.stdoutPath = f"{self.configPath}.{smtpPort}.stdout"
+        self.stderrPath = f"{self.configPath}.{smtpPort}.stderr"
+        self.logPath = self._configuredLog()
         self.process: Any = None
+
+    @classmethod
+    def inFolder(cls, folder: str, tenant: Optional[dict[str, Any]] = None, workers: int = 1,
+                 env: Optional[dict[str, str]] = None, fileLimit: Optional[tuple[int, int]] = None,
+                 **sections: Any) -> "GatewayProcess":
+        """A config in ``folder`` on free ports: ``tenant`` over the demo tenant, ``sections`` to ``writeConfig``."""
+        from secudoc_gateway.testing.ports import freePort
+
+        ports = freePort(), freePort(), freePort()
+        listen = lambda port: {"listen": [f"tcp:{port}:interface=127.0.0.1"]}
+        path = writeConfig(
+            folder, [dict(DEMO_TENANT, **(tenant or {}))],
+            smtp=dict(listen(ports[0]), **sections.pop("smtp", {})),
+            web=dict(listen(ports[1]), **sections.pop("web", {})),
+            metrics=listen(ports[2]), **sections,
+        )
+        return cls(path, ports[0], ports[1], workers, env, metricsPort=ports[2], fileLimit=fileLimit)
+
+    def _configuredLog(self) -> str:
+        """The ``[log] path`` file, if the log goes to a file rather than standard output."""
+        from secudoc_gateway.config import loadConfig
+        from secudoc_gateway.errors import ConfigError
+
+        try:
+            path = loadConfig(self.configPath).log.path
+        except ConfigError:
+            return ""
+        return "" if path == "-" else path
 
     def start(self, timeout: float = 60) -> "GatewayProcess":
         """``launch``, then ``ready``."""
         return self.launch().ready(timeout)
 
     def launch(self) -> "GatewayProcess":
-        """Start the process, without waiting (several nodes start at once)."""
-        import subprocess
-        import sys
-
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env)
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        with open(self.logPath, "ab") as log:
+        """Start the process, without waiting (several nodes start at once; a start that must fail)."""
+        limit = self.fileLimit
+        with open(self.stdoutPath, "ab") as out, open(self.stderrPath, "ab") as err:
             self.process = subprocess.Popen(
-                [twistd, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.configPath,
-                 "--workers", str(self.workers)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                [TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.configPath,
+                 "--workers", str(self.workers)],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=checkoutEnvironment(**self.env),
+                cwd=self.folder, start_new_session=True,
+                preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
         return self
 
     def ready(self, timeout: float = 60) -> "GatewayProcess":
-        """Wait until it answers /healthz and every worker listens."""
-        self.waitFor(lambda: self.health() == 200, timeout, "the gateway to answer /healthz")
-        self.waitFor(lambda: self.listening() >= self.workers, timeout, "every worker to listen")
+        """Wait for the ready line: every listener serves in every worker."""
+        self.waitFor(lambda: len(self.readyLines()) >= 1, timeout, "the ready line")
         return self
 
-    def listening(self) -> int:
-        """How many processes have started serving SMTP (each worker once per start)."""
-        return self.log().count(f"listening on tcp:{self.smtpPort}:interface=127.0.0.1 (IPv4Address")
+    def readyLines(self) -> list[str]:
+        return [line for line in self.log().splitlines() if "ready: " in line and " worker(s)" in line]
 
     def waitFor(self, condition: Any, timeout: float, what: str) -> None:
-        import time
+        """Poll ``condition``; fail with the log's end when the gateway exits or the time is over."""
+        from secudoc_gateway.testing.polling import untilBlocking
 
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if self.process.poll() is not None:
-                raise AssertionError(f"the gateway exited ({self.process.returncode}) waiting for {what}:\n"
-                                     + self.log()[-4000:])
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n" + self.log()[-4000:])
-            time.sleep(0.05)
+        untilBlocking(condition, what, timeout, process=self.process, context=lambda: self.log()[-4000:])
 
     def get(self, path: str, scheme: str = "http", port: Optional[int] = None) -> tuple[int, bytes]:
         """``path`` from the web listener (or ``port``: the metrics listener's, say)."""
@@ -274,9 +322,19 @@ class GatewayProcess:
     def health(self) -> int:
         return self.get("/healthz", self.webScheme)[0]
 
+    def output(self) -> tuple[bytes, bytes]:
+        """Standard output and standard error so far."""
+        with open(self.stdoutPath, "rb") as out, open(self.stderrPath, "rb") as err:
+            return out.read(), err.read()
+
     def log(self) -> str:
-        with open(self.logPath, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        """Everything it wrote: standard output, standard error, the ``[log]`` file."""
+        out, err = self.output()
+        text = (out + err).decode("utf-8", "replace")
+        if self.logPath and os.path.exists(self.logPath):
+            with open(self.logPath, encoding="utf-8", errors="replace") as f:
+                text += f.read()
+        return text
 
     def workerPids(self) -> dict[int, int]:
         """Each worker number's latest pid, from the parent's log."""
@@ -284,10 +342,21 @@ class GatewayProcess:
 
         return {int(n): int(pid) for n, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", self.log())}
 
-    def stop(self, timeout: float = 120) -> int:
-        """SIGTERM, then the exit status."""
-        import signal
+    def signalGroup(self, signum: int) -> None:
+        """``signum`` to the parent and every worker at once, as a terminal's Ctrl-C (SIGINT) does."""
+        os.killpg(self.process.pid, signum)
 
+    def wait(self, timeout: float = 60) -> int:
+        return int(self.process.wait(timeout))
+
+    def stop(self, timeout: float = 120) -> int:
+        """SIGTERM, then the exit status; killed (with its workers) if it outlasts ``timeout``."""
+        if self.process is None:
+            return 0
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        try:
+            return int(self.process.wait(timeout))
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return int(self.process.wait())

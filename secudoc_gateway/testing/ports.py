@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from typing import Optional
+
+from secudoc_gateway.testing.polling import untilBlocking
 
 
 def freePort() -> int:
@@ -15,15 +16,15 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
+def accepts(port: int) -> bool:
+    """Whether something accepts on loopback ``port`` now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def waitForPort(port: int, process: Optional[subprocess.Popen] = None, timeout: float = 60.0) -> None:
     """Until something accepts on ``port``; fails early when ``process`` has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the process exited with {process.returncode} before listening on {port}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+    untilBlocking(lambda: accepts(port), f"something to listen on {port}", timeout, process=process)

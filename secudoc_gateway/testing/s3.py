@@ -20,11 +20,9 @@ from __future__ import annotations
 import atexit
 import io
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from typing import Any, Callable, Optional
 
@@ -35,7 +33,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from secudoc_gateway.testing.ports import freePort
+from secudoc_gateway.testing.polling import untilBlocking
+from secudoc_gateway.testing.ports import accepts, freePort
 
 ENDPOINT_ENV = "SECUDOC_TEST_S3_ENDPOINT"
 KEY_ENV = "SECUDOC_TEST_S3_KEY"
@@ -104,16 +103,11 @@ class MotoProcess:
         self._waitUntilListening()
 
     def _waitUntilListening(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.popen.poll() is not None or time.monotonic() > deadline:
-                    self.log.seek(0)
-                    raise RuntimeError(f"moto did not start: {self.log.read().decode(errors='replace')}")
-                time.sleep(0.05)
+        def log() -> str:
+            self.log.seek(0)
+            return self.log.read().decode(errors="replace")
+
+        untilBlocking(lambda: accepts(self.port), "moto to listen", timeout, process=self.popen, context=log)
 
     def bootstrap(self) -> S3Server:
         """The three unsigned IAM calls: a user, its s3:* policy, its access key."""

@@ -269,14 +269,15 @@ class TransferStore(UserRecords, DedupRecords):
 
     def transfers(
         self, tenant: Optional[str] = None, sender: Optional[str] = None, since: Optional[float] = None,
-        limit: int = 1000,
+        limit: int = 1000, tombstones: bool = False,
     ) -> Deferred[list[Transfer]]:
         """
-        The newest ``limit`` transfers not yet purged (tombstones are the
-        links' business, not the operator's list), newest first, of a
-        tenant, a sender, created since.
+        The newest ``limit`` transfers, newest first, of a tenant, a
+        sender, created since; purged ones (their tombstones) only with
+        ``tombstones`` (the operator's list shows what ``show`` shows).
         """
-        where, params = ["purged IS NULL"], []
+        where: list[str] = [] if tombstones else ["purged IS NULL"]
+        params: list[Any] = []
         for clause, value in (("tenant = ?", tenant), ("lower(sender) = lower(?)", sender),
                               ("created >= ?", since)):
             if value is not None:
@@ -286,7 +287,7 @@ class TransferStore(UserRecords, DedupRecords):
         def find(txn: Any) -> list[Transfer]:
             txn.execute(
                 f"SELECT {TRANSFER_COLUMNS} FROM transfers"
-                f" WHERE {' AND '.join(where)} ORDER BY created DESC, id LIMIT ?",
+                f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created DESC, id LIMIT ?",
                 (*params, limit),
             )
             return [transferFromRow(txn, row) for row in txn.fetchall()]
@@ -311,13 +312,15 @@ class TransferStore(UserRecords, DedupRecords):
         """
         Give the link ``days`` more days: from its expiry, or from now
         when it has expired but not yet been purged.  Fires with whether
-        there is such a transfer.
+        it was extended: never a revoked or purged transfer, nor one a
+        purge is deleting (its claim still current).
         """
         now = self._clock.seconds()
 
         def extend(txn: Any) -> bool:
             txn.execute("UPDATE transfers SET expires = CASE WHEN expires > ? THEN expires ELSE ? END + ?"
-                        " WHERE id = ?", (now, now, days * 86400, transferId))
+                        " WHERE id = ? AND revoked IS NULL AND purged IS NULL AND (purging IS NULL OR purging <= ?)",
+                        (now, now, days * 86400, transferId, now - PURGE_CLAIM_TIMEOUT))
             return bool(txn.rowcount == 1)
 
         return self._db.runTransaction(extend)
