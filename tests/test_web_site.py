@@ -78,7 +78,7 @@ class WebTestCase(TestCase):
         os.makedirs(self.folder)
         with open(os.path.join(self.folder, "logo.png"), "wb") as f:
             f.write(PNG)
-        settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", logo="logo.png", **tenant)
+        settings = dict(DEMO_TENANT, organisation="Gemeente Voorbeeld", logo="../logo.png", **tenant)
         port = freePort()
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": f"{scheme}://127.0.0.1:{port}{path}"}
         self.gateway = await startGateway(writeConfig(self.folder, [settings], web=web, smtp=smtp), reactor)
