@@ -502,6 +502,17 @@ class ScriptTests(SynchronousTestCase):
     def test_size(self) -> None:
         self.assertEqual([exo.size(n) for n in (1024, 2048, 1000, 0)], ["1KB", "2KB", "1000B", "0B"])
 
+    def test_readme(self) -> None:
+        """The README's trimmed output is the script's, line for line, for the README's tenant."""
+        with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        shown = readme.split("```powershell\n", 1)[1].split("```", 1)[0].splitlines()
+        script = exo.render(setup(contoso(mode="opt-out"),
+                                  gatewayIPs=exo.gatewayNetworks(["203.0.113.7", "203.0.113.8"]))).splitlines()
+        kept = [line for line in shown if not line.lstrip().startswith("# ...")]
+        self.assertGreater(len(kept), 20)
+        self.assertEqual([line for line in kept if line not in script], [])
+
     def test_golden(self) -> None:
         """The reviewed script for an opt-in tenant with plain and pattern exclusions."""
         with open(GOLDEN, encoding="utf-8") as f:
