@@ -241,7 +241,8 @@ def commands() -> argparse.ArgumentParser:
             p.add_argument("--smart-host", default="", metavar="NAME",
                            help="the name Exchange Online sends to (default: [smtp] hostname)")
             p.add_argument("--group", default=DEFAULT_GROUP, metavar="NAME",
-                           help=f"the mail-enabled security group of the seed's step 3 (default: {DEFAULT_GROUP!r})")
+                           help=f"the mail-enabled security group of the installation guide's step 3"
+                                f" (default: {DEFAULT_GROUP!r})")
             p.add_argument("--gateway-ip", action="append", default=[], metavar="CIDR",
                            help="a public address (or CIDR) of the gateway, repeatable: with it the script"
                                 " also exempts the gateway's returning mail from spam filtering")

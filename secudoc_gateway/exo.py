@@ -92,7 +92,7 @@ def certificateName(pem: bytes) -> Optional[CertificateName]:
     """
     The name of the first certificate in ``pem`` (the leaf of the
     chain the gateway presents): the subject's common name, which is
-    what the seed's step 4 asks for ("the subject name on the
+    what the guide's step 4 asks for ("the subject name on the
     certificate"); failing that its first DNS subject alternative name;
     ``None`` when it has neither.  ``ValueError`` if there is no
     certificate at all.
@@ -156,7 +156,7 @@ class Block:
 
 
 def inboundBlock(setup: Setup) -> Union[Block, tuple[str, ...]]:
-    step = "Step 4 of the seed (Instellen van Inbound connector):"
+    step = "Step 4 of the guide (Instellen van Inbound connector):"
     tenant = setup.tenant
     if not tenant.relay_tls_certificate or setup.certificate is None:
         why = ("relay_tls_certificate is empty in the tenant file" if not tenant.relay_tls_certificate
@@ -198,7 +198,7 @@ def outboundBlock(setup: Setup) -> Block:
         identity=OUTBOUND,
         variable="outbound",
         comments=(
-            "Step 6 of the seed (Instellen van Outbound connector): mail the rule below selects",
+            "Step 6 of the guide (Instellen van Outbound connector): mail the rule below selects",
             "goes to the gateway's smart host, over TLS that checks the host's certificate is",
             "for that name. Only the rule uses this connector (IsTransportRuleScoped).",
             "The seed's validation (6.7) is the admin center's, or after this script:",
@@ -230,11 +230,11 @@ def ruleBlock(setup: Setup) -> Block:
         ("exclude_recipients", a) for a in tenant.exclude_recipients if isPattern(a)]
     optIn = tenant.mode is Mode.OPT_IN
     comments = [
-        "Step 7 of the seed (Instellen van Mail flow rules): a sender in the organisation and",
+        "Step 7 of the guide (Instellen van Mail flow rules): a sender in the organisation and",
         f"in the group {setup.group}, a recipient outside it, an attachment of at least",
         f"{tenant.min_attachment_size} bytes (min_attachment_size): the message goes through {OUTBOUND},",
         f"except when it carries {SECUDOC}: {SECUDOC_VERSION} (it has been through the gateway).",
-        "(AttachmentSizeOver is the seed's \"greater than or equal to\"; Exchange sizes attachments",
+        "(AttachmentSizeOver is the guide's \"greater than or equal to\"; Exchange sizes attachments",
         "its own way, and the gateway checks the decoded size again.)",
     ]
     if optIn:
@@ -247,7 +247,7 @@ def ruleBlock(setup: Setup) -> Block:
         ]
     if senders or recipients:
         comments += [
-            "Step 8 of the seed (E-mailadressen uitsluiten): the tenant's exclude_senders and",
+            "Step 8 of the guide (E-mailadressen uitsluiten): the tenant's exclude_senders and",
             "exclude_recipients that are whole addresses are exceptions of this rule.",
         ]
     if recipients:
@@ -257,7 +257,7 @@ def ruleBlock(setup: Setup) -> Block:
             "exclude per recipient. Drop ExceptIfSentTo below if that matters more.",
         ]
     elif not patterns:
-        comments.append("Step 8 of the seed (E-mailadressen uitsluiten): the tenant file excludes no address.")
+        comments.append("Step 8 of the guide (E-mailadressen uitsluiten): the tenant file excludes no address.")
     if patterns:
         comments.append("NOT EXPRESSED (step 8): patterns, which a rule cannot name as senders or recipients:")
         comments += [f"  {key} = {pattern!r}" for key, pattern in patterns]
@@ -298,7 +298,7 @@ def ruleBlock(setup: Setup) -> Block:
 
 
 def bypassBlock(setup: Setup) -> Union[Block, tuple[str, ...]]:
-    step = "After step 8 of the seed (its advice against spam detection of SecuDoc mail):"
+    step = "After step 8 of the guide (its advice against spam detection of SecuDoc mail):"
     if not setup.gatewayIPs:
         return (
             step,
@@ -367,10 +367,11 @@ def render(setup: Setup) -> str:
     tenant = setup.tenant
     lines = _comment([
         f"Exchange Online set-up for the secudoc-gateway tenant {tenant.id} ({tenant.mode}),",
-        "made by `secudoc-gateway exo-setup`: the seed's steps 4-8 as cmdlets.",
+        "made by `secudoc-gateway exo-setup`: steps 4-8 of the installation guide",
+        "(\"Mail Integration 365 installeren\", here \"the guide\") as cmdlets.",
         "Run it in PowerShell after Connect-ExchangeOnline (ExchangeOnlineManagement module).",
         "It can run again: each object is looked up first, changed when present, made otherwise.",
-        "Steps 1-3 of the seed stay manual; the rule needs step 3's group to exist.",
+        "Steps 1-3 of the guide stay manual; the rule needs step 3's group to exist.",
     ])
     if not tenant.relay.startswith("smtp://"):
         lines += _comment([
@@ -382,11 +383,11 @@ def render(setup: Setup) -> str:
         "$ErrorActionPreference = 'Stop'",
         "",
     ]
-    lines += _comment([f"Step 3 of the seed made the mail-enabled security group {setup.group}; the rule needs it."])
+    lines += _comment([f"Step 3 of the guide made the mail-enabled security group {setup.group}; the rule needs it."])
     group = quote(setup.group)
     lines += [
         f"if (-not (Get-DistributionGroup -Identity {group} -ErrorAction SilentlyContinue)) {{",
-        f"    throw {quote(f'No group {setup.group!r}: make it first (step 3 of the seed), or pass --group.')}",
+        f"    throw {quote(f'No group {setup.group!r}: make it first (step 3 of the guide), or pass --group.')}",
         "}",
         "",
     ]
@@ -394,7 +395,7 @@ def render(setup: Setup) -> str:
     lines += renderBlock(inbound) if isinstance(inbound, Block) else _comment(inbound)
     lines.append("")
     lines += _comment([
-        "Step 5 of the seed (Mailserver configureren in SecuDoc) is the tenant file's relay key;",
+        "Step 5 of the guide (Mailserver configureren in SecuDoc) is the tenant file's relay key;",
         f"check it with: secudoc-gateway test-relay --config PATH {tenant.id}",
     ])
     lines.append("")

@@ -471,10 +471,10 @@ class ScriptTests(SynchronousTestCase):
                     j -= 1
                 heads[line.split()[0]] = lines[j]
         self.assertEqual(heads, {
-            "$inbound": "# Step 4 of the seed (Instellen van Inbound connector):",
-            "$outbound": "# Step 6 of the seed (Instellen van Outbound connector): mail the rule below selects",
-            "$rule": "# Step 7 of the seed (Instellen van Mail flow rules): a sender in the organisation and",
-            "$bypass": "# After step 8 of the seed (its advice against spam detection of SecuDoc mail):",
+            "$inbound": "# Step 4 of the guide (Instellen van Inbound connector):",
+            "$outbound": "# Step 6 of the guide (Instellen van Outbound connector): mail the rule below selects",
+            "$rule": "# Step 7 of the guide (Instellen van Mail flow rules): a sender in the organisation and",
+            "$bypass": "# After step 8 of the guide (its advice against spam detection of SecuDoc mail):",
         })
 
     def test_idempotent(self) -> None:

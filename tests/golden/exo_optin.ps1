@@ -1,17 +1,18 @@
 # Exchange Online set-up for the secudoc-gateway tenant contoso (opt-in),
-# made by `secudoc-gateway exo-setup`: the seed's steps 4-8 as cmdlets.
+# made by `secudoc-gateway exo-setup`: steps 4-8 of the installation guide
+# ("Mail Integration 365 installeren", here "the guide") as cmdlets.
 # Run it in PowerShell after Connect-ExchangeOnline (ExchangeOnlineManagement module).
 # It can run again: each object is looked up first, changed when present, made otherwise.
-# Steps 1-3 of the seed stay manual; the rule needs step 3's group to exist.
+# Steps 1-3 of the guide stay manual; the rule needs step 3's group to exist.
 #Requires -Modules ExchangeOnlineManagement
 $ErrorActionPreference = 'Stop'
 
-# Step 3 of the seed made the mail-enabled security group SecuDoc Users; the rule needs it.
+# Step 3 of the guide made the mail-enabled security group SecuDoc Users; the rule needs it.
 if (-not (Get-DistributionGroup -Identity 'SecuDoc Users' -ErrorAction SilentlyContinue)) {
-    throw 'No group ''SecuDoc Users'': make it first (step 3 of the seed), or pass --group.'
+    throw 'No group ''SecuDoc Users'': make it first (step 3 of the guide), or pass --group.'
 }
 
-# Step 4 of the seed (Instellen van Inbound connector):
+# Step 4 of the guide (Instellen van Inbound connector):
 # the gateway gives protected mail back to Exchange Online through this connector,
 # which recognises it by its TLS certificate
 # (subject CN of relay_tls_certificate). The seed's "Your organization's email
@@ -33,10 +34,10 @@ if (Get-InboundConnector -Identity 'SecuDoc In' -ErrorAction SilentlyContinue) {
     New-InboundConnector -Name 'SecuDoc In' @inbound
 }
 
-# Step 5 of the seed (Mailserver configureren in SecuDoc) is the tenant file's relay key;
+# Step 5 of the guide (Mailserver configureren in SecuDoc) is the tenant file's relay key;
 # check it with: secudoc-gateway test-relay --config PATH contoso
 
-# Step 6 of the seed (Instellen van Outbound connector): mail the rule below selects
+# Step 6 of the guide (Instellen van Outbound connector): mail the rule below selects
 # goes to the gateway's smart host, over TLS that checks the host's certificate is
 # for that name. Only the rule uses this connector (IsTransportRuleScoped).
 # The seed's validation (6.7) is the admin center's, or after this script:
@@ -57,14 +58,14 @@ if (Get-OutboundConnector -Identity 'SecuDoc Out' -ErrorAction SilentlyContinue)
     New-OutboundConnector -Name 'SecuDoc Out' @outbound
 }
 
-# Step 7 of the seed (Instellen van Mail flow rules): a sender in the organisation and
+# Step 7 of the guide (Instellen van Mail flow rules): a sender in the organisation and
 # in the group SecuDoc Users, a recipient outside it, an attachment of at least
 # 1024 bytes (min_attachment_size): the message goes through SecuDoc Out,
 # except when it carries X-SecuDoc: 1.0 (it has been through the gateway).
-# (AttachmentSizeOver is the seed's "greater than or equal to"; Exchange sizes attachments
+# (AttachmentSizeOver is the guide's "greater than or equal to"; Exchange sizes attachments
 # its own way, and the gateway checks the decoded size again.)
 # Step 7.4 (opt-in): only when the Outlook add-in set X-SecuDoc-Enabled: 1.
-# Step 8 of the seed (E-mailadressen uitsluiten): the tenant's exclude_senders and
+# Step 8 of the guide (E-mailadressen uitsluiten): the tenant's exclude_senders and
 # exclude_recipients that are whole addresses are exceptions of this rule.
 # CAUTION: an excepted recipient takes the whole message out of this rule, so the
 # message's other external recipients get it unprotected too; the gateway alone would
@@ -96,7 +97,7 @@ if (Get-TransportRule -Identity 'SecuDoc Mail Integration' -ErrorAction Silently
     New-TransportRule -Name 'SecuDoc Mail Integration' @rule
 }
 
-# After step 8 of the seed (its advice against spam detection of SecuDoc mail):
+# After step 8 of the guide (its advice against spam detection of SecuDoc mail):
 # the gateway's mail (X-SecuDoc: 1.0) skips spam filtering (SCL -1), but only
 # from the gateway's public addresses (--gateway-ip): anyone can send the header.
 # Exchange Online compares the last hop's address: list the addresses it sees the gateway at.
