@@ -1,6 +1,6 @@
 """
 ``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``,
-``purge``, ``transfers`` and ``audit`` (SPEC section 2).
+``purge``, ``transfers``, ``audit`` and ``exo-setup`` (SPEC section 2).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH
 from secudoc_gateway.errors import ConfigError, RelayError
+from secudoc_gateway.exo import DEFAULT_GROUP
 
 
 EXIT_OK = 0
@@ -115,6 +116,38 @@ def testRelay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def exoSetup(args: argparse.Namespace) -> int:
+    """Print the tenant's Exchange Online PowerShell (SPEC section 11)."""
+    from secudoc_gateway import exo
+
+    try:
+        networks = exo.gatewayNetworks(args.gateway_ip)
+    except ValueError as e:
+        print(f"exo-setup: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    tenant = next((t for t in config.tenants if t.id == args.tenant), None)
+    if tenant is None:
+        known = ", ".join(sorted(t.id for t in config.tenants)) or "none"
+        print(f"{args.config}: no tenant {args.tenant!r} (tenants: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    certificate = None
+    if tenant.relay_tls_certificate:
+        try:
+            with open(tenant.relay_tls_certificate, "rb") as f:
+                certificate = exo.certificateName(f.read())
+        except (OSError, ValueError) as e:
+            print(f"{tenant.source}: relay_tls_certificate: cannot read a certificate from"
+                  f" {tenant.relay_tls_certificate}: {e}", file=sys.stderr)
+            return EXIT_CONFIG
+    setup = exo.Setup(tenant=tenant, smartHost=args.smart_host or config.smtp.hostname,
+                      certificate=certificate, group=args.group, gatewayIPs=networks)
+    sys.stdout.write(exo.render(setup))
+    return EXIT_OK
+
+
 def purge(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -200,6 +233,7 @@ def commands() -> argparse.ArgumentParser:
         ("check-config", checkConfig, "validate the config and every tenant file"),
         ("test-relay", testRelay, "send a test message through a tenant's relay target"),
         ("purge", purge, "delete expired transfers' objects and rows"),
+        ("exo-setup", exoSetup, "print the Exchange Online PowerShell that makes a tenant's connectors and rules"),
     ]:
         p = sub.add_parser(name, parents=[common], help=helptext, description=helptext)
         p.set_defaults(func=func)
@@ -208,6 +242,16 @@ def commands() -> argparse.ArgumentParser:
             p.add_argument("--to", default="", help="recipient (default: the tenant's facility_sender)")
         if name == "purge":
             p.add_argument("--dry-run", action="store_true", help="list what would be purged, delete nothing")
+        if name == "exo-setup":
+            p.add_argument("tenant", help="the tenant's id")
+            p.add_argument("--smart-host", default="", metavar="NAME",
+                           help="the name Exchange Online sends to (default: [smtp] hostname)")
+            p.add_argument("--group", default=DEFAULT_GROUP, metavar="NAME",
+                           help=f"the mail-enabled security group of the installation guide's step 3"
+                                f" (default: {DEFAULT_GROUP!r})")
+            p.add_argument("--gateway-ip", action="append", default=[], metavar="CIDR",
+                           help="a public address (or CIDR) of the gateway, repeatable: with it the script"
+                                " also exempts the gateway's returning mail from spam filtering")
     addCommands(sub, common, withTransfers)
     return parser
 

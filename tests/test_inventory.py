@@ -283,7 +283,7 @@ class HelpTests(SynchronousTestCase):
         """Every command answers --help, and every option in it says what it does."""
         self.patch(os, "environ", dict(os.environ, COLUMNS="80"))  # as wide as when its output is a pipe
         commands = [[], ["check-config"], ["test-relay"], ["purge"], ["transfers"], ["transfers", "list"],
-                    ["transfers", "show"], ["transfers", "revoke"], ["transfers", "extend"], ["audit"]]
+                    ["transfers", "show"], ["transfers", "revoke"], ["transfers", "extend"], ["audit"], ["exo-setup"]]
         for command in commands:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):

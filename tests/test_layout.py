@@ -19,7 +19,7 @@ PACKAGE = os.path.dirname(secudoc_gateway.__file__)
 
 PURE = (
     "addresses.py", "crypto.py", "fields.py", "ingress/attachments.py", "mime/", "notices/", "policy.py", "replies.py",
-    "targets.py",
+    "targets.py", "exo.py",
     "smtp/commands.py", "smtp/data.py", "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py",
     "smtp/states.py", "relay/client.py",
 )
