@@ -28,7 +28,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from secudoc_gateway import devcert, exo
 from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.testing import DEMO_TENANT, writeConfig
-from tests.twistd import run
+from secudoc_gateway.testing.gateway import run
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "exo_optin.ps1")
 
@@ -559,7 +559,7 @@ class CommandTests(SynchronousTestCase):
         issued.writeTo(os.path.join(folder, "contoso.pem"))
         tenant = dict(DEMO_TENANT, id="contoso", domains=["contoso.nl"], users=[],
                       facility_sender="noreply@contoso.nl",
-                      relay="smtp://contoso-nl.mail.protection.outlook.com:25", relay_tls_certificate="contoso.pem",
+                      relay="smtp://contoso-nl.mail.protection.outlook.com:25", relay_tls_certificate="../contoso.pem",
                       mode="opt-in", exclude_senders=["facturen@contoso.nl", "facturen@*"])
         self.path = writeConfig(folder, [DEMO_TENANT, tenant], smtp={"hostname": "mailproxy.secudoc.example"},
                                 database={"url": "sqlite:gateway.sqlite3"})
