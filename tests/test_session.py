@@ -589,6 +589,13 @@ class CommandTests(SynchronousTestCase):
         d = Driver().feed(b"EHLO c\r\nGET / HTTP/1.1\r\n")
         self.assertEqual(d.lastReply(), b"500 5.5.2 Syntax error, command unrecognized\r\n")
 
+    def test_knownVerbsNotOffered(self) -> None:
+        """RFC 5321 4.2.4: a verb SMTP defines that we do not offer is a 502, in any state, and changes nothing."""
+        for verb in [b"AUTH PLAIN AGEAYg==", b"auth login", b"ETRN example.test", b"TURN", b"ATRN", b"BURL imap://x LAST"]:
+            d = Driver().feed(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\n" + verb + b"\r\nRCPT TO:<b@c.test>\r\n")
+            self.assertEqual(d.codes[2:], [250, 502, 250], verb)
+            self.assertIn(b"502 5.5.1 Command not implemented\r\n", d.replies, verb)
+
     def test_controlCharacters(self) -> None:
         for line in [b"NOOP\rQUIT", b"NOOP\nQUIT", b"NO\x00OP", b"NOOP\tx", b"NOOP\x7f", b"EHLO c\nMAIL FROM:<a@b.test>"]:
             d = Driver().feed(b"EHLO c\r\n" + line + b"\r\n")

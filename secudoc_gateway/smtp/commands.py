@@ -21,6 +21,12 @@ from secudoc_gateway.smtp.states import TRANSITIONS
 #: Commands that change nothing and are fine in every command state.
 _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 
+#: SMTP verbs we know and do not offer (RFC 5321 4.2.4: 502, not the 500 of
+#: a verb nobody defined): AUTH (RFC 4954; EXO authenticates by its TLS
+#: certificate and address), ETRN (RFC 1985), ATRN (RFC 2645), BURL (RFC
+#: 4468), and RFC 821's TURN, SEND, SOML and SAML.
+_NOT_OFFERED = frozenset({"AUTH", "ETRN", "ATRN", "BURL", "TURN", "SEND", "SOML", "SAML"})
+
 
 class Commands(MessageData):
     """The command half of the session (module docstring)."""
@@ -64,6 +70,9 @@ class Commands(MessageData):
     def _command(self, text: str) -> None:
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
+        if verb in _NOT_OFFERED:
+            self._send(replies.NOT_IMPLEMENTED)
+            return
         handler = self._HANDLERS.get(verb)
         if handler is None:
             self._error(replies.SYNTAX_ERROR)
