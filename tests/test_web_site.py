@@ -167,6 +167,30 @@ class Secrets(WebTestCase):
         self.assertIn('"POST /t/sender/<redacted>/revoke HTTP/1.1" 403', text)
 
 
+    @asyncTest
+    async def test_everyRefusalLogged(self) -> None:
+        """
+        The answers the connection gives itself, before any resource, leave
+        an access line like any other, the secret redacted there too.
+        """
+        await self.start()
+        token = "A" * 43
+        seen: list[str] = []
+        observer = lambda event: seen.append(formatEvent(event) or "")  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        requests = {
+            f'"POST /t/<redacted> HTTP/1.1" 413': get(f"/t/{token}", "Content-Length: 100000000", method="POST"),
+            f'"GET /t/<redacted>/0 HTTP/1.1" 400': f"GET /t/{token}/0 HTTP/1.1\r\n\r\n".encode(),
+            f'"GET /t/<redacted> HTTP/1.1" 431': get(f"/t/{token}", "X-Long: " + "a" * 70000),
+            '"- - -" 400': b"\x16\x03\x01\x02\x00\r\n\r\n",
+        }
+        for request in requests.values():
+            await self.ask(request)
+        await until(lambda: all(any(line in logged for logged in seen) for line in requests), "a line for each")
+        self.assertNotIn(token, "\n".join(seen))
+
+
 class Links(WebTestCase):
     @asyncTest
     async def test_publicURLWithAPath(self) -> None:

@@ -88,7 +88,7 @@ class Channel(HTTPChannel):
     """
     One web connection.  ``site`` (set by the site when it builds the
     channel) gives ``headerTimeout``, ``minBodyRate``, ``maxBody``,
-    ``securityHeaders`` and the ``connections`` count.
+    ``securityHeaders``, the ``connections`` count and ``logRefusal``.
     """
 
     site: Any
@@ -243,6 +243,8 @@ class Channel(HTTPChannel):
                 call.cancel()
         self._headerDeadline = self._bodyDeadline = None
         self.transport.write(rawResponse(code, self.site.securityHeaders))
+        command = getattr(self, "_command", None)
+        self.site.logRefusal(self._host, None if command is None else (command, self._path, self._version), code)
         connection = self._connection
         # TLS ends with its own close, not a half-close.
         halfCloses = IHalfCloseableDescriptor.providedBy(self.transport) and not ISSLTransport.providedBy(self.transport)

@@ -42,15 +42,19 @@ def _quoted(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-def accessLine(timestamp: str, request: Request) -> str:
+def _line(timestamp: str, client: Optional[str], method: bytes, target: bytes, version: bytes, code: int,
+          length: Any, referrer: Optional[bytes], agent: Optional[bytes]) -> str:
     """The combined log format, the target, the Referer and the User-Agent redacted."""
-    client = hostOf(request.getClientAddress()) or "-"
-    target = loggedTarget(request.uri or b"")
-    referrer = request.getHeader(b"referer")
-    agent = loggedTarget(request.getHeader(b"user-agent") or b"-")
-    return (f'"{client}" - - {timestamp} "{_quoted(request.method.decode("latin-1"))} {_quoted(target)}'
-            f' {_quoted(request.clientproto.decode("latin-1"))}" {request.code} {request.sentLength or "-"}'
-            f' "{_quoted(loggedTarget(referrer) if referrer else "-")}" "{_quoted(agent)}"')
+    return (f'"{client or "-"}" - - {timestamp} "{_quoted(method.decode("latin-1"))} {_quoted(loggedTarget(target))}'
+            f' {_quoted(version.decode("latin-1"))}" {code} {length or "-"}'
+            f' "{_quoted(loggedTarget(referrer) if referrer else "-")}" "{_quoted(loggedTarget(agent or b"-"))}"')
+
+
+def accessLine(timestamp: str, request: Request) -> str:
+    """A request's access line."""
+    return _line(timestamp, hostOf(request.getClientAddress()), request.method, request.uri or b"",
+                 request.clientproto, request.code, request.sentLength,
+                 request.getHeader(b"referer"), request.getHeader(b"user-agent"))
 
 
 MAX_BODY = 64 * 1024
@@ -154,6 +158,18 @@ class WebSite(Site):
         super().__init__(root, logFormatter=accessLine, timeout=IDLE_TIMEOUT, reactor=reactor)
         self.connections = ConnectionCount(maxConnectionsPerIP)
         self.securityHeaders = dict(securityHeaders)
+
+    def logRefusal(self, client: Optional[str], requestLine: Optional[tuple[bytes, bytes, bytes]],
+                   code: int) -> None:
+        """
+        A request the channel answered itself (400, 408, 413, 431) never
+        reaches a resource nor the access log: its own line, with what of
+        the request line had come (``"-"`` before that).
+        """
+        if self._logFile is not None:
+            method, target, version = requestLine or (b"-", b"-", b"-")
+            timestamp = self._logDateTime or "-"
+            self._logFile.write(_line(timestamp, client, method, target, version, code, None, None, None) + "\n")
 
     def buildProtocol(self, addr: Any) -> Any:
         if not self.connections.admits(hostOf(addr)):
