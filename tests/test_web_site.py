@@ -294,6 +294,33 @@ class Requests(WebTestCase):
             self.assertEqual(headers.get("x-frame-options"), ["DENY"], request)
 
     @asyncTest
+    async def test_transferCodings(self) -> None:
+        """
+        RFC 9112 6.1, 6.3: chunked is the one transfer coding; ``identity``
+        next to a Content-Length (a smuggling shape) or any coding on
+        HTTP/1.0 is faulty framing, a 400 that closes.
+        """
+        await self.start()
+        body = b"3\r\nabc\r\n0\r\n\r\n"
+        for request, code in [(get("/healthz", "Transfer-Encoding: chunked", method="POST") + body, 405),
+                              (get("/healthz", "Transfer-Encoding: identity", "Content-Length: 3", method="POST")
+                               + b"abc", 400),
+                              (get("/healthz", "Content-Length: 3", "Transfer-Encoding: Identity", method="POST")
+                               + b"abc", 400),
+                              (b"POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" + body, 400)]:
+            got, _, _ = await self.ask(request)
+            self.assertEqual(got, code, request)
+
+    @asyncTest
+    async def test_noInterimAnswerAfterARefusal(self) -> None:
+        """A refused ``Expect: 100-continue`` request gets its one answer, no ``100 Continue`` after it."""
+        await self.start()
+        request = get("/healthz", "Expect: 100-continue", "Content-Length: 100000000", method="POST")
+        answer = await inThread(exchange, self.gateway.webPort, request)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer)
+        self.assertEqual(answer.count(b"HTTP/1.1"), 1, answer)
+
+    @asyncTest
     async def test_absoluteForm(self) -> None:
         """RFC 9112 3.2.2: a server accepts a target in absolute form; its path is what routes."""
         await self.start()

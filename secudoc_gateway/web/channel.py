@@ -14,7 +14,8 @@ channel's own timer (``timeOut``) closes a connection idle between
 requests.  A chunk that declares more than the site takes (``maxBody``)
 is refused when its size line arrives, not after the idle timeout.  An
 HTTP/1.1 request without a Host header, or with more than one, or with
-one that names no host, is a 400 (RFC 9112 3.2).  Where Twisted answers a bad request
+one that names no host, is a 400 (RFC 9112 3.2), and so is a transfer
+coding other than chunked.  Where Twisted answers a bad request
 with a bare 400, or drops the connection on a header line past its
 limit, the client gets a status with the security headers: 400 for a
 malformed request, 431 for headers past the limits, 408 for headers too
@@ -212,10 +213,21 @@ class Channel(HTTPChannel):
             self.refuse(HEADERS_TOO_LARGE)
             return False
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and len(value.strip()) > MAX_CONTENT_LENGTH_DIGITS:
-            self.refuse(TOO_LARGE if value.strip().isdigit() else 400)
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length" and len(value) > MAX_CONTENT_LENGTH_DIGITS:
+            self.refuse(TOO_LARGE if value.isdigit() else 400)
+            return False
+        # RFC 9112 6.1 and 6.3: a transfer coding other than chunked (Twisted
+        # ignores ``identity`` and then frames by Content-Length, the shape
+        # of a smuggled request), or any on HTTP/1.0, is faulty framing.
+        if name == b"transfer-encoding" and (value.lower() != b"chunked" or self._version != b"HTTP/1.1"):
+            self.refuse(400)
             return False
         return bool(super().headerReceived(line))
+
+    def _send100Continue(self) -> None:
+        if not self.refused:  # never after the final answer of a refused request
+            super()._send100Continue()
 
     def rawDataReceived(self, data: bytes) -> None:
         if self.refused:
