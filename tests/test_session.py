@@ -585,8 +585,22 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(d.codes, [220, 221])
         self.assertIs(d.last, PAUSED)
 
+    def test_crossProtocolRequestCloses(self) -> None:
+        """
+        A browser made to POST to the SMTP port (a text/plain form, no CORS
+        preflight) carries SMTP commands in its body: the request line, or
+        a header line, closes the connection before any of them runs.
+        """
+        smtp = b"EHLO x\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@external.test>\r\nDATA\r\nhi\r\n.\r\n"
+        for first in [b"POST / HTTP/1.1\r\n", b"get /x HTTP/1.0\r\n", b"CONNECT a:25 HTTP/1.1\r\n", b"Host: a\r\n"]:
+            d = Driver().feed(first + b"Host: gateway:2525\r\nContent-Type: text/plain\r\n\r\n" + smtp)
+            self.assertEqual(d.codes, [220, 421], first)
+            self.assertEqual(d.lastReply(), b"421 4.7.0 This is an SMTP service, closing connection\r\n")
+            self.assertIsInstance(d.events[-1], Close)
+            self.assertNotIn(MailFrom, d.kinds())
+
     def test_unknownCommand(self) -> None:
-        d = Driver().feed(b"EHLO c\r\nGET / HTTP/1.1\r\n")
+        d = Driver().feed(b"EHLO c\r\nBREW / HTCPCP/1.0\r\n")
         self.assertEqual(d.lastReply(), b"500 5.5.2 Syntax error, command unrecognized\r\n")
 
     def test_knownVerbsNotOffered(self) -> None:

@@ -27,6 +27,13 @@ _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 #: 4468), and RFC 821's TURN, SEND, SOML and SAML.
 _NOT_OFFERED = frozenset({"AUTH", "ETRN", "ATRN", "BURL", "TURN", "SEND", "SOML", "SAML"})
 
+#: An HTTP request line: a browser a web page makes POST to this port (a
+#: text/plain form needs no CORS preflight) would have its body's SMTP
+#: commands executed after a few 500s for its header lines, so the first
+#: one closes the connection, as Postfix's ``smtpd_forbidden_commands``.
+#: A verb ending in ``:`` is a header line (``Host:``), the same client.
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+
 
 class Commands(MessageData):
     """The command half of the session (module docstring)."""
@@ -70,6 +77,9 @@ class Commands(MessageData):
     def _command(self, text: str) -> None:
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
+        if verb in _HTTP_METHODS or verb.endswith(":"):
+            self._closeWith(replies.NOT_SMTP)
+            return
         if verb in _NOT_OFFERED:
             self._send(replies.NOT_IMPLEMENTED)
             return
