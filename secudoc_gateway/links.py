@@ -69,9 +69,12 @@ def _spelled(text: str) -> str:
 _SLASHES = rf"(?:{_spelled('/')})+"
 # The prefix segment, then everything up to the end of the path: a space,
 # a quote, the query, or the end of the text; ``\xNN`` is a byte as a
-# log escapes it (``\\xNN`` once more in JSON).
+# log escapes it (``\\xNN`` once more in JSON).  ``<redacted>`` itself is
+# part of a path, so a line redacted twice (the access log's formatter,
+# then the log's own pass) still says it once.
 _SECRET_PATH = re.compile(
-    rf"{_SLASHES}{_spelled(PREFIX)}{_SLASHES}(?P<rest>(?:[^\s?#\"'<>\\]|\\{{1,2}}x[0-9a-f]{{2}})*)",
+    rf"{_SLASHES}{_spelled(PREFIX)}{_SLASHES}"
+    rf"(?P<rest>(?:{re.escape(REDACTED)}|[^\s?#\"'<>\\]|\\{{1,2}}x[0-9a-f]{{2}})*)",
     re.IGNORECASE)
 _SEGMENT_SEPARATOR = re.compile(_SLASHES, re.IGNORECASE)
 

@@ -101,5 +101,6 @@ UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service
 HELLO = Reply(250, "", "{hostname}")
 BDAT_RECEIVED = Reply(250, "2.0.0", "{size} octets received")
 TOO_MUCH_INPUT = Reply(421, "4.7.0", "Too much pipelined input, closing connection")
+NOT_SMTP = Reply(421, "4.7.0", "This is an SMTP service, closing connection")
 BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax error in BDAT size, closing connection")
 CONNECT_TEMPFAIL = Reply(421, "4.3.0", "Temporary local problem, try again later")

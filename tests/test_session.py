@@ -623,9 +623,30 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(d.codes, [220, 221])
         self.assertIs(d.last, PAUSED)
 
+    def test_crossProtocolRequestCloses(self) -> None:
+        """
+        A browser made to POST to the SMTP port (a text/plain form, no CORS
+        preflight) carries SMTP commands in its body: the request line, or
+        a header line, closes the connection before any of them runs.
+        """
+        smtp = b"EHLO x\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@external.test>\r\nDATA\r\nhi\r\n.\r\n"
+        for first in [b"POST / HTTP/1.1\r\n", b"get /x HTTP/1.0\r\n", b"CONNECT a:25 HTTP/1.1\r\n", b"Host: a\r\n"]:
+            d = Driver().feed(first + b"Host: gateway:2525\r\nContent-Type: text/plain\r\n\r\n" + smtp)
+            self.assertEqual(d.codes, [220, 421], first)
+            self.assertEqual(d.lastReply(), b"421 4.7.0 This is an SMTP service, closing connection\r\n")
+            self.assertIsInstance(d.events[-1], Close)
+            self.assertNotIn(MailFrom, d.kinds())
+
     def test_unknownCommand(self) -> None:
-        d = Driver().feed(b"EHLO c\r\nGET / HTTP/1.1\r\n")
+        d = Driver().feed(b"EHLO c\r\nBREW / HTCPCP/1.0\r\n")
         self.assertEqual(d.lastReply(), b"500 5.5.2 Syntax error, command unrecognized\r\n")
+
+    def test_knownVerbsNotOffered(self) -> None:
+        """RFC 5321 4.2.4: a verb SMTP defines that we do not offer is a 502, in any state, and changes nothing."""
+        for verb in [b"AUTH PLAIN AGEAYg==", b"auth login", b"ETRN example.test", b"TURN", b"ATRN", b"BURL imap://x LAST"]:
+            d = Driver().feed(b"EHLO c\r\nMAIL FROM:<a@b.test>\r\n" + verb + b"\r\nRCPT TO:<b@c.test>\r\n")
+            self.assertEqual(d.codes[2:], [250, 502, 250], verb)
+            self.assertIn(b"502 5.5.1 Command not implemented\r\n", d.replies, verb)
 
     def test_controlCharacters(self) -> None:
         for line in [b"NOOP\rQUIT", b"NOOP\nQUIT", b"NO\x00OP", b"NOOP\tx", b"NOOP\x7f", b"EHLO c\nMAIL FROM:<a@b.test>"]:

@@ -137,11 +137,10 @@ class Secrets(WebTestCase):
         encoded = "".join(f"%{ord(c):02X}" for c in token)
         one = f"{token[:5]}%{ord(token[5]):02x}{token[6:]}"
         opening = [f"/t/{token}", f"/%74/{token}", f"/t/{one}", f"/t/{encoded}",
-                   f"/%74/{token}/0", f"/t/{token}/all.zip"]
+                   f"/%74/{token}/0", f"/t/{token}/all.zip", f"http://gateway/t/{token}"]
         nowhere = [f"/T/{token}", f"/%54/{token}", f"//t//{token}", f"/t//{token}", f"/t/%2e%2e/{token}", f"/%2574/{token}",
                    f"/t%2f{token}", f"/t/{token}%2f0", f"/x/{token}", f"/t;x/{token}", f"/t/sender/x/{secret}",
-                   f"/t/sender//{secret}", f"/t/sender%2f{secret}",
-                   f"http://gateway/t/{token}"]
+                   f"/t/sender//{secret}", f"/t/sender%2f{secret}", f"ftp://gateway/t/{token}"]
         for target in opening:
             code, _, _ = await self.ask(get(target))
             self.assertEqual(code, 200, target)
@@ -153,14 +152,42 @@ class Secrets(WebTestCase):
             self.assertEqual(code, 200, target)
         code, _, _ = await self.ask(get(f"/t/sender/{secret}/revoke", "Content-Length: 0", method="POST"))
         self.assertEqual(code, 403)
-        sent = len(opening) + len(nowhere) + 3
+        # A secret in any header the access line shows; HEAD of a 404 (no warning line either).
+        code, _, _ = await self.ask(get("/nothing", f"User-Agent: x{token}", f"Referer: {secret}", method="HEAD"))
+        self.assertEqual(code, 404)
+        sent = len(opening) + len(nowhere) + 4
         await until(lambda: sum(' HTTP/1.1" ' in line for line in seen) >= sent, "an access line for each request")
         text = "\n".join(seen)
         for secretText in [token, secret, encoded, one, f"/%74/sender/{secret}"] + opening + nowhere:
             self.assertNotIn(secretText, text)
+        self.assertNotIn("Warning", text)
         self.assertIn('"GET /t/<redacted>/0 HTTP/1.1" 200', text)
         self.assertIn('"GET /t/sender/<redacted> HTTP/1.1" 200', text)
         self.assertIn('"POST /t/sender/<redacted>/revoke HTTP/1.1" 403', text)
+
+
+    @asyncTest
+    async def test_everyRefusalLogged(self) -> None:
+        """
+        The answers the connection gives itself, before any resource, leave
+        an access line like any other, the secret redacted there too.
+        """
+        await self.start()
+        token = "A" * 43
+        seen: list[str] = []
+        observer = lambda event: seen.append(formatEvent(event) or "")  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        requests = {
+            f'"POST /t/<redacted> HTTP/1.1" 413': get(f"/t/{token}", "Content-Length: 100000000", method="POST"),
+            f'"GET /t/<redacted>/0 HTTP/1.1" 400': f"GET /t/{token}/0 HTTP/1.1\r\n\r\n".encode(),
+            f'"GET /t/<redacted> HTTP/1.1" 431': get(f"/t/{token}", "X-Long: " + "a" * 70000),
+            '"- - -" 400': b"\x16\x03\x01\x02\x00\r\n\r\n",
+        }
+        for request in requests.values():
+            await self.ask(request)
+        await until(lambda: all(any(line in logged for logged in seen) for line in requests), "a line for each")
+        self.assertNotIn(token, "\n".join(seen))
 
 
 class Links(WebTestCase):
@@ -250,6 +277,75 @@ class SecurityHeaders(WebTestCase):
                 self.assertEqual(len(body), 3000, header[:40])
 
 
+class Requests(WebTestCase):
+    @asyncTest
+    async def test_hostHeader(self) -> None:
+        """RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host that names a host; HTTP/1.0 may omit it."""
+        await self.start()
+        for request, code in [(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+                              (get("/healthz", "Host: other"), 400),
+                              (get("/healthz").replace(b"Host: gateway", b"Host: a b"), 400),
+                              (get("/healthz").replace(b"Host: gateway", b"Host: a@evil"), 400),
+                              (get("/healthz").replace(b"Host: gateway", b"Host: [::1]:8080"), 200),
+                              (b"GET /healthz HTTP/1.0\r\n\r\n", 200)]:
+            got, headers, _ = await self.ask(request)
+            self.assertEqual(got, code, request)
+            self.assertEqual(headers.get("x-frame-options"), ["DENY"], request)
+
+    @asyncTest
+    async def test_transferCodings(self) -> None:
+        """
+        RFC 9112 6.1, 6.3: chunked is the one transfer coding; ``identity``
+        next to a Content-Length (a smuggling shape) or any coding on
+        HTTP/1.0 is faulty framing, a 400 that closes.
+        """
+        await self.start()
+        body = b"3\r\nabc\r\n0\r\n\r\n"
+        for request, code in [(get("/healthz", "Transfer-Encoding: chunked", method="POST") + body, 405),
+                              (get("/healthz", "Transfer-Encoding: identity", "Content-Length: 3", method="POST")
+                               + b"abc", 400),
+                              (get("/healthz", "Content-Length: 3", "Transfer-Encoding: Identity", method="POST")
+                               + b"abc", 400),
+                              (b"POST /healthz HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" + body, 400)]:
+            got, _, _ = await self.ask(request)
+            self.assertEqual(got, code, request)
+
+    @asyncTest
+    async def test_noInterimAnswerAfterARefusal(self) -> None:
+        """A refused ``Expect: 100-continue`` request gets its one answer, no ``100 Continue`` after it."""
+        await self.start()
+        request = get("/healthz", "Expect: 100-continue", "Content-Length: 100000000", method="POST")
+        answer = await inThread(exchange, self.gateway.webPort, request)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer)
+        self.assertEqual(answer.count(b"HTTP/1.1"), 1, answer)
+
+    @asyncTest
+    async def test_absoluteForm(self) -> None:
+        """RFC 9112 3.2.2: a server accepts a target in absolute form; its path is what routes."""
+        await self.start()
+        for target, code in [("http://gateway/healthz", 200), ("HTTPS://gateway:443/healthz?x", 200),
+                             ("http://gateway", 404), ("http://gateway/metrics", 404)]:
+            got, _, _ = await self.ask(get(target))
+            self.assertEqual(got, code, target)
+
+    @asyncTest
+    async def test_chunkTooLarge(self) -> None:
+        """
+        A chunk that declares more than a request may carry is a 413 as its
+        size line arrives, not a connection held until the idle timeout.
+        """
+        await self.start()
+        self.site.timeOut = 600
+        for size in ("f" * 100, "10001"):
+            request = get("/healthz", "Transfer-Encoding: chunked", method="POST") + f"{size}\r\nabc".encode()
+            code, headers, _ = await self.ask(request)
+            self.assertEqual(code, 413, size)
+            self.assertEqual(headers.get("x-frame-options"), ["DENY"])
+        code, _, _ = await self.ask(get("/healthz", "Transfer-Encoding: chunked", method="POST")
+                                    + b"3\r\nabc\r\n0\r\n\r\n")
+        self.assertEqual(code, 405)
+
+
 class Clients(WebTestCase):
     @asyncTest
     async def test_headersTooSlow(self) -> None:
@@ -279,16 +375,26 @@ class Clients(WebTestCase):
         self.assertEqual(headers.get("x-frame-options"), ["DENY"])
         self.assertEqual(await inThread(exchange, self.gateway.webPort, b""), b"")
 
-        def slowBody() -> bytes:
+        def slowBody(pause: float) -> bytes:
             with socket.create_connection(("127.0.0.1", self.gateway.webPort), timeout=20) as s:
                 s.sendall(get("/healthz", "Content-Length: 10", method="POST"))
-                for _ in range(10):
-                    time.sleep(0.15)  # past the header deadline, which a body does not have
-                    s.sendall(b"x")
+                try:
+                    for _ in range(10):
+                        time.sleep(pause)
+                        s.sendall(b"x")
+                except OSError:
+                    pass  # refused meanwhile: the answer is waiting
                 return readToEnd(s)
 
-        code, _, _ = parse(await inThread(slowBody))
+        # A body is not bound by the header deadline, only by a pace: a
+        # byte every 0.15 s keeps up 1 byte a second over 0.5 s windows ...
+        self.site.minBodyRate = 1
+        code, _, _ = parse(await inThread(slowBody, 0.15))
         self.assertEqual(code, 405)
+        # ... and a byte every 0.6 s does not (R.U.D.Y., a slow POST).
+        code, headers, _ = parse(await inThread(slowBody, 0.6))
+        self.assertEqual(code, 408)
+        self.assertEqual(headers.get("x-frame-options"), ["DENY"])
 
     @asyncTest
     async def test_idleBetweenRequests(self) -> None:

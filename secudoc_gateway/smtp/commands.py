@@ -31,6 +31,19 @@ def _senderOf(arg: str, esmtp: bool) -> str:
 #: Commands that change nothing and are fine in every command state.
 _STATELESS = frozenset({"NOOP", "VRFY", "EXPN", "HELP"})
 
+#: SMTP verbs we know and do not offer (RFC 5321 4.2.4: 502, not the 500 of
+#: a verb nobody defined): AUTH (RFC 4954; EXO authenticates by its TLS
+#: certificate and address), ETRN (RFC 1985), ATRN (RFC 2645), BURL (RFC
+#: 4468), and RFC 821's TURN, SEND, SOML and SAML.
+_NOT_OFFERED = frozenset({"AUTH", "ETRN", "ATRN", "BURL", "TURN", "SEND", "SOML", "SAML"})
+
+#: An HTTP request line: a browser a web page makes POST to this port (a
+#: text/plain form needs no CORS preflight) would have its body's SMTP
+#: commands executed after a few 500s for its header lines, so the first
+#: one closes the connection, as Postfix's ``smtpd_forbidden_commands``.
+#: A verb ending in ``:`` is a header line (``Host:``), the same client.
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+
 
 class Commands:
     """The command half of a session, on its ``Machine`` (module docstring)."""
@@ -100,6 +113,12 @@ class Commands:
     def _command(self, text: str) -> None:
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
+        if verb in _HTTP_METHODS or verb.endswith(":"):
+            self.machine.closeWith(replies.NOT_SMTP)
+            return
+        if verb in _NOT_OFFERED:
+            self.machine.send(replies.NOT_IMPLEMENTED)
+            return
         handler = self._handlers.get(verb)
         if handler is None:
             self.machine.error(replies.SYNTAX_ERROR)

@@ -7,8 +7,15 @@ Twisted's ``HTTPChannel`` has one timer, reset by every byte: a client
 that sends a header line every few seconds keeps its connection for
 hours.  Here a request's headers must be complete within
 ``headerTimeout`` seconds of its first byte (of the connection, for the
-first request), and the channel's own timer (``timeOut``) closes a
-connection idle between requests.  Where Twisted answers a bad request
+first request), a request's body must keep up ``minBodyRate`` bytes a
+second over each window of ``headerTimeout`` seconds (a body trickled a
+byte a minute would otherwise hold its connection for weeks), and the
+channel's own timer (``timeOut``) closes a connection idle between
+requests.  A chunk that declares more than the site takes (``maxBody``)
+is refused when its size line arrives, not after the idle timeout.  An
+HTTP/1.1 request without a Host header, or with more than one, or with
+one that names no host, is a 400 (RFC 9112 3.2), and so is a transfer
+coding other than chunked.  Where Twisted answers a bad request
 with a bare 400, or drops the connection on a header line past its
 limit, the client gets a status with the security headers: 400 for a
 malformed request, 431 for headers past the limits, 408 for headers too
@@ -19,19 +26,25 @@ client reads the answer instead of a reset.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Mapping, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableDescriptor, ISSLTransport
-from twisted.web.http import HTTPChannel, RESPONSES
+from twisted.web.http import RESPONSES, HTTPChannel, _ChunkedTransferDecoder
 
 HEADER_TIMEOUT = 30.0
 IDLE_TIMEOUT = 60.0
+MIN_BODY_RATE = 256
+"""Bytes a second: our forms are a few hundred bytes, a slow phone sends thousands."""
 LINGER = 2.0
 """Seconds a refused connection keeps reading (and dropping) before it closes."""
 
 MAX_CONTENT_LENGTH_DIGITS = 18
 """Longer is no body we take, and Python refuses to parse past 4300 digits."""
+
+# RFC 9110 7.2 / RFC 3986 3.2.2: uri-host [ ":" port ], empty allowed.
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(?::[0-9]*)?")
 
 TOO_LARGE = 413
 HEADERS_TOO_LARGE = 431
@@ -75,15 +88,18 @@ def hostOf(address: Any) -> Optional[str]:
 class Channel(HTTPChannel):
     """
     One web connection.  ``site`` (set by the site when it builds the
-    channel) gives ``headerTimeout``, ``securityHeaders`` and the
-    ``connections`` count.
+    channel) gives ``headerTimeout``, ``minBodyRate``, ``maxBody``,
+    ``securityHeaders``, the ``connections`` count and ``logRefusal``.
     """
 
     site: Any
     _host: Optional[str] = None
     _headerDeadline: Optional[IDelayedCall] = None
+    _bodyDeadline: Optional[IDelayedCall] = None
     _linger: Optional[IDelayedCall] = None
     _bytesOfRequest = 0
+    _bytesOfBody = 0  # raw, chunk framing included
+    _bytesOfBodyWindow = 0
     _betweenRequests = False
     refused = False
 
@@ -102,10 +118,10 @@ class Channel(HTTPChannel):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.site.connections.closed(self._host)
-        for call in (self._headerDeadline, self._linger):
+        for call in (self._headerDeadline, self._bodyDeadline, self._linger):
             if call is not None and call.active():
                 call.cancel()
-        self._headerDeadline = self._linger = None
+        self._headerDeadline = self._bodyDeadline = self._linger = None
         super().connectionLost(reason)
 
     # The header deadline.
@@ -131,12 +147,48 @@ class Channel(HTTPChannel):
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self._betweenRequests = False  # a body takes as long as it takes (the idle timer still runs)
+        self._betweenRequests = False
         if self._headerDeadline is not None:
             if self._headerDeadline.active():
                 self._headerDeadline.cancel()
             self._headerDeadline = None
+        if not self._hostIsValid():
+            self.refuse(400)
+            return
+        if self.length != 0:  # a body follows (a length, or chunked)
+            self._bytesOfBody = 0
+            self._startBodyWindow()
         super().allHeadersReceived()
+
+    def _hostIsValid(self) -> bool:
+        hosts = self.requests[-1].requestHeaders.getRawHeaders(b"host") or []
+        if len(hosts) > 1:
+            return False
+        if not hosts:
+            return getattr(self, "_version", b"") != b"HTTP/1.1"
+        return _HOST.fullmatch(hosts[0]) is not None
+
+    # The body's pace.
+
+    def _startBodyWindow(self) -> None:
+        self._bytesOfBodyWindow = 0
+        self._bodyDeadline = self.callLater(self.site.headerTimeout, self._bodyWindowEnded)
+
+    def _bodyWindowEnded(self) -> None:
+        self._bodyDeadline = None
+        if self._bytesOfBodyWindow >= self.site.minBodyRate * self.site.headerTimeout:
+            self._startBodyWindow()
+        else:
+            self.refuse(408)
+
+    def allContentReceived(self) -> None:
+        if self.refused:
+            return  # refused once its headers were in: never processed
+        if self._bodyDeadline is not None:
+            if self._bodyDeadline.active():
+                self._bodyDeadline.cancel()
+            self._bodyDeadline = None
+        super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
         # Before the base class replays what a pipelining client sent meanwhile.
@@ -161,14 +213,33 @@ class Channel(HTTPChannel):
             self.refuse(HEADERS_TOO_LARGE)
             return False
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and len(value.strip()) > MAX_CONTENT_LENGTH_DIGITS:
-            self.refuse(TOO_LARGE if value.strip().isdigit() else 400)
+        name, value = name.strip().lower(), value.strip()
+        if name == b"content-length" and len(value) > MAX_CONTENT_LENGTH_DIGITS:
+            self.refuse(TOO_LARGE if value.isdigit() else 400)
+            return False
+        # RFC 9112 6.1 and 6.3: a transfer coding other than chunked (Twisted
+        # ignores ``identity`` and then frames by Content-Length, the shape
+        # of a smuggled request), or any on HTTP/1.0, is faulty framing.
+        if name == b"transfer-encoding" and (value.lower() != b"chunked" or self._version != b"HTTP/1.1"):
+            self.refuse(400)
             return False
         return bool(super().headerReceived(line))
 
+    def _send100Continue(self) -> None:
+        if not self.refused:  # never after the final answer of a refused request
+            super()._send100Continue()
+
     def rawDataReceived(self, data: bytes) -> None:
-        if not self.refused:
-            super().rawDataReceived(data)
+        if self.refused:
+            return
+        self._bytesOfBodyWindow += len(data)
+        self._bytesOfBody += len(data)
+        super().rawDataReceived(data)
+        decoder = self._transferDecoder
+        # What came, and what the chunk being read still declares.
+        if (isinstance(decoder, _ChunkedTransferDecoder) and decoder.state == "BODY"
+                and self._bytesOfBody + decoder.length > self.site.maxBody):
+            self.refuse(TOO_LARGE)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(400)
@@ -179,10 +250,13 @@ class Channel(HTTPChannel):
             return
         self.refused = True
         self.setTimeout(None)
-        if self._headerDeadline is not None and self._headerDeadline.active():
-            self._headerDeadline.cancel()
-        self._headerDeadline = None
+        for call in (self._headerDeadline, self._bodyDeadline):
+            if call is not None and call.active():
+                call.cancel()
+        self._headerDeadline = self._bodyDeadline = None
         self.transport.write(rawResponse(code, self.site.securityHeaders))
+        command = getattr(self, "_command", None)
+        self.site.logRefusal(self._host, None if command is None else (command, self._path, self._version), code)
         connection = self._connection
         # TLS ends with its own close, not a half-close.
         halfCloses = IHalfCloseableDescriptor.providedBy(self.transport) and not ISSLTransport.providedBy(self.transport)

@@ -18,12 +18,18 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from secudoc_gateway import links
-from secudoc_gateway.web.channel import HEADER_TIMEOUT, IDLE_TIMEOUT, TOO_LARGE, Channel, ConnectionCount, hostOf
+from secudoc_gateway.web.channel import (HEADER_TIMEOUT, IDLE_TIMEOUT, MIN_BODY_RATE, TOO_LARGE, Channel,
+                                         ConnectionCount, hostOf)
 from secudoc_gateway.web.pages import HSTS, SECURITY_HEADERS
 
 # A run of secret-like characters (a token, percent-encoded or not) in a
 # request's target that names no ``/t/`` segment: redacted all the same.
 _OPAQUE = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){32,}")
+
+
+# RFC 9112 3.2.2: the absolute-form of a request target (what a client
+# speaking to a proxy sends); a server must accept it, and its path routes.
+_ABSOLUTE_FORM = re.compile(rb"https?://[^/?#]*", re.IGNORECASE)
 
 
 def loggedTarget(raw: bytes) -> str:
@@ -36,15 +42,19 @@ def _quoted(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
+def _line(timestamp: str, client: Optional[str], method: bytes, target: bytes, version: bytes, code: int,
+          length: Any, referrer: Optional[bytes], agent: Optional[bytes]) -> str:
+    """The combined log format, the target, the Referer and the User-Agent redacted."""
+    return (f'"{client or "-"}" - - {timestamp} "{_quoted(method.decode("latin-1"))} {_quoted(loggedTarget(target))}'
+            f' {_quoted(version.decode("latin-1"))}" {code} {length or "-"}'
+            f' "{_quoted(loggedTarget(referrer) if referrer else "-")}" "{_quoted(loggedTarget(agent or b"-"))}"')
+
+
 def accessLine(timestamp: str, request: Request) -> str:
-    """The combined log format, the target and the Referer redacted."""
-    client = hostOf(request.getClientAddress()) or "-"
-    target = loggedTarget(request.uri or b"")
-    referrer = request.getHeader(b"referer")
-    agent = (request.getHeader(b"user-agent") or b"-").decode("latin-1")
-    return (f'"{client}" - - {timestamp} "{_quoted(request.method.decode("latin-1"))} {_quoted(target)}'
-            f' {_quoted(request.clientproto.decode("latin-1"))}" {request.code} {request.sentLength or "-"}'
-            f' "{_quoted(loggedTarget(referrer) if referrer else "-")}" "{_quoted(agent)}"')
+    """A request's access line."""
+    return _line(timestamp, hostOf(request.getClientAddress()), request.method, request.uri or b"",
+                 request.clientproto, request.code, request.sentLength,
+                 request.getHeader(b"referer"), request.getHeader(b"user-agent"))
 
 
 MAX_BODY = 64 * 1024
@@ -61,6 +71,13 @@ class _Request(Request):
 
     _bodyBytes = 0
     _refused = False
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        absolute = _ABSOLUTE_FORM.match(path)
+        if absolute is not None:
+            path = path[absolute.end():]
+            path = path if path.startswith(b"/") else b"/" + path
+        super().requestReceived(command, path, version)
 
     def gotLength(self, length: Any) -> None:
         super().gotLength(length)
@@ -100,10 +117,14 @@ class NotFound(Resource):
 
     isLeaf = True
 
+    BODY = b"Not found\n"
+
     def render(self, request: Request) -> bytes:
         request.setResponseCode(404)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return b"Not found\n"
+        request.setHeader(b"Content-Length", b"%d" % len(self.BODY))
+        # A body for HEAD makes Twisted log a warning: a log line per request an attacker sends.
+        return b"" if request.method == b"HEAD" else self.BODY
 
 
 class _Root(Resource):
@@ -118,15 +139,17 @@ class _Root(Resource):
 
 class WebSite(Site):
     """
-    A site on ``Channel``s: ``timeOut`` (idle between requests) and
-    ``headerTimeout`` are attributes, so a test can shorten them on the
-    running site; ``connections`` admits at most ``maxConnectionsPerIP``
+    A site on ``Channel``s: ``timeOut`` (idle between requests),
+    ``headerTimeout`` and ``minBodyRate`` are attributes, so a test can
+    change them on the running site; ``connections`` admits at most ``maxConnectionsPerIP``
     per client address and closes any further one at once.
     """
 
     protocol = Channel  # type: ignore[assignment]
     requestFactory = _Request
     headerTimeout = HEADER_TIMEOUT
+    minBodyRate = MIN_BODY_RATE
+    maxBody = MAX_BODY
     noisy = False
     displayTracebacks = False
 
@@ -135,6 +158,18 @@ class WebSite(Site):
         super().__init__(root, logFormatter=accessLine, timeout=IDLE_TIMEOUT, reactor=reactor)
         self.connections = ConnectionCount(maxConnectionsPerIP)
         self.securityHeaders = dict(securityHeaders)
+
+    def logRefusal(self, client: Optional[str], requestLine: Optional[tuple[bytes, bytes, bytes]],
+                   code: int) -> None:
+        """
+        A request the channel answered itself (400, 408, 413, 431) never
+        reaches a resource nor the access log: its own line, with what of
+        the request line had come (``"-"`` before that).
+        """
+        if self._logFile is not None:
+            method, target, version = requestLine or (b"-", b"-", b"-")
+            timestamp = self._logDateTime or "-"
+            self._logFile.write(_line(timestamp, client, method, target, version, code, None, None, None) + "\n")
 
     def buildProtocol(self, addr: Any) -> Any:
         if not self.connections.admits(hostOf(addr)):
