@@ -20,7 +20,7 @@ class ByteRangeTests(SynchronousTestCase):
             (None, None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-100", (900, 999)),
             ("bytes=-5000", (0, 999)), ("bytes=990-5000", (990, 999)), ("bytes=1000-", UNSATISFIABLE),
             ("bytes=-0", UNSATISFIABLE), ("bytes=5-1", None), ("bytes=0-1,5-6", None), ("items=0-1", None),
-            ("bytes=-", None), ("bytes=x-1", None), (" bytes = 1 - 2 ", (1, 2)),
+            ("bytes=-", None), ("bytes=x-1", None), (" bytes = 1 - 2 ", (1, 2)), ("BYTES=0-5", (0, 5)),
         ):
             self.assertEqual(byteRange(header, 1000), expected, header)
         self.assertEqual(byteRange("bytes=0-", 0), UNSATISFIABLE)

@@ -29,7 +29,7 @@ from secudoc_gateway.web.archive import Entry, ZipWriter, archiveNames
 from secudoc_gateway.notices.texts import ZONE
 
 UNSATISFIABLE: Final = "unsatisfiable"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z", re.IGNORECASE)  # range units are case-insensitive (RFC 9110 14.1)
 
 
 def contentDisposition(name: str) -> bytes:
