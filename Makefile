@@ -30,10 +30,12 @@ TEST_MODULES := $(SLOW_MODULES) \
 
 # Debian packages the tests run: promtool and Prometheus itself (alert
 # rules, the dashboard's queries), systemd-analyze (the unit file),
-# Chromium and its driver (the browser tests).
+# Chromium and its driver (the browser tests), clamd and clamscan
+# (malware scanning, SPEC 10: the tests start clamd with their own
+# signatures, tests/clamav; freshclam is never run).
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver
+	chromium:chromium chromedriver:chromium-driver clamd:clamav-daemon clamscan:clamav
 
 FUZZ_SECONDS ?= 600
 

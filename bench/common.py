@@ -71,7 +71,7 @@ class Gateway(Process):
 
     def __init__(self, relay: str, root: str = ROOT, storage: Optional[dict] = None, env: Optional[dict] = None,
                  smtp: Optional[dict] = None, workers: int = 1, database: Optional[dict] = None,
-                 **tenant: object) -> None:
+                 scan: Optional[dict] = None, **tenant: object) -> None:
         self.folder = tempfile.mkdtemp(prefix="secudoc-bench-")
         self.smtpPort = freePort()
         self.webPort = freePort()
@@ -82,6 +82,7 @@ class Gateway(Process):
             web={"listen": [f"tcp:{self.webPort}:interface=127.0.0.1"]},
             storage=storage,
             database=database or {"url": "sqlite:gateway.sqlite3"},
+            scan=scan,
         )
         env = dict(os.environ, PYTHONPATH=root, **(env or {}))
         # The log on standard output, where the workers write theirs too.

@@ -70,8 +70,10 @@ def transferRecord(transfer: Transfer, now: float) -> dict[str, Any]:
         "revoked": timestamp(transfer.revoked),
         "purged": timestamp(transfer.purged),
         "message_id": transfer.message_id,
-        "files": [{"n": f.n, "name": f.name, "content_type": f.content_type, "size": f.size, "sha256": f.sha256}
+        "files": [{"n": f.n, "name": f.name, "content_type": f.content_type, "size": f.size, "sha256": f.sha256,
+                   "scan": f.scan}
                   for f in transfer.files],
+        "withheld": [{"name": w.name, "scan": "infected", "signature": w.signature} for w in transfer.withheld],
     }
 
 
@@ -122,8 +124,11 @@ async def showTransfer(args: argparse.Namespace, store: TransferStore, now: floa
                  ("id", "state", "tenant", "sender", "subject", "created", "expires", "revoked", "purged",
                   "message_id")]
         lines.append(f"recipients: {', '.join(transfer.recipients)}")
-        files = table(["N", "NAME", "TYPE", "BYTES", "SHA256"],
-                      [[f.n, f.name, f.content_type, f.size, f.sha256] for f in transfer.files])
+        files = table(["N", "NAME", "TYPE", "BYTES", "SHA256", "SCAN"],
+                      [[f.n, f.name, f.content_type, f.size, f.sha256, f.scan or "-"] for f in transfer.files])
+        if transfer.withheld:  # SPEC 10: infected, withheld (on_malware = "strip")
+            files += "\nwithheld:\n" + table(["NAME", "SCAN", "SIGNATURE"],
+                                              [[w.name, "infected", w.signature] for w in transfer.withheld])
         return "\n".join(lines) + "\n\n" + files + f"\ndownloads: {len(downloads)}\n"
 
     _print(args, record, text)

@@ -96,6 +96,8 @@ MIME_LIMIT = Reply(554, "5.6.0", "Message structure exceeds limits")
 OUT_OF_MEMORY = Reply(452, "4.3.1", "Insufficient system resources, try again later")
 TENANT_MISMATCH = Reply(550, "5.7.1", "Message does not belong to a known tenant")
 UNKNOWN_SENDER = Reply(550, "5.7.1", "Sender is not a known user of this service")
+MALWARE_FOUND = Reply(554, "5.7.1", "Malware found: {signature}")  # SPEC 10
+SCAN_TEMPFAIL = Reply(451, "4.3.0", "Malware scan unavailable, try again later")
 
 # Session additions (the session in smtp/: states, commands, data, session)
 HELLO = Reply(250, "", "{hostname}")

@@ -161,4 +161,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE files SET notified = (SELECT MIN(at) FROM downloads"
         " WHERE downloads.transfer_id = files.transfer_id AND downloads.n = files.n)",
     ),
+    (
+        # SPEC 10: each stored file's malware verdict (clean, skipped,
+        # error; NULL: stored with scanning off), and the files found
+        # infected and withheld (on_malware = "strip"): a name and the
+        # signature for the page, never bytes or a link.
+        "ALTER TABLE files ADD COLUMN scan TEXT CHECK (scan IN ('clean', 'skipped', 'error'))",
+        """
+        CREATE TABLE withheld (
+            transfer_id TEXT NOT NULL REFERENCES transfers (id) ON DELETE CASCADE,
+            n INTEGER NOT NULL CHECK (n >= 0),
+            name TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (transfer_id, n)
+        )
+        """,
+    ),
 )

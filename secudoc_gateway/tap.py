@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from secudoc_gateway import __version__
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
+from secudoc_gateway.config.values import OnScanError
 from secudoc_gateway.errors import ConfigError
 from secudoc_gateway.listening import (
     EXIT_CANNOT_LISTEN, CannotListen, ListeningService, listenerProblems, listeners, raiseFileLimit,
@@ -31,6 +32,8 @@ from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
+CLAMD_CHECK = "clamd"
+"""The /healthz check of the scanner, with scanning on (SPEC 10)."""
 EXIT_CONFIG = 2
 
 class Options(usage.Options):
@@ -243,6 +246,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     from secudoc_gateway.db import Database
     from secudoc_gateway.ingress.gateway import Gateway
     from secudoc_gateway.purge import PurgeService
+    from secudoc_gateway.scan import Scanner
     from secudoc_gateway.smtp.factory import SMTPFactory
     from secudoc_gateway.spool import MemoryBudget
     from secudoc_gateway.storage import storeFor
@@ -261,8 +265,9 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     store = storeFor(config, reactor, budget)
     database = Database.fromConfig(config.database, reactor)
     transfers = TransferStore(database, reactor)
+    scanner = Scanner(config.scan, reactor) if config.scan.clamd else None
     gateway = Gateway(config, TenantRegistry(config.tenants), metrics, reactor,
-                      store=store, transfers=transfers, budget=budget)
+                      store=store, transfers=transfers, budget=budget, scanner=scanner)
     smtp = config.smtp
     smtpFactory = SMTPFactory(
         gateway,
@@ -280,7 +285,10 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         metrics=metrics,
     )
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
-    monitor = HealthMonitor([("storage", store.check), ("database", database.check)], reactor)
+    checks = [("storage", store.check), ("database", database.check)]
+    if scanner is not None:
+        checks.append((CLAMD_CHECK, scanner.check))
+    monitor = HealthMonitor(checks, reactor)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
                              afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
                                             monitor],
@@ -295,7 +303,13 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         tenantOf=lambda tenantId: gateway.registry.byId(tenantId), mailer=relayMailer(gateway),
         publicURL=config.web.public_url, language=config.web.language, hostname=smtp.hostname,
     )
-    health = HealthResource(monitor)
+
+    def degraded() -> frozenset[str]:
+        """clamd down makes /healthz 503 only when a tenant answers 451 for it (SPEC 10)."""
+        tempfails = any(t.on_scan_error is OnScanError.TEMPFAIL for t in gateway.config.tenants)
+        return frozenset() if tempfails else frozenset({CLAMD_CHECK})
+
+    health = HealthResource(monitor, degraded)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
     factories = {

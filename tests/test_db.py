@@ -117,7 +117,7 @@ class DatabaseTests(TestCase):
         self.assertEqual(
             [name for (name,) in rows],
             ["attempts", "codes", "downloads", "files", "gateway_secrets", "relayed", "schema_version",
-             "sessions", "transfers", "users"],
+             "sessions", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
@@ -325,7 +325,7 @@ class PostgreSQLTests(TestCase):
             " ORDER BY table_name")
         self.assertEqual([name for (name,) in tables],
                          ["attempts", "codes", "downloads", "files", "gateway_secrets", "relayed", "schema_version",
-                          "sessions", "transfers", "users"])
+                          "sessions", "transfers", "users", "withheld"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:

@@ -21,7 +21,7 @@ PURE = (
     "addresses.py", "crypto.py", "fields.py", "ingress/attachments.py", "mime/", "notices/", "policy.py", "replies.py",
     "targets.py", "exo.py",
     "smtp/commands.py", "smtp/data.py", "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py",
-    "smtp/states.py", "relay/client.py",
+    "smtp/states.py", "relay/client.py", "scan/protocol.py", "scan/verdicts.py",
 )
 """Modules (or folders) that must be plain Python: no twisted.internet."""
 

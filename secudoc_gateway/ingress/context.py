@@ -11,6 +11,7 @@ from typing import Any, Optional, Protocol
 from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.interfaces import IObjectStore, IRelay
 from secudoc_gateway.metrics import Metrics
+from secudoc_gateway.scan import Scanner
 from secudoc_gateway.spool import MemoryBudget
 from secudoc_gateway.tenants import TenantRegistry
 
@@ -25,6 +26,7 @@ class Context(Protocol):
     store: Optional[IObjectStore]
     transfers: Any  # a TransferStore, or None without a database
     budget: MemoryBudget
+    scanner: Optional[Scanner]  # None: scanning is off
 
     def relayFor(self, tenant: Tenant) -> IRelay:
         """The relay of this tenant's settings."""

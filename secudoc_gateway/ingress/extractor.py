@@ -18,7 +18,10 @@ message is stored byte-exact as received, from the bytes the parser is
 done with; only a TNEF part the reader could not decode to its end is
 copied from the spool, when it ends.
 
-The store may lag: while more than ``MAX_PENDING_WRITES`` writes wait
+With scanning on, each file's plain bytes also go to clamd as they are
+stored (``MessageScans``); ``verdicts`` waits for what it says.
+
+The store (or clamd) may lag: while more than ``MAX_PENDING_WRITES`` writes wait
 for acknowledgement, or while a part is copied from the spool, the SMTP
 client is paused.
 """
@@ -44,6 +47,7 @@ from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import Structure
+from secudoc_gateway.scan import MessageScans, Scanner, Verdict
 from secudoc_gateway.spool import Spool
 from secudoc_gateway.storage.objects import TransferObject, objectKey
 
@@ -107,8 +111,9 @@ class Extractor:
     log = Logger()
 
     def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
-                 structure: Structure, queueId: str) -> None:
+                 structure: Structure, queueId: str, scanner: Optional[Scanner] = None) -> None:
         self.store = store
+        self.scans: Optional[MessageScans] = scanner.message() if scanner is not None else None
         self.producer = producer
         self.spool = spool
         self.structure = structure
@@ -186,6 +191,8 @@ class Extractor:
                     # Its sealed bytes so far stay in the object, unlisted
                     # and under a key no other file has; nothing more goes in.
                     self.sinks.pop(slot, None)
+                    if self.scans is not None:
+                        self.scans.drop(slot)
                 case _:
                     assert_never(action)
 
@@ -224,8 +231,17 @@ class Extractor:
     # -- state ---------------------------------------------------------------
 
     def stop(self) -> None:
-        """No protection after all: abort open sinks."""
+        """No protection after all: abort open sinks (and their scans)."""
         self.planner.stop()
+        if self.scans is not None:
+            self.scans.abort()
+
+    async def verdicts(self, files: list[StoredAttachment]) -> Optional[list[Verdict]]:
+        """What clamd said of each of ``files`` (``None``: scanning is off)."""
+        if self.scans is None:
+            return None
+        scans = self.scans
+        return [await scans.verdict(f.slot) for f in files]
 
     async def attachments(self) -> list[StoredAttachment]:
         """
@@ -279,6 +295,7 @@ class Extractor:
             self.sinks[action.slot] = AttachmentSink(
                 self.object, crypto.fileKey(self.token, self.transferId, action.slot),
                 decoder, exclusive=action.exclusive,
+                scan=self.scans.open(action.slot) if self.scans is not None else None,
             )
         except Exception:
             self._failed(Failure())

@@ -25,6 +25,7 @@ from secudoc_gateway.interfaces import IIngress, IRelay
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.relay.smtp import relayFor
 from secudoc_gateway.replies import Reply
+from secudoc_gateway.scan import Scanner
 from secudoc_gateway.spool import MemoryBudget
 from secudoc_gateway.tenants import TenantRegistry
 
@@ -45,6 +46,7 @@ class Gateway:
         transfers: Any = None,
         relayFactory: Any = relayFor,
         budget: Optional[MemoryBudget] = None,
+        scanner: Optional[Scanner] = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -53,6 +55,7 @@ class Gateway:
         self.store = store
         self.transfers = transfers
         self.budget = budget or MemoryBudget(config.smtp.memory_budget)
+        self.scanner = scanner
         self._relayFactory = relayFactory
         self._relays: dict[Any, IRelay] = {}  # by the tenant's settings (frozen, hashable)
         self._current = frozenset(config.tenants)

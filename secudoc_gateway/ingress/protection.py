@@ -13,13 +13,13 @@ a byte arrive, and never talks to the relay itself.
 from __future__ import annotations
 
 import mimetypes
-from typing import Sequence
+from typing import Optional, Sequence
 
 from twisted.logger import Logger
 
-from secudoc_gateway import crypto, links, policy
+from secudoc_gateway import crypto, links, policy, replies
 from secudoc_gateway.addresses import addressKey
-from secudoc_gateway.config.values import AutoCreateUsers, ContentMode
+from secudoc_gateway.config.values import AutoCreateUsers, ContentMode, OnMalware, OnScanError
 from secudoc_gateway.display import shown
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.context import Context
@@ -33,8 +33,10 @@ from secudoc_gateway.mime.structure import MESSAGE
 from secudoc_gateway.notices.banner import bannerFor
 from secudoc_gateway.notices.mails import confirmationMail, separateMessage, transferTemplate, welcomeMail
 from secudoc_gateway.outgoing import Segment
+from secudoc_gateway.metrics import TEMPFAILED
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.transfers import StoredFile, Transfer
+from secudoc_gateway.scan import FileVerdict, ScanResult, Verdict
+from secudoc_gateway.transfers import StoredFile, Transfer, WithheldFile
 
 
 def displayName(facts: HeaderFacts, sender: str) -> str:
@@ -60,6 +62,12 @@ class Protection:
         self.legs = legs
         self.tenant = legs.tenant  # known: the transaction refused a message without one
         self.files: list[StoredAttachment] = []
+        self.verdicts: tuple[FileVerdict, ...] = ()
+        """
+        Each file's malware verdict, in message order (empty: not
+        scanned): the message's verdict summary, for the log and the
+        trace (``scan.worst`` makes it one word).
+        """
 
     async def decide(self, facts: HeaderFacts) -> policy.Decision:
         """Rules 1-6 and the recipient split ran on the header block already (``Reception``); the rest."""
@@ -92,6 +100,42 @@ class Protection:
         largest = max((c.size for c in files), default=0)
         return policy.finalDecision(self.tenant, self.envelope.sender, self.envelope.recipients,
                                     facts, largest, len(files))
+
+    async def screen(self) -> Optional[tuple[Reply, str, str]]:
+        """
+        SPEC 10, once the message is to be protected (a message that
+        passes is not scanned: the gateway scans what it serves): wait
+        for every file's verdict; the refusal (reply, reason, status)
+        ``on_malware = "reject"`` or ``on_scan_error = "tempfail"`` makes
+        of them, or None.  Under ``"strip"`` ``protect`` withholds the
+        infected files.
+        """
+        verdicts = await self.reception.extractor.verdicts(self.files)
+        if verdicts is None:
+            return None
+        self.verdicts = tuple(FileVerdict(self._fileName(f), v) for f, v in zip(self.files, verdicts))
+        metrics = self.gateway.metrics
+        queueId = self.reception.queueId
+        for file in self.verdicts:
+            verdict = file.verdict
+            metrics.scans.labels(tenant=self.tenant.id, result=str(verdict.result)).inc()
+            if verdict.result is not ScanResult.ERROR:
+                metrics.scanSeconds.observe(verdict.seconds)
+            if verdict.result is ScanResult.INFECTED:
+                self.log.warn("{queueId}: {name}: malware found: {signature}", queueId=queueId,
+                              name=file.name, signature=verdict.signature)
+            elif verdict.result is not ScanResult.CLEAN:
+                self.log.warn("{queueId}: {name}: scan {result}: {reason}", queueId=queueId, name=file.name,
+                              result=str(verdict.result), reason=verdict.reason)
+        infected = [f.verdict for f in self.verdicts if f.result is ScanResult.INFECTED]
+        if infected and self.tenant.on_malware is OnMalware.REJECT:
+            signature = infected[0].signature
+            return (replies.MALWARE_FOUND.withText(f"Malware found: {signature}"),
+                    f"malware found: {signature}", policy.REJECT)
+        failed = [f.verdict for f in self.verdicts if f.result is ScanResult.ERROR]
+        if failed and self.tenant.on_scan_error is OnScanError.TEMPFAIL:
+            return replies.SCAN_TEMPFAIL, f"malware scan failed: {failed[0].reason}", TEMPFAILED
+        return None
 
     def _fileName(self, candidate: StoredAttachment) -> str:
         name = candidate.name or candidate.headers.filename
@@ -127,9 +171,16 @@ class Protection:
         now = gateway.reactor.seconds()
         expires = now + tenant.link_expiry_days * 86400
         key = extractor.object.key if extractor.object is not None else ""
+        verdicts: list[Optional[Verdict]] = [v.verdict for v in self.verdicts] or [None] * len(files)
+        # Infected files (on_malware = "strip") are withheld: out of the
+        # message like the others, and in no row a link can reach.
+        kept = [(c, v) for c, v in zip(files, verdicts) if v is None or v.result is not ScanResult.INFECTED]
+        withheld = tuple(WithheldFile(self._fileName(c), v.signature)
+                         for c, v in zip(files, verdicts) if v is not None and v.result is ScanResult.INFECTED)
         stored = tuple(
-            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256, key, *c.span, c.slot)
-            for n, c in enumerate(files)
+            StoredFile(n, self._fileName(c), c.contentType, c.size, c.sha256, key, *c.span, c.slot,
+                       scan=str(v.result) if v is not None else None)
+            for n, (c, v) in enumerate(kept)
         )
         subject = decodeHeader(facts.values("subject")[0]) if facts.values("subject") else ""
         sender = reception.sender
@@ -139,7 +190,7 @@ class Protection:
             id=extractor.transferId, token_hash=crypto.tokenHash(extractor.token), tenant=tenant.id,
             sender=sender, recipients=decision.protectedRecipients, subject=subject, created=now,
             expires=expires, files=stored, message_id=facts.dedupId, sender_name=displayName(facts, sender),
-            sender_hash=crypto.secretHash(senderSecret) if senderSecret else None,
+            sender_hash=crypto.secretHash(senderSecret) if senderSecret else None, withheld=withheld,
         )
         created = []
         hostname = gateway.config.smtp.hostname
@@ -148,7 +199,7 @@ class Protection:
         senderName, senderAddress = self._shownSender(facts)
         banner = bannerFor(tenant.language, senderAddress, files_, link, expires, tenant.disclaimer,
                            senderName=senderName, organisation=tenant.organisation,
-                           helpContact=tenant.help_contact)
+                           helpContact=tenant.help_contact, withheld=[w.name for w in withheld])
         removed = {c.path for c in files}
 
         async def protectedMessage() -> Sequence[Segment]:

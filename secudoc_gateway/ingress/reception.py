@@ -68,7 +68,8 @@ class Reception:
         self.spool = Spool(gateway.budget)
         self.parser = MIMEParser(smtp.max_mime_depth, smtp.max_mime_parts, smtp.max_header_bytes)
         self.structure = Structure()
-        self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, queueId)
+        self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, queueId,
+                                   gateway.scanner)
         self.tenant: Optional[Tenant] = envelope.tenant
         self.top: Optional[PartStart] = None
         self.facts: Optional[HeaderFacts] = None

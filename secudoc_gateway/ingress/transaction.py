@@ -122,6 +122,9 @@ class Transaction:
                 leg = Leg("original", self.envelope.recipients, ready(reception.original(decision.status)),
                           decision.status)
                 return await legs.relay([leg], decision.action)
+            refusal = await protection.screen()
+            if refusal is not None:
+                return self._refuse(*refusal)
             return await protection.protect(decision, facts)
         except Exception:
             return await self._internalError(Failure(), legs)

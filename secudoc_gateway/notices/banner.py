@@ -135,11 +135,13 @@ def bannerFor(
     senderName: str = "",
     organisation: str = "",
     helpContact: str = "",
+    withheld: Sequence[str] = (),
 ) -> Banner:
     """
     The banner of one transfer: who (``senderName`` and the address
     ``sender``, for ``organisation``) sent what, why as a link, where
-    (``url``), until when (``expires``, Unix time), and whom to ask.
+    (``url``), until when (``expires``, Unix time), and whom to ask;
+    the files ``withheld`` because malware was found in them (SPEC 10).
     """
     phrases = texts(language)
     name, address = shown(senderName), shown(sender)
@@ -149,6 +151,7 @@ def bannerFor(
     expiry = phrases["expires"].format(moment=formatMoment(expires, language))
     notes = disclaimerLines(disclaimer)
     helpText = phrases["help"].format(contact=contact) if contact else ""
+    stripped = [phrases["withheld"].format(name=shown(file)) for file in withheld]
 
     senderText = f"{name} <{address}>" if name and address else name or address
     textLines = [
@@ -157,6 +160,8 @@ def bannerFor(
         "",
         *(f"- {file} ({size})" for file, size in listed),
         "",
+        *stripped,
+        *([""] if stripped else []),
         f"{phrases['button']}: {url}",
         expiry,
     ]
@@ -175,6 +180,7 @@ def bannerFor(
         paragraph(intro, "margin:0 0 8px 0;font-size:15px;line-height:21px"),
         paragraph(escape(phrases["why_html"])),
         *fileTable(listed),
+        *(paragraph(escape(line), "margin:0 0 12px 0;font-weight:bold") for line in stripped),
         *button(url, phrases["button"]),
         paragraph(escape(expiry), "margin:0 0 8px 0;font-weight:bold"),
         paragraph(f"{escape(phrases['fallback'])} {link(url, escape(url))}", f"{SMALL_STYLE};{_BREAK}"),

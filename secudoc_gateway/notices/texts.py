@@ -126,6 +126,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "other_language_name": "English",
         "unavailable_title": "Het bestand is nu niet beschikbaar",
         "unavailable_body": "Door een storing kunnen we dit bestand op dit moment niet ophalen. Probeer het later opnieuw.",
+        # malware scanning (SPEC 10)
+        "withheld": "{name} is niet meegestuurd: er is malware in gevonden.",
+        "withheld_heading": "Tegengehouden",
+        "withheld_page": "{name}: tegengehouden, er is malware in gevonden ({signature}).",
+        "unscanned": "niet op malware gescand",
     },
     "en": {
         # shared by the banner, the mails and the pages
@@ -222,6 +227,11 @@ TEXTS: dict[str, dict[str, str]] = {
         "other_language_name": "Nederlands",
         "unavailable_title": "The file is not available right now",
         "unavailable_body": "Because of a fault we cannot fetch this file at the moment. Please try again later.",
+        # malware scanning (SPEC 10)
+        "withheld": "{name} was withheld: malware was found in it.",
+        "withheld_heading": "Withheld",
+        "withheld_page": "{name}: withheld, malware was found in it ({signature}).",
+        "unscanned": "not scanned for malware",
     },
 }
 

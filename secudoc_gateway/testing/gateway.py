@@ -98,6 +98,7 @@ def writeConfig(
     metrics: Optional[dict[str, Any]] = None,
     storage: Optional[dict[str, Any]] = None,
     database: Optional[dict[str, Any]] = None,
+    scan: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -121,6 +122,7 @@ def writeConfig(
         "storage": storage or {"path": "objects"},
         "database": database if database is not None else testDatabase(),
         "log": log or {},
+        **({"scan": scan} if scan is not None else {}),
     }
     path = os.path.join(folder, "gateway.toml")
     with open(path, "w", encoding="utf-8") as f:

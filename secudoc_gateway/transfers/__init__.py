@@ -6,7 +6,7 @@ transfers and the download audit trail, ``users`` the known users,
 """
 
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, DONE, INFLIGHT, INFLIGHT_TIMEOUT, NEW
-from secudoc_gateway.transfers.records import Download, StoredFile, Transfer
+from secudoc_gateway.transfers.records import Download, StoredFile, Transfer, WithheldFile
 from secudoc_gateway.transfers.store import PURGE_CLAIM_TIMEOUT, TransferStore
 from secudoc_gateway.transfers.users import USER_SOURCES
 
@@ -22,4 +22,5 @@ __all__ = [
     "StoredFile",
     "Transfer",
     "TransferStore",
+    "WithheldFile",
 ]

@@ -29,9 +29,32 @@ class StoredFile:
     object_offset: int
     object_length: int
     key_index: int
+    scan: Optional[str] = None
+    """The malware verdict (``scan.ScanResult``: clean, skipped, error); ``None``: scanning was off."""
+
+    @property
+    def unscanned(self) -> bool:
+        """Stored without clamd's judgement (SPEC 10: the page says so)."""
+        return self.scan in ("skipped", "error")
+
+
+@attrs.frozen
+class WithheldFile:
+    """
+    A file of the message found infected and withheld (``on_malware =
+    "strip"``): no bytes, no link; its name and the signature clamd
+    found, for the page that says which file and why.
+    """
+
+    name: str
+    signature: str
 
 
 def _files(files: Iterable[StoredFile]) -> tuple[StoredFile, ...]:
+    return tuple(files)
+
+
+def _withheld(files: Iterable[WithheldFile]) -> tuple[WithheldFile, ...]:
     return tuple(files)
 
 
@@ -60,6 +83,7 @@ class Transfer:
     sender_hash: Optional[str] = None
     revoked: Optional[float] = None
     purged: Optional[float] = None
+    withheld: tuple[WithheldFile, ...] = attrs.field(default=(), converter=_withheld)
 
 
 @attrs.frozen
@@ -81,7 +105,7 @@ class Download:
     recipient: Optional[str] = None
 
 
-FILE_COLUMNS = "n, name, content_type, size, sha256, object_key, object_offset, object_length, key_index"
+FILE_COLUMNS = "n, name, content_type, size, sha256, object_key, object_offset, object_length, key_index, scan"
 TRANSFER_COLUMNS = (
     "id, token_hash, tenant, sender, recipients, subject, created, expires, message_id,"
     " sender_name, sender_hash, revoked, purged"
@@ -97,6 +121,8 @@ def transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
         (id,),
     )
     files = tuple(StoredFile(*fileRow) for fileRow in txn.fetchall())
+    txn.execute("SELECT name, signature FROM withheld WHERE transfer_id = ? ORDER BY n", (id,))
+    withheld = tuple(WithheldFile(*fileRow) for fileRow in txn.fetchall())
     return Transfer(
         id=id,
         token_hash=tokenHash,
@@ -112,4 +138,5 @@ def transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
         sender_hash=senderHash,
         revoked=revoked,
         purged=purged,
+        withheld=withheld,
     )

@@ -77,8 +77,12 @@ class TransferStore(UserRecords, DedupRecords):
                 ),
             )
             txn.executemany(
-                f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
+            )
+            txn.executemany(
+                "INSERT INTO withheld (transfer_id, n, name, signature) VALUES (?, ?, ?, ?)",
+                [(transfer.id, n, w.name, w.signature) for n, w in enumerate(transfer.withheld)],
             )
 
         return self._db.runTransaction(create)
@@ -200,7 +204,7 @@ class TransferStore(UserRecords, DedupRecords):
             )
             if txn.rowcount != 1:
                 return False
-            for table in ("files", "codes", "sessions"):
+            for table in ("files", "withheld", "codes", "sessions"):
                 txn.execute(f"DELETE FROM {table} WHERE transfer_id = ?", (transferId,))
             txn.execute("DELETE FROM attempts WHERE scope LIKE ?", (f"%:{transferId}",))
             return True

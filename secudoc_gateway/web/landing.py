@@ -160,8 +160,11 @@ class _TransferResource(Resource):
             "landing.html", language, title=intro, intro=intro,
             sender_name=shown(transfer.sender_name), subject=shown(transfer.subject),
             files_heading=plural(language, count, "files_one", "files_many"),
-            files=[{"href": f"{base}/{f.n}", "name": shown(f.name), "size": humanSize(f.size, language)}
+            files=[{"href": f"{base}/{f.n}", "name": shown(f.name), "size": humanSize(f.size, language),
+                    "unscanned": f.unscanned}
                    for f in transfer.files],
+            withheld=[t["withheld_page"].format(name=shown(w.name), signature=shown(w.signature))
+                      for w in transfer.withheld],
             all_href=f"{base}/all.zip" if count > 1 else "",
             all_size=humanSize(zipWriter(transfer).size, language),
             expires=t["expires"].format(moment=formatMoment(transfer.expires, language)), switch=base,

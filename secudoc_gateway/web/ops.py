@@ -141,25 +141,33 @@ class HealthMonitor(Service):
 
 
 class HealthResource(Resource):
-    """``/healthz``: 200 "ok" or 503 naming what is down, from the monitor's latest round."""
+    """
+    ``/healthz``: 200 "ok" or 503 naming what is down, from the monitor's
+    latest round.  A check named by ``degraded()`` only degrades the
+    gateway: down, it is a line of the 200 answer, not a 503 (clamd when
+    no tenant tempfails on a scan error: mail still flows).
+    """
 
     isLeaf = True
 
-    def __init__(self, monitor: HealthMonitor) -> None:
+    def __init__(self, monitor: HealthMonitor, degraded: Callable[[], frozenset[str]] = frozenset) -> None:
         super().__init__()
         self._monitor = monitor
+        self._degraded = degraded
 
     def render_GET(self, request: Request) -> int:
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
 
         def done(outcomes: Outcomes) -> None:
-            failed = [n for n, e in outcomes if e is not None]
+            soft = self._degraded()
+            failed = [n for n, e in outcomes if e is not None and n not in soft]
+            degraded = [n for n, e in outcomes if e is not None and n in soft]
             if failed:
                 request.setResponseCode(503)
-                body = "".join(f"{n}: down\n" for n in failed)
+                body = "".join(f"{n}: down\n" for n in failed + degraded)
             else:
-                body = "ok\n"
+                body = "ok\n" + "".join(f"{n}: down (degraded)\n" for n in degraded)
             request.write(body.encode("utf-8"))
             request.finish()
 
