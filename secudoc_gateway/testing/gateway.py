@@ -94,6 +94,7 @@ def writeConfig(
     metrics: Optional[dict[str, Any]] = None,
     storage: Optional[dict[str, Any]] = None,
     database: Optional[dict[str, Any]] = None,
+    portal: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -117,6 +118,7 @@ def writeConfig(
         "storage": storage or {"path": "objects"},
         "database": database if database is not None else testDatabase(),
         "log": log or {},
+        **({"portal": portal} if portal is not None else {}),
     }
     path = os.path.join(folder, "gateway.toml")
     with open(path, "w", encoding="utf-8") as f:
