@@ -59,16 +59,25 @@ class AccessLimits:
     codesPerClient: tuple[int, float] = (10, 60 * 60)
     triesPerTransfer: tuple[int, float] = (30, 24 * 60 * 60)
     triesPerClient: tuple[int, float] = (30, 60 * 60)
+    # The portal's login links (SPEC 9: "rate limits as for verification
+    # codes"): per address asked for, as codes per transfer, and per client.
+    loginsPerAddress: tuple[int, float] = (5, 60 * 60)
+    loginsPerClient: tuple[int, float] = (10, 60 * 60)
 
     @property
     def horizon(self) -> float:
         """How long a counted event can matter: older ones are deleted."""
         return max(window for _, window in (self.codesPerTransfer, self.codesPerClient, self.triesPerTransfer,
-                                            self.triesPerClient))
+                                            self.triesPerClient, self.loginsPerAddress, self.loginsPerClient))
 
     def forCodes(self, transferId: str, client: str) -> list[Limit]:
         return [Limit(f"code:transfer:{transferId}", *self.codesPerTransfer),
                 Limit(f"code:client:{client}", *self.codesPerClient)]
+
+    def forLogins(self, address: str, client: str) -> list[Limit]:
+        """A portal login link asked for ``address`` (known or not: the limit must not tell)."""
+        return [Limit(f"login:address:{address}", *self.loginsPerAddress),
+                Limit(f"login:client:{client}", *self.loginsPerClient)]
 
     def forTries(self, transferId: str, client: str) -> list[Limit]:
         return [Limit(f"try:transfer:{transferId}", *self.triesPerTransfer),

@@ -206,7 +206,7 @@ async def transfersCommand(args: argparse.Namespace, work, config, reactor) -> i
     from secudoc_gateway.db import Database
     from secudoc_gateway.transfers import TransferStore
 
-    database = Database.fromURL(config.database.url, reactor)
+    database = Database.fromConfig(config.database, reactor)  # password_env too
     await database.open()
     try:
         return await work(args, TransferStore(database, reactor), reactor.seconds())

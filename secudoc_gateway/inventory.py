@@ -1,6 +1,7 @@
 """
 The operator's view of the records: ``transfers list|show|revoke|extend``
-and ``audit`` (SPEC section 2).  Tables for people, ``--json`` for
+and ``audit`` (SPEC section 2).  A revoke or an extend made here is an
+admin event by "operator" (SPEC 7).  Tables for people, ``--json`` for
 scripts; a transfer is named by its public id (``X-SecuDoc-Transfer``,
 the logs), never by its token.
 """
@@ -14,7 +15,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from secudoc_gateway.display import shown
-from secudoc_gateway.transfers import Download, Transfer, TransferStore
+from secudoc_gateway.transfers import OPERATOR, Download, Transfer, TransferStore
 
 
 def parseDate(text: str) -> float:
@@ -136,7 +137,7 @@ async def showTransfer(args: argparse.Namespace, store: TransferStore, now: floa
 
 
 async def revokeTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
-    if not await store.revoke(args.id):
+    if not await store.revoke(args.id, by=OPERATOR):
         print(f"no transfer {args.id!r}", file=sys.stderr)
         return 1
     return await showTransfer(args, store, now)
@@ -144,7 +145,7 @@ async def revokeTransfer(args: argparse.Namespace, store: TransferStore, now: fl
 
 async def extendTransfer(args: argparse.Namespace, store: TransferStore, now: float) -> int:
     """A withdrawn or purged link stays so: extending it would bring back what the sender took back."""
-    if not await store.extend(args.id, args.days):
+    if not await store.extend(args.id, args.days, by=OPERATOR):
         transfer = await store.transfer(args.id)
         if transfer is None:
             print(f"no transfer {args.id!r}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """
 The ``/t/`` links, built in one place: the recipient's page
 (``<public_url>/t/<token>``), what hangs below it (a file, the ZIP, the
-logo), and the sender's page (``/t/sender/<secret>``).  A ``public_url``
+logo), and the sender's page (``/t/sender/<secret>``); and the portal's
+(``<public_url>/portal/...``).  A ``public_url``
 with a path (a proxy's prefix, ``https://host/secudoc``) keeps that path
 in every link and in every path a page refers to.
 
@@ -43,6 +44,19 @@ def transferPath(publicURL: str, token: str, *below: str) -> str:
 def senderPath(publicURL: str, secret: str, *below: str) -> str:
     """The path of the sender's page, or of ``below`` it (``"revoke"``)."""
     return "/".join((_base(publicURL), PREFIX, SENDER, secret, *below))
+
+
+PORTAL = "portal"
+
+
+def portalPath(publicURL: str, *below: str) -> str:
+    """The path of the portal (``/portal``), or of a page ``below`` it (``"login"``, ``"transfers"``)."""
+    return "/".join((_base(publicURL), PORTAL, *below))
+
+
+def portalURL(publicURL: str, *below: str) -> str:
+    """A portal link a mail carries: its login page, a one-time login link."""
+    return publicURL.rstrip("/") + portalPath("", *below)
 
 
 def transferURL(publicURL: str, token: str) -> str:

@@ -177,4 +177,52 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # SPEC 9: portal sessions.  The 256-bit id is stored only as its
+        # hash (crypto.secretHash), so any worker or node serves it and
+        # the database alone opens none; ``created`` bounds its life
+        # (session_hours), ``last_seen`` its idleness (idle_minutes).
+        """
+        CREATE TABLE portal_sessions (
+            secret_hash TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            address TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+            how TEXT NOT NULL CHECK (how IN ('email-link', 'saml')),
+            created REAL NOT NULL,
+            last_seen REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX portal_sessions_last_seen ON portal_sessions (last_seen)",
+        # One-time login links (``portal_login = "email-link"``), hashed
+        # like sessions, used up by the POST that starts a session.
+        """
+        CREATE TABLE portal_login_links (
+            secret_hash TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            address TEXT NOT NULL,
+            expires REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX portal_login_links_expires ON portal_login_links (expires)",
+        # SPEC 7: admin events, kept as long as the download trail.
+        # ``who`` is an address or "operator"; ``subject`` a transfer id
+        # or a setting's key.
+        """
+        CREATE TABLE admin_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant TEXT NOT NULL,
+            at REAL NOT NULL,
+            who TEXT NOT NULL,
+            what TEXT NOT NULL CHECK (what IN ('login', 'revoke', 'extend', 'setting')),
+            subject TEXT NOT NULL DEFAULT '',
+            old_value TEXT,
+            new_value TEXT
+        )
+        """,
+        "CREATE INDEX admin_events_tenant_at ON admin_events (tenant, at)",
+        # The portal's lists: a sender's transfers, a tenant's, newest first.
+        "CREATE INDEX transfers_tenant_sender ON transfers (tenant, lower(sender), created)",
+        "CREATE INDEX transfers_tenant_created ON transfers (tenant, created)",
+    ),
 )

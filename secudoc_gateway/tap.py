@@ -20,7 +20,7 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from secudoc_gateway import __version__
+from secudoc_gateway import __version__, links
 from secudoc_gateway.config import DEFAULT_CONFIG_PATH, Config, loadUsableConfig, reloadTenants
 from secudoc_gateway.config.values import OnScanError
 from secudoc_gateway.errors import ConfigError
@@ -206,6 +206,18 @@ class GatewayService(MultiService):
         self.database.close()
 
 
+def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway: Any) -> Any:
+    """``/portal/`` (SPEC 9) on the recipient side's context, its sessions timed by ``clock``."""
+    from secudoc_gateway.portal import PortalContext, PortalResource
+    from secudoc_gateway.portal.loginlinks import LoginLinks
+    from secudoc_gateway.portal.sessions import SessionLimits, SessionStore
+
+    portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
+                           logins=LoginLinks(database, clock),
+                           tenantForAddress=lambda address: gateway.registry.forSender(address))
+    return PortalResource(portal)
+
+
 @overload
 def makeService(config: Config, reactor: Optional[Any] = None, registry: Optional[CollectorRegistry] = None,
                 clock: Optional[Any] = None, adoptedFDs: Optional[Sequence[int]] = None,
@@ -310,12 +322,14 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         return frozenset() if tempfails else frozenset({CLAMD_CHECK})
 
     health = HealthResource(monitor, degraded)
+    public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
+    if config.portal.enabled:
+        public[links.PORTAL.encode("ascii")] = portalResource(config, web, database, clock or reactor, gateway)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
     factories = {
         "smtp": smtpFactory,
-        "web": makeSite({b"t": TransfersResource(web), b"healthz": health}, smtp.max_connections_per_ip,
-                        https=https, reactor=reactor),
+        "web": makeSite(public, smtp.max_connections_per_ip, https=https, reactor=reactor),
         "metrics": makeSite({b"metrics": MetricsResource(metrics, monitor), b"healthz": health},
                             smtp.max_connections_per_ip, https=https, quiet=True, reactor=reactor),
     }

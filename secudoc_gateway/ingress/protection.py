@@ -92,8 +92,11 @@ class Protection:
         if how is not None and transfers is not None:
             created = await transfers.createUser(self.tenant.id, sender, how)
             if created and how is AutoCreateUsers.WELCOME:
-                welcome = welcomeMail(self.gateway.config.smtp.hostname, self.tenant.facility_sender, sender,
-                                      self.tenant.language, date=self.gateway.reactor.seconds())
+                config = self.gateway.config
+                welcome = welcomeMail(config.smtp.hostname, self.tenant.facility_sender, sender,
+                                      self.tenant.language, date=self.gateway.reactor.seconds(),
+                                      portalLink=links.portalURL(config.web.public_url, "login")
+                                      if config.portal.enabled else "")
                 self.legs.extras.append(Leg("welcome", (sender,), ready([welcome]), "welcome mail",
                                             sender=self.tenant.facility_sender))
         self.files = files = await reception.extractor.attachments()

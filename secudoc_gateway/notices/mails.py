@@ -398,16 +398,21 @@ def confirmationMail(
 
 
 def welcomeMail(hostname: str, facilitySender: str, user: str, language: str, date: Optional[float] = None,
-                randomBytes: Callable[[int], bytes] = os.urandom) -> bytes:
+                randomBytes: Callable[[int], bytes] = os.urandom, portalLink: str = "") -> bytes:
     """
     ``auto_create_users = "welcome"`` (SPEC 5 rule 7): a new user
-    learns what will happen to the attachments they send outside.
+    learns what will happen to the attachments they send outside, and
+    (``portalLink``, the portal's login page, when it is on) where to
+    see their transfers (SPEC 9).
     """
     phrases = texts(language)
     greeting = phrases["welcome_greeting"].format(user=shown(user))
     paragraphs = [greeting, phrases["welcome_1"], phrases["welcome_2"]]
-    text = "\n\n".join(paragraphs) + "\n"
     htmlLines = [paragraph(escape(line)) for line in paragraphs]
+    if portalLink:
+        paragraphs.append(phrases["welcome_portal"] + "\n" + portalLink)
+        htmlLines += [paragraph(escape(phrases["welcome_portal"])), *button(portalLink, phrases["portal"])]
+    text = "\n\n".join(paragraphs) + "\n"
     return generatedMessage(
         hostname, KIND_WELCOME, mailbox(facilitySender), addrSpec(user), phrases["welcome_subject"], text,
         boxDocument(htmlLines), date, [("Auto-Submitted", "auto-generated")], randomBytes,

@@ -99,6 +99,7 @@ def writeConfig(
     storage: Optional[dict[str, Any]] = None,
     database: Optional[dict[str, Any]] = None,
     scan: Optional[dict[str, Any]] = None,
+    portal: Optional[dict[str, Any]] = None,
 ) -> str:
     """
     A config in ``folder`` listening on free loopback ports, storing
@@ -123,6 +124,7 @@ def writeConfig(
         "database": database if database is not None else testDatabase(),
         "log": log or {},
         **({"scan": scan} if scan is not None else {}),
+        **({"portal": portal} if portal is not None else {}),
     }
     path = os.path.join(folder, "gateway.toml")
     with open(path, "w", encoding="utf-8") as f:

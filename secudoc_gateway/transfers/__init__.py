@@ -2,10 +2,12 @@
 The records behind the gateway, on one ``TransferStore``: ``records``
 holds the values (a transfer, its files, its downloads), ``store`` the
 transfers and the download audit trail, ``users`` the known users,
-``dedup`` the messages already relayed.  Importers use the names below.
+``events`` the admin events, ``dedup`` the messages already relayed.
+Importers use the names below.
 """
 
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, DONE, INFLIGHT, INFLIGHT_TIMEOUT, NEW
+from secudoc_gateway.transfers.events import OPERATOR, AdminEvent
 from secudoc_gateway.transfers.records import Download, StoredFile, Transfer, WithheldFile
 from secudoc_gateway.transfers.store import PURGE_CLAIM_TIMEOUT, TransferStore
 from secudoc_gateway.transfers.users import USER_SOURCES
@@ -16,8 +18,10 @@ __all__ = [
     "INFLIGHT",
     "INFLIGHT_TIMEOUT",
     "NEW",
+    "OPERATOR",
     "PURGE_CLAIM_TIMEOUT",
     "USER_SOURCES",
+    "AdminEvent",
     "Download",
     "StoredFile",
     "Transfer",

@@ -12,13 +12,14 @@ the pool (a ``task.Clock`` is not thread-safe).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from secudoc_gateway.db import Database
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, INFLIGHT_TIMEOUT, DedupRecords
+from secudoc_gateway.transfers.events import EXTEND, REVOKE, EventRecords, eventTime, insertEvent
 from secudoc_gateway.transfers.records import (
     FILE_COLUMNS,
     TRANSFER_COLUMNS,
@@ -33,9 +34,15 @@ from secudoc_gateway.transfers.users import UserRecords
 PURGE_CLAIM_TIMEOUT = 30 * 60
 
 
-class TransferStore(UserRecords, DedupRecords):
+def _jsonString(address: str) -> str:
+    """A LIKE pattern for ``address`` as one whole string of the stored JSON list (``!`` escapes)."""
+    quoted = json.dumps(address, ensure_ascii=False)
+    return "%" + quoted.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+
+
+class TransferStore(UserRecords, DedupRecords, EventRecords):
     """
-    Transfers, users, downloads and dedup records on a ``Database``.
+    Transfers, users, downloads, admin events and dedup records on a ``Database``.
     ``clock`` (an ``IReactorTime``) gives the time of every record.
     """
 
@@ -273,17 +280,19 @@ class TransferStore(UserRecords, DedupRecords):
 
     def transfers(
         self, tenant: Optional[str] = None, sender: Optional[str] = None, since: Optional[float] = None,
-        limit: int = 1000, tombstones: bool = False,
+        limit: int = 1000, recipient: Optional[str] = None, tombstones: bool = False,
     ) -> Deferred[list[Transfer]]:
         """
         The newest ``limit`` transfers, newest first, of a tenant, a
-        sender, created since; purged ones (their tombstones) only with
-        ``tombstones`` (the operator's list shows what ``show`` shows).
+        sender, to a recipient (any case), created since; purged ones
+        (their tombstones) only with ``tombstones`` (the operator's list
+        shows what ``show`` shows).
         """
         where: list[str] = [] if tombstones else ["purged IS NULL"]
         params: list[Any] = []
         for clause, value in (("tenant = ?", tenant), ("lower(sender) = lower(?)", sender),
-                              ("created >= ?", since)):
+                              ("created >= ?", since), ("lower(recipients) LIKE lower(?) ESCAPE '!'",
+                                                        None if recipient is None else _jsonString(recipient))):
             if value is not None:
                 where.append(clause)
                 params.append(value)
@@ -298,34 +307,63 @@ class TransferStore(UserRecords, DedupRecords):
 
         return self._db.runReadTransaction(find)
 
-    def revoke(self, transferId: str) -> Deferred[bool]:
+    def downloadCounts(self, transferIds: Sequence[str]) -> Deferred[dict[str, int]]:
+        """How many downloads the trail holds of each of ``transferIds`` (absent: none)."""
+        if not transferIds:
+            return succeed({})
+        marks = ", ".join("?" for _ in transferIds)
+        d = self._db.runQuery(f"SELECT transfer_id, COUNT(*) FROM downloads WHERE transfer_id IN ({marks})"
+                              " GROUP BY transfer_id", tuple(transferIds))
+        return d.addCallback(lambda rows: {id: int(count) for id, count in rows})
+
+    def revoke(self, transferId: str, by: Optional[str] = None) -> Deferred[bool]:
         """
         Withdraw the link now: it answers 410 "withdrawn" from then on
         and the next purge deletes its files.  Fires with whether there
-        is such a transfer (revoking twice keeps the first time).
+        is such a transfer (revoking twice keeps the first time).  ``by``
+        (an address, or ``events.OPERATOR``) is who did it: the first
+        revoke is then an admin event, recorded in the same transaction.
         """
         now = self._clock.seconds()
 
         def revoke(txn: Any) -> bool:
-            txn.execute("UPDATE transfers SET revoked = COALESCE(revoked, ?) WHERE id = ?", (now, transferId))
-            return bool(txn.rowcount == 1)
+            txn.execute(f"SELECT tenant, revoked FROM transfers WHERE id = ?{txn.dialect.forUpdate}",
+                        (transferId,))
+            row = txn.fetchone()
+            if row is None:
+                return False
+            tenant, revoked = row
+            if revoked is None:
+                txn.execute("UPDATE transfers SET revoked = ? WHERE id = ?", (now, transferId))
+                if by is not None:
+                    insertEvent(txn, tenant, now, by, REVOKE, transferId, eventTime(None), eventTime(now))
+            return True
 
         return self._db.runTransaction(revoke)
 
-    def extend(self, transferId: str, days: float) -> Deferred[bool]:
+    def extend(self, transferId: str, days: float, by: Optional[str] = None) -> Deferred[bool]:
         """
         Give the link ``days`` more days: from its expiry, or from now
         when it has expired but not yet been purged.  Fires with whether
         it was extended: never a revoked or purged transfer, nor one a
-        purge is deleting (its claim still current).
+        purge is deleting (its claim still current).  ``by``: who did it,
+        as for ``revoke`` (the event holds the old and the new expiry).
         """
         now = self._clock.seconds()
 
         def extend(txn: Any) -> bool:
-            txn.execute("UPDATE transfers SET expires = CASE WHEN expires > ? THEN expires ELSE ? END + ?"
-                        " WHERE id = ? AND revoked IS NULL AND purged IS NULL AND (purging IS NULL OR purging <= ?)",
-                        (now, now, days * 86400, transferId, now - PURGE_CLAIM_TIMEOUT))
-            return bool(txn.rowcount == 1)
+            txn.execute(f"SELECT tenant, expires FROM transfers WHERE id = ? AND revoked IS NULL AND purged IS NULL"
+                        f" AND (purging IS NULL OR purging <= ?){txn.dialect.forUpdate}",
+                        (transferId, now - PURGE_CLAIM_TIMEOUT))
+            row = txn.fetchone()
+            if row is None:
+                return False
+            tenant, expires = row
+            extended = max(expires, now) + days * 86400
+            txn.execute("UPDATE transfers SET expires = ? WHERE id = ?", (extended, transferId))
+            if by is not None:
+                insertEvent(txn, tenant, now, by, EXTEND, transferId, eventTime(expires), eventTime(extended))
+            return True
 
         return self._db.runTransaction(extend)
 

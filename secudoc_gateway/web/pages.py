@@ -51,6 +51,8 @@ def render(template: str, language: str, **context: Any) -> bytes:
     context.setdefault("help_contact", "")
     context.setdefault("sender", "")
     context.setdefault("switch", "")
+    context.setdefault("wide", False)
+    context.setdefault("site", "")
     return _environment.get_template(template).render(lang=language, t=texts(language), **context).encode("utf-8")
 
 

@@ -4,7 +4,8 @@ The sender's link from the confirmation mail (SPEC 6):
 file, and who where recipients verify) and a button that withdraws the
 transfer, ``POST /t/sender/<secret>/revoke`` (CSRF-protected).  The
 secret is a second one, hashed in the database like the token; it
-derives no key, so it opens no file.
+derives no key, so it opens no file.  A revoke here is an admin event by the sender
+(SPEC 7): whoever holds the sender's link acts as the sender.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class SenderResource(Resource):
             t = texts(language)
             sendPage(request, 403, render("message.html", language, title=t["error"], body=t["form_expired"]))
             return
-        await self.context.transfers.revoke(transfer.id)
+        await self.context.transfers.revoke(transfer.id, by=transfer.sender)
         request.setResponseCode(303)
         request.setHeader(b"Location", self.base.encode("ascii"))
         request.finish()
