@@ -8,12 +8,13 @@ purges at start and hourly; ``secudoc-gateway purge`` does it once.
 Each batch is claimed in the database first, so purges running at once
 on several nodes (or workers) never take the same transfer.  Each purge
 also removes the store's crash leftovers: temporary objects (S3:
-multipart uploads) older than the longest possible transaction.
+multipart uploads) older than the longest possible transaction, and
+the message trace's rows older than ``[portal] trace_days``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from twisted.application.internet import TimerService
 from twisted.internet.defer import ensureDeferred
@@ -23,6 +24,7 @@ log = Logger()
 
 PURGE_INTERVAL = 3600.0
 BATCH = 100
+DAY = 86400.0
 
 
 async def removeLeftovers(store: Any, olderThan: float, now: float) -> None:
@@ -39,12 +41,14 @@ class PurgeIncomplete(Exception):
     """Some expired transfers could not be purged (each was logged); the rest were."""
 
 
-async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> int:
+async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH,
+                       traceDays: Optional[float] = None) -> int:
     """
     Delete every transfer expired at ``now``, ``batch`` at a time;
     returns how many.  Raises ``PurgeIncomplete`` after the rest when
     some could not be deleted; their claims are let go, so the next
-    purge tries them again.
+    purge tries them again.  With ``traceDays``, the message trace's
+    rows older than that go too.
     """
     count = 0
     failed: list[str] = []
@@ -64,6 +68,10 @@ async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATC
                 continue
             count += 1
     await transfers.purgeDedup(now)
+    if traceDays is not None:
+        traced = await transfers.purgeTrace(now - traceDays * DAY)
+        if traced:
+            log.info("purged {count} message trace row(s) older than {days:g} days", count=traced, days=traceDays)
     if failed:
         await transfers.unclaim(failed)
         raise PurgeIncomplete(f"{len(failed)} expired transfer(s) could not be purged, {count} were")
@@ -84,7 +92,7 @@ class PurgeService(TimerService):
     """Runs ``purgeExpired`` every ``interval`` seconds, logging what it did."""
 
     def __init__(self, transfers: Any, store: Any, reactor: Any, metrics: Any, leftoverAge: float,
-                 interval: float = PURGE_INTERVAL) -> None:
+                 interval: float = PURGE_INTERVAL, traceDays: Optional[float] = None) -> None:
         super().__init__(interval, self._purge)
         self.clock = reactor
         self._transfers = transfers
@@ -92,11 +100,13 @@ class PurgeService(TimerService):
         self._reactor = reactor
         self._metrics = metrics
         self._leftoverAge = leftoverAge
+        self._traceDays = traceDays
 
     def _purge(self) -> Any:
         now = self._reactor.seconds()
         d = ensureDeferred(removeLeftovers(self._store, self._leftoverAge, now))
-        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now)))
+        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now,
+                                                            traceDays=self._traceDays)))
 
         def done(count: int) -> None:
             self._metrics.purgeTimestamp.set(self._reactor.seconds())
@@ -133,7 +143,7 @@ def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
             if dryRun:
                 return await expiredList(transfers, reactor.seconds())
             await removeLeftovers(store, config.smtp.longestTransaction, reactor.seconds())
-            return await purgeExpired(transfers, store, reactor.seconds())
+            return await purgeExpired(transfers, store, reactor.seconds(), traceDays=config.portal.trace_days)
         finally:
             database.close()
             await store.close()

@@ -271,7 +271,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     smtpFactory.noisy = False  # "Starting factory <object at 0x...>" tells an operator nothing
     monitor = HealthMonitor([("storage", store.check), ("database", database.check)], reactor)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction,
+                                                         traceDays=config.portal.trace_days),
                                             monitor])
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:

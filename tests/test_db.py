@@ -116,8 +116,8 @@ class DatabaseTests(TestCase):
         )
         self.assertEqual(
             [name for (name,) in rows],
-            ["attempts", "codes", "downloads", "files", "gateway_secrets", "relayed", "schema_version",
-             "sessions", "transfers", "users"],
+            ["attempts", "codes", "downloads", "files", "gateway_secrets", "message_trace",
+             "message_trace_recipients", "relayed", "schema_version", "sessions", "transfers", "users"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
@@ -324,8 +324,8 @@ class PostgreSQLTests(TestCase):
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             " ORDER BY table_name")
         self.assertEqual([name for (name,) in tables],
-                         ["attempts", "codes", "downloads", "files", "gateway_secrets", "relayed", "schema_version",
-                          "sessions", "transfers", "users"])
+                         ["attempts", "codes", "downloads", "files", "gateway_secrets", "message_trace",
+                          "message_trace_recipients", "relayed", "schema_version", "sessions", "transfers", "users"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:

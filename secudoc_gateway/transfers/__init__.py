@@ -2,12 +2,13 @@
 The records behind the gateway, on one ``TransferStore``: ``records``
 holds the values (a transfer, its files, its downloads), ``store`` the
 transfers and the download audit trail, ``users`` the known users,
-``dedup`` the messages already relayed.  Importers use the names below.
+``dedup`` the messages already relayed, ``trace`` the message trace.  Importers use the names below.
 """
 
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, DONE, INFLIGHT, INFLIGHT_TIMEOUT, NEW
 from secudoc_gateway.transfers.records import Download, StoredFile, Transfer
 from secudoc_gateway.transfers.store import PURGE_CLAIM_TIMEOUT, TransferStore
+from secudoc_gateway.transfers.trace import TraceEntry
 from secudoc_gateway.transfers.users import USER_SOURCES
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "USER_SOURCES",
     "Download",
     "StoredFile",
+    "TraceEntry",
     "Transfer",
     "TransferStore",
 ]

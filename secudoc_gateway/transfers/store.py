@@ -26,6 +26,7 @@ from secudoc_gateway.transfers.records import (
     Transfer,
     transferFromRow,
 )
+from secudoc_gateway.transfers.trace import TraceRecords
 from secudoc_gateway.transfers.users import UserRecords
 
 # A purge's claim on an expired transfer lapses after this long, so one
@@ -33,9 +34,10 @@ from secudoc_gateway.transfers.users import UserRecords
 PURGE_CLAIM_TIMEOUT = 30 * 60
 
 
-class TransferStore(UserRecords, DedupRecords):
+class TransferStore(UserRecords, DedupRecords, TraceRecords):
     """
-    Transfers, users, downloads and dedup records on a ``Database``.
+    Transfers, users, downloads, dedup records and the message trace
+    on a ``Database``.
     ``clock`` (an ``IReactorTime``) gives the time of every record.
     """
 
