@@ -22,14 +22,16 @@ from email.message import EmailMessage
 from typing import Any, Optional
 
 from prometheus_client import CollectorRegistry
-from twisted.internet import reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from secudoc_gateway import cli
 from secudoc_gateway.config import loadUsableConfig
 from secudoc_gateway.db import Database
+from secudoc_gateway.ingress.tracer import Tracer
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.purge import PurgeService
+from secudoc_gateway.replies import ACCEPTED
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.fakes import MemoryStore
 from secudoc_gateway.testing.gateway import testDatabase
@@ -218,14 +220,15 @@ class TraceCommandTests(TestCase):
                          [("<before@example.test>", "passed"), ("<after@example.test>", "protected")])
 
 
+def traceEntry(at: float, n: int) -> TraceEntry:
+    return TraceEntry(at=at, tenant="example", queue_id=f"Q{n}", message_id=f"<{n}@example.test>",
+                      sender="alice@example.test", recipients=("bob@external.test", "Eve@Other.test"),
+                      size=1000, decision="passed", reason="no-attachment", transfer_id=None,
+                      reply_code=250, reply_text="2.0.0 Ok", relay_reply="250 ok")
+
+
 class TracePurgeTests(TestCase):
     """Rows older than ``trace_days`` go with the hourly purge (a ``task.Clock``)."""
-
-    def entry(self, at: float, n: int) -> TraceEntry:
-        return TraceEntry(at=at, tenant="example", queue_id=f"Q{n}", message_id=f"<{n}@example.test>",
-                          sender="alice@example.test", recipients=("bob@external.test", "Eve@Other.test"),
-                          size=1000, decision="passed", reason="no-attachment", transfer_id=None,
-                          reply_code=250, reply_text="2.0.0 Ok", relay_reply="250 ok")
 
     @asyncTest
     async def test_purge(self) -> None:
@@ -236,8 +239,8 @@ class TracePurgeTests(TestCase):
         await database.open()
         self.addCleanup(database.close)
         store = TransferStore(database, clock)
-        await store.recordTrace(self.entry(0, 1))
-        await store.recordTrace(self.entry(2 * DAY, 2))
+        await store.recordTrace(traceEntry(0, 1))
+        await store.recordTrace(traceEntry(2 * DAY, 2))
         clock.advance(30 * DAY + 3600)
         service = PurgeService(store, MemoryStore(), clock, Metrics(CollectorRegistry()), 3600,
                                traceDays=config.portal.trace_days)
@@ -263,3 +266,43 @@ async def until(query: Any, done: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {result!r}")
         await task.deferLater(reactor, 0.02, lambda: None)
+
+
+class GroupCommitTests(SynchronousTestCase):
+    """The ``Tracer`` writes one batch at a time: rows that come meanwhile share the next transaction."""
+
+    def test_batches(self) -> None:
+        writes: list[tuple[list[str], defer.Deferred]] = []
+
+        class Store:
+            def recordTraces(self, entries: list[TraceEntry]) -> defer.Deferred:
+                d: defer.Deferred = defer.Deferred()
+                writes.append(([e.queue_id for e in entries], d))
+                return d
+
+        tracer = Tracer(Store(), task.Clock())
+        entries = [traceEntry(0, n) for n in range(4)]
+        first = tracer.record(entries[0])
+        waiting = [tracer.record(e) for e in entries[1:3]]
+        self.assertEqual([queueIds for queueIds, _ in writes], [["Q0"]])
+        self.assertNoResult(first)
+        writes[0][1].callback(None)
+        self.successResultOf(first)
+        self.assertEqual([queueIds for queueIds, _ in writes], [["Q0"], ["Q1", "Q2"]])
+        for d in waiting:
+            self.assertNoResult(d)
+        writes[1][1].errback(RuntimeError("database down"))  # logged, never the reply's failure
+        for d in waiting:
+            self.successResultOf(d)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        last = tracer.record(entries[3])  # nothing in flight: written at once
+        self.assertEqual([queueIds for queueIds, _ in writes][-1], ["Q3"])
+        writes[-1][1].callback(None)
+        self.successResultOf(last)
+
+    def test_off(self) -> None:
+        """Switched off (the bench's "without"), it makes no rows."""
+        for tracer in (Tracer(object(), task.Clock(), enabled=False), Tracer(None, task.Clock())):
+            entry = tracer.entry(None, "Q", None, None, 0, "passed", "", ACCEPTED)  # type: ignore[arg-type]
+            self.assertIsNone(entry)
+            self.successResultOf(tracer.record(entry))

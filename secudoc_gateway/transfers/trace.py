@@ -2,10 +2,11 @@
 The message trace (SPEC 7): one row per message the gateway gave a
 final reply to, so an admin can see what became of a test mail.
 
-A row is written with the reply, in one short transaction: on its own,
-or inside the one that marks the message's last relay leg done for
-dedup (``DedupRecords.markDone``), so a relayed message costs no extra
-round trip.  Its envelope recipients go into a rows table of their own
+A row is written before the reply, inside the transaction that marks
+the message's last relay leg done for dedup (``DedupRecords.markDone``)
+when there is one, so a relayed message costs no extra round trip;
+else with the rows of other messages answered at the same time
+(``recordTraces``, the ingress ``Tracer``'s group commit).  Its envelope recipients go into a rows table of their own
 as well, so a search by recipient reads an index.  Rows older than
 ``trace_days`` go with the hourly purge.
 """
@@ -13,7 +14,7 @@ as well, so a search by recipient reads an index.  Rows older than
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -100,7 +101,16 @@ class TraceRecords:
 
     def recordTrace(self, entry: TraceEntry) -> Deferred[None]:
         """Write ``entry`` (one transaction)."""
-        return self._db.runTransaction(insertTrace, entry)
+        return self.recordTraces([entry])
+
+    def recordTraces(self, entries: Sequence[TraceEntry]) -> Deferred[None]:
+        """Write ``entries``, all in one transaction (the ``Tracer``'s group commit)."""
+
+        def record(txn: Any) -> None:
+            for entry in entries:
+                insertTrace(txn, entry)
+
+        return self._db.runTransaction(record)
 
     def traceEntries(
         self, tenant: Optional[str] = None, sender: Optional[str] = None, recipient: Optional[str] = None,
