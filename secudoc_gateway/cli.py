@@ -1,6 +1,6 @@
 """
 ``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``,
-``purge``, ``transfers``, ``audit`` and ``exo-setup`` (SPEC section 2).
+``purge``, ``transfers``, ``audit``, ``trace`` and ``exo-setup`` (SPEC section 2).
 """
 
 from __future__ import annotations
@@ -214,9 +214,28 @@ async def transfersCommand(args: argparse.Namespace, work, config, reactor) -> i
         database.close()
 
 
+def trace(args: argparse.Namespace) -> int:
+    """The message trace (``tracing``); with ``--follow`` until Ctrl-C, which ends it with status 0."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from twisted.internet import defer, task
+
+    from secudoc_gateway.tracing import traceCommand
+
+    async def run(reactor) -> None:
+        status = await traceCommand(args, config, reactor)
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])
+    return EXIT_OK
+
+
 def commands() -> argparse.ArgumentParser:
     """The commands and their options (``main`` runs the one asked for)."""
     from secudoc_gateway.inventory import addCommands
+    from secudoc_gateway.tracing import addCommand as addTrace
 
     parser = argparse.ArgumentParser(prog="secudoc-gateway", description="The gateway's operator commands.")
     parser.add_argument("--version", action="version", version=f"secudoc-gateway {__version__}",
@@ -253,6 +272,7 @@ def commands() -> argparse.ArgumentParser:
                            help="a public address (or CIDR) of the gateway, repeatable: with it the script"
                                 " also exempts the gateway's returning mail from spam filtering")
     addCommands(sub, common, withTransfers)
+    addTrace(sub, common, trace)
     return parser
 
 

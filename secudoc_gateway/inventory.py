@@ -11,19 +11,31 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
 import sys
+import time
 from typing import Any, Callable, Optional, Sequence
 
 from secudoc_gateway.display import shown
 from secudoc_gateway.transfers import OPERATOR, Download, Transfer, TransferStore
 
 
-def parseDate(text: str) -> float:
-    """``2026-11-30`` or ``2026-11-30T08:00`` (UTC unless an offset is given) as Unix seconds."""
+_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parseDate(text: str, now: Optional[float] = None) -> float:
+    """
+    ``2026-11-30`` or ``2026-11-30T08:00`` (UTC unless an offset is
+    given), or a time ago (``30m``, ``12h``, ``1d``, ``2w``), as Unix seconds.
+    """
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return (time.time() if now is None else now) - float(ago.group(1)) * _UNIT[ago.group(2)]
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM): {text!r}")
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD, YYYY-MM-DDTHH:MM or 1d, 12h, ...): {text!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
     return moment.timestamp()

@@ -8,12 +8,13 @@ purges at start and hourly; ``secudoc-gateway purge`` does it once.
 Each batch is claimed in the database first, so purges running at once
 on several nodes (or workers) never take the same transfer.  Each purge
 also removes the store's crash leftovers: temporary objects (S3:
-multipart uploads) older than the longest possible transaction.
+multipart uploads) older than the longest possible transaction, and
+the message trace's rows older than ``[portal] trace_days``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 from twisted.application.internet import TimerService
@@ -24,6 +25,7 @@ log = Logger()
 
 PURGE_INTERVAL = 3600.0
 BATCH = 100
+DAY = 86400.0
 
 
 async def removeLeftovers(store: Any, olderThan: float, now: float) -> None:
@@ -60,12 +62,14 @@ def reason(transfer: Any) -> str:
     return "expired" if transfer.revoked is None else "revoked"
 
 
-async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH) -> Purged:
+async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATCH,
+                       traceDays: Optional[float] = None) -> Purged:
     """
     Delete every transfer expired or revoked at ``now``, ``batch`` at a
     time; returns how many of each.  Raises ``PurgeIncomplete`` after
     the rest when some could not be deleted; their claims are let go,
-    so the next purge tries them again.
+    so the next purge tries them again.  With ``traceDays``, the message
+    trace's rows older than that go too.
     """
     counts = {"expired": 0, "revoked": 0}
     failed: list[str] = []
@@ -86,6 +90,10 @@ async def purgeExpired(transfers: Any, store: Any, now: float, batch: int = BATC
             counts[reason(transfer)] += 1
     await transfers.purgeDedup(now)
     purged = Purged(**counts)
+    if traceDays is not None:
+        traced = await transfers.purgeTrace(now - traceDays * DAY)
+        if traced:
+            log.info("purged {count} message trace row(s) older than {days:g} days", count=traced, days=traceDays)
     if failed:
         await transfers.unclaim(failed)
         raise PurgeIncomplete(f"{len(failed)} transfer(s) could not be purged, {purged.total} were ({purged})")
@@ -106,7 +114,7 @@ class PurgeService(TimerService):
     """Runs ``purgeExpired`` every ``interval`` seconds, logging what it did."""
 
     def __init__(self, transfers: Any, store: Any, reactor: Any, metrics: Any, leftoverAge: float,
-                 interval: float = PURGE_INTERVAL) -> None:
+                 interval: float = PURGE_INTERVAL, traceDays: Optional[float] = None) -> None:
         super().__init__(interval, self._purge)
         self.clock = reactor
         self._transfers = transfers
@@ -114,11 +122,13 @@ class PurgeService(TimerService):
         self._reactor = reactor
         self._metrics = metrics
         self._leftoverAge = leftoverAge
+        self._traceDays = traceDays
 
     def _purge(self) -> Any:
         now = self._reactor.seconds()
         d = ensureDeferred(removeLeftovers(self._store, self._leftoverAge, now))
-        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now)))
+        d.addCallback(lambda _: ensureDeferred(purgeExpired(self._transfers, self._store, now,
+                                                            traceDays=self._traceDays)))
 
         def done(purged: Purged) -> None:
             self._metrics.purgeTimestamp.set(self._reactor.seconds())
@@ -155,7 +165,7 @@ def purgeOnce(config: Any, reactor: Any, dryRun: bool = False) -> Any:
             if dryRun:
                 return await expiredList(transfers, reactor.seconds())
             await removeLeftovers(store, config.smtp.longestTransaction, reactor.seconds())
-            return await purgeExpired(transfers, store, reactor.seconds())
+            return await purgeExpired(transfers, store, reactor.seconds(), traceDays=config.portal.trace_days)
         finally:
             database.close()
             await store.close()

@@ -225,4 +225,52 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX transfers_tenant_sender ON transfers (tenant, lower(sender), created)",
         "CREATE INDEX transfers_tenant_created ON transfers (tenant, created)",
     ),
+    (
+        # SPEC 7: the message trace, one row per message the gateway gave
+        # a final reply to (no subject, no content), kept ``trace_days``.
+        # ``decision`` is what became of the message (the status label of
+        # secudoc_messages_total), ``reason`` the X-SecuDoc-Status reason
+        # or the refusal's; ``reply_code`` and ``reply_text`` the final
+        # reply, ``relay_reply`` the relay target's; ``scan`` the malware
+        # verdict (SPEC 10; NULL: not scanned).  ``recipients`` is the
+        # envelope's, as a JSON list, for showing.
+        """
+        CREATE TABLE message_trace (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            tenant TEXT NOT NULL,
+            queue_id TEXT NOT NULL,
+            message_id TEXT,
+            sender TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            transfer_id TEXT,
+            reply_code INTEGER NOT NULL,
+            reply_text TEXT NOT NULL,
+            relay_reply TEXT NOT NULL,
+            scan TEXT
+        )
+        """,
+        # Searched by tenant and time, sender (any case), Message-ID, and
+        # time alone (--since, --follow, the purge).
+        "CREATE INDEX message_trace_tenant ON message_trace (tenant, at)",
+        "CREATE INDEX message_trace_sender ON message_trace (lower(sender), at)",
+        "CREATE INDEX message_trace_message_id ON message_trace (message_id)",
+        "CREATE INDEX message_trace_at ON message_trace (at)",
+        # One row per envelope recipient (addresses.addressKey), so a
+        # search by recipient reads an index, not every row's list.  No
+        # foreign key: the purge deletes both by ``at``, and an insert
+        # checks nothing more.
+        """
+        CREATE TABLE message_trace_recipients (
+            trace_id INTEGER NOT NULL,
+            recipient TEXT NOT NULL,
+            at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX message_trace_recipients_recipient ON message_trace_recipients (recipient, at)",
+        "CREATE INDEX message_trace_recipients_at ON message_trace_recipients (at)",
+    ),
 )

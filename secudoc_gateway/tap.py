@@ -302,7 +302,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
         checks.append((CLAMD_CHECK, scanner.check))
     monitor = HealthMonitor(checks, reactor)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
-                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
+                             afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction,
+                                                         traceDays=config.portal.trace_days),
                                             monitor],
                              worker=worker)
     certificateExpiry = expiry(smtp.tls_certificate)

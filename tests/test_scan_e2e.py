@@ -102,6 +102,9 @@ class ScanTestCase(TestCase):
         self.assertEqual((code, text), (554, f"5.7.1 Malware found: SecuDoc.Test.{signature}.UNOFFICIAL"))
         self.assertEqual(self.relayed(), [])
         self.assertEqual(self.rows("SELECT id FROM transfers"), [])
+        self.assertEqual(self.rows("SELECT decision, reply_code, scan FROM message_trace"),
+                         [("rejected", 554, "infected")])
+
         async def empty() -> bool:
             return await storedObjects(self.folder) == {}
 
@@ -155,6 +158,7 @@ class Infected(ScanTestCase):
         self.assertIn("eicar.com was withheld: malware was found in it.", body)
         self.assertIn("clean.txt", body)
         self.assertEqual(self.rows("SELECT n, name, scan FROM files"), [(0, "clean.txt", "clean")])
+        self.assertEqual(self.rows("SELECT decision, scan FROM message_trace"), [("protected", "infected")])
         self.assertEqual(self.rows("SELECT name, signature FROM withheld"),
                          [("eicar.com", "SecuDoc.Test.EICAR.UNOFFICIAL")])
         [path] = set(LINK.findall(body))
@@ -183,6 +187,7 @@ class Clean(ScanTestCase):
         self.assertEqual(code, 250, text)
         self.assertEqual(self.rows("SELECT scan FROM files ORDER BY n"), [("clean",)] * 10)
         self.assertEqual((await self.scans())["clean"], 10)
+        self.assertEqual(self.rows("SELECT decision, scan FROM message_trace"), [("protected", "clean")])
         [(transferId,)] = self.rows("SELECT id FROM transfers")
         shown = await self.transfersShow(transferId)
         self.assertEqual(len(re.findall(r" clean$", shown, re.MULTILINE)), 10)

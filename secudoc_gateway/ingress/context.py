@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 
 from secudoc_gateway.config.values import Tenant
+from secudoc_gateway.ingress.tracer import Tracer
 from secudoc_gateway.interfaces import IObjectStore, IRelay
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.scan import Scanner
@@ -27,6 +28,7 @@ class Context(Protocol):
     transfers: Any  # a TransferStore, or None without a database
     budget: MemoryBudget
     scanner: Optional[Scanner]  # None: scanning is off
+    tracer: Tracer  # the message trace's notifier
 
     def relayFor(self, tenant: Tenant) -> IRelay:
         """The relay of this tenant's settings."""

@@ -20,6 +20,7 @@ from zope.interface import implementer
 from secudoc_gateway import replies
 from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.envelope import Envelope
+from secudoc_gateway.ingress.tracer import Tracer
 from secudoc_gateway.ingress.transaction import Transaction
 from secudoc_gateway.interfaces import IIngress, IRelay
 from secudoc_gateway.metrics import Metrics
@@ -47,6 +48,7 @@ class Gateway:
         relayFactory: Any = relayFor,
         budget: Optional[MemoryBudget] = None,
         scanner: Optional[Scanner] = None,
+        tracer: Optional[Tracer] = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -56,6 +58,8 @@ class Gateway:
         self.transfers = transfers
         self.budget = budget or MemoryBudget(config.smtp.memory_budget)
         self.scanner = scanner
+        # A Tracer(..., enabled=False) only for the bench's "without".
+        self.tracer = tracer or Tracer(transfers, reactor)
         self._relayFactory = relayFactory
         self._relays: dict[Any, IRelay] = {}  # by the tenant's settings (frozen, hashable)
         self._current = frozenset(config.tenants)

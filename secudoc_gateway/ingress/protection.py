@@ -35,7 +35,7 @@ from secudoc_gateway.notices.mails import confirmationMail, separateMessage, tra
 from secudoc_gateway.outgoing import Segment
 from secudoc_gateway.metrics import TEMPFAILED
 from secudoc_gateway.replies import Reply
-from secudoc_gateway.scan import FileVerdict, ScanResult, Verdict
+from secudoc_gateway.scan import FileVerdict, ScanResult, Verdict, worst
 from secudoc_gateway.transfers import StoredFile, Transfer, WithheldFile
 
 
@@ -117,6 +117,7 @@ class Protection:
         if verdicts is None:
             return None
         self.verdicts = tuple(FileVerdict(self._fileName(f), v) for f, v in zip(self.files, verdicts))
+        self.legs.scan = worst(self.verdicts) or None
         metrics = self.gateway.metrics
         queueId = self.reception.queueId
         for file in self.verdicts:

@@ -16,13 +16,15 @@ crosses them: the refusals at the end of the data, the pass-through of
 a message the rules let pass, and the fallback when anything fails.
 Only then the reply: 250 after the relay target accepted, 451 when it
 could not (EXO keeps the message and retries), 554 with the target's
-own text when it refused the message for good.
+own text when it refused the message for good.  A message whose tenant
+is known leaves its trace row (SPEC 7) before the reply goes out: with
+the last leg's dedup record (``Legs``), else here, with the ``Tracer``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
@@ -37,6 +39,7 @@ from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.legs import Leg, Legs, countMessage, ready
 from secudoc_gateway.ingress.protection import Protection
 from secudoc_gateway.ingress.reception import Reception
+from secudoc_gateway.ingress.tracer import statusReason
 from secudoc_gateway.interfaces import ITransaction
 from secudoc_gateway.logs import END_OF_MESSAGE, logReject
 from secudoc_gateway.metrics import TEMPFAILED
@@ -73,6 +76,8 @@ class Transaction:
         self.queueId = newQueueId()
         self.started = gateway.reactor.seconds()
         self.reception = Reception(gateway, envelope, producer, self.queueId)
+        self.legs: Optional[Legs] = None
+        self.outcome: Optional[tuple[str, str]] = None  # a refusal's status and reason, for the trace
 
     # -- receiving ---------------------------------------------------------
 
@@ -100,6 +105,31 @@ class Transaction:
         return result
 
     async def _finish(self) -> Reply:
+        reply = await self._answer()
+        await self._trace(reply)
+        return reply
+
+    async def _trace(self, reply: Reply) -> None:
+        """
+        The trace row, unless the last leg's dedup record carried it; none
+        without a tenant (that refusal is in the log: nobody owns it).
+        """
+        legs, tenant = self.legs, self.reception.tenant
+        if tenant is None or (legs is not None and legs.traced):
+            return
+        if self.outcome is not None:
+            status, reason = self.outcome
+            entry = self.gateway.tracer.entry(tenant, self.queueId, self.envelope, self.reception.facts,
+                                              self.reception.spool.size, status, reason, reply,
+                                              legs.transferId if legs is not None else None,
+                                              scan=legs.scan if legs is not None else None)
+        elif legs is not None:
+            entry = legs.traceEntry(reply)
+        else:
+            return
+        await self.gateway.tracer.record(entry)
+
+    async def _answer(self) -> Reply:
         reception = self.reception
         reception.end()
         if reception.overBudget:
@@ -110,8 +140,8 @@ class Transaction:
         if reception.tenant is None:
             return self._refuse(replies.TENANT_MISMATCH, "null sender, and the headers name no tenant that allows"
                                                          " this address")
-        legs = Legs(self.gateway, self.envelope, reception.tenant, reception.facts, reception.spool,
-                    self.queueId, self.started)
+        self.legs = legs = Legs(self.gateway, self.envelope, reception.tenant, reception.facts, reception.spool,
+                                self.queueId, self.started)
         try:
             protection = Protection(self.gateway, self.envelope, reception, legs)
             decision = reception.early or await protection.decide(facts)
@@ -133,6 +163,7 @@ class Transaction:
         """Refuse the message at its end: nothing stored stays, and its refusal line."""
         self.reception.extractor.discard()
         countMessage(self.gateway, self.reception.tenant, status)
+        self.outcome = (status, statusReason(reason) or reason)
         envelope = self.envelope
         logReject(self.log, END_OF_MESSAGE, envelope.peer, reply, reason, queueId=self.queueId,
                   sender=envelope.sender, recipients=envelope.recipients, helo=envelope.helo)
@@ -153,5 +184,5 @@ class Transaction:
                 return await legs.relay([leg], policy.PASS)
             except Exception:
                 self.log.failure("{queueId}: relaying the original failed too", queueId=self.queueId)
-        legs.count(TEMPFAILED)
+        legs.count(TEMPFAILED, "internal error")
         return replies.LOCAL_TEMPFAIL

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.db import Database
+from secudoc_gateway.transfers.trace import TraceEntry, insertTrace
 
 # SPEC 4: a message relayed in the last 24 hours is not relayed again.
 DEDUP_WINDOW = 24 * 60 * 60
@@ -122,18 +123,27 @@ class DedupRecords:
 
         return self._db.runTransaction(claim)
 
-    def markDone(self, key: str, tenant: str = "") -> Deferred[None]:
+    def markDone(self, key: str, tenant: str = "", trace: Optional[TraceEntry] = None) -> Deferred[None]:
         """
         The relay target accepted the leg ``key``: copies arriving within
-        the window get 250.  Works without a prior claim too.
+        the window get 250.  Works without a prior claim too.  ``trace``,
+        the message's trace row when this was its last leg, is written in
+        the same transaction: a relayed message costs one round trip.
         """
         now = self._clock.seconds()
-        return self._db.runOperation(
+        done = (
             "INSERT INTO relayed (dedup_key, tenant, state, created, updated)"
             " VALUES (?, ?, 'done', ?, ?)"
-            " ON CONFLICT (dedup_key) DO UPDATE SET state = 'done', updated = excluded.updated",
-            (key, tenant, now, now),
+            " ON CONFLICT (dedup_key) DO UPDATE SET state = 'done', updated = excluded.updated"
         )
+        if trace is None:
+            return self._db.runOperation(done, (key, tenant, now, now))
+
+        def mark(txn: Any) -> None:
+            txn.execute(done, (key, tenant, now, now))
+            insertTrace(txn, trace)
+
+        return self._db.runTransaction(mark)
 
     def release(self, key: str) -> Deferred[None]:
         """

@@ -27,6 +27,7 @@ from secudoc_gateway.transfers.records import (
     Transfer,
     transferFromRow,
 )
+from secudoc_gateway.transfers.trace import TraceRecords
 from secudoc_gateway.transfers.users import UserRecords
 
 # A purge's claim on an expired transfer lapses after this long, so one
@@ -40,9 +41,10 @@ def _jsonString(address: str) -> str:
     return "%" + quoted.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
 
 
-class TransferStore(UserRecords, DedupRecords, EventRecords):
+class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
     """
-    Transfers, users, downloads, admin events and dedup records on a ``Database``.
+    Transfers, users, downloads, admin events, dedup records and the
+    message trace on a ``Database``.
     ``clock`` (an ``IReactorTime``) gives the time of every record.
     """
 
