@@ -83,11 +83,21 @@ class HealthMonitor(Service):
                     error = result.getErrorMessage() or result.type.__name__
                 answer.callback((name, error))
 
-        def late() -> None:
-            if not answer.called:
-                answer.callback((name, f"no answer within {self._timeout:g} s"))
+        self._deadline(answer, self._timeout, lambda: (name, f"no answer within {self._timeout:g} s"))
+        call.addBoth(settled)
+        return answer
 
-        timer = self._reactor.callLater(self._timeout, late)
+    def _deadline(self, d: Deferred, seconds: float, fallback: Callable[[], Any]) -> Deferred:
+        """
+        ``d`` fires with ``fallback()`` after ``seconds`` unless it fired
+        before; what it waits for is left to finish (a hung check is not
+        started again until it does), and the timer ends with the service.
+        """
+        def late() -> None:
+            if not d.called:
+                d.callback(fallback())
+
+        timer = self._reactor.callLater(seconds, late)
         self._timers.add(timer)
 
         def stopTimer(result: Any) -> Any:
@@ -96,9 +106,7 @@ class HealthMonitor(Service):
                 timer.cancel()
             return result
 
-        answer.addBoth(stopTimer)
-        call.addBoth(settled)
-        return answer
+        return d.addBoth(stopTimer)
 
     def _round(self) -> Deferred:
         d = gatherResults([self._one(name, check) for name, check in self._checks])
@@ -123,21 +131,7 @@ class HealthMonitor(Service):
             return succeed(self._latest)
         d: Deferred[Outcomes] = Deferred()
         self._waiting.append(d)
-
-        def late() -> None:
-            if not d.called:
-                d.callback([(name, "no check finished yet") for name, _ in self._checks])
-
-        timer = self._reactor.callLater(FIRST_ANSWER, late)
-        self._timers.add(timer)
-
-        def stopTimer(result: Any) -> Any:
-            self._timers.discard(timer)
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return d.addBoth(stopTimer)
+        return self._deadline(d, FIRST_ANSWER, lambda: [(name, "no check finished yet") for name, _ in self._checks])
 
 
 class HealthResource(Resource):
