@@ -32,10 +32,12 @@ TEST_MODULES := $(SLOW_MODULES) \
 # rules, the dashboard's queries), systemd-analyze (the unit file),
 # Chromium and its driver (the browser tests), clamd and clamscan
 # (malware scanning, SPEC 10: the tests start clamd with their own
-# signatures, tests/clamav; freshclam is never run).
+# signatures, tests/clamav; freshclam is never run), xmlsec1 (pysaml2's
+# XML signatures, SPEC 9's SAML sign-on: the gateway needs it at run time too).
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver clamd:clamav-daemon clamscan:clamav
+	chromium:chromium chromedriver:chromium-driver clamd:clamav-daemon clamscan:clamav \
+	xmlsec1:xmlsec1
 
 FUZZ_SECONDS ?= 600
 

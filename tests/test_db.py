@@ -117,7 +117,8 @@ class DatabaseTests(TestCase):
         self.assertEqual(
             [name for (name,) in rows],
             ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "portal_login_links",
-             "portal_sessions", "relayed", "schema_version", "sessions", "transfers", "users", "withheld"],
+             "portal_sessions", "relayed", "saml_assertions", "saml_metadata", "saml_requests", "schema_version",
+             "sessions", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
@@ -325,8 +326,8 @@ class PostgreSQLTests(TestCase):
             " ORDER BY table_name")
         self.assertEqual([name for (name,) in tables],
                          ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
-                          "portal_login_links", "portal_sessions", "relayed", "schema_version", "sessions",
-                          "transfers", "users", "withheld"])
+                          "portal_login_links", "portal_sessions", "relayed", "saml_assertions", "saml_metadata",
+                          "saml_requests", "schema_version", "sessions", "transfers", "users", "withheld"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:
