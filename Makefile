@@ -24,7 +24,7 @@ PG_BIN := /usr/lib/postgresql/15/bin
 # hands tests out in this order as workers come free, so the two workers
 # end together instead of one finishing a long test alone.
 SLOW_MODULES := tests.test_deployment tests.test_fuzz tests.test_workers tests.test_browser tests.test_portal_browser tests.test_logs \
-	tests.test_packaging tests.test_storage_s3 tests.test_nodes
+	tests.test_packaging tests.test_storage_s3 tests.test_nodes tests.test_saml_browser
 TEST_MODULES := $(SLOW_MODULES) \
 	$(filter-out $(SLOW_MODULES),$(patsubst tests/%.py,tests.%,$(sort $(wildcard tests/test_*.py))))
 
