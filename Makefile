@@ -25,7 +25,7 @@ PG_BIN := /usr/lib/postgresql/15/bin
 # hands tests out in this order as workers come free, so the two workers
 # end together instead of one finishing a long test alone.
 SLOW_MODULES := tests.test_deployment tests.test_fuzz tests.test_workers tests.test_browser tests.test_portal_browser tests.test_logs \
-	tests.test_packaging tests.test_storage_s3 tests.test_nodes
+	tests.test_packaging tests.test_storage_s3 tests.test_nodes tests.test_saml_browser
 TEST_MODULES := $(SLOW_MODULES) \
 	$(filter-out $(SLOW_MODULES),$(patsubst tests/%.py,tests.%,$(sort $(wildcard tests/test_*.py))))
 
@@ -33,10 +33,12 @@ TEST_MODULES := $(SLOW_MODULES) \
 # rules, the dashboard's queries), systemd-analyze (the unit file),
 # Chromium and its driver (the browser tests), clamd and clamscan
 # (malware scanning, SPEC 10: the tests start clamd with their own
-# signatures, tests/clamav; freshclam is never run).
+# signatures, tests/clamav; freshclam is never run), xmlsec1 (pysaml2's
+# XML signatures, SPEC 9's SAML sign-on: the gateway needs it at run time too).
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900
 DEBIAN_TOOLS := prometheus:prometheus promtool:prometheus systemd-analyze:systemd \
-	chromium:chromium chromedriver:chromium-driver clamd:clamav-daemon clamscan:clamav
+	chromium:chromium chromedriver:chromium-driver clamd:clamav-daemon clamscan:clamav \
+	xmlsec1:xmlsec1
 
 FUZZ_SECONDS ?= 600
 

@@ -2,7 +2,8 @@
 The ``/t/`` links, built in one place: the recipient's page
 (``<public_url>/t/<token>``), what hangs below it (a file, the ZIP, the
 logo), and the sender's page (``/t/sender/<secret>``); and the portal's
-(``<public_url>/portal/...``).  A ``public_url``
+(``<public_url>/portal/...``) and its SAML service provider's
+(``<public_url>/saml/<tenant>/...``).  A ``public_url``
 with a path (a proxy's prefix, ``https://host/secudoc``) keeps that path
 in every link and in every path a page refers to.
 
@@ -57,6 +58,19 @@ def portalPath(publicURL: str, *below: str) -> str:
 def portalURL(publicURL: str, *below: str) -> str:
     """A portal link a mail carries: its login page, a one-time login link."""
     return publicURL.rstrip("/") + portalPath("", *below)
+
+
+SAML = "saml"
+
+
+def samlPath(publicURL: str, tenant: str, *below: str) -> str:
+    """The path of a tenant's SAML service provider (``/saml/<tenant>``) or of ``below`` it (``"acs"``)."""
+    return "/".join((_base(publicURL), SAML, tenant, *below))
+
+
+def samlURL(publicURL: str, tenant: str, *below: str) -> str:
+    """A SAML URL the IdP knows: our entity id (the metadata's URL), the ACS, the Sign-on URL."""
+    return publicURL.rstrip("/") + samlPath("", tenant, *below)
 
 
 def transferURL(publicURL: str, token: str) -> str:

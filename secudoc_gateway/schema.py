@@ -273,4 +273,39 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX message_trace_recipients_recipient ON message_trace_recipients (recipient, at)",
         "CREATE INDEX message_trace_recipients_at ON message_trace_recipients (at)",
     ),
+    (
+        # SPEC 9, SAML sign-on.  An AuthnRequest not yet answered, keyed
+        # by the hash of its id with the browser's nonce (the cookie):
+        # only that browser can use it, once, until ``expires``.
+        """
+        CREATE TABLE saml_requests (
+            request_hash TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            expires REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX saml_requests_expires ON saml_requests (expires)",
+        # Assertion ids seen (hashed), until the assertion expires: a replay is refused on every node.
+        """
+        CREATE TABLE saml_assertions (
+            assertion_hash TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            expires REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX saml_assertions_expires ON saml_assertions (expires)",
+        # The last good copy of a tenant's federation metadata (``saml_metadata_url``), shared by every
+        # worker and node and kept across an IdP's outage; ``checked`` and ``error`` say how the last
+        # fetch went.
+        """
+        CREATE TABLE saml_metadata (
+            tenant TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            xml TEXT,
+            fetched REAL,
+            checked REAL NOT NULL,
+            error TEXT
+        )
+        """,
+    ),
 )

@@ -206,16 +206,33 @@ class GatewayService(MultiService):
         self.database.close()
 
 
-def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway: Any) -> Any:
-    """``/portal/`` (SPEC 9) on the recipient side's context, its sessions timed by ``clock``."""
+def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway: Any,
+                    reactor: Any) -> tuple[Any, Any, IService]:
+    """
+    ``/portal/`` and ``/saml/`` (SPEC 9) on the recipient side's context,
+    sessions and SAML requests timed by ``clock``; and the service that
+    runs pysaml2's thread.  The IdPs' metadata is fetched with the
+    platform's trusted roots (``SSL_CERT_FILE`` names others).
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent
+
     from secudoc_gateway.portal import PortalContext, PortalResource
     from secudoc_gateway.portal.loginlinks import LoginLinks
+    from secudoc_gateway.portal.saml.context import SAMLContext
+    from secudoc_gateway.portal.saml.federation import Federation
+    from secudoc_gateway.portal.saml.resource import SAMLResource
+    from secudoc_gateway.portal.saml.signatures import SAMLWorker
+    from secudoc_gateway.portal.saml.store import SAMLStore
     from secudoc_gateway.portal.sessions import SessionLimits, SessionStore
 
+    worker = SAMLWorker(reactor)
+    saml = SAMLContext(store=SAMLStore(database, clock),
+                       federation=Federation(database, clock, HTTPClient(Agent(reactor))), worker=worker)
     portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
                            logins=LoginLinks(database, clock),
-                           tenantForAddress=lambda address: gateway.registry.forSender(address))
-    return PortalResource(portal)
+                           tenantForAddress=lambda address: gateway.registry.forSender(address), saml=saml)
+    return PortalResource(portal), SAMLResource(portal, saml), worker
 
 
 @overload
@@ -325,7 +342,10 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     health = HealthResource(monitor, degraded)
     public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
     if config.portal.enabled:
-        public[links.PORTAL.encode("ascii")] = portalResource(config, web, database, clock or reactor, gateway)
+        portal, saml, samlWorker = portalResources(config, web, database, clock or reactor, gateway, reactor)
+        public[links.PORTAL.encode("ascii")] = portal
+        public[links.SAML.encode("ascii")] = saml
+        service.afterDatabase.append(samlWorker)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
     factories = {

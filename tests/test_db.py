@@ -117,7 +117,8 @@ class DatabaseTests(TestCase):
         self.assertEqual(
             [name for (name,) in rows],
             ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "message_trace",
-             "message_trace_recipients", "portal_login_links", "portal_sessions", "relayed", "schema_version",
+             "message_trace_recipients", "portal_login_links", "portal_sessions", "relayed", "saml_assertions",
+             "saml_metadata", "saml_requests", "schema_version",
              "sessions", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
@@ -327,7 +328,8 @@ class PostgreSQLTests(TestCase):
         self.assertEqual([name for (name,) in tables],
                          ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
                           "message_trace", "message_trace_recipients", "portal_login_links", "portal_sessions",
-                          "relayed", "schema_version", "sessions", "transfers", "users", "withheld"])
+                          "relayed", "saml_assertions", "saml_metadata", "saml_requests", "schema_version", "sessions",
+                          "transfers", "users", "withheld"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:

@@ -13,6 +13,7 @@ import attrs
 from secudoc_gateway import links
 from secudoc_gateway.config import Tenant
 from secudoc_gateway.portal.loginlinks import LoginLinks
+from secudoc_gateway.portal.saml.context import SAMLContext
 from secudoc_gateway.portal.sessions import SessionStore
 from secudoc_gateway.web.context import WebContext
 
@@ -22,13 +23,15 @@ class PortalContext:
     """
     ``tenantForAddress`` maps an address to the tenant of its domain in
     the current registry (``None`` for none): a SIGHUP reload is seen
-    by the next request.
+    by the next request.  ``saml`` is SAML sign-on's (``None``: only
+    e-mail links, as in tests of the pages alone).
     """
 
     web: WebContext
     sessions: SessionStore
     logins: LoginLinks
     tenantForAddress: Callable[[str], Optional[Tenant]]
+    saml: Optional[SAMLContext] = None
 
     @property
     def base(self) -> str:

@@ -49,7 +49,7 @@ def _client(request: Request) -> str:
     return str(getattr(client, "host", client))
 
 
-def _isAddress(address: str) -> bool:
+def isAddress(address: str) -> bool:
     local, at, domain = address.rpartition("@")
     return bool(at and local and "." in domain and len(address) <= 320)
 
@@ -86,11 +86,27 @@ async def signIn(visit: Visit, tenant: Tenant, address: str, role: str, how: str
     redirect(visit.request, portal.base + "/")
 
 
+def _loginTenant(visit: Visit) -> Optional[Tenant]:
+    """The tenant a per-tenant login page names (``/portal/login?tenant=<id>``), if any."""
+    wanted = formValue(visit.request, "tenant", 200) or ""
+    return visit.portal.web.tenantOf(wanted) if wanted else None
+
+
 async def _askForm(visit: Visit, code: int = 200, error: str = "", address: str = "") -> None:
+    """
+    The login form; on a tenant's own login page (``?tenant=<id>``) also
+    "Sign in with Microsoft" where the tenant has SAML, and no address
+    form where it has SAML only.
+    """
     portal = visit.portal
     csrf = csrfToken(visit.request, visit.formKey, _ASK, _ASK_SUBJECT, portal.base, portal.secure)
+    tenant = _loginTenant(visit)
+    saml = ""
+    if tenant is not None and tenant.portal_login in (PortalLogin.SAML, PortalLogin.BOTH):
+        saml = links.samlPath(portal.web.publicURL, tenant.id, "login")
+    email = tenant is None or _emailLinkAllowed(tenant)
     page(visit, code, "login.html", visit.t["login_title"], action=f"{portal.base}/login", csrf=csrf,
-         error=error, address=address)
+         error=error, address=address, saml=saml, email=email)
 
 
 async def loginForm(visit: Visit) -> None:
@@ -108,7 +124,7 @@ async def askLink(visit: Visit) -> None:
         await _askForm(visit, 403, t["form_expired"])
         return
     address = addressKey(formValue(visit.request, "address") or "")
-    if not _isAddress(address):
+    if not isAddress(address):
         await _askForm(visit, 400, t["bad_address"], address)
         return
     access = portal.web.access
