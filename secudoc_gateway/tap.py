@@ -29,6 +29,7 @@ from secudoc_gateway.listening import (
 )
 from secudoc_gateway.logs import LogService, logReady
 from secudoc_gateway.metrics import Metrics
+from secudoc_gateway.settings import LiveSettings, SettingsPoller, SettingsStore
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
@@ -87,8 +88,12 @@ class GatewayService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config, reactor: Any, gateway: Any, smtpFactory: Any, database: Any,
-                 metrics: Metrics, afterDatabase: Sequence[IService] = (), worker: Optional[int] = None) -> None:
+                 metrics: Metrics, afterDatabase: Sequence[IService] = (), worker: Optional[int] = None,
+                 settings: Optional[LiveSettings] = None) -> None:
         super().__init__()
+        # The portal's overrides: read once the database is open, before
+        # anything serves, so the first message already follows them.
+        self.settings = settings
         self.config = config
         self.metrics = metrics
         self.reactor = reactor
@@ -146,7 +151,11 @@ class GatewayService(MultiService):
             if self.reactor.running:
                 self.reactor.stop()
 
-        self.database.open().addCallbacks(opened, failed)
+        d = self.database.open()
+        if self.settings is not None:
+            settings = self.settings
+            d.addCallback(lambda _: defer.ensureDeferred(settings.refresh()))
+        d.addCallbacks(opened, failed)
 
     def whenReady(self) -> defer.Deferred:
         """Fires once the database is open and migrated (fails if it could not be)."""
@@ -173,7 +182,10 @@ class GatewayService(MultiService):
             self.metrics.configLoaded(False, self.reactor.seconds())
             return False
         self.config = attrs.evolve(self.config, tenants=tenants)
-        self.gateway.reload(self.config)
+        if self.settings is not None:
+            self.settings.files(tenants)  # with the portal's overrides
+        else:
+            self.gateway.reload(self.config)
         self.metrics.configLoaded(True, self.reactor.seconds())
         self.metrics.showTenants(t.id for t in tenants)
         self.log.info("reloaded {count} tenant(s)", count=len(tenants))
@@ -206,7 +218,8 @@ class GatewayService(MultiService):
         self.database.close()
 
 
-def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway: Any) -> Any:
+def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway: Any,
+                   settings: Optional[LiveSettings] = None) -> Any:
     """``/portal/`` (SPEC 9) on the recipient side's context, its sessions timed by ``clock``."""
     from secudoc_gateway.portal import PortalContext, PortalResource
     from secudoc_gateway.portal.loginlinks import LoginLinks
@@ -214,7 +227,8 @@ def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway:
 
     portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
                            logins=LoginLinks(database, clock),
-                           tenantForAddress=lambda address: gateway.registry.forSender(address))
+                           tenantForAddress=lambda address: gateway.registry.forSender(address),
+                           settings=settings)
     return PortalResource(portal)
 
 
@@ -301,10 +315,15 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     if scanner is not None:
         checks.append((CLAMD_CHECK, scanner.check))
     monitor = HealthMonitor(checks, reactor)
+    def publish(tenants: Any) -> None:
+        """The effective tenants (files and the portal's overrides) into the gateway's registry."""
+        gateway.reload(attrs.evolve(service.config, tenants=tenants))
+
+    settings = LiveSettings(SettingsStore(database, clock or reactor), config.tenants, publish)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
                              afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction),
-                                            monitor],
-                             worker=worker)
+                                            monitor, SettingsPoller(settings, reactor)],
+                             worker=worker, settings=settings)
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)
@@ -324,7 +343,7 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     health = HealthResource(monitor, degraded)
     public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
     if config.portal.enabled:
-        public[links.PORTAL.encode("ascii")] = portalResource(config, web, database, clock or reactor, gateway)
+        public[links.PORTAL.encode("ascii")] = portalResource(config, web, database, clock or reactor, gateway, settings)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
     factories = {

@@ -117,7 +117,8 @@ class DatabaseTests(TestCase):
         self.assertEqual(
             [name for (name,) in rows],
             ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "portal_login_links",
-             "portal_sessions", "relayed", "schema_version", "sessions", "transfers", "users", "withheld"],
+             "portal_sessions", "relayed", "schema_version", "sessions", "tenant_settings",
+             "tenant_settings_version", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
@@ -326,7 +327,7 @@ class PostgreSQLTests(TestCase):
         self.assertEqual([name for (name,) in tables],
                          ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
                           "portal_login_links", "portal_sessions", "relayed", "schema_version", "sessions",
-                          "transfers", "users", "withheld"])
+                          "tenant_settings", "tenant_settings_version", "transfers", "users", "withheld"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:

@@ -14,6 +14,7 @@ from secudoc_gateway import links
 from secudoc_gateway.config import Tenant
 from secudoc_gateway.portal.loginlinks import LoginLinks
 from secudoc_gateway.portal.sessions import SessionStore
+from secudoc_gateway.settings import LiveSettings
 from secudoc_gateway.web.context import WebContext
 
 
@@ -29,6 +30,8 @@ class PortalContext:
     sessions: SessionStore
     logins: LoginLinks
     tenantForAddress: Callable[[str], Optional[Tenant]]
+    settings: Optional[LiveSettings] = None
+    """The portal's overrides of the tenant files (settings live); ``None`` where none are kept."""
 
     @property
     def base(self) -> str:
