@@ -1,14 +1,12 @@
 """
 ``secudoc-gateway`` operator commands: ``check-config``, ``test-relay``,
-``purge``, ``transfers``, ``audit``, ``trace`` and ``exo-setup`` (SPEC section 2).
+``purge``, ``transfers``, ``audit``, ``trace``, ``tenants`` and ``exo-setup`` (SPEC section 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import email.utils
 import sys
-import uuid
 from typing import Optional, Sequence
 
 from secudoc_gateway import __version__
@@ -48,31 +46,6 @@ def checkConfig(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def testMessage(tenant, hostname: str, recipient: str) -> bytes:
-    """The seed's "Uw mailserver is ingesteld" check: a plain note, marked as ours."""
-    subject = {"nl": "Uw mailserver is ingesteld", "en": "Your mail server is set up"}[tenant.language]
-    body = {
-        "nl": "Dit is een testbericht van secudoc-gateway: de relay naar uw mailserver werkt.",
-        "en": "This is a test message from secudoc-gateway: relaying to your mail server works.",
-    }[tenant.language]
-    lines = [
-        f"From: {tenant.facility_sender}",
-        f"To: {recipient}",
-        f"Subject: {subject}",
-        f"Date: {email.utils.formatdate(localtime=False, usegmt=True)}",
-        f"Message-ID: <{uuid.uuid4().hex}@{hostname}>",
-        "MIME-Version: 1.0",
-        "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: 7bit",
-        "X-SecuDoc: 1.0",
-        "X-SecuDoc-Status: passed; reason=test-relay",
-        "",
-        body,
-        "",
-    ]
-    return "\r\n".join(lines).encode("ascii")
-
-
 def testRelay(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -84,18 +57,12 @@ def testRelay(args: argparse.Namespace) -> int:
 
     from twisted.internet import task
 
-    from secudoc_gateway.envelope import Envelope
-    from secudoc_gateway.outgoing import OutgoingMessage
-    from secudoc_gateway.relay.smtp import relayFor
-    from secudoc_gateway.spool import MemoryBudget, Spool
+    from secudoc_gateway.relay.probe import probeRelay
 
     recipient = args.to or tenant.facility_sender
+
     def run(reactor):
-        relay = relayFor(tenant, config.smtp.hostname, reactor)
-        spool = Spool(MemoryBudget(1 << 20))
-        message = OutgoingMessage(spool, [testMessage(tenant, config.smtp.hostname, recipient)])
-        envelope = Envelope(sender=tenant.facility_sender, recipients=(recipient,))
-        d = relay.send(envelope, message)
+        d = probeRelay(tenant, config.smtp.hostname, reactor, recipient)
 
         def ok(reply: str) -> None:
             print(f"relayed through {tenant.relay}: {reply}")
@@ -108,9 +75,7 @@ def testRelay(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             raise SystemExit(EXIT_FAILED)
 
-        d.addCallbacks(ok, failed)
-        # QUIT the connection before the process ends.
-        return d.addBoth(lambda result: relay.close().addCallback(lambda _: result))
+        return d.addCallbacks(ok, failed)
 
     task.react(run, [])  # exits the process with 0, or with the SystemExit code
     return EXIT_OK
@@ -232,9 +197,34 @@ def trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def withSettings(args: argparse.Namespace, work) -> int:
+    """Load the config and the portal's overrides, ``work(args, config, overrides)`` for the exit status."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    from twisted.internet import defer, task
+
+    async def run(reactor) -> None:
+        from secudoc_gateway.db import Database
+        from secudoc_gateway.settings import SettingsStore
+
+        database = Database.fromConfig(config.database, reactor)
+        await database.open()
+        try:
+            _, overrides = await SettingsStore(database, reactor).overrides()
+        finally:
+            database.close()
+        status = work(args, config, overrides)
+        if status:
+            raise SystemExit(status)
+
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor)), [])
+    return EXIT_OK
+
+
 def commands() -> argparse.ArgumentParser:
     """The commands and their options (``main`` runs the one asked for)."""
-    from secudoc_gateway.inventory import addCommands
+    from secudoc_gateway.inventory import addCommands, addTenantCommands
     from secudoc_gateway.tracing import addCommand as addTrace
 
     parser = argparse.ArgumentParser(prog="secudoc-gateway", description="The gateway's operator commands.")
@@ -273,6 +263,7 @@ def commands() -> argparse.ArgumentParser:
                                 " also exempts the gateway's returning mail from spam filtering")
     addCommands(sub, common, withTransfers)
     addTrace(sub, common, trace)
+    addTenantCommands(sub, common, withSettings)
     return parser
 
 

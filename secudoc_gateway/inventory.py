@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
+from secudoc_gateway.config import Config, Tenant
 from secudoc_gateway.display import shown
 from secudoc_gateway.transfers import OPERATOR, Download, Transfer, TransferStore
 
@@ -218,3 +219,100 @@ def addCommands(sub: Any, common: argparse.ArgumentParser, run: Callable[..., in
     trail.set_defaults(work=audit)
     for parser in (transfers, trail):
         parser.set_defaults(func=lambda args: run(args, args.work))
+
+
+# ``tenants show``: every key of a tenant file, not the derived values.
+_DERIVED = frozenset({"networks", "exchange_online", "source", "document"})
+EXIT_NO_TENANT = 2
+
+
+def settingRecords(fileTenant: Tenant, overrides: Sequence[Any]) -> list[dict[str, Any]]:
+    """
+    A tenant's effective settings, each with where it comes from: the
+    portal (who, when), the tenant file, or the file's default.
+    """
+    import tomllib
+
+    import attrs
+
+    from secudoc_gateway.settings import effective, shownValue
+
+    mine = [o for o in overrides if o.tenant == fileTenant.id]
+    [tenant], _ = effective([fileTenant], mine)
+    try:
+        inFile = tomllib.loads(fileTenant.document)
+    except tomllib.TOMLDecodeError:
+        inFile = {}
+    byKey = {o.key: o for o in mine}
+    records = []
+    for field in attrs.fields(Tenant):
+        if field.name in _DERIVED:
+            continue
+        o = byKey.get(field.name)
+        value = json.loads(shownValue(getattr(tenant, field.name)))
+        source = "portal" if o is not None and field.name in _applied(tenant, fileTenant, o) else (
+            "file" if field.name in inFile else "default")
+        records.append({"key": field.name, "value": value, "source": source,
+                        "who": o.who if source == "portal" and o is not None else None,
+                        "when": timestamp(o.at) if source == "portal" and o is not None else None})
+    return records
+
+
+def _applied(tenant: Tenant, fileTenant: Tenant, override: Any) -> set[str]:
+    """The override's key if the effective tenant holds its value (one left out for a problem does not)."""
+    from secudoc_gateway.config.tenants import withOverrides
+
+    alone, problems = withOverrides(fileTenant, {override.key: override.value})
+    if problems or getattr(alone, override.key) != getattr(tenant, override.key):
+        return set()
+    return {override.key}
+
+
+def showTenant(args: argparse.Namespace, config: Config, overrides: Sequence[Any]) -> int:
+    fileTenant = next((t for t in config.tenants if t.id == args.id), None)
+    if fileTenant is None:
+        known = ", ".join(sorted(t.id for t in config.tenants)) or "none"
+        print(f"{args.config}: no tenant {args.id!r} (tenants: {known})", file=sys.stderr)
+        return EXIT_NO_TENANT
+    records = settingRecords(fileTenant, overrides)
+
+    def text() -> str:
+        rows = [(r["key"], json.dumps(r["value"], ensure_ascii=False),
+                 r["source"] + (f" ({r['who']}, {r['when']})" if r["source"] == "portal" else ""))
+                for r in records]
+        return f"tenant {fileTenant.id}: {fileTenant.source}\n" + table(("key", "value", "source"), rows)
+
+    _print(args, {"tenant": fileTenant.id, "file": fileTenant.source, "settings": records}, text)
+    return 0
+
+
+def listTenants(args: argparse.Namespace, config: Config, overrides: Sequence[Any]) -> int:
+    records = [{"id": t.id, "domains": list(t.domains), "file": t.source,
+                "portal_settings": sum(o.tenant == t.id for o in overrides)} for t in config.tenants]
+
+    def text() -> str:
+        return table(("id", "domains", "portal settings", "file"),
+                     [(r["id"], ", ".join(r["domains"]), r["portal_settings"], r["file"]) for r in records])
+
+    _print(args, records, text)
+    return 0
+
+
+def addTenantCommands(sub: Any, common: argparse.ArgumentParser, run: Callable[..., int]) -> None:
+    """``tenants list|show``; ``run(args, work)`` loads the config and the overrides for ``work``."""
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    tenants = sub.add_parser("tenants", help="the tenants and their effective settings",
+                             description="The tenants, and each one's effective settings: the tenant file with"
+                                         " the values its admins set in the portal.")
+    tenants.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                         help="main configuration file (also after the verb)")
+    verbs = tenants.add_subparsers(dest="verb", required=True)
+    listing = verbs.add_parser("list", parents=[common, output], help="every tenant, with its portal settings' count")
+    listing.set_defaults(work=listTenants)
+    show = verbs.add_parser("show", parents=[common, output],
+                            help="a tenant's effective settings and where each comes from (file or portal, who, when)")
+    show.add_argument("id", help="the tenant's id")
+    show.set_defaults(work=showTenant)
+    tenants.set_defaults(func=lambda args: run(args, args.work))
+

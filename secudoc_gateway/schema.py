@@ -308,4 +308,62 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # SPEC 3 and 9: the portal's overrides of a tenant file, one row
+        # per key set (``value`` as JSON), and a counter every change
+        # bumps, which each node polls instead of the rows.
+        """
+        CREATE TABLE tenant_settings (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            who TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (tenant, key)
+        )
+        """,
+        """
+        CREATE TABLE tenant_settings_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO tenant_settings_version (id, version) VALUES (1, 0)",
+        # SPEC 9: a user an admin added, or one who signed in with SSO.
+        # A CHECK cannot be altered in SQLite: the table is made again.
+        """
+        CREATE TABLE users_next (
+            tenant TEXT NOT NULL,
+            address TEXT NOT NULL,
+            created REAL NOT NULL,
+            how TEXT NOT NULL CHECK (how IN ('config', 'welcome', 'silent', 'sso', 'admin')),
+            PRIMARY KEY (tenant, address)
+        )
+        """,
+        "INSERT INTO users_next (tenant, address, created, how) SELECT tenant, address, created, how FROM users",
+        "DROP TABLE users",
+        "ALTER TABLE users_next RENAME TO users",
+        # Admin events of the users page and of "test the mail server";
+        # made again in the order of the old ids (nothing refers to them).
+        """
+        CREATE TABLE admin_events_next (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tenant TEXT NOT NULL,
+            at REAL NOT NULL,
+            who TEXT NOT NULL,
+            what TEXT NOT NULL CHECK (what IN ('login', 'revoke', 'extend', 'setting', 'user-add', 'user-remove',
+                                               'relay-test')),
+            subject TEXT NOT NULL DEFAULT '',
+            old_value TEXT,
+            new_value TEXT
+        )
+        """,
+        "INSERT INTO admin_events_next (tenant, at, who, what, subject, old_value, new_value)"
+        " SELECT tenant, at, who, what, subject, old_value, new_value FROM admin_events ORDER BY id",
+        "DROP TABLE admin_events",
+        "ALTER TABLE admin_events_next RENAME TO admin_events",
+        "CREATE INDEX admin_events_tenant_at ON admin_events (tenant, at)",
+        # The portal's download trail of a whole tenant, newest first.
+        "CREATE INDEX downloads_tenant_at ON downloads (tenant, at)",
+    ),
 )

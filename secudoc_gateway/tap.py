@@ -29,6 +29,7 @@ from secudoc_gateway.listening import (
 )
 from secudoc_gateway.logs import LogService, logReady
 from secudoc_gateway.metrics import Metrics
+from secudoc_gateway.settings import LiveSettings, SettingsPoller, SettingsStore
 from secudoc_gateway.tenants import TenantRegistry
 
 DRAIN_GRACE_SECONDS = 60.0
@@ -87,8 +88,12 @@ class GatewayService(MultiService):
     log = Logger()
 
     def __init__(self, config: Config, reactor: Any, gateway: Any, smtpFactory: Any, database: Any,
-                 metrics: Metrics, afterDatabase: Sequence[IService] = (), worker: Optional[int] = None) -> None:
+                 metrics: Metrics, afterDatabase: Sequence[IService] = (), worker: Optional[int] = None,
+                 settings: Optional[LiveSettings] = None) -> None:
         super().__init__()
+        # The portal's overrides: read once the database is open, before
+        # anything serves, so the first message already follows them.
+        self.settings = settings
         self.config = config
         self.metrics = metrics
         self.reactor = reactor
@@ -146,7 +151,11 @@ class GatewayService(MultiService):
             if self.reactor.running:
                 self.reactor.stop()
 
-        self.database.open().addCallbacks(opened, failed)
+        d = self.database.open()
+        if self.settings is not None:
+            settings = self.settings
+            d.addCallback(lambda _: defer.ensureDeferred(settings.refresh()))
+        d.addCallbacks(opened, failed)
 
     def whenReady(self) -> defer.Deferred:
         """Fires once the database is open and migrated (fails if it could not be)."""
@@ -173,7 +182,10 @@ class GatewayService(MultiService):
             self.metrics.configLoaded(False, self.reactor.seconds())
             return False
         self.config = attrs.evolve(self.config, tenants=tenants)
-        self.gateway.reload(self.config)
+        if self.settings is not None:
+            self.settings.files(tenants)  # with the portal's overrides
+        else:
+            self.gateway.reload(self.config)
         self.metrics.configLoaded(True, self.reactor.seconds())
         self.metrics.showTenants(t.id for t in tenants)
         self.log.info("reloaded {count} tenant(s)", count=len(tenants))
@@ -207,7 +219,7 @@ class GatewayService(MultiService):
 
 
 def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway: Any,
-                    reactor: Any) -> tuple[Any, Any, IService]:
+                    reactor: Any, settings: Optional[LiveSettings] = None) -> tuple[Any, Any, IService]:
     """
     ``/portal/`` and ``/saml/`` (SPEC 9) on the recipient side's context,
     sessions and SAML requests timed by ``clock``; and the service that
@@ -231,7 +243,8 @@ def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway
                        federation=Federation(database, clock, HTTPClient(Agent(reactor))), worker=worker)
     portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
                            logins=LoginLinks(database, clock),
-                           tenantForAddress=lambda address: gateway.registry.forSender(address), saml=saml)
+                           tenantForAddress=lambda address: gateway.registry.forSender(address), saml=saml,
+                           settings=settings)
     return PortalResource(portal), SAMLResource(portal, saml), worker
 
 
@@ -318,11 +331,17 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     if scanner is not None:
         checks.append((CLAMD_CHECK, scanner.check))
     monitor = HealthMonitor(checks, reactor)
+
+    def publish(tenants: Any) -> None:
+        """The effective tenants (files and the portal's overrides) into the gateway's registry."""
+        gateway.reload(attrs.evolve(service.config, tenants=tenants))
+
+    settings = LiveSettings(SettingsStore(database, clock or reactor), config.tenants, publish)
     service = GatewayService(config, reactor, gateway, smtpFactory, database, metrics,
                              afterDatabase=[PurgeService(transfers, store, reactor, metrics, smtp.longestTransaction,
                                                          traceDays=config.portal.trace_days),
-                                            monitor],
-                             worker=worker)
+                                            monitor, SettingsPoller(settings, reactor)],
+                             worker=worker, settings=settings)
     certificateExpiry = expiry(smtp.tls_certificate)
     for description in smtp.listen:
         metrics.certificateExpiry.labels(listener=description).set(certificateExpiry)
@@ -342,7 +361,8 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
     health = HealthResource(monitor, degraded)
     public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
     if config.portal.enabled:
-        portal, saml, samlWorker = portalResources(config, web, database, clock or reactor, gateway, reactor)
+        portal, saml, samlWorker = portalResources(config, web, database, clock or reactor, gateway, reactor,
+                                                   settings)
         public[links.PORTAL.encode("ascii")] = portal
         public[links.SAML.encode("ascii")] = saml
         service.afterDatabase.append(samlWorker)

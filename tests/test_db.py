@@ -118,8 +118,8 @@ class DatabaseTests(TestCase):
             [name for (name,) in rows],
             ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "message_trace",
              "message_trace_recipients", "portal_login_links", "portal_sessions", "relayed", "saml_assertions",
-             "saml_metadata", "saml_requests", "schema_version",
-             "sessions", "transfers", "users", "withheld"],
+             "saml_metadata", "saml_requests", "schema_version", "sessions", "tenant_settings",
+             "tenant_settings_version", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
         self.assertEqual(versions, [(v,) for v in range(1, len(MIGRATIONS) + 1)])
@@ -329,7 +329,7 @@ class PostgreSQLTests(TestCase):
                          ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
                           "message_trace", "message_trace_recipients", "portal_login_links", "portal_sessions",
                           "relayed", "saml_assertions", "saml_metadata", "saml_requests", "schema_version", "sessions",
-                          "transfers", "users", "withheld"])
+                          "tenant_settings", "tenant_settings_version", "transfers", "users", "withheld"])
 
     @defer.inlineCallbacks
     def test_types(self) -> Any:

@@ -283,7 +283,8 @@ class HelpTests(SynchronousTestCase):
         """Every command answers --help, and every option in it says what it does."""
         self.patch(os, "environ", dict(os.environ, COLUMNS="80"))  # as wide as when its output is a pipe
         commands = [[], ["check-config"], ["test-relay"], ["purge"], ["transfers"], ["transfers", "list"],
-                    ["transfers", "show"], ["transfers", "revoke"], ["transfers", "extend"], ["audit"], ["exo-setup"]]
+                    ["transfers", "show"], ["transfers", "revoke"], ["transfers", "extend"], ["audit"], ["exo-setup"],
+                    ["tenants"], ["tenants", "list"], ["tenants", "show"]]
         for command in commands:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
@@ -294,8 +295,36 @@ class HelpTests(SynchronousTestCase):
             self.assertTrue(options, command)
             for option, helptext in options:
                 self.assertTrue(helptext.strip(), f"{command} {option} has no help")
-            if command and command != ["transfers"]:
+            if command and command not in (["transfers"], ["tenants"]):
                 self.assertIn("--config PATH", text, command)
         twistd = run([TWISTD, "secudoc-gateway", "--help"])
         self.assertEqual(twistd.returncode, 0)
         self.assertRegex(twistd.stdout, r"--config=\s+Main configuration file")
+
+
+class TenantsCommand(SynchronousTestCase):
+    """``tenants list|show`` on a fresh database: every value from the file or its default."""
+
+    def test_listAndShow(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        path = writeConfig(folder, [dict(DEMO_TENANT, content_mode="separate")])
+        for args in (["tenants", "--config", path, "show", "example", "--json"],
+                     ["tenants", "show", "example", "--config", path, "--json"]):
+            result = run([*CLI, *args])
+            self.assertEqual(result.returncode, 0, result.stderr)
+            shown = json.loads(result.stdout)
+            self.assertEqual((shown["tenant"], shown["file"]), ("example", os.path.join(folder, "tenants", "example.toml")))
+            byKey = {r["key"]: r for r in shown["settings"]}
+            self.assertEqual(byKey["content_mode"], {"key": "content_mode", "value": "separate", "source": "file",
+                                                     "who": None, "when": None})
+            self.assertEqual(byKey["on_malware"]["source"], "default")
+            self.assertNotIn("document", byKey)
+        result = run([*CLI, "tenants", "show", "example", "--config", path])
+        self.assertRegex(result.stdout, r'(?m)^content_mode +"separate" +file$')
+        result = run([*CLI, "tenants", "list", "--config", path])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertRegex(result.stdout, r"(?m)^example +example\.test +0 +/")
+        result = run([*CLI, "tenants", "show", "nobody", "--config", path])
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("no tenant 'nobody' (tenants: example)", result.stderr)
+

@@ -11,8 +11,9 @@ import glob
 import ipaddress
 import os
 import re
+import tomllib
 import urllib.parse
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from secudoc_gateway.addresses import IPNetwork, configDomain
 from secudoc_gateway.config.reader import CONTROL, Table, checkPEM, httpURL, readTOML, resolve
@@ -208,11 +209,23 @@ def loadTenant(file: str, problems: list[str]) -> Optional[Tenant]:
     One tenant file; problems are appended, ``None`` if unreadable.  Its
     relative paths are relative to its own folder, so a tenant file
     means the same wherever the main file that names its folder lives.
+    The file's text is kept on the tenant (``document``): the portal's
+    overrides are checked on it merged with them (``withOverrides``).
     """
-    base = os.path.dirname(os.path.abspath(file))
+    try:
+        with open(file, "rb") as f:
+            text = f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
     data = readTOML(file, problems)
     if data is None:
         return None
+    return readTenant(file, data, problems, text)
+
+
+def readTenant(file: str, data: dict[str, Any], problems: list[str], document: str = "") -> Tenant:
+    """A tenant from a tenant file's parsed ``data``: every check of ``check-config``."""
+    base = os.path.dirname(os.path.abspath(file))
     t = Table(file, "", data, problems)
     tenantId = t.string("id", required=True, nonEmpty=True)
     if tenantId and not _TENANT_ID.match(tenantId):
@@ -270,9 +283,68 @@ def loadTenant(file: str, problems: list[str]) -> Optional[Tenant]:
         networks=networks,
         exchange_online=exchangeOnline,
         source=file,
+        document=document,
     )
     t.finish()
     return tenant
+
+
+OPERATOR_KEYS = frozenset({
+    "id", "domains", "microsoft_tenant_id", "allowed_sources", "relay", "relay_tls_certificate",
+    "relay_require_tls", "relay_ca_file", "facility_sender", "on_error",
+})
+"""Keys only the operator sets, in the file (SPEC 3): the portal never overrides them."""
+
+PATH_KEYS = frozenset({"logo", "saml_metadata_file"})
+"""Keys naming files on the server: the operator's too."""
+
+PORTAL_KEYS = (
+    # the seed's section 11 first, then the rest in the tenant file's order
+    "confirmation_mail", "required_header", "content_mode", "auto_create_users",
+    "mode", "min_attachment_size", "exclude_senders", "exclude_recipients", "users", "unknown_sender",
+    "disclaimer", "link_expiry_days", "language", "organisation", "help_contact", "recipient_verification",
+    "download_notification", "admins", "portal_login", "saml_metadata_url", "saml_user_groups",
+    "saml_admin_groups", "on_malware", "on_scan_error",
+)
+"""The keys a tenant's admins may set in the portal (SPEC 3 and 9), in the settings page's order."""
+
+
+def portalKeyProblem(key: str) -> Optional[str]:
+    """Why ``key`` cannot be set in the portal, or ``None`` if it can."""
+    if key in OPERATOR_KEYS:
+        return "only the operator sets this key, in the tenant file"
+    if key in PATH_KEYS:
+        return "names a file on the server: only the operator sets it, in the tenant file"
+    if key not in PORTAL_KEYS:
+        return "unknown key"
+    return None
+
+
+def withOverrides(tenant: Tenant, overrides: Mapping[str, Any]) -> tuple[Tenant, list[str]]:
+    """
+    ``tenant`` (as read from its file) with the portal's ``overrides``
+    (key to TOML value) applied: the file's own document merged with
+    them and read again by ``readTenant``, so a value is checked exactly
+    as ``check-config`` checks it, messages included
+    (``FILE: key: what is wrong``).  With problems, the tenant returned
+    is not to be used.
+    """
+    problems: list[str] = []
+    for key in overrides:
+        why = portalKeyProblem(key)
+        if why is not None:
+            problems.append(f"{tenant.source}: {key}: {why}")
+    if problems:
+        return tenant, problems
+    if not overrides:
+        return tenant, problems
+    try:
+        data = tomllib.loads(tenant.document)
+    except tomllib.TOMLDecodeError as e:  # the file was read once: only a document that is not its own
+        return tenant, [f"{tenant.source}: (syntax): {e}"]
+    data.update(overrides)
+    merged = readTenant(tenant.source, data, problems, tenant.document)
+    return merged, problems
 
 
 def loadTenants(folder: str) -> tuple[tuple[Tenant, ...], list[str]]:

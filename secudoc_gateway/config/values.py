@@ -223,7 +223,7 @@ class LogConfig:
 class Tenant:
     """
     One tenant file.  Attribute names are the file's keys; ``networks``,
-    ``exchange_online`` and ``source`` are derived.
+    ``exchange_online``, ``source`` and ``document`` are derived.
     """
 
     id: str
@@ -265,6 +265,9 @@ class Tenant:
     networks: tuple[IPNetwork, ...] = ()
     exchange_online: bool = False
     source: str = ""
+    # The tenant file's text, read again with the portal's overrides
+    # (config.tenants.withOverrides); not part of the value's identity.
+    document: str = attrs.field(default="", eq=False, repr=False)
 
     def allowsSource(self, ip: str) -> bool:
         """Whether a client at ``ip`` may submit this tenant's mail."""

@@ -15,6 +15,7 @@ from secudoc_gateway.config import Tenant
 from secudoc_gateway.portal.loginlinks import LoginLinks
 from secudoc_gateway.portal.saml.context import SAMLContext
 from secudoc_gateway.portal.sessions import SessionStore
+from secudoc_gateway.settings import LiveSettings
 from secudoc_gateway.web.context import WebContext
 
 
@@ -32,6 +33,8 @@ class PortalContext:
     logins: LoginLinks
     tenantForAddress: Callable[[str], Optional[Tenant]]
     saml: Optional[SAMLContext] = None
+    settings: Optional[LiveSettings] = None
+    """The portal's overrides of the tenant files (settings live); ``None`` where none are kept."""
 
     @property
     def base(self) -> str:

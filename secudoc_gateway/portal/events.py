@@ -56,7 +56,7 @@ async def listing(visit: Visit) -> None:
          csv=f"{visit.portal.base}/events.csv" + (f"?{query}" if query else ""), current="events", wide=True)
 
 
-def _cell(value: Any) -> str:
+def csvCell(value: Any) -> str:
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA) else text
 
@@ -67,7 +67,7 @@ def eventsCSV(events: list[AdminEvent]) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     for e in events:
-        writer.writerow([_cell(v) for v in (eventTime(e.at), e.who, e.what, e.subject, e.old, e.new)])
+        writer.writerow([csvCell(v) for v in (eventTime(e.at), e.who, e.what, e.subject, e.old, e.new)])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 

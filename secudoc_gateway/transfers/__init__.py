@@ -9,9 +9,9 @@ transfers and the download audit trail, ``users`` the known users,
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, DONE, INFLIGHT, INFLIGHT_TIMEOUT, NEW
 from secudoc_gateway.transfers.events import OPERATOR, AdminEvent
 from secudoc_gateway.transfers.records import Download, StoredFile, Transfer, WithheldFile
-from secudoc_gateway.transfers.store import PURGE_CLAIM_TIMEOUT, TransferStore
+from secudoc_gateway.transfers.store import PURGE_CLAIM_TIMEOUT, TrailEntry, TransferStore
 from secudoc_gateway.transfers.trace import TraceEntry
-from secudoc_gateway.transfers.users import USER_SOURCES
+from secudoc_gateway.transfers.users import USER_SOURCES, User
 
 __all__ = [
     "DEDUP_WINDOW",
@@ -27,6 +27,8 @@ __all__ = [
     "StoredFile",
     "TraceEntry",
     "Transfer",
+    "TrailEntry",
     "TransferStore",
+    "User",
     "WithheldFile",
 ]

@@ -24,12 +24,15 @@ from secudoc_gateway.db import Database
 OPERATOR = "operator"
 """``who`` of a change made with the command line."""
 
-# ``what`` (the table's CHECK names the same four).
+# ``what`` (the table's CHECK names the same).
 LOGIN = "login"
 REVOKE = "revoke"
 EXTEND = "extend"
 SETTING = "setting"
-WHATS = (LOGIN, REVOKE, EXTEND, SETTING)
+USER_ADD = "user-add"
+USER_REMOVE = "user-remove"
+RELAY_TEST = "relay-test"
+WHATS = (LOGIN, REVOKE, EXTEND, SETTING, USER_ADD, USER_REMOVE, RELAY_TEST)
 
 def eventTime(seconds: Optional[float]) -> Optional[str]:
     """An old or new value that is a moment: RFC 3339, UTC, to the second (what the CLI prints)."""

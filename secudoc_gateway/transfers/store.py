@@ -383,3 +383,41 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
             (*params, limit),
         )
         return d.addCallback(lambda rows: [Download(*row) for row in rows])
+
+    def trail(self, tenant: str, sender: Optional[str] = None, recipient: Optional[str] = None,
+              since: Optional[float] = None, until: Optional[float] = None,
+              limit: int = 1000) -> Deferred[list[TrailEntry]]:
+        """
+        A tenant's download trail, newest first (SPEC 9): by the
+        transfer's sender, by a recipient (the verified one, or one the
+        transfer was sent to), from ``since`` until before ``until``.
+        """
+        where = ["d.tenant = ?"]
+        params: list[Any] = [tenant]
+        if sender is not None:
+            where.append("lower(t.sender) = lower(?)")
+            params.append(sender)
+        if recipient is not None:
+            where.append("(lower(d.recipient) = lower(?) OR lower(t.recipients) LIKE lower(?) ESCAPE '!')")
+            params.extend((recipient, _jsonString(recipient)))
+        for clause, value in (("d.at >= ?", since), ("d.at < ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        d = self._db.runQuery(
+            "SELECT d.id, d.transfer_id, d.n, d.tenant, d.name, d.at, d.client, d.user_agent, d.recipient,"
+            " t.sender, t.subject FROM downloads d LEFT JOIN transfers t ON t.id = d.transfer_id"
+            f" WHERE {' AND '.join(where)} ORDER BY d.at DESC, d.id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return d.addCallback(lambda rows: [TrailEntry(Download(*row[:9]), row[9], row[10]) for row in rows])
+
+
+@attrs.frozen
+class TrailEntry:
+    """A download with its transfer's sender and subject (``None`` once the transfer row is gone)."""
+
+    download: Download
+    sender: Optional[str]
+    subject: Optional[str]
+
