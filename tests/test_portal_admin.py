@@ -15,14 +15,14 @@ import os
 import re
 
 from tests.portal_support import PortalTestCase
-from tests.support import asyncTest, maildirMessages, splitEnvelope
+from tests.support import asyncTest, inThread, maildirMessages, sendBDAT, splitEnvelope
 
 LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 
 ADMIN_PAGES = (("GET", "/portal/settings"), ("POST", "/portal/settings"), ("GET", "/portal/users"),
                ("POST", "/portal/users/add"), ("POST", "/portal/users/remove"), ("GET", "/portal/downloads"),
                ("GET", "/portal/downloads.csv"), ("GET", "/portal/relay-test"), ("POST", "/portal/relay-test"),
-               ("GET", "/portal/events"), ("GET", "/portal/transfers"))
+               ("GET", "/portal/events"), ("GET", "/portal/transfers"), ("GET", "/portal/trace"))
 
 
 class AdminPages(PortalTestCase):
@@ -144,6 +144,33 @@ class AdminPages(PortalTestCase):
         [row] = rows[1:]
         self.assertEqual(row[1:5], [one, "alice@example.test", "'=HYPERLINK(1)", "offerte.pdf"])
         self.assertIn(b"\r\n", body)
+
+    @asyncTest
+    async def test_messageTrace(self) -> None:
+        """The admin sees the tenant's message trace: what became of each message, by sender and Message-ID."""
+        await self.start()
+        one = await self.send("alice@example.test", subject="Een")
+        code, text = await inThread(sendBDAT, self.gateway.smtpPort, "admin@example.test", ["colleague@example.test"],
+                                    b"From: admin@example.test\r\nSubject: Twee\r\nMessage-ID: <twee@example.test>\r\n"
+                                    b"\r\nHallo\r\n")
+        self.assertEqual(code, 250, text)
+        admin = await self.signIn("admin@example.test")
+        code, page, _ = await admin.request("GET", "/portal/trace")
+        text = page.decode("utf-8")
+        self.assertEqual(code, 200)
+        self.assertIn(f'href="/portal/transfers/{one}"', text)
+        self.assertIn("internal-recipient", text)  # the second went inside the organisation, passed
+        self.assertLess(text.index("internal-recipient"), text.index(one))  # newest first
+        code, page, _ = await admin.request("GET", "/portal/trace?sender=ALICE%40example.test")
+        self.assertIn(one, page.decode("utf-8"))
+        self.assertNotIn("internal-recipient", page.decode("utf-8"))
+        code, page, _ = await admin.request("GET", "/portal/trace?message_id=twee%40example.test")
+        self.assertIn("internal-recipient", page.decode("utf-8"))
+        self.assertNotIn(one, page.decode("utf-8"))
+        code, page, _ = await admin.request("GET", "/portal/trace?recipient=nobody%40external.test")
+        self.assertIn("Geen berichten gevonden.", page.decode("utf-8"))
+        code, _, _ = await admin.request("GET", "/portal/trace?since=gisteren")
+        self.assertEqual(code, 400)
 
     @asyncTest
     async def test_relayTest(self) -> None:

@@ -277,6 +277,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "sender": "Afzender",
         "recipient": "Ontvanger",
         "no_trail": "Geen downloads gevonden.",
+        # the message trace in the portal (SPEC 7, 9)
+        "trace_title": "Berichtenspoor",
+        "trace_intro": "Elk bericht dat de gateway beantwoordde, met wat hij ermee deed: zo ziet u of een testbericht aankwam.",
+        "message_id": "Message-ID",
+        "decision": "Besluit",
+        "reason": "Reden",
+        "reply": "Antwoord",
+        "scan": "Malwarescan",
+        "no_trace": "Geen berichten gevonden.",
         "relay_test": "Mailserver testen",
         "relay_test_intro": "Stuurt een testbericht via de mailserver van uw organisatie ({relay}) en laat zien"
                             " wat die antwoordt.",
@@ -536,6 +545,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "sender": "Sender",
         "recipient": "Recipient",
         "no_trail": "No downloads found.",
+        # the message trace in the portal (SPEC 7, 9)
+        "trace_title": "Message trace",
+        "trace_intro": "Every message the gateway answered, with what it did with it: so you see whether a test mail arrived.",
+        "message_id": "Message-ID",
+        "decision": "Decision",
+        "reason": "Reason",
+        "reply": "Reply",
+        "scan": "Malware scan",
+        "no_trace": "No messages found.",
         "relay_test": "Test the mail server",
         "relay_test_intro": "Sends a test message through your organisation's mail server ({relay}) and shows"
                             " its reply.",

@@ -17,7 +17,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from secudoc_gateway.portal import admin, events, login, settings, sso, transfers
+from secudoc_gateway.portal import admin, events, login, settings, sso, trace, transfers
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.pages import Visit, notFound, redirect
 from secudoc_gateway.portal.routes import ADMIN_ONLY, PUBLIC, Route, resolve
@@ -26,7 +26,7 @@ from secudoc_gateway.web.context import failed
 from secudoc_gateway.web.pages import pageLanguage
 
 ROUTES: tuple[Route, ...] = (login.ROUTES + transfers.ROUTES + events.ROUTES + settings.ROUTES + admin.ROUTES
-                             + sso.ROUTES)
+                             + sso.ROUTES + trace.ROUTES)
 
 
 class PortalResource(Resource):
