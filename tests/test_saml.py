@@ -238,3 +238,36 @@ class Metadata(SAMLTestCase):
         self.assertEqual(code, 303)
         code, body, _ = await self.signInWith(ALICE, key=key("next"))
         self.assertEqual(code, 303, body[:2000])
+
+
+class AdminSetsUpSignOn(SAMLTestCase):
+    @asyncTest
+    async def test_fromEmailLinkToSignOn(self) -> None:
+        """
+        Issue 17's path: the first admin gets in by e-mail link, sets the
+        metadata URL, the groups and "both" on the settings page, logs
+        out, and signs in again through Entra as an admin.
+        """
+        await self.startSAML(portal_login="email-link", saml_metadata_url="", saml_user_groups=[],
+                             saml_admin_groups=[])
+        code, _, _ = await self.browser().request("GET", f"/saml/{TENANT}/login")
+        self.assertEqual(code, 404)  # no single sign-on yet
+        admin = await self.signIn("admin@example.test")
+        await admin.request("GET", "/portal/settings")
+        code, _, response = await admin.request("POST", "/portal/settings", {
+            "portal_login": "both", "saml_metadata_url": self.metadataURL, "saml_user_groups": USERS,
+            "saml_admin_groups": f"{ADMINS}, {OTHER}", "csrf": admin.csrf()})
+        self.assertEqual(code, 303, _)
+        self.assertEqual(sorted(key for key, in self.rows("SELECT key FROM tenant_settings")),
+                         ["portal_login", "saml_admin_groups", "saml_metadata_url", "saml_user_groups"])
+        code, _, _ = await admin.request("POST", "/portal/logout", {"csrf": admin.csrf()})
+        self.assertEqual(code, 303)
+        code, _, _ = await admin.request("GET", "/portal/")
+        self.assertEqual(code, 303)  # signed out
+        browser = self.browser()
+        code, body, response = await self.signInWith(Person("admin@example.test", groups=(OTHER,)), browser)
+        self.assertEqual(code, 303, body)
+        self.assertEqual(self.rows("SELECT address, role, how FROM portal_sessions"),
+                         [("admin@example.test", "admin", "saml")])
+        code, _, _ = await browser.request("GET", "/portal/settings")
+        self.assertEqual(code, 200)
