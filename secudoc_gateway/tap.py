@@ -212,10 +212,18 @@ def portalResource(config: Config, web: Any, database: Any, clock: Any, gateway:
     from secudoc_gateway.portal.loginlinks import LoginLinks
     from secudoc_gateway.portal.sessions import SessionLimits, SessionStore
 
+    from secudoc_gateway.portal.send import SEND_PATH
+    from secudoc_gateway.portal.upload import Uploads
+
     portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
                            logins=LoginLinks(database, clock),
                            tenantForAddress=lambda address: gateway.registry.forSender(address))
-    return PortalResource(portal)
+    uploads = Uploads(gateway, portal, config.portal.max_upload_size)
+    portal = attrs.evolve(portal, uploads=uploads)
+    uploads.portal = portal
+    resource = PortalResource(portal)
+    resource.streamed = {SEND_PATH: uploads}  # the site streams these POST bodies (``web.site.Streamed``)
+    return resource
 
 
 @overload
@@ -323,13 +331,18 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     health = HealthResource(monitor, degraded)
     public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
+    streamed: dict[bytes, Any] = {}
     if config.portal.enabled:
-        public[links.PORTAL.encode("ascii")] = portalResource(config, web, database, clock or reactor, gateway)
+        portal = portalResource(config, web, database, clock or reactor, gateway)
+        public[links.PORTAL.encode("ascii")] = portal
+        streamed.update(portal.streamed)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
+    site = makeSite(public, smtp.max_connections_per_ip, https=https, reactor=reactor)
+    site.streamed.update(streamed)
     factories = {
         "smtp": smtpFactory,
-        "web": makeSite(public, smtp.max_connections_per_ip, https=https, reactor=reactor),
+        "web": site,
         "metrics": makeSite({b"metrics": MetricsResource(metrics, monitor), b"healthz": health},
                             smtp.max_connections_per_ip, https=https, quiet=True, reactor=reactor),
     }

@@ -6,7 +6,7 @@ portal's own stores and the registry's lookup of a person's tenant.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -29,6 +29,7 @@ class PortalContext:
     sessions: SessionStore
     logins: LoginLinks
     tenantForAddress: Callable[[str], Optional[Tenant]]
+    uploads: Any = None  # the send path's ``upload.Uploads`` (None: no sending from the browser)
 
     @property
     def base(self) -> str:
