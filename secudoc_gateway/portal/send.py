@@ -107,6 +107,8 @@ async def send(visit: Visit) -> None:
         message(visit, 400, visit.t["error"], visit.t["send_bad_form"].format(reason="not multipart/form-data"))
         return
     try:
+        await upload.begun()
+        visit.request.args.update(upload.fields)
         await _send(visit, upload)
     except Exception:
         upload.discard()

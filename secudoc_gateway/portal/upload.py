@@ -31,7 +31,7 @@ import re
 from typing import Any, Optional
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -192,7 +192,24 @@ class Upload:
         except FormError as e:
             self.error = e
         self._hold()
-        ensureDeferred(self._begin()).addErrback(self._beginFailed)
+        self._begun: list[Deferred] = []
+        self._started = False
+        began = ensureDeferred(self._begin()).addErrback(self._beginFailed)
+        began.addBoth(self._fireBegun)
+
+    def _fireBegun(self, _: Any) -> None:
+        self._started = True
+        waiting, self._begun = self._begun, []
+        for d in waiting:
+            d.callback(None)
+
+    def begun(self) -> Deferred:
+        """Fires once the session is known and what came before it is parsed (a small body may beat it)."""
+        if self._started:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._begun.append(d)
+        return d
 
     # -- before the first byte -------------------------------------------------
 
