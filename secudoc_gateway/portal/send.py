@@ -108,7 +108,7 @@ async def send(visit: Visit) -> None:
         return
     try:
         await upload.begun()
-        visit.request.args.update(upload.fields)
+        visit.request.args.update(upload.fields)  # type: ignore[attr-defined]
         await _send(visit, upload)
     except Exception:
         upload.discard()
