@@ -32,7 +32,7 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.testing.smtp import SinkServerFactory
 from tests.portal_support import PortalTestCase
-from tests.support import Browser, asyncTest, inThread, storedObjects, until
+from tests.support import Browser, asyncTest, inThread, storageOf, storedObjects, until
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
 BOUNDARY = "----secudocTestBoundary7MA4YWxkTrZu0gW"
@@ -153,6 +153,18 @@ class SendTestCase(PortalTestCase):
             return not await storedObjects(self.folder)
 
         await until(empty, "no object left", timeout=15)
+        storage = storageOf(self.folder)
+        if storage.get("backend") == "s3":
+            from secudoc_gateway.testing.s3 import sharedServer
+
+            def noUploads() -> bool:
+                found = sharedServer().client().list_multipart_uploads(Bucket=storage["bucket"])
+                return not found.get("Uploads")
+
+            async def aborted() -> bool:
+                return bool(await inThread(noUploads))
+
+            await until(aborted, "no multipart upload left", timeout=15)
         site = self.gateway.service.webListeners[0].factory
         await until(lambda: not site.connections._open, "every connection closed", timeout=15)
         self.assertEqual(self.rows("SELECT COUNT(*) FROM transfers"), [(0,)])
