@@ -116,7 +116,7 @@ class DatabaseTests(TestCase):
         )
         self.assertEqual(
             [name for (name,) in rows],
-            ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "portal_login_links",
+            ["admin_events", "attempts", "browser_sends", "codes", "downloads", "files", "gateway_secrets", "portal_login_links",
              "portal_sessions", "relayed", "schema_version", "sessions", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
@@ -324,7 +324,7 @@ class PostgreSQLTests(TestCase):
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             " ORDER BY table_name")
         self.assertEqual([name for (name,) in tables],
-                         ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
+                         ["admin_events", "attempts", "browser_sends", "codes", "downloads", "files", "gateway_secrets",
                           "portal_login_links", "portal_sessions", "relayed", "schema_version", "sessions",
                           "transfers", "users", "withheld"])
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.internet.defer import Deferred, succeed
 
 from secudoc_gateway.db import Database
-from secudoc_gateway.transfers.records import Transfer
+from secudoc_gateway.transfers.records import Transfer, insertTransfer
 
 SENT = "sent"
 UNSENT = "unsent"
@@ -65,8 +65,6 @@ class SendRecords:
 
     def createBrowserTransfer(self, transfer: Transfer, message: str, sealedToken: str) -> Deferred[None]:
         """The transfer and its send record (unsent until ``markSent``), all or nothing."""
-        from secudoc_gateway.transfers.store import insertTransfer
-
         def create(txn: Any) -> None:
             insertTransfer(txn, transfer)
             txn.execute("INSERT INTO browser_sends (transfer_id, state, message, sealed_token, error)"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Optional, Sequence
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 
 from secudoc_gateway.db import Database
@@ -26,6 +25,7 @@ from secudoc_gateway.transfers.records import (
     TRANSFER_COLUMNS,
     Download,
     Transfer,
+    insertTransfer,
     transferFromRow,
 )
 from secudoc_gateway.transfers.users import UserRecords
@@ -39,37 +39,6 @@ def _jsonString(address: str) -> str:
     """A LIKE pattern for ``address`` as one whole string of the stored JSON list (``!`` escapes)."""
     quoted = json.dumps(address, ensure_ascii=False)
     return "%" + quoted.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
-
-
-def insertTransfer(txn: Any, transfer: Transfer) -> None:
-    """The rows of ``transfer``, its files and its withheld files (in the caller's transaction)."""
-    txn.execute(
-        f"INSERT INTO transfers ({TRANSFER_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            transfer.id,
-            transfer.token_hash,
-            transfer.tenant,
-            transfer.sender,
-            json.dumps(list(transfer.recipients), ensure_ascii=False),
-            transfer.subject,
-            transfer.created,
-            transfer.expires,
-            transfer.message_id,
-            transfer.sender_name,
-            transfer.sender_hash,
-            transfer.revoked,
-            transfer.purged,
-        ),
-    )
-    txn.executemany(
-        f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
-    )
-    txn.executemany(
-        "INSERT INTO withheld (transfer_id, n, name, signature) VALUES (?, ?, ?, ?)",
-        [(transfer.id, n, w.name, w.signature) for n, w in enumerate(transfer.withheld)],
-    )
 
 
 class TransferStore(UserRecords, DedupRecords, EventRecords, SendRecords):
