@@ -366,4 +366,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The portal's download trail of a whole tenant, newest first.
         "CREATE INDEX downloads_tenant_at ON downloads (tenant, at)",
     ),
+    (
+        # SPEC 9: a transfer sent from the browser.  ``state`` is 'sent'
+        # once the tenant's relay took the transfer mail, 'unsent' while
+        # it refused it (the user retries or deletes).  ``message`` is
+        # the user's text for the mail; ``sealed_token`` holds the link's
+        # token only while unsent, sealed under a key from the sender's
+        # session secret (which the database never sees): the database
+        # and the bucket alone still open no file.
+        """
+        CREATE TABLE browser_sends (
+            transfer_id TEXT PRIMARY KEY REFERENCES transfers (id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('sent', 'unsent')),
+            message TEXT NOT NULL,
+            sealed_token TEXT,
+            error TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    ),
 )

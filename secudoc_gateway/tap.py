@@ -238,6 +238,9 @@ def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway
     from secudoc_gateway.portal.saml.store import SAMLStore
     from secudoc_gateway.portal.sessions import SessionLimits, SessionStore
 
+    from secudoc_gateway.portal.send import SEND_PATH
+    from secudoc_gateway.portal.upload import Uploads
+
     worker = SAMLWorker(reactor)
     saml = SAMLContext(store=SAMLStore(database, clock),
                        federation=Federation(database, clock, HTTPClient(Agent(reactor))), worker=worker)
@@ -245,7 +248,12 @@ def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway
                            logins=LoginLinks(database, clock),
                            tenantForAddress=lambda address: gateway.registry.forSender(address), saml=saml,
                            settings=settings)
-    return PortalResource(portal), SAMLResource(portal, saml), worker
+    uploads = Uploads(gateway, portal, config.portal.max_upload_size)
+    portal = attrs.evolve(portal, uploads=uploads)
+    uploads.portal = portal
+    resource = PortalResource(portal)
+    resource.streamed = {SEND_PATH: uploads}  # the site streams these POST bodies (``web.site.Streamed``)
+    return resource, SAMLResource(portal, saml), worker
 
 
 @overload
@@ -360,17 +368,21 @@ def makeService(config: Union[Config, usage.Options, dict], reactor: Optional[An
 
     health = HealthResource(monitor, degraded)
     public: dict[bytes, Any] = {b"t": TransfersResource(web), b"healthz": health}
+    streamed: dict[bytes, Any] = {}
     if config.portal.enabled:
         portal, saml, samlWorker = portalResources(config, web, database, clock or reactor, gateway, reactor,
                                                    settings)
         public[links.PORTAL.encode("ascii")] = portal
         public[links.SAML.encode("ascii")] = saml
         service.afterDatabase.append(samlWorker)
+        streamed.update(portal.streamed)
     # The web listeners admit as many connections from one address as SMTP does.
     https = config.web.public_url.startswith("https:")
+    site = makeSite(public, smtp.max_connections_per_ip, https=https, reactor=reactor)
+    site.streamed.update(streamed)
     factories = {
         "smtp": smtpFactory,
-        "web": makeSite(public, smtp.max_connections_per_ip, https=https, reactor=reactor),
+        "web": site,
         "metrics": makeSite({b"metrics": MetricsResource(metrics, monitor), b"healthz": health},
                             smtp.max_connections_per_ip, https=https, quiet=True, reactor=reactor),
     }

@@ -116,9 +116,9 @@ class DatabaseTests(TestCase):
         )
         self.assertEqual(
             [name for (name,) in rows],
-            ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets", "message_trace",
-             "message_trace_recipients", "portal_login_links", "portal_sessions", "relayed", "saml_assertions",
-             "saml_metadata", "saml_requests", "schema_version", "sessions", "tenant_settings",
+            ["admin_events", "attempts", "browser_sends", "codes", "downloads", "files", "gateway_secrets",
+             "message_trace", "message_trace_recipients", "portal_login_links", "portal_sessions", "relayed",
+             "saml_assertions", "saml_metadata", "saml_requests", "schema_version", "sessions", "tenant_settings",
              "tenant_settings_version", "transfers", "users", "withheld"],
         )
         versions = yield db.runQuery("SELECT version FROM schema_version ORDER BY version")
@@ -326,7 +326,7 @@ class PostgreSQLTests(TestCase):
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
             " ORDER BY table_name")
         self.assertEqual([name for (name,) in tables],
-                         ["admin_events", "attempts", "codes", "downloads", "files", "gateway_secrets",
+                         ["admin_events", "attempts", "browser_sends", "codes", "downloads", "files", "gateway_secrets",
                           "message_trace", "message_trace_recipients", "portal_login_links", "portal_sessions",
                           "relayed", "saml_assertions", "saml_metadata", "saml_requests", "schema_version", "sessions",
                           "tenant_settings", "tenant_settings_version", "transfers", "users", "withheld"])

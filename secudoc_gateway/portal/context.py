@@ -6,7 +6,7 @@ portal's own stores and the registry's lookup of a person's tenant.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -35,6 +35,7 @@ class PortalContext:
     saml: Optional[SAMLContext] = None
     settings: Optional[LiveSettings] = None
     """The portal's overrides of the tenant files (settings live); ``None`` where none are kept."""
+    uploads: Any = None  # the send path's ``upload.Uploads`` (None: no sending from the browser)
 
     @property
     def base(self) -> str:

@@ -11,13 +11,13 @@ routes nowhere.  The routes are the page modules' ``ROUTES``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from secudoc_gateway.portal import admin, events, login, settings, sso, trace, transfers
+from secudoc_gateway.portal import admin, events, login, send, settings, sso, trace, transfers
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.pages import Visit, notFound, redirect
 from secudoc_gateway.portal.routes import ADMIN_ONLY, PUBLIC, Route, resolve
@@ -26,7 +26,7 @@ from secudoc_gateway.web.context import failed
 from secudoc_gateway.web.pages import pageLanguage
 
 ROUTES: tuple[Route, ...] = (login.ROUTES + transfers.ROUTES + events.ROUTES + settings.ROUTES + admin.ROUTES
-                             + sso.ROUTES + trace.ROUTES)
+                             + sso.ROUTES + trace.ROUTES + send.ROUTES)
 
 
 class PortalResource(Resource):
@@ -38,6 +38,7 @@ class PortalResource(Resource):
         super().__init__()
         self.portal = portal
         self.routes = tuple(routes)
+        self.streamed: dict[bytes, Any] = {}
 
     def render(self, request: Request) -> int:
         ensureDeferred(self._serve(request)).addErrback(failed, request)

@@ -30,6 +30,7 @@ LIST_LIMIT = 500
 LIVE = "live"
 EXPIRED = "expired"
 REVOKED = "revoked"
+UNSENT = "unsent"  # a browser transfer whose mail the relay refused (``portal.send``)
 
 
 def parseDay(text: str, after: bool = False) -> Optional[float]:
@@ -53,8 +54,8 @@ def stateOf(transfer: Transfer, now: float) -> str:
     return EXPIRED if transfer.purged is not None or transfer.expires <= now else LIVE
 
 
-def _row(visit: Visit, transfer: Transfer, downloads: int, now: float) -> dict[str, Any]:
-    state = stateOf(transfer, now)
+def _row(visit: Visit, transfer: Transfer, downloads: int, now: float, unsent: bool = False) -> dict[str, Any]:
+    state = UNSENT if unsent and stateOf(transfer, now) == LIVE else stateOf(transfer, now)
     return {
         "id": transfer.id, "href": f"{visit.portal.base}/transfers/{transfer.id}",
         "subject": shown(transfer.subject), "sender": shown(transfer.sender),
@@ -68,8 +69,10 @@ async def _list(visit: Visit, transfers: list[Transfer], title: str, current: st
                 **values: Any) -> None:
     store = visit.portal.web.transfers
     counts = await store.downloadCounts([t.id for t in transfers])
+    unsent = await store.unsentOf([t.id for t in transfers])
     now = visit.portal.web.reactor.seconds()
-    page(visit, code, "transfers.html", title, rows=[_row(visit, t, counts.get(t.id, 0), now) for t in transfers],
+    page(visit, code, "transfers.html", title,
+         rows=[_row(visit, t, counts.get(t.id, 0), now, t.id in unsent) for t in transfers],
          current=current, wide=True, **values)
 
 
@@ -126,6 +129,10 @@ async def one(visit: Visit, id: str, code: int = 200, error: str = "") -> None:
     language = visit.language
     now = visit.portal.web.reactor.seconds()
     state = stateOf(transfer, now)
+    sent = await visit.portal.web.transfers.browserSend(transfer.id)
+    unsent = sent is not None and sent.state == UNSENT and state == LIVE
+    if unsent:
+        state = UNSENT
     names = {f.n: shown(f.name) for f in transfer.files}
     downloads = [
         {"when": formatMoment(d.at, language), "file": shown(d.name or names.get(d.n, str(d.n))),
@@ -145,6 +152,10 @@ async def one(visit: Visit, id: str, code: int = 200, error: str = "") -> None:
          files=[{"name": names[f.n], "size": humanSize(f.size, language), "sha256": f.sha256}
                 for f in transfer.files],
          downloads=downloads, can_revoke=state == LIVE,
+         unsent=t["unsent_body"].format(error=shown(sent.error) or "-") if unsent and sent is not None else "",
+         resend_action=f"{base}/resend", delete_action=f"{base}/delete",
+         withheld=[t["send_withheld"].format(name=shown(w.name), signature=shown(w.signature))
+                   for w in transfer.withheld],
          can_extend=transfer.revoked is None and transfer.purged is None,
          revoke_action=f"{base}/revoke", extend_action=f"{base}/extend", max_days=_maxDays(visit),
          error=error, back=f"{visit.portal.base}/")

@@ -140,3 +140,35 @@ def transferFromRow(txn: Any, row: tuple[Any, ...]) -> Transfer:
         purged=purged,
         withheld=withheld,
     )
+
+
+def insertTransfer(txn: Any, transfer: Transfer) -> None:
+    """The rows of ``transfer``, its files and its withheld files (in the caller's transaction)."""
+    txn.execute(
+        f"INSERT INTO transfers ({TRANSFER_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            transfer.id,
+            transfer.token_hash,
+            transfer.tenant,
+            transfer.sender,
+            json.dumps(list(transfer.recipients), ensure_ascii=False),
+            transfer.subject,
+            transfer.created,
+            transfer.expires,
+            transfer.message_id,
+            transfer.sender_name,
+            transfer.sender_hash,
+            transfer.revoked,
+            transfer.purged,
+        ),
+    )
+    txn.executemany(
+        f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
+    )
+    txn.executemany(
+        "INSERT INTO withheld (transfer_id, n, name, signature) VALUES (?, ?, ?, ?)",
+        [(transfer.id, n, w.name, w.signature) for n, w in enumerate(transfer.withheld)],
+    )
+

@@ -20,11 +20,13 @@ from twisted.internet.defer import Deferred, succeed
 from secudoc_gateway.db import Database
 from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, INFLIGHT_TIMEOUT, DedupRecords
 from secudoc_gateway.transfers.events import EXTEND, REVOKE, EventRecords, eventTime, insertEvent
+from secudoc_gateway.transfers.sends import SendRecords
 from secudoc_gateway.transfers.records import (
     FILE_COLUMNS,
     TRANSFER_COLUMNS,
     Download,
     Transfer,
+    insertTransfer,
     transferFromRow,
 )
 from secudoc_gateway.transfers.trace import TraceRecords
@@ -41,7 +43,7 @@ def _jsonString(address: str) -> str:
     return "%" + quoted.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
 
 
-class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
+class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords, SendRecords):
     """
     Transfers, users, downloads, admin events, dedup records and the
     message trace on a ``Database``.
@@ -64,37 +66,7 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
 
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
         """Store ``transfer`` and its files, all or nothing."""
-
-        def create(txn: Any) -> None:
-            txn.execute(
-                f"INSERT INTO transfers ({TRANSFER_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    transfer.id,
-                    transfer.token_hash,
-                    transfer.tenant,
-                    transfer.sender,
-                    json.dumps(list(transfer.recipients), ensure_ascii=False),
-                    transfer.subject,
-                    transfer.created,
-                    transfer.expires,
-                    transfer.message_id,
-                    transfer.sender_name,
-                    transfer.sender_hash,
-                    transfer.revoked,
-                    transfer.purged,
-                ),
-            )
-            txn.executemany(
-                f"INSERT INTO files (transfer_id, {FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(transfer.id, *attrs.astuple(f)) for f in transfer.files],
-            )
-            txn.executemany(
-                "INSERT INTO withheld (transfer_id, n, name, signature) VALUES (?, ?, ?, ?)",
-                [(transfer.id, n, w.name, w.signature) for n, w in enumerate(transfer.withheld)],
-            )
-
-        return self._db.runTransaction(create)
+        return self._db.runTransaction(insertTransfer, transfer)
 
     def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
         """
@@ -213,7 +185,7 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
             )
             if txn.rowcount != 1:
                 return False
-            for table in ("files", "withheld", "codes", "sessions"):
+            for table in ("files", "withheld", "codes", "sessions", "browser_sends"):
                 txn.execute(f"DELETE FROM {table} WHERE transfer_id = ?", (transferId,))
             txn.execute("DELETE FROM attempts WHERE scope LIKE ?", (f"%:{transferId}",))
             return True

@@ -238,8 +238,13 @@ class Channel(HTTPChannel):
         decoder = self._transferDecoder
         # What came, and what the chunk being read still declares.
         if (isinstance(decoder, _ChunkedTransferDecoder) and decoder.state == "BODY"
-                and self._bytesOfBody + decoder.length > self.site.maxBody):
+                and self._bytesOfBody + decoder.length > self._maxBody()):
             self.refuse(TOO_LARGE)
+
+    def _maxBody(self) -> int:
+        """The limit of the request being read: the site's, or a streamed upload's own."""
+        request = self.requests[-1] if self.requests else None
+        return int(getattr(request, "maxBody", self.site.maxBody))
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(400)

@@ -10,8 +10,9 @@ their limits are ``channel``'s.
 
 from __future__ import annotations
 
+import io
 import re
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Protocol
 
 from twisted.web import http
 from twisted.web.resource import Resource
@@ -61,16 +62,43 @@ MAX_BODY = 64 * 1024
 """Bytes of a request body: our forms post an address or a code, never more."""
 
 
+class BodyReceiver(Protocol):
+    """
+    A request body taken as it arrives instead of kept whole (a streamed
+    upload): ``feed`` each chunk, ``lost`` when the connection goes
+    before the request is answered; ``fields`` become the request's
+    ``args`` when the body is complete.
+    """
+
+    fields: dict[bytes, list[bytes]]
+
+    def feed(self, data: bytes) -> None: ...
+
+    def lost(self) -> None: ...
+
+
+class Streamed(Protocol):
+    """What a site serves streamed: ``maxBody`` bytes at most, each request's receiver from ``receive``."""
+
+    maxBody: int
+
+    def receive(self, request: Request, length: Optional[int]) -> BodyReceiver: ...
+
+
 class _Request(Request):
     """
     Security headers on every response, and no ``Server`` header.  A
     body past ``MAX_BODY`` (declared, or counted as it comes, chunked
     too) gets 413 and the connection closes: Twisted would otherwise
-    keep any size in a temporary file.
+    keep any size in a temporary file.  A POST to a path the site
+    streams (``WebSite.streamed``) has its own limit and hands its body
+    to a ``BodyReceiver`` chunk by chunk: nothing of it is kept here.
     """
 
     _bodyBytes = 0
     _refused = False
+    maxBody = MAX_BODY
+    upload: Optional[BodyReceiver] = None
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         absolute = _ABSOLUTE_FORM.match(path)
@@ -79,17 +107,44 @@ class _Request(Request):
             path = path if path.startswith(b"/") else b"/" + path
         super().requestReceived(command, path, version)
 
+    def _streamed(self) -> Optional[Streamed]:
+        channel: Any = self.channel
+        if getattr(channel, "_command", b"") != b"POST":
+            return None
+        target = getattr(channel, "_path", b"")
+        absolute = _ABSOLUTE_FORM.match(target)
+        if absolute is not None:
+            target = target[absolute.end():]
+        return channel.site.streamed.get(target.split(b"?", 1)[0])
+
     def gotLength(self, length: Any) -> None:
-        super().gotLength(length)
-        if length is not None and length > MAX_BODY:
+        streamed = self._streamed()
+        if streamed is None:
+            super().gotLength(length)
+        else:
+            self.content = io.BytesIO()  # type: ignore[assignment]  # stays empty: the receiver takes the body
+            self._parsePOSTFormSubmission = False
+            self.maxBody = streamed.maxBody
+        if length is not None and length > self.maxBody:
             self._refuse()
+        elif streamed is not None:
+            self.upload = streamed.receive(self, length)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._bodyBytes += len(data)
-        if self._bodyBytes > MAX_BODY:
+        if self._bodyBytes > self.maxBody:
             self._refuse()
-        if not self._refused:
+        if self._refused:
+            return
+        if self.upload is not None:
+            self.upload.feed(data)
+        else:
             super().handleContentChunk(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.upload is not None:
+            self.upload.lost()
+        super().connectionLost(reason)
 
     def _refuse(self) -> None:
         if not self._refused:
@@ -101,6 +156,8 @@ class _Request(Request):
     def process(self) -> None:
         if self._refused:
             return
+        if self.upload is not None:
+            self.args.update(self.upload.fields)  # type: ignore[attr-defined]
         channel: Channel = self.channel  # type: ignore[assignment]
         for name, value in channel.site.securityHeaders.items():
             self.setHeader(name, value)
@@ -158,6 +215,8 @@ class WebSite(Site):
         super().__init__(root, logFormatter=accessLine, timeout=IDLE_TIMEOUT, reactor=reactor)
         self.connections = ConnectionCount(maxConnectionsPerIP)
         self.securityHeaders = dict(securityHeaders)
+        self.streamed: dict[bytes, Streamed] = {}
+        """POST paths whose bodies are streamed to a receiver (``/portal/send``), not kept."""
 
     def logRefusal(self, client: Optional[str], requestLine: Optional[tuple[bytes, bytes, bytes]],
                    code: int) -> None:
