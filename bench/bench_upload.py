@@ -15,10 +15,9 @@ the gateway under twistd, a user signed in by the e-mail link, then
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import http.client
 import os
+import quopri
 import re
 import sys
 import threading
@@ -47,7 +46,8 @@ class Session:
         while path is None:
             for name in os.listdir(outbox) if os.path.isdir(outbox) else []:
                 with open(os.path.join(outbox, name), "rb") as f:
-                    found = re.search(rb"(/portal/login/[A-Za-z0-9_-]{43})", f.read())
+                    # The body is quoted-printable: a soft line break may split the link.
+                    found = re.search(rb"(/portal/login/[A-Za-z0-9_-]{43})", quopri.decodestring(f.read()))
                 if found:
                     path = found.group(1).decode()
             if time.monotonic() > deadline:
