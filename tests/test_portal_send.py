@@ -396,6 +396,59 @@ class Send(SendTestCase):
         await self.nothingLeft()
 
 
+class Malware(SendTestCase):
+    """Uploads go through clamd like mail attachments (SPEC 10), with the tests' own signatures."""
+
+    async def startScanning(self, **tenant: Any) -> None:
+        from tests.test_scan_e2e import clamd
+
+        await self.start(scan={"clamd": clamd().address, "timeout": 10}, min_attachment_size=0, **tenant)
+
+    @asyncTest
+    async def test_rejected(self) -> None:
+        """on_malware = "reject": 400, the form again naming the file and the signature; no mail, object or row."""
+        await self.startScanning(on_malware="reject")
+        browser = await self.signedIn()
+        code, page, _ = await self.post(browser, FormBody(self.fields(browser), [
+            ("schoon.txt", b"fine\n" * 1000, 5000), ("eicar.com", EICAR, len(EICAR))]))
+        text = page.decode("utf-8")
+        self.assertEqual(code, 400, text)
+        self.assertIn("eicar.com bevat malware (SecuDoc.Test.EICAR.UNOFFICIAL). Er is niets verstuurd of bewaard.",
+                      text)
+        self.assertIn("bob@external.test, carol@external.test</textarea>", text)
+        await self.nothingLeft()
+        self.assertEqual(self.mails("upload"), [])
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM withheld"), [(0,)])
+
+    @asyncTest
+    async def test_stripped(self) -> None:
+        """on_malware = "strip": the transfer goes without the file; the page and the mail say which and why."""
+        await self.startScanning(on_malware="strip")
+        browser = await self.signedIn()
+        clean = b"fine\n" * 1000
+        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients="bob@external.test"), [
+            ("eicar.com", EICAR, len(EICAR)), ("schoon.txt", clean, len(clean))]))
+        self.assertEqual(code, 303, body)
+        [location] = response.headers.getRawHeaders("location")
+        code, page, _ = await browser.request("GET", location)
+        text = page.decode("utf-8")
+        self.assertIn("Niet verstuurd, want het bevat malware: eicar.com (SecuDoc.Test.EICAR.UNOFFICIAL).", text)
+        self.assertIn("schoon.txt", text)
+        self.assertEqual(self.rows("SELECT n, name, scan FROM files"), [(0, "schoon.txt", "clean")])
+        self.assertEqual(self.rows("SELECT name, signature FROM withheld"),
+                         [("eicar.com", "SecuDoc.Test.EICAR.UNOFFICIAL")])
+        [mail] = await self.waitMails("upload", 1)
+        plain = mail.get_body(("plain",)).get_content()
+        self.assertIn("eicar.com is niet meegestuurd: er is malware in gevonden.", plain)
+        [link] = TOKEN_LINK.findall(plain)
+        recipient = Browser(self.gateway.webURL)
+        self.assertEqual(await self.download(recipient.base + f"{link}/0"), hashlib.sha256(clean).hexdigest())
+        code, _, _ = await recipient.request("GET", f"{link}/1")
+        self.assertEqual(code, 404)
+
+    download = Send.download
+
+
 class Relay(SendTestCase):
     @asyncTest
     async def test_refusedThenRetried(self) -> None:

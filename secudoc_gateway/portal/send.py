@@ -180,7 +180,6 @@ async def _create(visit: Visit, upload: Upload, form: SendForm, files: list[Any]
     web = visit.portal.web
     now = web.reactor.seconds()
     expires = now + form.expiryDays * 86400
-    assert upload.object is None or True
     key = objectKey(upload.transferId)
     kept = [(f, v) for f, v in zip(files, verdicts) if v is None or v.result is not ScanResult.INFECTED]
     stored = tuple(
