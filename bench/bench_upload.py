@@ -9,16 +9,15 @@ the gateway under twistd, a user signed in by the e-mail link, then
 2. --concurrent uploads (default 20) of --each MiB (default 50) at once:
    the gateway's peak RSS over idle against ``memory_budget``.
 
-    .venv/bin/python bench/bench_upload.py [--mib 1024] [--concurrent 20] [--each 50]
+    .venv/bin/python bench/bench_upload.py [--mib 1024] [--concurrent 20] [--each 50] [--store fs|s3]
 """
 
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
 import http.client
 import os
+import quopri
 import re
 import sys
 import threading
@@ -26,7 +25,7 @@ import time
 import urllib.parse
 
 from bench_bigmessage import Attachment, message, stream
-from common import ROOT, Gateway, peakRSS, row, sendOne
+from common import ROOT, Gateway, peakRSS, resetPeakRSS, row, sendOne
 
 sys.path.insert(0, ROOT)
 BOUNDARY = "benchBoundary0123456789"
@@ -47,7 +46,8 @@ class Session:
         while path is None:
             for name in os.listdir(outbox) if os.path.isdir(outbox) else []:
                 with open(os.path.join(outbox, name), "rb") as f:
-                    found = re.search(rb"(/portal/login/[A-Za-z0-9_-]{43})", f.read())
+                    # The body is quoted-printable: a soft line break may split the link.
+                    found = re.search(rb"(/portal/login/[A-Za-z0-9_-]{43})", quopri.decodestring(f.read()))
                 if found:
                     path = found.group(1).decode()
             if time.monotonic() > deadline:
@@ -112,7 +112,9 @@ class Session:
 
 def run(label: str, storage, args) -> None:
     big = Attachment(args.mib)
-    gateway = Gateway("maildir:../outbox/example", storage=storage)
+    # The SMTP path must take the same file bytes (base64 on the wire) in one message.
+    gateway = Gateway("maildir:../outbox/example", storage=storage,
+                      smtp={"max_message_size": big.wireSize + (1 << 20)})
     try:
         session = Session(gateway)
         sendOne(gateway.smtpPort, stream(message(Attachment(0))))
@@ -121,12 +123,15 @@ def run(label: str, storage, args) -> None:
         assert final.startswith(b"250"), final
         smtp = big.size / seconds / 1e6
         smtpPeak = peakRSS(gateway.pid)
+        # The upload's own peak: from the resident set it starts with, not under the SMTP path's peak.
+        resetPeakRSS(gateway.pid)
+        start = peakRSS(gateway.pid)
         http = big.size / session.upload(big) / 1e6
         peak = peakRSS(gateway.pid)
         row(f"{label}: {args.mib} MiB upload over HTTP", f"{http:6.0f} MB/s",
             f"SMTP path, same file bytes: {smtp:5.0f} MB/s -> {http / smtp:4.2f} (goal >= 0.8)")
-        row(f"{label}: peak RSS over idle (upload)", f"{(peak - max(idle, smtpPeak)) / 2**20:6.1f} MB",
-            f"(after SMTP: {(smtpPeak - idle) / 2**20:.1f} MB; goal under 64 MB)")
+        row(f"{label}: peak RSS growth (upload)", f"{(peak - start) / 2**20:6.1f} MB",
+            f"(SMTP path: {(smtpPeak - idle) / 2**20:.1f} MB over idle; goal under 64 MB)")
         each = Attachment(args.each)
         before = peakRSS(gateway.pid)
         threads = [threading.Thread(target=session.upload, args=(each,)) for _ in range(args.concurrent)]
@@ -150,10 +155,11 @@ def main() -> int:
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--concurrent", type=int, default=20)
     parser.add_argument("--each", type=int, default=50)
-    parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--store", choices=("both", "fs", "s3"), default="both")
     args = parser.parse_args()
-    run("fs", None, args)
-    if not args.no_s3:
+    if args.store != "s3":
+        run("fs", None, args)
+    if args.store != "fs":
         from secudoc_gateway.testing.s3 import sharedServer, testStorage
 
         sharedServer()

@@ -384,4 +384,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # SPEC 9: each recipient of a browser transfer gets a mail of
+        # their own (no recipient sees the others' addresses).
+        # ``pending`` is the JSON list of those whose mail the relay
+        # refused, the ones a retry sends to; '' (a row of the step
+        # before) means every recipient.
+        "ALTER TABLE browser_sends ADD COLUMN pending TEXT NOT NULL DEFAULT ''",
+    ),
 )

@@ -44,14 +44,15 @@ class ShiftedClock:
 
 
 class PortalTestCase(TestCase):
-    async def start(self, publicURL: str = "", portal: Optional[dict[str, Any]] = None, **tenant: Any) -> None:
+    async def start(self, publicURL: str = "", portal: Optional[dict[str, Any]] = None,
+                    scan: Optional[dict[str, Any]] = None, **tenant: Any) -> None:
         self.folder = os.path.abspath(self.mktemp())
         os.makedirs(self.folder)
         self.clock = ShiftedClock()
         port = freePort()
         self.publicURL = publicURL or f"http://127.0.0.1:{port}"
         web = {"listen": [f"tcp:{port}:interface=127.0.0.1"], "public_url": self.publicURL}
-        path = writeConfig(self.folder, [dict(PORTAL_TENANT, **tenant)], web=web, portal=portal)
+        path = writeConfig(self.folder, [dict(PORTAL_TENANT, **tenant)], web=web, portal=portal, scan=scan)
         self.gateway = await startGateway(path, reactor, clock=self.clock)
         self.addCleanup(self.gateway.stop)
 

@@ -231,10 +231,17 @@ class Send(SendTestCase):
         self.assertEqual(location, f"/portal/transfers/{transferId}")
         self.assertLess(grown, 64 * CHUNK, f"peak RSS grew {grown / CHUNK:.0f} MiB for a {BIG // CHUNK} MiB upload")
 
-        [mail] = await self.waitMails("upload", 1)
+        # A mail of their own to each recipient: neither sees the other's address.
+        mails = await self.waitMails("upload", 2)
+        self.assertEqual(sorted(m["To"] for m in mails), ["bob@external.test", "carol@external.test"])
+        [mail] = self.mails("upload", to="bob@external.test")
+        [other] = self.mails("upload", to="carol@external.test")
+        self.assertEqual(mail["To"], "bob@external.test")
+        self.assertNotIn("carol", mail.as_string())
+        self.assertEqual(TOKEN_LINK.findall(other.get_body(("plain",)).get_content()),
+                         TOKEN_LINK.findall(mail.get_body(("plain",)).get_content()))
         self.assertEqual(mail["From"], "noreply@example.test")
         self.assertEqual(mail["Reply-To"], "alice@example.test")
-        self.assertEqual(mail["To"], "bob@external.test, carol@external.test")
         self.assertEqual(mail["Subject"], "Bouwtekeningen")
         self.assertEqual(mail["X-SecuDoc-Transfer"], transferId)
         plain = mail.get_body(("plain",)).get_content()
@@ -396,10 +403,67 @@ class Send(SendTestCase):
         await self.nothingLeft()
 
 
+class Malware(SendTestCase):
+    """Uploads go through clamd like mail attachments (SPEC 10), with the tests' own signatures."""
+
+    async def startScanning(self, **tenant: Any) -> None:
+        from tests.test_scan_e2e import clamd
+
+        await self.start(scan={"clamd": clamd().address, "timeout": 10}, min_attachment_size=0, **tenant)
+
+    @asyncTest
+    async def test_rejected(self) -> None:
+        """on_malware = "reject": 400, the form again naming the file and the signature; no mail, object or row."""
+        await self.startScanning(on_malware="reject")
+        browser = await self.signedIn()
+        code, page, _ = await self.post(browser, FormBody(self.fields(browser), [
+            ("schoon.txt", b"fine\n" * 1000, 5000), ("eicar.com", EICAR, len(EICAR))]))
+        text = page.decode("utf-8")
+        self.assertEqual(code, 400, text)
+        self.assertIn("eicar.com bevat malware (SecuDoc.Test.EICAR.UNOFFICIAL). Er is niets verstuurd of bewaard.",
+                      text)
+        self.assertIn("bob@external.test, carol@external.test</textarea>", text)
+        await self.nothingLeft()
+        self.assertEqual(self.mails("upload"), [])
+        self.assertEqual(self.rows("SELECT COUNT(*) FROM withheld"), [(0,)])
+
+    @asyncTest
+    async def test_stripped(self) -> None:
+        """on_malware = "strip": the transfer goes without the file; the page and the mail say which and why."""
+        await self.startScanning(on_malware="strip")
+        browser = await self.signedIn()
+        clean = b"fine\n" * 1000
+        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients="bob@external.test"), [
+            ("eicar.com", EICAR, len(EICAR)), ("schoon.txt", clean, len(clean))]))
+        self.assertEqual(code, 303, body)
+        [location] = response.headers.getRawHeaders("location")
+        code, page, _ = await browser.request("GET", location)
+        text = page.decode("utf-8")
+        self.assertIn("Niet verstuurd, want het bevat malware: eicar.com (SecuDoc.Test.EICAR.UNOFFICIAL).", text)
+        self.assertIn("schoon.txt", text)
+        self.assertEqual(self.rows("SELECT n, name, scan FROM files"), [(0, "schoon.txt", "clean")])
+        self.assertEqual(self.rows("SELECT name, signature FROM withheld"),
+                         [("eicar.com", "SecuDoc.Test.EICAR.UNOFFICIAL")])
+        [mail] = await self.waitMails("upload", 1)
+        plain = mail.get_body(("plain",)).get_content()
+        self.assertIn("eicar.com is niet meegestuurd: er is malware in gevonden.", plain)
+        [link] = TOKEN_LINK.findall(plain)
+        recipient = Browser(self.gateway.webURL)
+        self.assertEqual(await self.download(recipient.base + f"{link}/0"), hashlib.sha256(clean).hexdigest())
+        code, _, _ = await recipient.request("GET", f"{link}/1")
+        self.assertEqual(code, 404)
+
+    download = Send.download
+
+
 class Relay(SendTestCase):
     @asyncTest
     async def test_refusedThenRetried(self) -> None:
-        """The relay refuses the transfer mail: the page says "not sent" and why; the retry sends it."""
+        """
+        The relay refuses the mail to one of two recipients: the other has
+        theirs, the page says "not sent", to whom and why; the retry mails
+        only the one refused.
+        """
         sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
         port = reactor.listenTCP(0, sink, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
@@ -407,26 +471,65 @@ class Relay(SendTestCase):
         self.outboxMessages = lambda: [m.data for m in sink.messages]
         browser = await self.signInBySink(sink)
         code, page, _ = await browser.request("GET", "/portal/send")
+        recipients = "bob@external.test, carol@external.test"
+        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients=recipients),
+                                                                 [("a.txt", b"hello\n", 6)]))
+        self.assertEqual(code, 303, body)
+
+        def uploads() -> list[tuple[str, ...]]:
+            return [m.recipients for m in sink.messages if b"kind=upload" in m.data]
+
+        self.assertEqual(uploads(), [("carol@external.test",)])
+        [carols] = [m for m in sink.messages if b"kind=upload" in m.data]
+        self.assertIn(b"\r\nTo: carol@external.test\r\n", carols.data)
+        self.assertNotIn(b"bob@external.test", carols.data)
+        [location] = response.headers.getRawHeaders("location")
+        code, page, _ = await browser.request("GET", location)
+        text = page.decode("utf-8")
+        self.assertIn("niet aan alle ontvangers verstuurd", text)
+        self.assertIn("bob@external.test: 550 5.1.1 No such user here", text)
+        self.assertIn('<li>bob@external.test <span class="state-unsent">(niet verstuurd)</span></li>', text)
+        self.assertIn("<li>carol@external.test</li>", text)
+        self.assertIn("Opnieuw versturen", text)
+        code, page, _ = await browser.request("GET", "/portal/")
+        self.assertIn("niet verstuurd", page.decode("utf-8"))
+        self.assertEqual(self.rows("SELECT state, pending FROM browser_sends"), [("unsent", '["bob@external.test"]')])
+
+        # Still refused: still unsent, nobody mailed twice.
+        code, _, response = await browser.request("POST", location + "/resend", {"csrf": browser.csrf()})
+        self.assertEqual(code, 303)
+        self.assertEqual(uploads(), [("carol@external.test",)])
+        self.assertEqual(self.rows("SELECT state, pending FROM browser_sends"), [("unsent", '["bob@external.test"]')])
+
+        sink.replies.clear()
+        code, _, response = await browser.request("POST", location + "/resend", {"csrf": browser.csrf()})
+        self.assertEqual(code, 303)
+        self.assertEqual(uploads(), [("carol@external.test",), ("bob@external.test",)])
+        self.assertEqual(self.rows("SELECT state, sealed_token, pending FROM browser_sends"), [("sent", None, "")])
+        code, page, _ = await browser.request("GET", location)
+        self.assertNotIn("niet verstuurd", page.decode("utf-8"))
+
+    @asyncTest
+    async def test_otherSessionCannotRetry(self) -> None:
+        """The link's token is sealed under the sending session's secret: another session of the same user may not resend."""
+        sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
+        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        await self.start(relay=f"smtp://127.0.0.1:{port.getHost().port}", relay_require_tls=False)
+        browser = await self.signInBySink(sink)
+        code, page, _ = await browser.request("GET", "/portal/send")
         code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients="bob@external.test"),
                                                                  [("a.txt", b"hello\n", 6)]))
         self.assertEqual(code, 303, body)
         [location] = response.headers.getRawHeaders("location")
-        code, page, _ = await browser.request("GET", location)
-        text = page.decode("utf-8")
-        self.assertIn("niet verstuurd", text)
-        self.assertIn("550 5.1.1 No such user here", text)
-        self.assertIn("Opnieuw versturen", text)
-        code, page, _ = await browser.request("GET", "/portal/")
-        self.assertIn("niet verstuurd", page.decode("utf-8"))
-        self.assertEqual([s for (s,) in self.rows("SELECT state FROM browser_sends")], ["unsent"])
         sink.replies.clear()
-        code, _, response = await browser.request("POST", location + "/resend", {"csrf": browser.csrf()})
-        self.assertEqual(code, 303)
-        sent = [m for m in sink.messages if b"kind=upload" in m.data]
-        self.assertEqual([m.recipients for m in sent], [("bob@external.test",)])
-        self.assertEqual(self.rows("SELECT state, sealed_token FROM browser_sends"), [("sent", None)])
-        code, page, _ = await browser.request("GET", location)
-        self.assertNotIn("niet verstuurd", page.decode("utf-8"))
+        other = await self.signInBySink(sink)
+        code, page, _ = await other.request("GET", location)
+        code, page, _ = await other.request("POST", location + "/resend", {"csrf": other.csrf()})
+        self.assertEqual(code, 409)
+        self.assertIn("alleen in de sessie waarin u de bestanden verstuurde", page.decode("utf-8"))
+        self.assertEqual([m for m in sink.messages if b"kind=upload" in m.data], [])
+        self.assertEqual(self.rows("SELECT state FROM browser_sends"), [("unsent",)])
 
     @asyncTest
     async def test_refusedThenDeleted(self) -> None:
@@ -445,22 +548,21 @@ class Relay(SendTestCase):
         await self.nothingLeft()
 
     async def signInBySink(self, sink: SinkServerFactory) -> Browser:
+        """Signed in by the newest login link the relay took (a second call: a second session)."""
+        def found() -> list[str]:
+            paths = []
+            for m in sink.messages:
+                parsed = email.message_from_bytes(m.data, policy=email.policy.default)
+                paths += re.findall(r"https?://[^/\s]+(/portal/login/[A-Za-z0-9_-]{43})",
+                                    parsed.get_body(("plain",)).get_content())
+            return paths
+
+        already = len(found())
         browser = self.browser()
         code, _ = await self.askLink("alice@example.test", browser)
         self.assertEqual(code, 200)
-
-        def link() -> Optional[str]:
-            for m in sink.messages:
-                parsed = email.message_from_bytes(m.data, policy=email.policy.default)
-                found = re.findall(r"https?://[^/\s]+(/portal/login/[A-Za-z0-9_-]{43})",
-                                   parsed.get_body(("plain",)).get_content())
-                if found:
-                    return found[0]
-            return None
-
-        await until(lambda: link() is not None, "the login link", timeout=15)
-        path = link()
-        assert path is not None
+        await until(lambda: len(found()) > already, "the login link", timeout=15)
+        path = found()[-1]
         await browser.request("GET", path)
         code, _, _ = await browser.request("POST", path, {"csrf": browser.csrf()})
         self.assertEqual(code, 303)

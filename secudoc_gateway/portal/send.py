@@ -4,20 +4,21 @@
 the form still posts), and what ``POST /portal/send`` makes of an
 upload once its body is in (``upload.Upload`` stored the files as they
 came): the malware verdicts, the transfer like a mail transfer (token,
-expiry, the sender's link), the transfer mail to the recipients through
-the tenant's relay, the sender's confirmation, and a 303 to the new
-transfer's page.
+expiry, the sender's link), the transfer mail to each recipient (a
+mail of their own) through the tenant's relay, the sender's
+confirmation, and a 303 to the new transfer's page.
 
-A relay that refuses the transfer mail leaves the transfer "not sent"
-(``transfers.sends``): its page says so with the relay's answer and
-offers to send again (from the same session: the link's token is
-sealed under its secret) or to delete the transfer.
+A relay that refuses the transfer mail to any recipient leaves the
+transfer "not sent" (``transfers.sends``): its page says so with the
+relay's answer and offers to send again to those recipients (from the
+same session: the link's token is sealed under its secret) or to
+delete the transfer.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from twisted.logger import Logger
 
@@ -180,7 +181,6 @@ async def _create(visit: Visit, upload: Upload, form: SendForm, files: list[Any]
     web = visit.portal.web
     now = web.reactor.seconds()
     expires = now + form.expiryDays * 86400
-    assert upload.object is None or True
     key = objectKey(upload.transferId)
     kept = [(f, v) for f, v in zip(files, verdicts) if v is None or v.result is not ScanResult.INFECTED]
     stored = tuple(
@@ -216,29 +216,41 @@ async def _create(visit: Visit, upload: Upload, form: SendForm, files: list[Any]
     redirect(visit.request, f"{visit.portal.base}/transfers/{transfer.id}")
 
 
-async def _mail(visit: Visit, transfer: Transfer, token: str, text: str) -> bool:
-    """The transfer mail through the tenant's relay; a refusal leaves the transfer unsent, with why."""
+async def _mail(visit: Visit, transfer: Transfer, token: str, text: str,
+                recipients: Optional[Sequence[str]] = None) -> bool:
+    """
+    The transfer mail through the tenant's relay, one to each of
+    ``recipients`` (default: all): a browser transfer is no conversation,
+    so no recipient sees the others' addresses.  The ones the relay
+    refused leave the transfer unsent, with why; a retry mails only them.
+    """
     tenant = visit.tenant
     assert tenant is not None
     web = visit.portal.web
     gateway = _uploads(visit).gateway
+    relay = gateway.relayFor(tenant)
     link = links.transferURL(web.publicURL, token)
     banner = bannerFor(tenant.language, transfer.sender, [(f.name, f.size) for f in transfer.files], link,
                        transfer.expires, tenant.disclaimer, organisation=tenant.organisation,
                        helpContact=tenant.help_contact, withheld=[w.name for w in transfer.withheld])
-    mail = uploadMail(web.hostname, tenant.facility_sender, transfer.sender, transfer.recipients, transfer.subject,
-                      text, banner, tenant.language, date=web.reactor.seconds(), transferId=transfer.id)
-    envelope = Envelope(sender=tenant.facility_sender, recipients=transfer.recipients, tenant=tenant)
-    try:
-        await gateway.relayFor(tenant).send(envelope, OutgoingMessage(Spool(MemoryBudget(0)), [mail]))
-    except RelayError as e:
-        reply = f"{e.reply.code} {e.reply.enhanced} {e.reply.text}".strip() if e.reply is not None else e.message
-        log.warn("{id}: the relay refused the transfer mail: {reply}", id=transfer.id, reply=reply)
-        await web.transfers.markUnsent(transfer.id, reply)
-        return False
-    except Exception as e:
-        log.failure("{id}: sending the transfer mail failed", id=transfer.id)
-        await web.transfers.markUnsent(transfer.id, str(e) or type(e).__name__)
+    refused: list[tuple[str, str]] = []
+    for recipient in recipients if recipients is not None else transfer.recipients:
+        mail = uploadMail(web.hostname, tenant.facility_sender, transfer.sender, [recipient], transfer.subject,
+                          text, banner, tenant.language, date=web.reactor.seconds(), transferId=transfer.id)
+        envelope = Envelope(sender=tenant.facility_sender, recipients=(recipient,), tenant=tenant)
+        try:
+            await relay.send(envelope, OutgoingMessage(Spool(MemoryBudget(0)), [mail]))
+        except RelayError as e:
+            reply = f"{e.reply.code} {e.reply.enhanced} {e.reply.text}".strip() if e.reply is not None else e.message
+            log.warn("{id}: the relay refused the transfer mail to {recipient}: {reply}", id=transfer.id,
+                     recipient=recipient, reply=reply)
+            refused.append((recipient, reply))
+        except Exception as e:
+            log.failure("{id}: sending the transfer mail to {recipient} failed", id=transfer.id, recipient=recipient)
+            refused.append((recipient, str(e) or type(e).__name__))
+    if refused:
+        await web.transfers.markUnsent(transfer.id, "; ".join(f"{r}: {why}" for r, why in refused),
+                                       [r for r, _ in refused])
         return False
     await web.transfers.markSent(transfer.id)
     log.info("{id}: sent from the browser by {sender} to {count} recipient(s)", id=transfer.id,
@@ -274,7 +286,7 @@ async def resend(visit: Visit, id: str) -> None:
     if token is None:
         await one(visit, transfer.id, 409, visit.t["unsent_other_session"])
         return
-    await _mail(visit, transfer, token, record.message)
+    await _mail(visit, transfer, token, record.message, record.pending or None)
     redirect(visit.request, f"{visit.portal.base}/transfers/{transfer.id}")
 
 

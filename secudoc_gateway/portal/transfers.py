@@ -149,6 +149,7 @@ async def one(visit: Visit, id: str, code: int = 200, error: str = "") -> None:
                    "revoked": formatMoment(transfer.revoked, language) if transfer.revoked is not None else "",
                    "state": state, "state_text": t[f"state_{state}"]},
          recipients=[shown(r) for r in transfer.recipients],
+         pending={shown(r) for r in sent.pending} if unsent and sent is not None else set(),
          files=[{"name": names[f.n], "size": humanSize(f.size, language), "sha256": f.sha256}
                 for f in transfer.files],
          downloads=downloads, can_revoke=state == LIVE,

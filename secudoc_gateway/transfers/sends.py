@@ -10,6 +10,7 @@ still opens no file.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, Optional, Sequence
 
 import attrs
@@ -27,11 +28,18 @@ UNSENT = "unsent"
 
 @attrs.frozen
 class BrowserSend:
+    """``pending``: the recipients whose mail the relay refused (empty once sent, or from a row before them)."""
+
     transfer_id: str
     state: str
     message: str
     sealed_token: Optional[str]
     error: str
+    pending: tuple[str, ...] = ()
+
+
+def _pending(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
 
 
 def _sealKey(sessionSecret: str, transferId: str) -> bytes:
@@ -73,9 +81,16 @@ class SendRecords:
         return self._db.runTransaction(create)
 
     def browserSend(self, transferId: str) -> Deferred[Optional[BrowserSend]]:
-        d = self._db.runQuery("SELECT transfer_id, state, message, sealed_token, error FROM browser_sends"
+        d = self._db.runQuery("SELECT transfer_id, state, message, sealed_token, error, pending FROM browser_sends"
                               " WHERE transfer_id = ?", (transferId,))
-        return d.addCallback(lambda rows: BrowserSend(*rows[0]) if rows else None)
+
+        def record(rows: list[tuple[Any, ...]]) -> Optional[BrowserSend]:
+            if not rows:
+                return None
+            id, state, message, sealed, error, pending = rows[0]
+            return BrowserSend(id, state, message, sealed, error, _pending(pending))
+
+        return d.addCallback(record)
 
     def unsentOf(self, transferIds: Sequence[str]) -> Deferred[set[str]]:
         """Which of ``transferIds`` are browser sends still unsent (the list marks them)."""
@@ -88,9 +103,11 @@ class SendRecords:
 
     def markSent(self, transferId: str) -> Deferred[None]:
         """The relay took the mail: the sealed token goes, the link lives only with the recipients."""
-        return self._db.runOperation("UPDATE browser_sends SET state = ?, sealed_token = NULL, error = ''"
-                                     " WHERE transfer_id = ?", (SENT, transferId))
+        return self._db.runOperation("UPDATE browser_sends SET state = ?, sealed_token = NULL, error = '',"
+                                     " pending = '' WHERE transfer_id = ?", (SENT, transferId))
 
-    def markUnsent(self, transferId: str, error: str) -> Deferred[None]:
-        return self._db.runOperation("UPDATE browser_sends SET state = ?, error = ? WHERE transfer_id = ?",
-                                     (UNSENT, error[:500], transferId))
+    def markUnsent(self, transferId: str, error: str, pending: Sequence[str]) -> Deferred[None]:
+        """The relay refused the mail to ``pending``: a retry sends to them alone."""
+        return self._db.runOperation("UPDATE browser_sends SET state = ?, error = ?, pending = ? WHERE transfer_id = ?",
+                                     (UNSENT, error[:2000], json.dumps(list(pending), ensure_ascii=False),
+                                      transferId))
