@@ -92,7 +92,7 @@ test: $(STAMP) $(CERT) debian-tools postgresql $(AXE)
 	set -a; eval "$$($(BIN)/python -m secudoc_gateway.testing.postgres start $$pg)"; set +a; \
 	$(BIN)/python -m secudoc_gateway.testing.s3 $(SHELL) -o pipefail -c '\
 	$(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) $(TEST_MODULES) 2>&1 | tee var/trial.log; rc=$$?; \
-	SECUDOC_TEST_STORAGE=s3 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_s3 \
+	SECUDOC_TEST_STORAGE=s3 SECUDOC_TEST_UPLOAD_MB=20 $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_s3 \
 		$(S3_MODULES) 2>&1 | tee -a var/trial.log || rc=1; \
 	SECUDOC_TEST_DATABASE=postgresql $(BIN)/python -m twisted.trial --jobs=$(TRIAL_JOBS) --temp-directory=_trial_temp_pg \
 		$(PG_MODULES) 2>&1 | tee -a var/trial.log || rc=1; \
