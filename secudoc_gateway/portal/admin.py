@@ -28,7 +28,7 @@ from secudoc_gateway.display import shown
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.notices.texts import formatMoment
 from secudoc_gateway.portal.events import csvCell
-from secudoc_gateway.portal.pages import Visit, message, page, redirect
+from secudoc_gateway.portal.pages import Visit, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import ADMIN_ONLY, Route
 from secudoc_gateway.portal.transfers import parseDay
 from secudoc_gateway.relay.probe import probeRelay
@@ -42,15 +42,6 @@ LIMIT = 1000
 CSV_LIMIT = 100000
 TRAIL_COLUMNS = ("when", "transfer", "sender", "subject", "file", "recipient", "client", "user_agent")
 REPLY_LIMIT = 500
-
-
-def _forbidden(visit: Visit, back: str) -> bool:
-    """A post whose form is not this session's: answered 403, ``True``."""
-    if visit.formValid():
-        return False
-    message(visit, 403, visit.t["error"], visit.t["form_expired"], link=f"{visit.portal.base}/{back}",
-            link_text=visit.t["back"])
-    return True
 
 
 def _inDomains(visit: Visit, address: str) -> Optional[str]:
@@ -92,7 +83,7 @@ async def users(visit: Visit, code: int = 200, error: str = "", notice: str = ""
 
 
 async def addUser(visit: Visit) -> None:
-    if _forbidden(visit, "users"):
+    if refusedForm(visit, "users"):
         return
     assert visit.session is not None and visit.tenant is not None
     typed = (formValue(visit.request, "address") or "").strip()
@@ -108,7 +99,7 @@ async def addUser(visit: Visit) -> None:
 
 
 async def removeUser(visit: Visit) -> None:
-    if _forbidden(visit, "users"):
+    if refusedForm(visit, "users"):
         return
     assert visit.session is not None and visit.tenant is not None
     address = addressKey((formValue(visit.request, "address") or "").strip())
@@ -209,7 +200,7 @@ async def relayForm(visit: Visit) -> None:
 
 
 async def relayTest(visit: Visit) -> None:
-    if _forbidden(visit, "relay-test"):
+    if refusedForm(visit, "relay-test"):
         return
     assert visit.session is not None and visit.tenant is not None
     typed = (formValue(visit.request, "to") or "").strip()

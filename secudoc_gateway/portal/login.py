@@ -29,7 +29,7 @@ from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.notices.portal import loginMail
 from secudoc_gateway.policy import isConfiguredUser
 from secudoc_gateway.portal.context import PortalContext
-from secudoc_gateway.portal.pages import Visit, message, page, redirect
+from secudoc_gateway.portal.pages import Visit, message, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import PUBLIC, SIGNED_IN, Route
 from secudoc_gateway.portal.sessions import (
     ADMIN, EMAIL_LINK, USER, clearSessionCookie, setSessionCookie,
@@ -189,9 +189,7 @@ async def useLink(visit: Visit, secret: str) -> None:
 async def logout(visit: Visit) -> None:
     portal = visit.portal
     assert visit.session is not None
-    if not visit.formValid():
-        message(visit, 403, visit.t["error"], visit.t["form_expired"], link=portal.base + "/",
-                link_text=visit.t["back"])
+    if refusedForm(visit, ""):
         return
     await portal.sessions.close(visit.session)
     clearSessionCookie(visit.request, portal.base, portal.secure)

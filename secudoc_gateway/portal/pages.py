@@ -24,7 +24,7 @@ from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.sessions import Session, sessionFormToken, sessionFormValid
-from secudoc_gateway.web.pages import csrfValid, formValue, sendPage
+from secudoc_gateway.web.pages import csrfValid, formValue, sameOrigin, sendPage
 
 _environment = jinja2.Environment(
     loader=jinja2.ChoiceLoader([jinja2.PackageLoader("secudoc_gateway.portal", "templates"),
@@ -68,10 +68,7 @@ class Visit:
         A post from one of this session's own pages: its token is this
         session's, and Origin, when it names one, is ours (as on ``/t/``).
         """
-        if self.session is None:
-            return False
-        origin = self.request.getHeader(b"origin")
-        if origin not in (None, b"null") and origin.decode("latin-1").rstrip("/") != self.portal.web.publicOrigin:
+        if self.session is None or not sameOrigin(self.request, self.portal.web.publicOrigin):
             return False
         return sessionFormValid(self.formKey, self.session, formValue(self.request, "csrf", 64) or "")
 
@@ -104,6 +101,18 @@ def message(visit: Visit, code: int, title: str, body: str, **values: Any) -> No
     values.setdefault("link", "")
     values.setdefault("link_text", "")
     page(visit, code, "portal_message.html", title, body=body, **values)
+
+
+def refusedForm(visit: Visit, back: str) -> bool:
+    """
+    ``True``, after answering 403 with a link to ``back`` (a page below
+    the portal), when a post's form is not this session's.
+    """
+    if visit.formValid():
+        return False
+    message(visit, 403, visit.t["error"], visit.t["form_expired"], link=f"{visit.portal.base}/{back}",
+            link_text=visit.t["back"])
+    return True
 
 
 def notFound(visit: Visit) -> None:

@@ -31,17 +31,17 @@ from secudoc_gateway.notices.mails import confirmationMail
 from secudoc_gateway.notices.texts import humanSize
 from secudoc_gateway.notices.uploads import uploadMail
 from secudoc_gateway.outgoing import OutgoingMessage
-from secudoc_gateway.portal.pages import Visit, message, redirect, render
+from secudoc_gateway.portal.pages import Visit, message, redirect, refusedForm, render
 from secudoc_gateway.portal.routes import PUBLIC, SIGNED_IN, Route
 from secudoc_gateway.portal.sessions import sessionSecret
-from secudoc_gateway.portal.transfers import visible
+from secudoc_gateway.portal.transfers import acting, one
 from secudoc_gateway.portal.upload import SendForm, Upload, Uploads, readForm
 from secudoc_gateway.scan import ScanResult
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.storage.objects import objectKey
 from secudoc_gateway.transfers import StoredFile, Transfer, WithheldFile
-from secudoc_gateway.transfers.sends import UNSENT, openToken, sealToken
-from secudoc_gateway.web.pages import PAGE_CSP
+from secudoc_gateway.transfers.sends import UNSENT, BrowserSend, openToken, sealToken
+from secudoc_gateway.web.pages import PAGE_CSP, sendBody, sendPage
 
 log = Logger()
 
@@ -67,14 +67,7 @@ def _sendPage(visit: Visit, code: int, error: str = "", form: Optional[dict[str,
                   action=f"{visit.portal.base}/send", script=f"{visit.portal.base}/send.js",
                   max_size=uploads.maxUploadSize, max_size_text=humanSize(uploads.maxUploadSize, visit.language),
                   max_days=visit.tenant.link_expiry_days)
-    request = visit.request
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-    request.setHeader(b"Content-Security-Policy", SEND_CSP)
-    request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()
+    sendPage(visit.request, code, body, SEND_CSP)
 
 
 async def sendForm(visit: Visit) -> None:
@@ -84,13 +77,7 @@ async def sendForm(visit: Visit) -> None:
 async def script(visit: Visit) -> None:
     """The page's script, a static resource of our own origin (the CSP allows no other)."""
     with open(SCRIPT, "rb") as f:
-        body = f.read()
-    request = visit.request
-    request.setHeader(b"Content-Type", b"text/javascript; charset=utf-8")
-    request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()
+        sendBody(visit.request, 200, f.read(), b"text/javascript; charset=utf-8")
 
 
 def _typed(form: Optional[SendForm], upload: Upload) -> dict[str, str]:
@@ -129,9 +116,8 @@ async def _send(visit: Visit, upload: Upload) -> None:
         message(visit, 503, t["error"], t["send_storage_failed"], link=f"{visit.portal.base}/send",
                 link_text=t["back"])
         return
-    if not visit.formValid():
+    if refusedForm(visit, "send"):
         upload.discard()
-        message(visit, 403, t["error"], t["form_expired"], link=f"{visit.portal.base}/send", link_text=t["back"])
         return
     form = upload.form or readForm(upload.fields, tenant, t, _uploads(visit).gateway.config.smtp.max_recipients)
     problem = form.problem
@@ -258,14 +244,9 @@ async def _mail(visit: Visit, transfer: Transfer, token: str, text: str,
     return True
 
 
-async def _unsent(visit: Visit, id: str) -> Optional[tuple[Transfer, Any]]:
+async def _unsent(visit: Visit, id: str) -> Optional[tuple[Transfer, BrowserSend]]:
     """The unsent browser transfer a post acts on, once its token is right and it is this person's."""
-    t = visit.t
-    if not visit.formValid():
-        message(visit, 403, t["error"], t["form_expired"], link=f"{visit.portal.base}/transfers/{id}",
-                link_text=t["back"])
-        return None
-    transfer = await visible(visit, id)
+    transfer = await acting(visit, id)
     if transfer is None:
         return None
     record = await visit.portal.web.transfers.browserSend(transfer.id)
@@ -280,8 +261,6 @@ async def resend(visit: Visit, id: str) -> None:
     if found is None:
         return
     transfer, record = found
-    from secudoc_gateway.portal.transfers import one
-
     token = openToken(sessionSecret(visit.request, visit.portal.secure), transfer.id, record.sealed_token or "")
     if token is None:
         await one(visit, transfer.id, 409, visit.t["unsent_other_session"])

@@ -27,7 +27,7 @@ from secudoc_gateway.config.tenants import OPERATOR_KEYS, PORTAL_KEYS, portalKey
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.settings import SETTING_TEXTS
 from secudoc_gateway.notices.texts import formatMoment
-from secudoc_gateway.portal.pages import Visit, message, notFound, page, redirect
+from secudoc_gateway.portal.pages import Visit, notFound, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import ADMIN_ONLY, Route
 from secudoc_gateway.settings import LiveSettings, Override, SettingRefused, shownValue
 from secudoc_gateway.web.pages import formValue
@@ -190,9 +190,7 @@ async def save(visit: Visit) -> None:
         return
     live, fileTenant = found
     assert visit.session is not None and visit.tenant is not None
-    if not visit.formValid():
-        message(visit, 403, visit.t["error"], visit.t["form_expired"],
-                link=f"{visit.portal.base}/settings", link_text=visit.t["settings"])
+    if refusedForm(visit, "settings"):
         return
     who = visit.session.address
     args: dict[bytes, list[bytes]] = visit.request.args or {}

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.display import shown
 from secudoc_gateway.notices.texts import ZONE, formatMoment, humanSize
-from secudoc_gateway.portal.pages import Visit, message, notFound, page, redirect
+from secudoc_gateway.portal.pages import Visit, notFound, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import ADMIN_ONLY, SIGNED_IN, Route
 from secudoc_gateway.transfers import Transfer
 from secudoc_gateway.web.pages import formValue
@@ -162,17 +162,15 @@ async def one(visit: Visit, id: str, code: int = 200, error: str = "") -> None:
          error=error, back=f"{visit.portal.base}/")
 
 
-async def _acting(visit: Visit, id: str) -> Optional[Transfer]:
+async def acting(visit: Visit, id: str) -> Optional[Transfer]:
     """The transfer a post acts on, once its token is right and the transfer is this person's to see."""
-    if not visit.formValid():
-        message(visit, 403, visit.t["error"], visit.t["form_expired"],
-                link=f"{visit.portal.base}/transfers/{id}", link_text=visit.t["back"])
+    if refusedForm(visit, f"transfers/{id}"):
         return None
     return await visible(visit, id)
 
 
 async def revoke(visit: Visit, id: str) -> None:
-    transfer = await _acting(visit, id)
+    transfer = await acting(visit, id)
     if transfer is None:
         return
     assert visit.session is not None
@@ -182,7 +180,7 @@ async def revoke(visit: Visit, id: str) -> None:
 
 async def extend(visit: Visit, id: str) -> None:
     """Up to the tenant's ``link_expiry_days`` more, from the expiry (or now, once it passed)."""
-    transfer = await _acting(visit, id)
+    transfer = await acting(visit, id)
     if transfer is None:
         return
     assert visit.session is not None

@@ -42,6 +42,7 @@ from secudoc_gateway.errors import StorageError
 from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.sink import AttachmentSink
 from secudoc_gateway.mime.decode import IdentityDecoder
+from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.formdata import (
     End, Field, FileData, FileEnd, FileStart, FormDataParser, FormError, boundaryOf, safeFileName,
@@ -49,6 +50,7 @@ from secudoc_gateway.portal.formdata import (
 from secudoc_gateway.portal.sessions import Session, sessionFormValid, sessionSecret
 from secudoc_gateway.scan import MessageScans
 from secudoc_gateway.storage.objects import TransferObject, objectKey
+from secudoc_gateway.web.pages import sameOrigin
 
 log = Logger()
 
@@ -279,15 +281,11 @@ class Upload:
     def _checkForm(self) -> bool:
         """At the first file: the token (a forged one is refused now), then the fields."""
         assert self.session is not None and self.tenant is not None
-        origin = self.request.getHeader(b"origin")
         token = (self.fields.get(b"csrf") or [b""])[0].decode("ascii", "replace")[:64]
-        if (origin not in (None, b"null")
-                and origin.decode("latin-1").rstrip("/") != self.uploads.portal.web.publicOrigin) \
-                or not sessionFormValid(self._formKey, self.session, token):
+        if not (sameOrigin(self.request, self.uploads.portal.web.publicOrigin)
+                and sessionFormValid(self._formKey, self.session, token)):
             self._refuse(403)
             return False
-        from secudoc_gateway.notices.texts import texts
-
         self.form = readForm(self.fields, self.tenant, texts(self.tenant.language),
                              self.uploads.gateway.config.smtp.max_recipients)
         if self.form.problem is not None:

@@ -42,7 +42,7 @@ from secudoc_gateway.web.download import (
 )
 from secudoc_gateway.web.logos import LogoCache
 from secudoc_gateway.web.mails import DownloadNotifier, FirstDownload
-from secudoc_gateway.web.pages import DOWNLOAD_CSP, pageLanguage, render, sendPage
+from secudoc_gateway.web.pages import DOWNLOAD_CSP, pageLanguage, render, sendBody, sendPage
 from secudoc_gateway.web.sender import SenderRoot
 
 ZIP = links.ZIP.encode("ascii")
@@ -201,12 +201,7 @@ class _Leaf(Resource):
             refuse(context, request, UNKNOWN, None)
             return
         logo = await self.parent.root.logos.get(tenant.logo)
-        request.setHeader(b"Content-Type", logo.contentType.encode("ascii"))
-        request.setHeader(b"Content-Security-Policy", DOWNLOAD_CSP)
-        request.setHeader(b"Content-Length", str(len(logo.data)).encode("ascii"))
-        if request.method != b"HEAD":
-            request.write(logo.data)
-        request.finish()
+        sendBody(request, 200, logo.data, logo.contentType.encode("ascii"), {b"Content-Security-Policy": DOWNLOAD_CSP})
 
     async def _gate(self, request: Request) -> Optional[Visit]:
         """The visit, if it may download; a browser without its code goes back to the page."""

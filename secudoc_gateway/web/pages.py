@@ -56,15 +56,22 @@ def render(template: str, language: str, **context: Any) -> bytes:
     return _environment.get_template(template).render(lang=language, t=texts(language), **context).encode("utf-8")
 
 
-def sendPage(request: Request, code: int, body: bytes) -> None:
-    """Answer with a rendered page (headers only for HEAD)."""
+def sendBody(request: Request, code: int, body: bytes, contentType: bytes,
+             headers: Optional[dict[bytes, bytes]] = None) -> None:
+    """Answer with a body held whole (a page, a CSV, our metadata): headers only for HEAD."""
     request.setResponseCode(code)
-    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-    request.setHeader(b"Content-Security-Policy", PAGE_CSP)
+    request.setHeader(b"Content-Type", contentType)
+    for name, value in (headers or {}).items():
+        request.setHeader(name, value)
     request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
     if request.method != b"HEAD":
         request.write(body)
     request.finish()
+
+
+def sendPage(request: Request, code: int, body: bytes, csp: bytes = PAGE_CSP) -> None:
+    """Answer with a rendered page."""
+    sendBody(request, code, body, b"text/html; charset=utf-8", {b"Content-Security-Policy": csp})
 
 
 def setCookie(request: Request, name: bytes, value: str, path: str, secure: bool) -> None:
@@ -104,16 +111,24 @@ def csrfToken(request: Request, key: bytes, purpose: str, subject: str, path: st
     return formToken(key, purpose, subject, nonce)
 
 
+def sameOrigin(request: Request, publicOrigin: str) -> bool:
+    """
+    A post's Origin, when it names one, is ours (under ``no-referrer``
+    browsers send "null" even for their own origin): the first check of
+    every form's token.
+    """
+    origin = request.getHeader(b"origin")
+    return origin in (None, b"null") or origin.decode("latin-1").rstrip("/") == publicOrigin
+
+
 def csrfValid(request: Request, publicOrigin: str, key: bytes, purpose: str, subject: str) -> bool:
     """
     A form post from our own page for this ``subject``: the field is our
     signature over the purpose, the subject and the cookie's nonce (a
     pair the client made up, or one signed for another transfer, is
-    refused), and Origin, when it names one, is ours (under
-    ``no-referrer`` browsers send "null" even for their own origin).
+    refused), and the post comes from our origin (``sameOrigin``).
     """
-    origin = request.getHeader(b"origin")
-    if origin not in (None, b"null") and origin.decode("latin-1").rstrip("/") != publicOrigin:
+    if not sameOrigin(request, publicOrigin):
         return False
     return formTokenValid(key, purpose, subject, _nonce(request), formValue(request, "csrf", 64) or "")
 

@@ -42,7 +42,7 @@ from secudoc_gateway.portal.saml.signatures import Provider, authnRequest, verif
 from secudoc_gateway.portal.saml.store import REQUEST_SECONDS
 from secudoc_gateway.portal.sessions import ADMIN, SAML, USER, sessionSecret
 from secudoc_gateway.web.context import failed
-from secudoc_gateway.web.pages import formValue, pageLanguage
+from secudoc_gateway.web.pages import formValue, pageLanguage, sendBody
 
 log = Logger()
 
@@ -115,13 +115,9 @@ class SAMLResource(Resource):
     def _metadata(self, request: Request, tenant: Tenant) -> None:
         publicURL = self.portal.web.publicURL
         body = spMetadata(links.samlURL(publicURL, tenant.id, METADATA), links.samlURL(publicURL, tenant.id, ACS))
-        request.setHeader(b"Content-Type", b"application/samlmetadata+xml")
-        request.setHeader(b"Content-Disposition", f'attachment; filename="secudoc-{tenant.id}-metadata.xml"'
-                          .encode("ascii", "replace"))
-        request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
-        if request.method != b"HEAD":
-            request.write(body)
-        request.finish()
+        sendBody(request, 200, body, b"application/samlmetadata+xml",
+                 {b"Content-Disposition": f'attachment; filename="secudoc-{tenant.id}-metadata.xml"'
+                  .encode("ascii", "replace")})
 
     def _cookiePath(self, tenant: Tenant) -> bytes:
         return links.samlPath(self.portal.web.publicURL, tenant.id, ACS).encode("utf-8")
