@@ -16,8 +16,6 @@ elsewhere.
 
 from __future__ import annotations
 
-import csv
-import io
 import urllib.parse
 from typing import Any, Optional
 
@@ -27,10 +25,10 @@ from secudoc_gateway.addresses import addressKey, splitAddress
 from secudoc_gateway.display import shown
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.notices.texts import formatMoment
-from secudoc_gateway.portal.events import csvCell
+from secudoc_gateway.portal import exports
+from secudoc_gateway.portal.filters import Filters, readFilters
 from secudoc_gateway.portal.pages import Visit, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import ADMIN_ONLY, Route
-from secudoc_gateway.portal.transfers import parseDay
 from secudoc_gateway.relay.probe import probeRelay
 from secudoc_gateway.transfers import TrailEntry
 from secudoc_gateway.transfers.events import RELAY_TEST, eventTime
@@ -39,7 +37,6 @@ from secudoc_gateway.web.pages import formValue
 log = Logger()
 
 LIMIT = 1000
-CSV_LIMIT = 100000
 TRAIL_COLUMNS = ("when", "transfer", "sender", "subject", "file", "recipient", "client", "user_agent")
 REPLY_LIMIT = 500
 
@@ -117,70 +114,41 @@ async def usersPage(visit: Visit) -> None:
 # --- the download trail -------------------------------------------------------------------------------------
 
 
-def _trailFilters(visit: Visit) -> tuple[dict[str, str], dict[str, Any]]:
-    request = visit.request
-    filters = {name: (formValue(request, name, 320 if name in ("sender", "recipient") else 10) or "").strip()
-               for name in ("sender", "recipient", "since", "until")}
-    since = parseDay(filters["since"]) if filters["since"] else None
-    until = parseDay(filters["until"], after=True) if filters["until"] else None
-    wrong = (filters["since"] and since is None) or (filters["until"] and until is None)
-    filters["error"] = visit.t["bad_date"] if wrong else ""
-    query = {"sender": addressKey(filters["sender"]) if filters["sender"] else None,
-             "recipient": addressKey(filters["recipient"]) if filters["recipient"] else None,
-             "since": since, "until": until}
-    return filters, query
+_TRAIL_FILTERS = ("sender", "recipient", "since", "until")
 
 
-async def _trail(visit: Visit, query: dict[str, Any], limit: int) -> list[TrailEntry]:
+async def _trail(visit: Visit, filters: Filters, limit: int) -> list[TrailEntry]:
     assert visit.session is not None
-    return await visit.portal.web.transfers.trail(visit.session.tenant, limit=limit, **query)
+    return await visit.portal.web.transfers.trail(
+        visit.session.tenant, sender=filters.address("sender"), recipient=filters.address("recipient"),
+        since=filters.since, until=filters.until, limit=limit)
 
 
 async def downloads(visit: Visit) -> None:
-    filters, query = _trailFilters(visit)
-    entries = [] if filters["error"] else await _trail(visit, query, LIMIT)
+    filters = readFilters(visit, _TRAIL_FILTERS)
+    entries = [] if filters.error else await _trail(visit, filters, LIMIT)
     t = visit.t
     rows = [{"when": formatMoment(e.download.at, visit.language), "transfer": e.download.transfer_id,
              "href": f"{visit.portal.base}/transfers/{e.download.transfer_id}",
              "sender": shown(e.sender or ""), "file": shown(e.download.name or str(e.download.n)),
              "recipient": shown(e.download.recipient) if e.download.recipient else t["unverified"],
              "client": shown(e.download.client or "")} for e in entries]
-    query_ = urllib.parse.urlencode([(k, filters[k]) for k in ("sender", "recipient", "since", "until")
-                                     if filters[k]])
-    page(visit, 400 if filters["error"] else 200, "downloads.html", t["downloads_title"], rows=rows,
-         filters=filters, action=f"{visit.portal.base}/downloads",
-         csv=f"{visit.portal.base}/downloads.csv" + (f"?{query_}" if query_ else ""), current="downloads",
-         wide=True)
+    page(visit, 400 if filters.error else 200, "downloads.html", t["downloads_title"], rows=rows,
+         filters=filters.form, action=f"{visit.portal.base}/downloads",
+         csv=f"{visit.portal.base}/downloads.csv{filters.query()}", current="downloads", wide=True)
 
 
 def trailCSV(entries: list[TrailEntry]) -> bytes:
-    """As the admin events' CSV: UTF-8 with a byte order mark, CRLF, formula-like cells defused."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(TRAIL_COLUMNS)
-    for e in entries:
-        d = e.download
-        writer.writerow([csvCell(v) for v in (eventTime(d.at), d.transfer_id, e.sender, e.subject, d.name,
-                                            d.recipient, d.client, d.user_agent)])
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return exports.csvFile(TRAIL_COLUMNS, ((eventTime(e.download.at), e.download.transfer_id, e.sender, e.subject,
+                                            e.download.name, e.download.recipient, e.download.client,
+                                            e.download.user_agent) for e in entries))
 
 
 async def downloadsCSV(visit: Visit) -> None:
-    filters, query = _trailFilters(visit)
-    request = visit.request
-    if filters["error"]:
-        request.setResponseCode(400)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        request.write(filters["error"].encode("utf-8") + b"\n")
-        request.finish()
+    filters = readFilters(visit, _TRAIL_FILTERS)
+    if exports.refusedFilter(visit.request, filters):
         return
-    body = trailCSV(await _trail(visit, query, CSV_LIMIT))
-    request.setHeader(b"Content-Type", b"text/csv; charset=utf-8")
-    request.setHeader(b"Content-Disposition", b'attachment; filename="downloads.csv"')
-    request.setHeader(b"Content-Length", str(len(body)).encode("ascii"))
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()
+    exports.sendCSV(visit.request, "downloads.csv", trailCSV(await _trail(visit, filters, exports.LIMIT)))
 
 
 # --- test the mail server -----------------------------------------------------------------------------------

@@ -14,12 +14,12 @@ the same transaction.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Optional
 
 from secudoc_gateway.addresses import addressKey
 from secudoc_gateway.display import shown
-from secudoc_gateway.notices.texts import ZONE, formatMoment, humanSize
+from secudoc_gateway.notices.texts import formatMoment, humanSize
+from secudoc_gateway.portal.filters import readFilters
 from secudoc_gateway.portal.pages import Visit, notFound, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import ADMIN_ONLY, SIGNED_IN, Route
 from secudoc_gateway.transfers import Transfer
@@ -31,21 +31,6 @@ LIVE = "live"
 EXPIRED = "expired"
 REVOKED = "revoked"
 UNSENT = "unsent"  # a browser transfer whose mail the relay refused (``portal.send``)
-
-
-def parseDay(text: str, after: bool = False) -> Optional[float]:
-    """
-    ``YYYY-MM-DD`` as the start of that day in Europe/Amsterdam (the
-    zone every page shows), or of the next day when ``after`` (an
-    inclusive "until"); ``None`` for anything else.
-    """
-    try:
-        day = datetime.date.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if after:
-        day += datetime.timedelta(days=1)
-    return datetime.datetime.combine(day, datetime.time(), ZONE).timestamp()
 
 
 def stateOf(transfer: Transfer, now: float) -> str:
@@ -88,20 +73,14 @@ async def mine(visit: Visit) -> None:
 async def tenantWide(visit: Visit) -> None:
     """An admin's view: every transfer of the tenant, by sender, recipient, since a day."""
     assert visit.session is not None
-    request = visit.request
-    sender = (formValue(request, "sender") or "").strip()
-    recipient = (formValue(request, "recipient") or "").strip()
-    sinceText = (formValue(request, "since", 10) or "").strip()
-    since = parseDay(sinceText) if sinceText else None
-    filters = {"sender": sender, "recipient": recipient, "since": sinceText,
-               "error": visit.t["bad_date"] if sinceText and since is None else ""}
-    if filters["error"]:
-        await _list(visit, [], visit.t["all_transfers"], "all", 400, filters=filters)
+    filters = readFilters(visit, ("sender", "recipient", "since"))
+    if filters.error:
+        await _list(visit, [], visit.t["all_transfers"], "all", 400, filters=filters.form)
         return
     found = await visit.portal.web.transfers.transfers(
-        tenant=visit.session.tenant, sender=addressKey(sender) if sender else None,
-        recipient=addressKey(recipient) if recipient else None, since=since, limit=LIST_LIMIT)
-    await _list(visit, found, visit.t["all_transfers"], "all", filters=filters)
+        tenant=visit.session.tenant, sender=filters.address("sender"), recipient=filters.address("recipient"),
+        since=filters.since, limit=LIST_LIMIT)
+    await _list(visit, found, visit.t["all_transfers"], "all", filters=filters.form)
 
 
 async def visible(visit: Visit, transferId: str) -> Optional[Transfer]:
