@@ -244,13 +244,11 @@ def portalResources(config: Config, web: Any, database: Any, clock: Any, gateway
     worker = SAMLWorker(reactor)
     saml = SAMLContext(store=SAMLStore(database, clock),
                        federation=Federation(database, clock, HTTPClient(Agent(reactor))), worker=worker)
-    portal = PortalContext(web=web, sessions=SessionStore(database, clock, SessionLimits.fromConfig(config.portal)),
-                           logins=LoginLinks(database, clock),
+    sessions = SessionStore(database, clock, SessionLimits.fromConfig(config.portal))
+    uploads = Uploads(gateway, web, sessions, config.portal.max_upload_size)
+    portal = PortalContext(web=web, sessions=sessions, logins=LoginLinks(database, clock),
                            tenantForAddress=lambda address: gateway.registry.forSender(address), saml=saml,
-                           settings=settings)
-    uploads = Uploads(gateway, portal, config.portal.max_upload_size)
-    portal = attrs.evolve(portal, uploads=uploads)
-    uploads.portal = portal
+                           settings=settings, uploads=uploads)
     resource = PortalResource(portal)
     resource.streamed = {SEND_PATH: uploads}  # the site streams these POST bodies (``web.site.Streamed``)
     return resource, SAMLResource(portal, saml), worker

@@ -6,7 +6,7 @@ portal's own stores and the registry's lookup of a person's tenant.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import attrs
 
@@ -15,6 +15,7 @@ from secudoc_gateway.config import Tenant
 from secudoc_gateway.portal.loginlinks import LoginLinks
 from secudoc_gateway.portal.saml.context import SAMLContext
 from secudoc_gateway.portal.sessions import SessionStore
+from secudoc_gateway.portal.upload import Uploads
 from secudoc_gateway.settings import LiveSettings
 from secudoc_gateway.web.context import WebContext
 
@@ -35,7 +36,8 @@ class PortalContext:
     saml: Optional[SAMLContext] = None
     settings: Optional[LiveSettings] = None
     """The portal's overrides of the tenant files (settings live); ``None`` where none are kept."""
-    uploads: Any = None  # the send path's ``upload.Uploads`` (None: no sending from the browser)
+    uploads: Optional[Uploads] = None
+    """The send path's collaborators (``None``: no sending from the browser, as in tests of the pages alone)."""
 
     @property
     def base(self) -> str:

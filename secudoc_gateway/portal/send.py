@@ -18,7 +18,7 @@ delete the transfer.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from twisted.logger import Logger
 
@@ -35,8 +35,8 @@ from secudoc_gateway.portal.pages import Visit, message, redirect, refusedForm, 
 from secudoc_gateway.portal.routes import PUBLIC, SIGNED_IN, Route
 from secudoc_gateway.portal.sessions import sessionSecret
 from secudoc_gateway.portal.transfers import acting, one
-from secudoc_gateway.portal.upload import SendForm, Upload, Uploads, readForm
-from secudoc_gateway.scan import ScanResult
+from secudoc_gateway.portal.upload import SendForm, Upload, UploadedFile, Uploads, readForm
+from secudoc_gateway.scan import ScanResult, Verdict
 from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.storage.objects import objectKey
 from secudoc_gateway.transfers import StoredFile, Transfer, WithheldFile
@@ -80,7 +80,7 @@ async def script(visit: Visit) -> None:
         sendBody(visit.request, 200, f.read(), b"text/javascript; charset=utf-8")
 
 
-def _typed(form: Optional[SendForm], upload: Upload) -> dict[str, str]:
+def _typed(upload: Upload) -> dict[str, str]:
     """What the person typed, for the form shown again."""
     def field(name: str) -> str:
         found = upload.fields.get(name.encode("ascii"))
@@ -105,16 +105,21 @@ async def send(visit: Visit) -> None:
         upload.done()
 
 
+def _storageFailed(visit: Visit, upload: Upload) -> None:
+    """503: what was stored goes, the person may try again (as a mail gets 451)."""
+    upload.discard()
+    message(visit, 503, visit.t["error"], visit.t["send_storage_failed"], link=f"{visit.portal.base}/send",
+            link_text=visit.t["back"])
+
+
 async def _send(visit: Visit, upload: Upload) -> None:
     t = visit.t
     tenant = visit.tenant
     session = visit.session
     assert tenant is not None and session is not None
-    typed = _typed(upload.form, upload)
+    typed = _typed(upload)
     if upload.error is not None and upload.error.status == 503:
-        upload.discard()
-        message(visit, 503, t["error"], t["send_storage_failed"], link=f"{visit.portal.base}/send",
-                link_text=t["back"])
+        _storageFailed(visit, upload)
         return
     if refusedForm(visit, "send"):
         upload.discard()
@@ -134,34 +139,31 @@ async def _send(visit: Visit, upload: Upload) -> None:
     try:
         files = await upload.stored()
     except StorageError:
-        upload.discard()
-        message(visit, 503, t["error"], t["send_storage_failed"], link=f"{visit.portal.base}/send",
-                link_text=t["back"])
+        _storageFailed(visit, upload)
         return
-    verdicts: list[Any] = [None] * len(files)
+    verdicts: list[Optional[Verdict]] = [None] * len(files)
     if upload.scans is not None:
-        verdicts = [await upload.scans.verdict(f.slot) for f in files]
-        for f, v in zip(files, verdicts):
-            if v.result is ScanResult.INFECTED:
-                log.warn("{id}: {name}: malware found: {signature}", id=upload.transferId, name=f.name,
-                         signature=v.signature)
-        infected = [(f, v) for f, v in zip(files, verdicts) if v.result is ScanResult.INFECTED]
+        scanned = [await upload.scans.verdict(f.slot) for f in files]
+        infected = [(f, v) for f, v in zip(files, scanned) if v.result is ScanResult.INFECTED]
+        for f, v in infected:
+            log.warn("{id}: {name}: malware found: {signature}", id=upload.transferId, name=f.name,
+                     signature=v.signature)
         if infected and tenant.on_malware is OnMalware.REJECT:
             upload.discard()
             name, signature = infected[0][0].name, infected[0][1].signature
             _sendPage(visit, 400, t["send_malware"].format(name=name, signature=signature), typed)
             return
-        if any(v.result is ScanResult.ERROR for v in verdicts) and tenant.on_scan_error is OnScanError.TEMPFAIL:
-            upload.discard()
-            message(visit, 503, t["error"], t["send_storage_failed"], link=f"{visit.portal.base}/send",
-                    link_text=t["back"])
+        if any(v.result is ScanResult.ERROR for v in scanned) and tenant.on_scan_error is OnScanError.TEMPFAIL:
+            _storageFailed(visit, upload)
             return
+        verdicts = list(scanned)
     assert upload.object is not None
     await upload.object.finish()
     await _create(visit, upload, form, files, verdicts)
 
 
-async def _create(visit: Visit, upload: Upload, form: SendForm, files: list[Any], verdicts: list[Any]) -> None:
+async def _create(visit: Visit, upload: Upload, form: SendForm, files: list[UploadedFile],
+                  verdicts: list[Optional[Verdict]]) -> None:
     tenant, session = visit.tenant, visit.session
     assert tenant is not None and session is not None
     web = visit.portal.web

@@ -11,7 +11,7 @@ routes nowhere.  The routes are the page modules' ``ROUTES``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
@@ -24,6 +24,7 @@ from secudoc_gateway.portal.routes import ADMIN_ONLY, PUBLIC, Route, resolve
 from secudoc_gateway.portal.sessions import Session, sessionSecret
 from secudoc_gateway.web.context import failed
 from secudoc_gateway.web.pages import pageLanguage
+from secudoc_gateway.web.site import Streamed
 
 ROUTES: tuple[Route, ...] = (login.ROUTES + transfers.ROUTES + events.ROUTES + settings.ROUTES + admin.ROUTES
                              + sso.ROUTES + trace.ROUTES + send.ROUTES)
@@ -38,7 +39,8 @@ class PortalResource(Resource):
         super().__init__()
         self.portal = portal
         self.routes = tuple(routes)
-        self.streamed: dict[bytes, Any] = {}
+        self.streamed: dict[bytes, Streamed] = {}
+        """The POST paths whose bodies the web site streams to a receiver (``send.SEND_PATH``)."""
 
     def render(self, request: Request) -> int:
         ensureDeferred(self._serve(request)).addErrback(failed, request)

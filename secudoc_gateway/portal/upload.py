@@ -43,13 +43,13 @@ from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.sink import AttachmentSink
 from secudoc_gateway.mime.decode import IdentityDecoder
 from secudoc_gateway.notices.texts import texts
-from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.formdata import (
     End, Field, FileData, FileEnd, FileStart, FormDataParser, FormError, boundaryOf, safeFileName,
 )
-from secudoc_gateway.portal.sessions import Session, sessionFormValid, sessionSecret
+from secudoc_gateway.portal.sessions import Session, SessionStore, sessionFormValid, sessionSecret
 from secudoc_gateway.scan import MessageScans
 from secudoc_gateway.storage.objects import TransferObject, objectKey
+from secudoc_gateway.web.context import WebContext
 from secudoc_gateway.web.pages import sameOrigin
 
 log = Logger()
@@ -148,9 +148,10 @@ class Uploads:
     ``/portal/send``: ``receive`` makes each request's ``Upload``.
     """
 
-    def __init__(self, gateway: Context, portal: PortalContext, maxUploadSize: int) -> None:
+    def __init__(self, gateway: Context, web: WebContext, sessions: SessionStore, maxUploadSize: int) -> None:
         self.gateway = gateway
-        self.portal = portal
+        self.web = web
+        self.sessions = sessions
         self.maxUploadSize = maxUploadSize
         self.maxBody = maxUploadSize + FORM_ALLOWANCE
 
@@ -216,8 +217,8 @@ class Upload:
     # -- before the first byte -------------------------------------------------
 
     async def _begin(self) -> None:
-        portal = self.uploads.portal
-        budget = self.uploads.gateway.budget
+        uploads = self.uploads
+        budget = uploads.gateway.budget
         granted: Deferred = Deferred()
         if budget.reserveOrWait(BUFFER, lambda: granted.callback(None)):
             granted.callback(None)
@@ -226,10 +227,10 @@ class Upload:
         if self.gone:
             self._releaseBudget()
             return
-        secret = sessionSecret(self.request, portal.secure)
-        session = await portal.sessions.find(secret) if secret else None
-        tenant = portal.web.tenantOf(session.tenant) if session is not None else None
-        self._formKey = await portal.web.access.formKey()
+        secret = sessionSecret(self.request, uploads.web.secureCookies)
+        session = await uploads.sessions.find(secret) if secret else None
+        tenant = uploads.web.tenantOf(session.tenant) if session is not None else None
+        self._formKey = await uploads.web.access.formKey()
         if session is None or tenant is None:
             self._refuse(403)
             return
@@ -282,7 +283,7 @@ class Upload:
         """At the first file: the token (a forged one is refused now), then the fields."""
         assert self.session is not None and self.tenant is not None
         token = (self.fields.get(b"csrf") or [b""])[0].decode("ascii", "replace")[:64]
-        if not (sameOrigin(self.request, self.uploads.portal.web.publicOrigin)
+        if not (sameOrigin(self.request, self.uploads.web.publicOrigin)
                 and sessionFormValid(self._formKey, self.session, token)):
             self._refuse(403)
             return False

@@ -149,7 +149,7 @@ class MessageScans:
         if scan is not None:
             scan.abort()
 
-    def verdict(self, slot: int) -> Deferred:
+    def verdict(self, slot: int) -> Deferred[Verdict]:
         """Fires with the file's ``Verdict`` (error when it was never scanned)."""
         scan = self.files.get(slot)
         if scan is None:
