@@ -70,7 +70,7 @@ def testRelay(args: argparse.Namespace) -> int:
         def failed(f) -> None:
             f.trap(RelayError)
             e = f.value
-            remote = f" (remote said: {e.reply.code} {e.reply.enhanced} {e.reply.text})" if e.reply else ""
+            remote = f" (remote said: {e.reply.line})" if e.reply else ""
             print(f"relay through {tenant.relay} failed at {e.kind}: {e.message}{remote}",
                   file=sys.stderr)
             raise SystemExit(EXIT_FAILED)

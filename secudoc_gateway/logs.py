@@ -235,7 +235,7 @@ def logReject(log: Any, stage: str, client: str, reply: Reply, reason: str = "",
     """One refusal's line on ``log`` (a twisted ``Logger``); the client's name is unknown (no reverse DNS)."""
     log.info(
         rejectFormat(stage, reason), queue_id=queueId, stage=stage, client_name="unknown", client_address=client,
-        reply=" ".join(str(p) for p in (reply.code, reply.enhanced, reply.text) if p), code=reply.code, reason=reason,
+        reply=reply.line, code=reply.code, reason=reason,
         sender=sender, recipients=Addresses(recipients), proto=proto, helo=helo,
     )
 

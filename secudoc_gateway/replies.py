@@ -29,6 +29,11 @@ class Reply:
     def permanent(self) -> bool:
         return self.code >= 500
 
+    @property
+    def line(self) -> str:
+        """As a log, a page or a summary quotes it: ``550 5.1.1 No such user``, an absent part left out."""
+        return " ".join(str(p) for p in (self.code, self.enhanced, self.text) if p)
+
     def withText(self, text: str) -> "Reply":
         return attrs.evolve(self, text=text)
 

@@ -29,10 +29,6 @@ FOLLOW_LAG = 30.0
 HEADER = ["TIME", "QUEUE ID", "TENANT", "SENDER", "RECIPIENTS", "SIZE", "DECISION", "REASON", "TRANSFER", "REPLY"]
 
 
-def reply(entry: TraceEntry) -> str:
-    return f"{entry.reply_code} {entry.reply_text}".strip()
-
-
 def traceRecord(entry: TraceEntry) -> dict[str, Any]:
     return {
         "time": timestamp(entry.at),
@@ -46,7 +42,7 @@ def traceRecord(entry: TraceEntry) -> dict[str, Any]:
         "reason": entry.reason,
         "transfer_id": entry.transfer_id,
         "reply_code": entry.reply_code,
-        "reply": reply(entry),
+        "reply": entry.reply,
         "relay_reply": entry.relay_reply,
         "scan": entry.scan,
     }
@@ -54,7 +50,7 @@ def traceRecord(entry: TraceEntry) -> dict[str, Any]:
 
 def cells(entry: TraceEntry) -> list[Any]:
     return [timestamp(entry.at), entry.queue_id, entry.tenant, entry.sender or "<>", ", ".join(entry.recipients),
-            entry.size, entry.decision, entry.reason, entry.transfer_id, reply(entry)]
+            entry.size, entry.decision, entry.reason, entry.transfer_id, entry.reply]
 
 
 def render(entries: list[TraceEntry], asJSON: bool, lines: bool, header: bool = True) -> str:

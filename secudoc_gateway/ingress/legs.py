@@ -220,14 +220,14 @@ class Legs:
             self._summary(leg, DEFERRED, f"internal error: {e}")
 
     def _relayFailedSummary(self, leg: Leg, e: RelayError) -> None:
-        reply = f"{e.reply.code} {e.reply.enhanced} {e.reply.text}" if e.reply is not None else ""
+        reply = e.reply.line if e.reply is not None else ""
         self._summary(leg, BOUNCED if e.permanent else DEFERRED, f"{e.kind}: {e.message}", reply)
 
     def _relayFailed(self, leg: Leg, e: RelayError) -> Reply:
         self.gateway.metrics.relayErrors.labels(tenant=self.tenant.id, kind=e.kind).inc()
         self._relayFailedSummary(leg, e)
         if e.reply is not None:
-            self.relayReplies.append(f"{e.reply.code} {e.reply.enhanced} {e.reply.text}".strip())
+            self.relayReplies.append(e.reply.line)
         reason = f"{e.kind}: {e.message}"
         if e.permanent and e.reply is not None:
             self.count(policy.REJECT, reason)

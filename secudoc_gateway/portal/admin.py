@@ -181,8 +181,7 @@ async def relayTest(visit: Visit) -> None:
         reply = str(await probeRelay(visit.tenant, web.hostname, web.reactor, to))
         ok = True
     except RelayError as e:
-        remote = f" ({e.reply.code} {e.reply.enhanced} {e.reply.text})" if e.reply else ""
-        reply = f"{e.kind}: {e.message}{remote}"
+        reply = f"{e} ({e.reply.line})" if e.reply else str(e)
         ok = False
     reply = reply[:REPLY_LIMIT]
     await web.transfers.recordEvent(visit.tenant.id, visit.session.address, RELAY_TEST, to, None,

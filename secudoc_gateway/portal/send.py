@@ -229,7 +229,7 @@ async def _mail(visit: Visit, transfer: Transfer, token: str, text: str,
         try:
             await relay.send(envelope, OutgoingMessage(Spool(MemoryBudget(0)), [mail]))
         except RelayError as e:
-            reply = f"{e.reply.code} {e.reply.enhanced} {e.reply.text}".strip() if e.reply is not None else e.message
+            reply = e.reply.line if e.reply is not None else e.message
             log.warn("{id}: the relay refused the transfer mail to {recipient}: {reply}", id=transfer.id,
                      recipient=recipient, reply=reply)
             refused.append((recipient, reply))

@@ -28,7 +28,7 @@ async def trace(visit: Visit) -> None:
              "recipients": ", ".join(shown(r) for r in e.recipients), "decision": e.decision,
              "reason": shown(e.reason), "transfer": e.transfer_id or "",
              "href": f"{visit.portal.base}/transfers/{e.transfer_id}" if e.transfer_id else "",
-             "reply": shown(f"{e.reply_code} {e.reply_text}"), "scan": e.scan or "",
+             "reply": shown(e.reply), "scan": e.scan or "",
              "message_id": shown(e.message_id or "")} for e in reversed(entries)]
     page(visit, 400 if filters.error else 200, "trace.html", t["trace_title"], rows=rows, filters=filters.form,
          action=f"{visit.portal.base}/trace", current="trace", wide=True)

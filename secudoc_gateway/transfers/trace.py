@@ -55,6 +55,11 @@ class TraceEntry:
     scan: Optional[str] = None
     id: Optional[int] = None
 
+    @property
+    def reply(self) -> str:
+        """The final reply as one line (``250 2.0.0 Ok: queued as ...``)."""
+        return f"{self.reply_code} {self.reply_text}".strip()
+
 
 def insertTrace(txn: Any, entry: TraceEntry) -> None:
     """``entry`` and its recipient rows, inside the caller's transaction."""
