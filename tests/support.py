@@ -11,7 +11,8 @@ import smtplib
 import ssl
 from typing import Any, Callable, Coroutine, Optional
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, threads
+from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
 from secudoc_gateway.testing.polling import until, untilBlocking  # noqa: F401 (the tests' one way to wait)
@@ -317,3 +318,45 @@ class Browser:
     def csrf(self) -> str:
         """The CSRF field of the last page that had a form (its cookie travels with ``cookies``)."""
         return self.form
+
+
+class TwoNodes(SynchronousTestCase):
+    """
+    Nodes A and B, two real gateway processes: one config each, the same
+    database, storage folder and relay outbox.
+    """
+
+    def startNodes(self, database: dict, tenants: Optional[list[dict[str, Any]]] = None) -> None:
+        from secudoc_gateway.testing import GatewayProcess, writeConfig
+        from secudoc_gateway.testing.ports import freePort
+
+        self.folder = os.path.abspath(self.mktemp())
+        self.database = database
+        # Every listener on a port picked here: the nodes start at once, and
+        # one's "tcp:0" could be given a port the other is about to take.
+        ports = [freePort() for _ in range(6)]
+        pathA = writeConfig(self.folder, tenants, smtp={"listen": [f"tcp:{ports[0]}:interface=127.0.0.1"]},
+                            web={"listen": [f"tcp:{ports[1]}:interface=127.0.0.1"]},
+                            metrics={"listen": [f"tcp:{ports[4]}:interface=127.0.0.1"]}, database=database)
+        pathB = os.path.join(self.folder, "gateway-b.toml")
+        with open(pathA) as f, open(pathB, "w") as g:
+            config = f.read()
+            for a, b in ((0, 2), (1, 3), (4, 5)):
+                config = config.replace(f"tcp:{ports[a]}:", f"tcp:{ports[b]}:")
+            g.write(config)
+        self.a = GatewayProcess(pathA, ports[0], ports[1])
+        self.b = GatewayProcess(pathB, ports[2], ports[3])
+        for node in (self.a, self.b):  # both start at once
+            self.addCleanup(lambda node=node: node.process is None or node.stop())
+            node.launch()
+        for node in (self.a, self.b):
+            node.ready()
+
+    def relayed(self) -> list[email.message.EmailMessage]:
+        return [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
+                for m in maildirMessages(os.path.join(self.folder, "outbox", "example"))]
+
+    def rows(self, sql: str) -> list[tuple]:
+        from secudoc_gateway.config import DatabaseConfig
+
+        return databaseRows(DatabaseConfig(**self.database), sql)

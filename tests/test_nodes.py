@@ -7,7 +7,6 @@ server stopped and started under them.
 from __future__ import annotations
 
 import email
-import email.policy
 import os
 import re
 import smtplib
@@ -16,13 +15,9 @@ import sys
 import tempfile
 from email.message import EmailMessage
 
-from twisted.trial.unittest import SynchronousTestCase
-
+from secudoc_gateway.testing import freshPostgreSQL
 from secudoc_gateway.testing import postgres as pgcluster
-from secudoc_gateway.config import DatabaseConfig
-from secudoc_gateway.testing.ports import freePort
-from secudoc_gateway.testing import GatewayProcess, freshPostgreSQL, writeConfig
-from tests.support import databaseRows, maildirMessages, splitEnvelope
+from tests.support import TwoNodes
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 
@@ -48,42 +43,9 @@ def send(port: int, raw: bytes) -> int:
         return 0 if refused else 250
 
 
-class TwoNodes(SynchronousTestCase):
-    """Nodes A and B: one config each, the same database, storage folder and relay outbox."""
-
-    def startNodes(self, database: dict) -> None:
-        self.folder = os.path.abspath(self.mktemp())
-        self.database = database
-        # Every listener on a port picked here: the nodes start at once, and
-        # one's "tcp:0" could be given a port the other is about to take.
-        ports = [freePort() for _ in range(6)]
-        pathA = writeConfig(self.folder, smtp={"listen": [f"tcp:{ports[0]}:interface=127.0.0.1"]},
-                            web={"listen": [f"tcp:{ports[1]}:interface=127.0.0.1"]},
-                            metrics={"listen": [f"tcp:{ports[4]}:interface=127.0.0.1"]}, database=database)
-        pathB = os.path.join(self.folder, "gateway-b.toml")
-        with open(pathA) as f, open(pathB, "w") as g:
-            config = f.read()
-            for a, b in ((0, 2), (1, 3), (4, 5)):
-                config = config.replace(f"tcp:{ports[a]}:", f"tcp:{ports[b]}:")
-            g.write(config)
-        self.a = GatewayProcess(pathA, ports[0], ports[1])
-        self.b = GatewayProcess(pathB, ports[2], ports[3])
-        for node in (self.a, self.b):  # both start at once
-            self.addCleanup(lambda node=node: node.process is None or node.stop())
-            node.launch()
-        for node in (self.a, self.b):
-            node.ready()
-
-    def relayed(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
-                for m in maildirMessages(os.path.join(self.folder, "outbox", "example"))]
-
-    def link(self, relayed: email.message.EmailMessage) -> str:
-        [path] = set(LINK.findall(relayed.get_body(("plain",)).get_content()))
-        return path
-
-    def rows(self, sql: str) -> list[tuple]:
-        return databaseRows(DatabaseConfig(**self.database), sql)
+def link(relayed: email.message.EmailMessage) -> str:
+    [path] = set(LINK.findall(relayed.get_body(("plain",)).get_content()))
+    return path
 
 
 class SharedDatabaseTests(TwoNodes):
@@ -96,7 +58,7 @@ class SharedDatabaseTests(TwoNodes):
         self.assertEqual(send(self.a.smtpPort, message(1, data)), 250)
         [relayed] = self.relayed()
         self.assertEqual(relayed["X-SecuDoc-Status"], "protected")
-        path = self.link(relayed)
+        path = link(relayed)
         self.assertEqual(self.b.get(path + "/0"), (200, data))
         self.assertEqual(self.rows("SELECT count(*) FROM downloads"), [(1,)])
         self.assertEqual(send(self.b.smtpPort, message(1, data)), 250)
@@ -109,7 +71,7 @@ class SharedDatabaseTests(TwoNodes):
         """
         for n in range(30):
             self.assertEqual(send(self.a.smtpPort if n % 2 else self.b.smtpPort, message(n, os.urandom(3000))), 250)
-        links = {m["Message-ID"]: self.link(m) for m in self.relayed()}
+        links = {m["Message-ID"]: link(m) for m in self.relayed()}
         self.rows("UPDATE transfers SET expires = 1 WHERE subject NOT IN ('offer 0', 'offer 1', 'offer 2')")
         env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         purges = [subprocess.Popen([sys.executable, "-m", "secudoc_gateway.cli", "purge", "--config", node.configPath],

@@ -7,8 +7,6 @@ message through it following the new value.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import http.client
 import os
 import re
@@ -18,12 +16,9 @@ import urllib.parse
 from email.message import EmailMessage
 from typing import Optional
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, freshPostgreSQL, writeConfig
+from secudoc_gateway.testing import DEMO_TENANT, freshPostgreSQL
 from secudoc_gateway.testing.polling import untilBlocking
-from secudoc_gateway.testing.ports import freePort
-from tests.support import maildirMessages, splitEnvelope
+from tests.support import TwoNodes
 
 LOGIN_LINK = re.compile(r"https?://[^/\s]+(/portal/login/[A-Za-z0-9_-]{43})")
 CSRF = re.compile(rb'name="csrf" value="([^"]*)"')
@@ -67,36 +62,9 @@ def outgoing(subject: str) -> bytes:
     return m.as_bytes()
 
 
-class PortalOnTwoNodes(SynchronousTestCase):
+class PortalOnTwoNodes(TwoNodes):
     def setUp(self) -> None:
-        self.folder = os.path.abspath(self.mktemp())
-        database = freshPostgreSQL()
-        ports = [freePort() for _ in range(6)]
-        tenant = dict(DEMO_TENANT, admins=["admin@example.test"])
-        pathA = writeConfig(self.folder, [tenant], smtp={"listen": [f"tcp:{ports[0]}:interface=127.0.0.1"]},
-                            web={"listen": [f"tcp:{ports[1]}:interface=127.0.0.1"]},
-                            metrics={"listen": [f"tcp:{ports[4]}:interface=127.0.0.1"]}, database=database)
-        pathB = os.path.join(self.folder, "gateway-b.toml")
-        with open(pathA) as f, open(pathB, "w") as g:
-            config = f.read()
-            for a, b in ((0, 2), (1, 3), (4, 5)):
-                config = config.replace(f"tcp:{ports[a]}:", f"tcp:{ports[b]}:")
-            g.write(config)
-        self.a = GatewayProcess(pathA, ports[0], ports[1])
-        self.b = GatewayProcess(pathB, ports[2], ports[3])
-        for node in (self.a, self.b):
-            self.addCleanup(lambda node=node: node.process is None or node.stop())
-            node.launch()
-        for node in (self.a, self.b):
-            node.ready()
-
-    @property
-    def outbox(self) -> str:
-        return os.path.join(self.folder, "outbox", "example")
-
-    def relayed(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(splitEnvelope(m)[2], policy=email.policy.default)
-                for m in maildirMessages(self.outbox)]
+        self.startNodes(freshPostgreSQL(), [dict(DEMO_TENANT, admins=["admin@example.test"])])
 
     def signIn(self, port: int, address: str) -> BlockingBrowser:
         browser = BlockingBrowser()

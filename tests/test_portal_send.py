@@ -15,7 +15,6 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import io
 import os
 import random
 import re
@@ -31,7 +30,7 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool
 
 from secudoc_gateway.replies import Reply
 from secudoc_gateway.testing.smtp import SinkServerFactory
-from tests.portal_support import PortalTestCase
+from tests.portal_support import LOGIN_LINK, PortalTestCase
 from tests.support import Browser, asyncTest, inThread, storageOf, storedObjects, until
 
 TOKEN_LINK = re.compile(r"https?://[^/\s]+(/t/[A-Za-z0-9_-]{43})")
@@ -464,17 +463,9 @@ class Relay(SendTestCase):
         theirs, the page says "not sent", to whom and why; the retry mails
         only the one refused.
         """
-        sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
-        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        await self.start(relay=f"smtp://127.0.0.1:{port.getHost().port}", relay_require_tls=False)
-        self.outboxMessages = lambda: [m.data for m in sink.messages]
+        sink = await self.startRefusingBob()
         browser = await self.signInBySink(sink)
-        code, page, _ = await browser.request("GET", "/portal/send")
-        recipients = "bob@external.test, carol@external.test"
-        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients=recipients),
-                                                                 [("a.txt", b"hello\n", 6)]))
-        self.assertEqual(code, 303, body)
+        location = await self.sendOne(browser, "bob@external.test, carol@external.test")
 
         def uploads() -> list[tuple[str, ...]]:
             return [m.recipients for m in sink.messages if b"kind=upload" in m.data]
@@ -483,7 +474,6 @@ class Relay(SendTestCase):
         [carols] = [m for m in sink.messages if b"kind=upload" in m.data]
         self.assertIn(b"\r\nTo: carol@external.test\r\n", carols.data)
         self.assertNotIn(b"bob@external.test", carols.data)
-        [location] = response.headers.getRawHeaders("location")
         code, page, _ = await browser.request("GET", location)
         text = page.decode("utf-8")
         self.assertIn("niet aan alle ontvangers verstuurd", text)
@@ -512,16 +502,9 @@ class Relay(SendTestCase):
     @asyncTest
     async def test_otherSessionCannotRetry(self) -> None:
         """The link's token is sealed under the sending session's secret: another session of the same user may not resend."""
-        sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
-        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        await self.start(relay=f"smtp://127.0.0.1:{port.getHost().port}", relay_require_tls=False)
+        sink = await self.startRefusingBob()
         browser = await self.signInBySink(sink)
-        code, page, _ = await browser.request("GET", "/portal/send")
-        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients="bob@external.test"),
-                                                                 [("a.txt", b"hello\n", 6)]))
-        self.assertEqual(code, 303, body)
-        [location] = response.headers.getRawHeaders("location")
+        location = await self.sendOne(browser, "bob@external.test")
         sink.replies.clear()
         other = await self.signInBySink(sink)
         code, page, _ = await other.request("GET", location)
@@ -533,19 +516,30 @@ class Relay(SendTestCase):
 
     @asyncTest
     async def test_refusedThenDeleted(self) -> None:
-        sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
-        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        await self.start(relay=f"smtp://127.0.0.1:{port.getHost().port}", relay_require_tls=False)
+        sink = await self.startRefusingBob()
         browser = await self.signInBySink(sink)
-        code, page, _ = await browser.request("GET", "/portal/send")
-        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients="bob@external.test"),
-                                                                 [("a.txt", b"hello\n", 6)]))
-        [location] = response.headers.getRawHeaders("location")
+        location = await self.sendOne(browser, "bob@external.test")
         code, page, _ = await browser.request("GET", location)
         code, page, _ = await browser.request("POST", location + "/delete", {"csrf": browser.csrf()})
         self.assertEqual(code, 200)
         await self.nothingLeft()
+
+    async def startRefusingBob(self) -> SinkServerFactory:
+        """The gateway relaying to an SMTP server that refuses bob@external.test as a real one would."""
+        sink = SinkServerFactory(replies={"rcpt:bob@external.test": Reply(550, "5.1.1", "No such user here")})
+        port = reactor.listenTCP(0, sink, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        await self.start(relay=f"smtp://127.0.0.1:{port.getHost().port}", relay_require_tls=False)
+        return sink
+
+    async def sendOne(self, browser: Browser, recipients: str) -> str:
+        """One small file sent from the page to ``recipients``: the new transfer's page."""
+        await browser.request("GET", "/portal/send")
+        code, body, response = await self.post(browser, FormBody(self.fields(browser, recipients=recipients),
+                                                                 [("a.txt", b"hello\n", 6)]))
+        self.assertEqual(code, 303, body)
+        [location] = response.headers.getRawHeaders("location")
+        return location
 
     async def signInBySink(self, sink: SinkServerFactory) -> Browser:
         """Signed in by the newest login link the relay took (a second call: a second session)."""
@@ -553,8 +547,7 @@ class Relay(SendTestCase):
             paths = []
             for m in sink.messages:
                 parsed = email.message_from_bytes(m.data, policy=email.policy.default)
-                paths += re.findall(r"https?://[^/\s]+(/portal/login/[A-Za-z0-9_-]{43})",
-                                    parsed.get_body(("plain",)).get_content())
+                paths += LOGIN_LINK.findall(parsed.get_body(("plain",)).get_content())
             return paths
 
         already = len(found())
@@ -568,5 +561,3 @@ class Relay(SendTestCase):
         self.assertEqual(code, 303)
         return browser
 
-
-del io
