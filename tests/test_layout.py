@@ -18,10 +18,11 @@ import secudoc_gateway
 PACKAGE = os.path.dirname(secudoc_gateway.__file__)
 
 PURE = (
-    "addresses.py", "crypto.py", "fields.py", "ingress/attachments.py", "mime/", "notices/", "policy.py", "replies.py",
-    "targets.py", "exo.py",
+    "addresses.py", "crypto.py", "display.py", "exo.py", "fields.py", "links.py", "policy.py", "replies.py",
+    "targets.py", "ingress/attachments.py", "mime/", "notices/",
     "smtp/commands.py", "smtp/data.py", "smtp/events.py", "smtp/grammar.py", "smtp/readers.py", "smtp/session.py",
     "smtp/states.py", "relay/client.py", "scan/protocol.py", "scan/verdicts.py",
+    "portal/formdata.py", "portal/routes.py", "portal/saml/checks.py",
 )
 """Modules (or folders) that must be plain Python: no twisted.internet."""
 
