@@ -40,7 +40,7 @@ Nothing here does I/O or imports Twisted.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import attrs
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
-import json
 import os
 import re
 from collections import defaultdict

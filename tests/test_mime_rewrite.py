@@ -7,7 +7,6 @@ and checked with Python's C{email} package.
 from __future__ import annotations
 
 import base64
-import datetime
 import html as htmlModule
 import os
 import quopri

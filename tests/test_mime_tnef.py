@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.mime.tnef import FileData, FileDrop, FileEnd, FileStart, TnefReader, isTnef
+from secudoc_gateway.mime.tnef import FileData, FileEnd, FileStart, TnefReader, isTnef
 from tests.support import corpusPaths
 from tests.tnefdata import TnefFile, attribute, tnef
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import sys
 from email.message import EmailMessage
 
 from hypothesis import given, settings

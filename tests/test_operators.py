@@ -15,7 +15,7 @@ import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from secudoc_gateway import __version__, devcert, tap
+from secudoc_gateway import __version__, tap
 from secudoc_gateway.metrics import BUCKETS
 from secudoc_gateway.testing import DEMO_TENANT, GatewayProcess, startGateway, writeConfig
 from secudoc_gateway.testing.gateway import run

@@ -22,7 +22,7 @@ from secudoc_gateway.config import loadConfig
 from secudoc_gateway.purge import Purged, purgeOnce
 from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from tests.support import (
-    asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, sendMail, splitEnvelope, storedObjects,
+    asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects,
 )
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")

@@ -9,7 +9,7 @@ Auto-Submitted so no auto-reply answers them.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from secudoc_gateway.config import Tenant
 from secudoc_gateway.display import shown

@@ -10,7 +10,7 @@ connection limits and its drain are ``factory``'s.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall

@@ -21,7 +21,7 @@ import datetime
 import html
 import os
 import uuid
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import attrs

@@ -22,7 +22,6 @@ from secudoc_gateway.transfers.dedup import DEDUP_WINDOW, INFLIGHT_TIMEOUT, Dedu
 from secudoc_gateway.transfers.events import EXTEND, REVOKE, EventRecords, eventTime, insertEvent
 from secudoc_gateway.transfers.sends import SendRecords
 from secudoc_gateway.transfers.records import (
-    FILE_COLUMNS,
     TRANSFER_COLUMNS,
     Download,
     Transfer,
