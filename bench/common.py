@@ -288,10 +288,16 @@ def profile(pids: list[int], path: str, seconds: float) -> list[subprocess.Popen
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
 
 
+_IDLE = {"Condition.wait", "EPollReactor.doPoll", "Thread._wait_for_tstate_lock"}
+"""Leaves of a thread waiting for work, not doing it: left out of the profile."""
+
+
 def profileTop(path: str, n: int = 15) -> str:
     """
-    The top of the profiles ``profile`` wrote: the ``n`` functions with the
-    most samples of their own, and the ``n`` with the most in and under them.
+    The top of the profiles ``profile`` wrote, threads waiting for work
+    left out: the ``n`` functions with the most samples of their own, and
+    the ``n`` with the most in and under them (the frames every stack
+    shares, the thread's and reactor's own, are not shown).
     """
     import collections
     import glob
@@ -306,7 +312,7 @@ def profileTop(path: str, n: int = 15) -> str:
                 if not stack or not count.isdigit():
                     continue
                 frames = [re.sub(r" \((.*/)?([^/]+):\d+\)$", r" (\2)", fr) for fr in stack.split(";")[1:]]
-                if not frames:
+                if not frames or frames[-1].split(" (")[0] in _IDLE:
                     continue
                 total += int(count)
                 own[frames[-1]] += int(count)
@@ -317,5 +323,10 @@ def profileTop(path: str, n: int = 15) -> str:
     out = [f"  {total} samples; own time:"]
     out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(n)]
     out.append("  in and under:")
-    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in under.most_common(n)]
+    shared = {"_run_code", "runWorker", "main", "<module>", "ReactorBase.run", "ReactorBase.mainLoop",
+              "_run_module_as_main", "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run",
+              "EPollReactor.doPoll", "callWithLogger", "callWithContext", "ThreadedContextTracker.callWithContext",
+              "ContextTracker.callWithContext", "_PollLikeMixin._doReadOrWrite"}
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in under.most_common(n + len(shared))
+            if f.split(" (")[0] not in shared][:n]
     return "\n".join(out) + "\n"
