@@ -15,8 +15,9 @@ while the reactor goes on receiving and parsing the next (hashlib and
 OpenSSL let go of the GIL on big buffers).  One step at a time per part,
 in order; each step takes its place in the object when it is made (an
 ``exclusive`` turn, so the next file's bytes wait behind it) and its
-sealed bytes are appended in the reactor thread.  A step holds ``STEP_BYTES`` of the memory budget
-while it is out; when the budget has none to spare the step runs inline,
+sealed bytes are appended in the reactor thread.  A step holds three
+times its raw size of the memory budget while it is out (raw, plain and
+sealed bytes); when the budget has none to spare the step runs inline,
 as small parts always do (a thread hop costs more than 64 KiB of work).
 The Deferred ``feed`` returns for a step fires once it is written, so
 the extractor's count of writes outstanding paces the client as before.
@@ -97,7 +98,7 @@ class AttachmentSink:
         self._raw += len(raw)
         assert self._worker is not None and self._budget is not None
         worker, budget = self._worker, self._budget
-        reserved = 2 * len(raw)  # the raw step, then its sealed bytes
+        reserved = 3 * len(raw)  # the raw step, its plain and its sealed bytes
         if not budget.reserve(reserved):
             if not self._stepsOut:
                 return self._plain(self._decoder.feed(raw))
