@@ -17,15 +17,17 @@ TRIAL_JOBS ?= 2
 AXE := var/axe/node_modules/axe-core/axe.min.js
 # The end-to-end modules, run a second time on S3 (moto) and on PostgreSQL
 # (Debian's server binaries), each server started once for the whole run.
-S3_MODULES := tests.test_protection tests.test_policy_e2e tests.test_faults tests.test_corpus tests.test_portal_send
+S3_MODULES := tests.test_protection tests.test_policy_e2e tests.test_faults tests.test_corpus tests.test_portal_send \
+	tests.test_crash
 PG_MODULES := tests.test_protection tests.test_policy_e2e tests.test_service tests.test_recipient tests.test_portal_sessions \
-	tests.test_trace tests.test_portal_settings tests.test_portal_admin
+	tests.test_trace tests.test_portal_settings tests.test_portal_admin tests.test_crash
 PG_BIN := /usr/lib/postgresql/15/bin
 # Every test module, the ones holding the longest tests first: trial --jobs
 # hands tests out in this order as workers come free, so the two workers
 # end together instead of one finishing a long test alone.
-SLOW_MODULES := tests.test_deployment tests.test_fuzz tests.test_workers tests.test_browser tests.test_portal_browser tests.test_portal_send \
-	tests.test_logs tests.test_packaging tests.test_storage_s3 tests.test_nodes tests.test_saml_browser tests.test_portal_nodes
+SLOW_MODULES := tests.test_deployment tests.test_fuzz tests.test_workers tests.test_crash tests.test_browser tests.test_portal_browser \
+	tests.test_portal_send tests.test_logs tests.test_packaging tests.test_storage_s3 tests.test_nodes tests.test_saml_browser \
+	tests.test_portal_nodes
 TEST_MODULES := $(SLOW_MODULES) \
 	$(filter-out $(SLOW_MODULES),$(patsubst tests/%.py,tests.%,$(sort $(wildcard tests/test_*.py))))
 

@@ -274,3 +274,59 @@ class MIMEDefang:
     def stop(self) -> None:
         if not self.reason:
             subprocess.run(["bash", os.path.join(ANCHORS, "md_stop.sh")], capture_output=True)
+
+
+def profile(pids: list[int], path: str, seconds: float) -> list[subprocess.Popen]:
+    """
+    py-spy (``pip install py-spy``; root, or ptrace allowed) sampling each
+    of ``pids`` for ``seconds`` into ``path.<pid>`` as collapsed stacks,
+    GIL-idle samples dropped; ``profileTop`` reads them.
+    """
+    spy = os.path.join(os.path.dirname(PYTHON), "py-spy")
+    return [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "--duration", str(int(seconds)),
+                              "--rate", "200", "--pid", str(pid), "--output", f"{path}.{pid}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]
+
+
+_IDLE = {"Condition.wait", "EPollReactor.doPoll", "Thread._wait_for_tstate_lock"}
+"""Leaves of a thread waiting for work, not doing it: left out of the profile."""
+
+
+def profileTop(path: str, n: int = 15) -> str:
+    """
+    The top of the profiles ``profile`` wrote, threads waiting for work
+    left out: the ``n`` functions with the most samples of their own, and
+    the ``n`` with the most in and under them (the frames every stack
+    shares, the thread's and reactor's own, are not shown).
+    """
+    import collections
+    import glob
+
+    own: collections.Counter = collections.Counter()
+    under: collections.Counter = collections.Counter()
+    total = 0
+    for name in glob.glob(glob.escape(path) + ".*"):
+        with open(name) as f:
+            for line in f:
+                stack, _, count = line.rstrip("\n").rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                frames = [re.sub(r" \((.*/)?([^/]+):\d+\)$", r" (\2)", fr) for fr in stack.split(";")[1:]]
+                if not frames or frames[-1].split(" (")[0] in _IDLE:
+                    continue
+                total += int(count)
+                own[frames[-1]] += int(count)
+                for frame in set(frames):
+                    under[frame] += int(count)
+    if not total:
+        return "  (no samples)\n"
+    out = [f"  {total} samples; own time:"]
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(n)]
+    out.append("  in and under:")
+    shared = {"_run_code", "runWorker", "main", "<module>", "ReactorBase.run", "ReactorBase.mainLoop",
+              "_run_module_as_main", "Thread._bootstrap", "Thread._bootstrap_inner", "Thread.run",
+              "EPollReactor.doPoll", "callWithLogger", "callWithContext", "ThreadedContextTracker.callWithContext",
+              "ContextTracker.callWithContext", "_PollLikeMixin._doReadOrWrite"}
+    out += [f"    {100 * c / total:5.1f}%  {f}" for f, c in under.most_common(n + len(shared))
+            if f.split(" (")[0] not in shared][:n]
+    return "\n".join(out) + "\n"

@@ -42,13 +42,13 @@ from secudoc_gateway.errors import StorageError
 from secudoc_gateway.ingress.attachments import (
     Action, Candidate, Close, Copy, Drop, Feed, Open, Planner, RightsProtected,
 )
-from secudoc_gateway.ingress.sink import AttachmentSink
+from secudoc_gateway.ingress.sink import AttachmentSink, Worker
 from secudoc_gateway.interfaces import IObjectStore
 from secudoc_gateway.mime.decode import IdentityDecoder, decoderFor
 from secudoc_gateway.mime.parser import BodyData, PartEnd, PartStart
 from secudoc_gateway.mime.structure import Structure
 from secudoc_gateway.scan import MessageScans, Scanner, Verdict
-from secudoc_gateway.spool import Spool
+from secudoc_gateway.spool import MemoryBudget, Spool
 from secudoc_gateway.storage.objects import TransferObject, objectKey
 
 MAX_PENDING_WRITES = 4
@@ -111,8 +111,12 @@ class Extractor:
     log = Logger()
 
     def __init__(self, store: Optional[IObjectStore], producer: IPushProducer, spool: Spool,
-                 structure: Structure, queueId: str, scanner: Optional[Scanner] = None) -> None:
+                 structure: Structure, queueId: str, scanner: Optional[Scanner] = None,
+                 worker: Optional[Worker] = None, budget: Optional[MemoryBudget] = None) -> None:
+        """``worker`` and ``budget``: a big part's work goes to a thread (``AttachmentSink``)."""
         self.store = store
+        self.worker = worker
+        self.budget = budget
         self.scans: Optional[MessageScans] = scanner.message() if scanner is not None else None
         self.producer = producer
         self.spool = spool
@@ -296,6 +300,7 @@ class Extractor:
                 self.object, crypto.fileKey(self.token, self.transferId, action.slot),
                 decoder, exclusive=action.exclusive,
                 scan=self.scans.open(action.slot) if self.scans is not None else None,
+                worker=self.worker, budget=self.budget,
             )
         except Exception:
             self._failed(Failure())

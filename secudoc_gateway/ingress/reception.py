@@ -14,15 +14,17 @@ the original leaves from here as received (``original``).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.threads import deferToThreadPool
 
 from secudoc_gateway import policy
 from secudoc_gateway.config.values import OnError, Tenant
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.context import Context
 from secudoc_gateway.ingress.extractor import Extractor
+from secudoc_gateway.ingress.sink import Worker
 from secudoc_gateway.mime.facts import HeaderFacts, headerFacts
 from secudoc_gateway.mime.headers import lineEnding
 from secudoc_gateway.mime.parser import BodyData, Defect, MIMEParser, PartEnd, PartStart
@@ -53,6 +55,13 @@ def partMemory(event: PartStart) -> int:
     return PART_MEMORY + 2 * (event.bodyStart - event.headerStart) + FIELD_MEMORY * len(event.headers.fields)
 
 
+def workerOf(reactor: Any) -> Optional[Worker]:
+    """The reactor's thread pool for a big part's work; ``None`` (all inline) for a clock without one."""
+    if not hasattr(reactor, "getThreadPool"):
+        return None
+    return lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+
+
 class Reception:
     """
     One message as it arrives: spool, parser, structure and extractor,
@@ -69,7 +78,7 @@ class Reception:
         self.parser = MIMEParser(smtp.max_mime_depth, smtp.max_mime_parts, smtp.max_header_bytes)
         self.structure = Structure()
         self.extractor = Extractor(gateway.store, producer, self.spool, self.structure, queueId,
-                                   gateway.scanner)
+                                   gateway.scanner, worker=workerOf(gateway.reactor), budget=gateway.budget)
         self.tenant: Optional[Tenant] = envelope.tenant
         self.top: Optional[PartStart] = None
         self.facts: Optional[HeaderFacts] = None
