@@ -63,7 +63,7 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
         self.inflightTimeout = inflightTimeout
 
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
-        """Store ``transfer`` and its files, all or nothing (with the concurrent messages' rows: ``runGrouped``)."""
+        """Store ``transfer`` and its files, all or nothing."""
 
         def create(txn: Any) -> None:
             txn.execute(
@@ -94,7 +94,7 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords):
                 [(transfer.id, n, w.name, w.signature) for n, w in enumerate(transfer.withheld)],
             )
 
-        return self._db.runGrouped(create)
+        return self._db.runTransaction(create)
 
     def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
         """
