@@ -24,16 +24,6 @@ per step applied.  ``open()`` applies the missing ones, each in its own
 transaction that re-reads the version under a lock (SQLite's write
 lock, PostgreSQL's advisory lock), so nodes starting at once apply each
 step once.
-
-Group commit (``runGrouped``): SQLite has one writer, and with several
-worker processes every write transaction also waits for the others'
-lock; so write transactions of concurrent messages share one.  At most
-one grouped transaction is in flight; the interactions asked for
-meanwhile run together in the next, each inside its own savepoint, so
-one that raises is rolled back alone and fails alone.  Each caller's
-Deferred fires after the shared commit: a row is as durable as before
-when its caller goes on.  PostgreSQL has many connections and no such
-lock: there each interaction is its own transaction, as before.
 """
 
 from __future__ import annotations
@@ -46,7 +36,6 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 
 from secudoc_gateway.dialect import POSTGRESQL, SQLITE, Dialect, postgresqlConnectArguments
 from secudoc_gateway.errors import ConfigError, GatewayError
@@ -92,32 +81,6 @@ def _openSQLite(connection: sqlite3.Connection) -> None:
             time.sleep(0.01)
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA synchronous=NORMAL")
-
-
-LOCK_POLL = 0.0005
-"""Seconds between tries for SQLite's write lock in a grouped transaction."""
-
-
-def _beginPolling(txn: "_Cursor") -> None:
-    """
-    ``BEGIN IMMEDIATE``, trying again every ``LOCK_POLL`` while another
-    process holds the write lock.  SQLite's own busy handler sleeps ever
-    longer (up to 100 ms) between tries: with two workers taking turns
-    every few milliseconds, its sleeps, not the work, set the pace.
-    """
-    txn.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                txn.execute(txn.dialect.beginWrite)
-                return
-            except sqlite3.OperationalError as e:
-                if (e.sqlite_errorcode & 0xFF) != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-                time.sleep(LOCK_POLL)
-    finally:
-        txn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
 class _PostgreSQLConnection(adbapi.Connection):
@@ -197,8 +160,6 @@ class Database:
         self._reactor = reactor
         self._migrations = tuple(tuple(step) for step in migrations)
         self._pool: Optional[adbapi.ConnectionPool] = None
-        self._grouped: list[tuple[Callable[[_Cursor], Any], Deferred[Any]]] = []
-        self._grouping = False
 
     @classmethod
     def fromConfig(cls, config: Any, reactor: Any = None) -> "Database":
@@ -352,52 +313,6 @@ class Database:
             return interaction(txn, *args, **kw)
 
         return self.runInteraction(transaction)
-
-    def runGrouped(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
-        """
-        ``runTransaction``, sharing the transaction with the grouped
-        interactions asked for at the same time (SQLite; module docstring).
-        """
-        if self.dialect is not SQLITE:
-            return self.runTransaction(interaction, *args, **kw)
-        done: Deferred[T] = Deferred()
-        self._grouped.append((lambda txn: interaction(txn, *args, **kw), done))
-        if not self._grouping:
-            self._runGroup()
-        return done
-
-    def _runGroup(self) -> None:
-        batch, self._grouped = self._grouped, []
-        self._grouping = True
-
-        def group(txn: _Cursor) -> list[Any]:
-            _beginPolling(txn)
-            results: list[Any] = []
-            for n, (interaction, _) in enumerate(batch):
-                txn.execute(f"SAVEPOINT g{n}")
-                try:
-                    results.append((True, interaction(txn)))
-                except Exception:
-                    txn.execute(f"ROLLBACK TO g{n}")
-                    results.append((False, Failure()))
-                txn.execute(f"RELEASE g{n}")
-            return results
-
-        def settled(outcome: Any) -> None:
-            self._grouping = False
-            if self._grouped:
-                self._runGroup()
-            for n, (_, done) in enumerate(batch):
-                if isinstance(outcome, Failure):
-                    done.errback(outcome)
-                else:
-                    ok, result = outcome[n]
-                    if ok:
-                        done.callback(result)
-                    else:
-                        done.errback(result)
-
-        self.runInteraction(group).addBoth(settled)
 
     def runReadTransaction(
         self, interaction: Callable[..., T], *args: Any, **kw: Any

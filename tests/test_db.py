@@ -245,46 +245,6 @@ class DatabaseTests(TestCase):
         self.assertEqual(n, 1)
 
     @defer.inlineCallbacks
-    def test_runGrouped(self) -> Any:
-        """
-        Write transactions asked for while one is in flight share the
-        next, each in its own savepoint (each sees the rows of those
-        before it), so the one that raises is rolled back and fails alone.
-        """
-        db = yield self.openDatabase()
-
-        events = []
-
-        def insert(txn: Any, address: str, fail: bool = False) -> str:
-            events.append(f"ran {address}")
-            txn.execute("INSERT INTO users (tenant, address, created, how) VALUES ('t', ?, 0, 'config')",
-                        (address,))
-            if fail:
-                raise RuntimeError("boom")
-            txn.execute("SELECT COUNT(*) FROM users")
-            return f"{address}: {txn.fetchone()[0]}"
-
-        first = db.runGrouped(insert, "a@t")  # in flight: the others wait for the next transaction
-        rest = [db.runGrouped(insert, "b@t"), db.runGrouped(insert, "c@t", True), db.runGrouped(insert, "d@t")]
-
-        def fired(result: Any, address: str) -> Any:
-            events.append(f"fired {address}@t")
-            return result
-
-        for d, address in zip([first, *rest], "abcd"):
-            d.addBoth(fired, address)
-        self.assertEqual((yield first), "a@t: 1")
-        self.assertEqual((yield rest[0]), "b@t: 2")
-        yield self.assertFailure(rest[1], RuntimeError)
-        # d sees b's row and not c's: the same transaction, c rolled back.
-        self.assertEqual((yield rest[2]), "d@t: 3")
-        rows = yield db.runQuery("SELECT address FROM users ORDER BY address")
-        self.assertEqual(rows, [("a@t",), ("b@t",), ("d@t",)])
-        # One commit for the three: none is answered before all three ran.
-        self.assertEqual(events, ["ran a@t", "fired a@t", "ran b@t", "ran c@t", "ran d@t",
-                                  "fired b@t", "fired c@t", "fired d@t"])
-
-    @defer.inlineCallbacks
     def test_check(self) -> Any:
         """``check`` answers while open and fails once closed (/healthz)."""
         db = yield self.openDatabase()

@@ -64,8 +64,8 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords, SendR
         self.inflightTimeout = inflightTimeout
 
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
-        """Store ``transfer`` and its files, all or nothing (with the concurrent messages' rows: ``runGrouped``)."""
-        return self._db.runGrouped(insertTransfer, transfer)
+        """Store ``transfer`` and its files, all or nothing."""
+        return self._db.runTransaction(insertTransfer, transfer)
 
     def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
         """

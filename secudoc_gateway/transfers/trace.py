@@ -109,13 +109,13 @@ class TraceRecords:
         return self.recordTraces([entry])
 
     def recordTraces(self, entries: Sequence[TraceEntry]) -> Deferred[None]:
-        """Write ``entries``, all in one transaction (the ``Tracer``'s group commit, shared with ``runGrouped``'s)."""
+        """Write ``entries``, all in one transaction (the ``Tracer``'s group commit)."""
 
         def record(txn: Any) -> None:
             for entry in entries:
                 insertTrace(txn, entry)
 
-        return self._db.runGrouped(record)
+        return self._db.runTransaction(record)
 
     def traceEntries(
         self, tenant: Optional[str] = None, sender: Optional[str] = None, recipient: Optional[str] = None,
