@@ -26,13 +26,13 @@ def unframe(data: bytes) -> list[bytes]:
 class Frames(SynchronousTestCase):
     @given(st.binary(max_size=5000))
     def test_roundTrip(self, data: bytes) -> None:
-        chunks = unframe(frames(data))
+        chunks = unframe(b"".join(frames(data)))
         self.assertEqual(b"".join(chunks), data)
         self.assertNotIn(b"", chunks)  # a zero length would end the stream early
 
     def test_bigChunkSplit(self) -> None:
         data = b"x" * (2 * MAX_FRAME + 3)
-        self.assertEqual([len(c) for c in unframe(frames(data))], [MAX_FRAME, MAX_FRAME, 3])
+        self.assertEqual([len(c) for c in unframe(b"".join(frames(data)))], [MAX_FRAME, MAX_FRAME, 3])
 
 
 class Replies(SynchronousTestCase):

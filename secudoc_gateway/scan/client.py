@@ -194,7 +194,7 @@ class FileScan:
         if self.size > self.maxSize:
             self._settle(Verdict(ScanResult.SKIPPED, reason="over [scan] max_file_size"))
             return None
-        self._queue.append(frames(data))
+        self._queue += frames(data)
         return self._flush()
 
     def finish(self) -> None:

@@ -31,12 +31,18 @@ _FOUND = " FOUND"
 _ERROR = " ERROR"
 
 
-def frames(data: bytes) -> bytes:
-    """``data`` as INSTREAM chunks (none for no bytes: a zero length would end the stream)."""
-    if len(data) <= MAX_FRAME:
-        return struct.pack(">I", len(data)) + data if data else b""
-    return b"".join(struct.pack(">I", len(data[i:i + MAX_FRAME])) + data[i:i + MAX_FRAME]
-                    for i in range(0, len(data), MAX_FRAME))
+def frames(data: bytes) -> list[bytes]:
+    """
+    ``data`` as INSTREAM chunks (none for no bytes: a zero length would
+    end the stream): each length prefix and its bytes apart, for the
+    transport's ``writeSequence``, so a chunk's bytes are not copied to
+    be framed (the whole of a file passes here).
+    """
+    pieces = []
+    for at in range(0, len(data), MAX_FRAME):
+        chunk = data if len(data) <= MAX_FRAME else data[at:at + MAX_FRAME]
+        pieces += [struct.pack(">I", len(chunk)), chunk]
+    return pieces
 
 
 def signatureShown(name: str) -> str:
