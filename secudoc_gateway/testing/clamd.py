@@ -36,11 +36,12 @@ class Clamd:
     """One clamd on ``socket`` in ``folder`` (made when missing), reading ``database``."""
 
     def __init__(self, database: str, folder: Optional[str] = None,
-                 streamMaxLength: int = STREAM_MAX_LENGTH) -> None:
+                 streamMaxLength: int = STREAM_MAX_LENGTH, cache: bool = True) -> None:
         self.database = os.path.abspath(database)
         self.folder = os.path.abspath(folder or tempfile.mkdtemp(prefix="secudoc-clamd-"))
         self.socket = os.path.join(self.folder, "clamd.sock")
         self.streamMaxLength = streamMaxLength
+        self.cache = cache  # clamd's cache of clean files' hashes (a bench turns it off)
         self.process: Optional[subprocess.Popen] = None
 
     @property
@@ -60,6 +61,7 @@ class Clamd:
                 f"StreamMaxLength {self.streamMaxLength}\n"
                 "MaxThreads 4\n"
                 "SelfCheck 0\n"
+                + ("" if self.cache else "DisableCache yes\n")
             )
         return path
 
