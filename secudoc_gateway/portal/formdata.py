@@ -82,7 +82,7 @@ class FileData:
 
 @attrs.frozen
 class FileEnd:
-    pass
+    """The file part's last byte came: its data is whole."""
 
 
 @attrs.frozen
@@ -165,7 +165,7 @@ class FormDataParser:
         self._buffer = self._buffer + data if self._buffer else data
         events: list[Event] = []
         while self._step(events):
-            pass
+            continue  # each step consumed input or emitted an event; the next may too
         return events
 
     def close(self) -> list[Event]:

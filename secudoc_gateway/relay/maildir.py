@@ -105,7 +105,7 @@ class MaildirRelay:
             try:
                 os.unlink(tmp)
             except OSError:
-                pass
+                pass  # never made, or already gone: the RelayError below says what failed
             raise RelayError("maildir", f"cannot write {tmp}: {e}")
         return f"maildir {name}"
 

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
     try:
         signal.pause()
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how this helper is meant to end: clamd is destroyed below
     finally:
         clamd.destroy()
     return 0

@@ -80,7 +80,7 @@ class Federation:
         try:
             await self.idp(tenant)
         except MetadataError:
-            pass
+            pass  # the page shows the failure from the stored row, with the last good copy's date
         row = await self._row(tenant.id)
         if row is None or row[0] != tenant.saml_metadata_url:
             return FetchState(tenant.saml_metadata_url)
