@@ -56,6 +56,21 @@ def pythonEmail(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=_READ_ONCE)  # type: ignore[return-value]
 
 
+def withAttachments(*files: tuple[str, bytes], subject: str = "Files", messageId: Optional[str] = None,
+                    sender: str = "alice@example.test") -> bytes:
+    """A message to bob@external.test with ``files`` attached (application/octet-stream), as bytes."""
+    message = email.message.EmailMessage()
+    message["From"] = sender
+    message["To"] = "bob@external.test"
+    message["Subject"] = subject
+    if messageId is not None:
+        message["Message-ID"] = messageId
+    message.set_content("See attached.\n")
+    for name, data in files:
+        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return message.as_bytes()
+
+
 def inThread(f: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
     return threads.deferToThread(f, *args, **kwargs)
 

@@ -18,14 +18,13 @@ import signal
 import smtplib
 import threading
 from collections import defaultdict
-from email.message import EmailMessage
 from typing import Optional
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway.config import loadConfig
 from secudoc_gateway.testing import GatewayProcess
-from tests.support import databaseRows, maildirMessages, splitEnvelope
+from tests.support import databaseRows, maildirMessages, splitEnvelope, withAttachments
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 CLIENTS = 6
@@ -33,14 +32,7 @@ KILLS = 3
 
 
 def message(n: int, data: bytes) -> bytes:
-    m = EmailMessage()
-    m["From"] = "alice@example.test"
-    m["To"] = "bob@external.test"
-    m["Subject"] = f"crash {n}"
-    m["Message-ID"] = f"<crash{n}@crash.test>"
-    m.set_content("See attached.\n")
-    m.add_attachment(data, maintype="application", subtype="octet-stream", filename=f"file{n}.bin")
-    return m.as_bytes()
+    return withAttachments((f"file{n}.bin", data), subject=f"crash {n}", messageId=f"<crash{n}@crash.test>")
 
 
 def send(port: int, raw: bytes) -> Optional[int]:

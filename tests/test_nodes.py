@@ -13,24 +13,16 @@ import smtplib
 import subprocess
 import sys
 import tempfile
-from email.message import EmailMessage
 
 from secudoc_gateway.testing import freshPostgreSQL
 from secudoc_gateway.testing import postgres as pgcluster
-from tests.support import TwoNodes
+from tests.support import TwoNodes, withAttachments
 
 LINK = re.compile(r"http://127\.0\.0\.1:8080(/t/[A-Za-z0-9_-]{43})")
 
 
 def message(n: int, data: bytes) -> bytes:
-    m = EmailMessage()
-    m["From"] = "alice@example.test"
-    m["To"] = "bob@external.test"
-    m["Subject"] = f"offer {n}"
-    m["Message-ID"] = f"<offer{n}@nodes.test>"
-    m.set_content("See attached.\n")
-    m.add_attachment(data, maintype="application", subtype="pdf", filename=f"offer{n}.pdf")
-    return m.as_bytes()
+    return withAttachments((f"offer{n}.pdf", data), subject=f"offer {n}", messageId=f"<offer{n}@nodes.test>")
 
 
 def send(port: int, raw: bytes) -> int:

@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import zipfile
-from email.message import EmailMessage
 from typing import Any, Optional
 
 import treq
@@ -29,6 +28,7 @@ from secudoc_gateway.testing import DEMO_TENANT, startGateway, writeConfig
 from secudoc_gateway.testing.clamd import STREAM_MAX_LENGTH, Clamd
 from tests.support import (
     asyncTest, databaseRows, inThread, maildirMessages, sendBDAT, splitEnvelope, storedObjects, until,
+    withAttachments,
 )
 from tests.tnefdata import TnefFile, tnef, winmailMessage
 
@@ -54,14 +54,7 @@ def clamd() -> Clamd:
 
 
 def newMessage(*files: tuple[str, bytes]) -> bytes:
-    message = EmailMessage()
-    message["From"] = "Alice <alice@example.test>"
-    message["To"] = "bob@external.test"
-    message["Subject"] = "Files"
-    message.set_content("Dear Bob,\nthe files.\n")
-    for name, data in files:
-        message.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
-    return message.as_bytes()
+    return withAttachments(*files, sender="Alice <alice@example.test>")
 
 
 def zipped(name: str, data: bytes) -> bytes:
