@@ -145,22 +145,24 @@ class AttachmentSink:
         return plain, self._encryptor.feed(plain)
 
     def _written(self, plain: bytes, sealed: bytes) -> Deferred:
-        """A step's bytes, in their turn: to the object and to clamd."""
-        self.size += len(plain)
-        written = self.append(sealed) if sealed else None
-        scanned = self.scan.feed(plain) if self.scan is not None and plain else None
-        if scanned is not None and written is not None:
-            return scanned.addCallback(lambda _: written)
-        return written or scanned or succeed(None)
+        """A step's bytes, done in the worker, in their turn: to the object and to clamd."""
+        return self._deliver(plain, sealed, inTurn=True) or succeed(None)
 
     def _plain(self, plain: bytes, inTurn: bool = False) -> Optional[Deferred]:
+        """Plain bytes worked inline: hashed, sealed, delivered."""
         if not plain:
             return None
         self._hash.update(plain)
+        return self._deliver(plain, self._encryptor.feed(plain), inTurn)
+
+    def _deliver(self, plain: bytes, sealed: bytes, inTurn: bool = False) -> Optional[Deferred]:
+        """
+        The sealed bytes to the object (``inTurn``: it is this file's turn
+        already), the plain ones to clamd; the Deferred of whatever waits.
+        """
         self.size += len(plain)
-        sealed = self._encryptor.feed(plain)
         written = (self.append(sealed) if inTurn else self._inTurn(sealed)) if sealed else None
-        scanned = self.scan.feed(plain) if self.scan is not None else None
+        scanned = self.scan.feed(plain) if self.scan is not None and plain else None
         if scanned is None:
             return written
         if written is None:
