@@ -374,3 +374,70 @@ class PostgreSQLTests(TestCase):
         yield self.assertFailure(db.runQuery("SELECT 1"), defer.TimeoutError)
         os.kill(backend, signal.SIGCONT)
         yield db.check()
+
+
+class SQLiteGroupCommitTests(TestCase):
+    """``runBatched``: writes queued while a batch runs share the next transaction, each undone alone."""
+
+    postgresql = False
+
+    @defer.inlineCallbacks
+    def batchDatabase(self) -> Any:
+        """An open database running one batch at a time (PostgreSQL: a pool of one)."""
+        if self.postgresql:
+            db = Database.fromConfig(attrs.evolve(DatabaseConfig(**freshPostgreSQL()), pool_size=1))
+        else:
+            db = Database(tempPath(self, "gateway.sqlite3"))
+        self.addCleanup(db.close)
+        yield db.open()
+        return db
+
+    @defer.inlineCallbacks
+    def test_groupCommit(self) -> Any:
+        db = yield self.batchDatabase()
+        seen: list[Any] = []
+
+        def insert(txn: Any, address: str) -> str:
+            seen.append(txn)
+            txn.execute("INSERT INTO users (tenant, address, created, how) VALUES ('t', ?, 0, 'config')", (address,))
+            txn.execute("SELECT COUNT(*) FROM users")
+            return f"{address} {txn.fetchone()[0]}"
+
+        results = yield defer.gatherResults([db.runBatched(insert, f"u{n}@example.test") for n in range(4)])
+        # The first went alone; the three queued meanwhile shared one transaction, in order.
+        self.assertEqual(results, [f"u{n}@example.test {n + 1}" for n in range(4)])
+        self.assertIsNot(seen[0], seen[1])
+        self.assertTrue(seen[1] is seen[2] is seen[3])
+
+    @defer.inlineCallbacks
+    def test_oneFailsAlone(self) -> Any:
+        """A write that raises is undone and fails; the others in its batch commit."""
+        db = yield self.batchDatabase()
+
+        def insert(txn: Any, address: str, fail: bool = False) -> None:
+            txn.execute("INSERT INTO users (tenant, address, created, how) VALUES ('t', ?, 0, 'config')", (address,))
+            if fail:
+                txn.execute("INSERT INTO users (tenant, address, created, how) VALUES ('t', ?, 0, 'config')",
+                            (address,))  # the primary key: a database error, not only ours
+
+        first = db.runBatched(insert, "a@example.test")
+        batch = [db.runBatched(insert, "b@example.test"), db.runBatched(insert, "c@example.test", fail=True),
+                 db.runBatched(insert, "d@example.test")]
+        yield first
+        yield batch[0]
+        yield self.assertFailure(batch[1], sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
+        yield batch[2]
+        rows = yield db.runQuery("SELECT address FROM users ORDER BY address")
+        self.assertEqual(rows, [("a@example.test",), ("b@example.test",), ("d@example.test",)])
+
+    @defer.inlineCallbacks
+    def test_closed(self) -> Any:
+        """A batch that cannot run fails every write in it."""
+        db = yield self.batchDatabase()
+        db.close()
+        for d in [db.runBatched(lambda txn: None) for _ in range(3)]:
+            yield self.assertFailure(d, GatewayError)
+
+
+class PostgreSQLGroupCommitTests(SQLiteGroupCommitTests):
+    postgresql = True

@@ -268,37 +268,27 @@ async def until(query: Any, done: Any, timeout: float = 10.0) -> None:
         await task.deferLater(reactor, 0.02, lambda: None)
 
 
-class GroupCommitTests(SynchronousTestCase):
-    """The ``Tracer`` writes one batch at a time: rows that come meanwhile share the next transaction."""
+class TracerTests(SynchronousTestCase):
+    """The ``Tracer`` hands each row to the database's group commit; a row it cannot write is only logged."""
 
-    def test_batches(self) -> None:
-        writes: list[tuple[list[str], defer.Deferred]] = []
+    def test_failureLogged(self) -> None:
+        writes: list[tuple[str, defer.Deferred]] = []
 
         class Store:
-            def recordTraces(self, entries: list[TraceEntry]) -> defer.Deferred:
+            def recordTrace(self, entry: TraceEntry) -> defer.Deferred:
                 d: defer.Deferred = defer.Deferred()
-                writes.append(([e.queue_id for e in entries], d))
+                writes.append((entry.queue_id, d))
                 return d
 
         tracer = Tracer(Store(), task.Clock())
-        entries = [traceEntry(0, n) for n in range(4)]
-        first = tracer.record(entries[0])
-        waiting = [tracer.record(e) for e in entries[1:3]]
-        self.assertEqual([queueIds for queueIds, _ in writes], [["Q0"]])
-        self.assertNoResult(first)
+        written, lost = tracer.record(traceEntry(0, 0)), tracer.record(traceEntry(0, 1))
+        self.assertEqual([queueId for queueId, _ in writes], ["Q0", "Q1"])
+        self.assertNoResult(written)
         writes[0][1].callback(None)
-        self.successResultOf(first)
-        self.assertEqual([queueIds for queueIds, _ in writes], [["Q0"], ["Q1", "Q2"]])
-        for d in waiting:
-            self.assertNoResult(d)
+        self.successResultOf(written)
         writes[1][1].errback(RuntimeError("database down"))  # logged, never the reply's failure
-        for d in waiting:
-            self.successResultOf(d)
+        self.successResultOf(lost)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        last = tracer.record(entries[3])  # nothing in flight: written at once
-        self.assertEqual([queueIds for queueIds, _ in writes][-1], ["Q3"])
-        writes[-1][1].callback(None)
-        self.successResultOf(last)
 
     def test_off(self) -> None:
         """Switched off (the bench's "without"), it makes no rows."""

@@ -4,19 +4,17 @@ of a message, the ``Tracer`` makes its row and hands it to the
 database, so the ingress never builds SQL and a trace that cannot be
 written never changes a reply.
 
-Rows that do not ride with a dedup record are group-committed: at most
-one trace write is in flight, and the rows that arrive meanwhile go
-together in the next one.  Each reply still waits for its own row (an
-admin who got 250 finds the row at once), but under load many messages
-share one transaction instead of taking one each from the database's
-single SQLite connection.
+Rows that do not ride with a dedup record are group-committed with the
+message path's other writes (``Database.runBatched``): each reply still
+waits for its own row (an admin who got 250 finds the row at once), but
+under load many messages share one transaction.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -48,8 +46,6 @@ class Tracer:
         self.transfers = transfers
         self.clock = clock
         self.enabled = enabled and transfers is not None
-        self._waiting: list[tuple[TraceEntry, Deferred[None]]] = []
-        self._writing = False
 
     def entry(self, tenant: Tenant, queueId: str, envelope: Envelope, facts: Optional[HeaderFacts], size: int,
               decision: str, reason: str, reply: Reply, transferId: Optional[str] = None,
@@ -71,31 +67,13 @@ class Tracer:
         )
 
     def record(self, entry: Optional[TraceEntry]) -> Deferred[None]:
-        """
-        Fires once ``entry`` is written, with the rows of the messages
-        answered meanwhile; a failure is logged, never raised.
-        """
-        done: Deferred[None] = Deferred()
+        """Fires once ``entry`` is written; a failure is logged, never raised."""
         if entry is None:
-            done.callback(None)
-            return done
-        self._waiting.append((entry, done))
-        if not self._writing:
-            self._write()
-        return done
-
-    def _write(self) -> None:
-        batch, self._waiting = self._waiting, []
-        self._writing = True
+            return succeed(None)
 
         def written(result: Any) -> None:
             if isinstance(result, Failure):
-                self.log.failure("writing {count} message trace row(s) failed ({queueIds})", result,
-                                 count=len(batch), queueIds=", ".join(e.queue_id for e, _ in batch))
-            self._writing = False
-            if self._waiting:
-                self._write()
-            for _, done in batch:
-                done.callback(None)
+                self.log.failure("writing the message trace row of {queueId} failed", result,
+                                 queueId=entry.queue_id)
 
-        self.transfers.recordTraces([entry for entry, _ in batch]).addBoth(written)
+        return self.transfers.recordTrace(entry).addBoth(written)

@@ -121,7 +121,7 @@ class DedupRecords:
             )
             return NEW
 
-        return self._db.runTransaction(claim)
+        return self._db.runBatched(claim)
 
     def markDone(self, key: str, tenant: str = "", trace: Optional[TraceEntry] = None) -> Deferred[None]:
         """
@@ -136,23 +136,21 @@ class DedupRecords:
             " VALUES (?, ?, 'done', ?, ?)"
             " ON CONFLICT (dedup_key) DO UPDATE SET state = 'done', updated = excluded.updated"
         )
-        if trace is None:
-            return self._db.runOperation(done, (key, tenant, now, now))
 
         def mark(txn: Any) -> None:
             txn.execute(done, (key, tenant, now, now))
-            insertTrace(txn, trace)
+            if trace is not None:
+                insertTrace(txn, trace)
 
-        return self._db.runTransaction(mark)
+        return self._db.runBatched(mark)
 
     def release(self, key: str) -> Deferred[None]:
         """
         The relay of ``key`` failed: forget the claim so EXO's retry
         relays.  A "done" record is kept.
         """
-        return self._db.runOperation(
-            "DELETE FROM relayed WHERE dedup_key = ? AND state = 'inflight'", (key,)
-        )
+        return self._db.runBatched(
+            lambda txn: txn.execute("DELETE FROM relayed WHERE dedup_key = ? AND state = 'inflight'", (key,)))
 
     def purgeDedup(self, now: Optional[float] = None) -> Deferred[int]:
         """

@@ -65,7 +65,7 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords, SendR
 
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
         """Store ``transfer`` and its files, all or nothing."""
-        return self._db.runTransaction(insertTransfer, transfer)
+        return self._db.runBatched(insertTransfer, transfer)
 
     def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
         """

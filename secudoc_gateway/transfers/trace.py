@@ -14,7 +14,7 @@ as well, so a search by recipient reads an index.  Rows older than
 from __future__ import annotations
 
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -105,17 +105,8 @@ class TraceRecords:
     _clock: Any  # an IReactorTime
 
     def recordTrace(self, entry: TraceEntry) -> Deferred[None]:
-        """Write ``entry`` (one transaction)."""
-        return self.recordTraces([entry])
-
-    def recordTraces(self, entries: Sequence[TraceEntry]) -> Deferred[None]:
-        """Write ``entries``, all in one transaction (the ``Tracer``'s group commit)."""
-
-        def record(txn: Any) -> None:
-            for entry in entries:
-                insertTrace(txn, entry)
-
-        return self._db.runTransaction(record)
+        """Write ``entry``, group-committed with the message path's other writes."""
+        return self._db.runBatched(insertTrace, entry)
 
     def traceEntries(
         self, tenant: Optional[str] = None, sender: Optional[str] = None, recipient: Optional[str] = None,
