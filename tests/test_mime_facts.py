@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from secudoc_gateway import fields
-from secudoc_gateway.mime.facts import parseFromAddress
+from secudoc_gateway.mime.facts import _SIMPLE_MAILBOX, fullParse, parseFromAddress, parseFromMailbox
 from tests.support import facts
 
 GUID = "0B5C1E2A-3D4F-4A6B-8C7D-9E0F1A2B3C4D"
@@ -30,6 +31,25 @@ class HeaderFactsTests(SynchronousTestCase):
             ("x\udcff <y@z.test>", "y@z.test"),
         ]:
             self.assertEqual(parseFromAddress(value), expected, value)
+
+    @settings(max_examples=500)
+    @given(st.data())
+    def test_simpleFormsAsTheFullParser(self, data: st.DataObject) -> None:
+        """
+        The common From forms are read without the full RFC 5322 parser;
+        on every value the short way takes, it agrees with the full one.
+        """
+        atext = st.text("abcXYZ019!#$%&'*+/=^_`{|}~-", min_size=1, max_size=6)
+        dotAtom = st.lists(atext, min_size=1, max_size=3).map(".".join)
+        address = st.builds(lambda l, d: f"{l}@{d}", dotAtom, dotAtom)
+        name = st.one_of(st.just(""), st.lists(atext, min_size=1, max_size=3).map(" ".join),
+                         st.text("ab ,.@<>;:()\t", max_size=12).map(lambda t: f'"{t}"'))
+        space = st.sampled_from(["", " ", "  ", "\t"])
+        value = data.draw(st.one_of(
+            st.builds(lambda s1, a, s2: f"{s1}{a}{s2}", space, address, space),
+            st.builds(lambda s1, n, s2, a, s3: f"{s1}{n}{s2}<{a}>{s3}", space, name, space, address, space)))
+        self.assertIsNotNone(_SIMPLE_MAILBOX.fullmatch(value), value)
+        self.assertEqual(parseFromMailbox(value), fullParse(value), value)
 
     def test_firstFrom(self) -> None:
         f = facts(("From", "a@one.test"), ("from", "b@two.test"))

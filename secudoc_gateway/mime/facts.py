@@ -6,6 +6,7 @@ about, with every field kept for ``required_header``.
 
 from __future__ import annotations
 
+import re
 from email.headerregistry import HeaderRegistry
 from email.utils import getaddresses
 from typing import Optional
@@ -25,6 +26,19 @@ _MESSAGE_ID = MESSAGE_ID.lower()
 
 _ADDRESS_HEADERS = HeaderRegistry()
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+_SIMPLE_MAILBOX = re.compile(
+    rf'[ \t]*(?:(?:"(?P<quoted>[^"\\\r\n]*)"|(?P<atoms>{_ATEXT}+(?: {_ATEXT}+)*))?[ \t]*'
+    rf"<(?P<angled>{_DOT_ATOM}@{_DOT_ATOM})>|(?P<bare>{_DOT_ATOM}@{_DOT_ATOM}))[ \t]*")
+"""
+The From values most mail carries: a bare address, or one in angle
+brackets after a display name of plain words or one quoted string.
+They are read here at a fraction of the full parser's cost (it was a
+twentieth of a protected message's time); anything else (encoded-words,
+comments, groups, escapes, several mailboxes) goes to the full parser.
+"""
+
 
 def parseFromAddress(value: str) -> str:
     """The first mailbox's bare address of a From value, or ``""``."""
@@ -40,6 +54,15 @@ def parseFromMailbox(value: str) -> tuple[str, str]:
     library's RFC 5322 parser's job; a value it cannot read yields its
     best effort, never an exception.
     """
+    simple = _SIMPLE_MAILBOX.fullmatch(value)
+    if simple is not None and "=?" not in value:
+        name = simple["quoted"] if simple["quoted"] is not None else simple["atoms"] or ""
+        return name.strip(), simple["angled"] or simple["bare"]
+    return fullParse(value)
+
+
+def fullParse(value: str) -> tuple[str, str]:
+    """``parseFromMailbox`` by the standard library's parser, for every form."""
     try:
         mailboxes = [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADERS(FROM, value).addresses]  # type: ignore[attr-defined]
     except Exception:

@@ -66,6 +66,7 @@ class SMTPFactory(ServerFactory):
         self.connections: set[SMTPProtocol] = set()
         self._perIP: Counter[str] = Counter()
         self._drainWaiters: list[Deferred[None]] = []
+        self._replyCounters: dict[int, Any] = {}  # by reply code: a labelled child costs a lock and a check each time
 
     # Twisted types a protocol's factory as a Factory; ours is read as a ``pacing.Listener``.
     def buildProtocol(self, addr: Any) -> SMTPProtocol:  # type: ignore[override]
@@ -101,7 +102,10 @@ class SMTPFactory(ServerFactory):
 
     def countReply(self, reply: Reply) -> None:
         if self.metrics is not None:
-            self.metrics.replies.labels(code=str(reply.code)).inc()
+            counter = self._replyCounters.get(reply.code)
+            if counter is None:
+                counter = self._replyCounters[reply.code] = self.metrics.replies.labels(code=str(reply.code))
+            counter.inc()
 
     def admit(self, protocol: SMTPProtocol) -> Optional[tuple[Reply, str]]:
         """``None`` when ``protocol`` may be served, else the reply to refuse it and why (for the log)."""
