@@ -29,8 +29,15 @@ trip to the database thread: with two workers on one SQLite file the
 writes of a 2 KB message cost a third of its time before.  No write's
 Deferred fires before the commit that holds it, so the contract does
 not move: rows are durable before the relay is asked to take the
-message that needs them.  SQLite runs one batch at a time (it has one
-connection); PostgreSQL as many as the pool has connections.
+message that needs them: a write that must survive a power cut, not
+only a crash of the process (a transfer, before its link is relayed),
+says ``durable`` and its batch is committed with ``synchronous=FULL``
+on SQLite, one fsync of the log for all of it (PostgreSQL commits so
+always).  The others (dedup records, trace rows) stay at ``NORMAL``:
+losing the last of them to a power cut costs a trace row, or a resend
+EXO makes only when it never got the reply.  SQLite runs one batch at a
+time (it has one connection); PostgreSQL as many as the pool has
+connections.
 
 The schema is an ordered list of steps; ``schema_version`` holds one row
 per step applied.  ``open()`` applies the missing ones, each in its own
@@ -75,9 +82,10 @@ def _openSQLite(connection: sqlite3.Connection) -> None:
     """
     Per-connection settings.  WAL lets readers (the web side) go on
     while a writer commits; ``synchronous=NORMAL`` is durable across a
-    process crash in WAL mode and skips an fsync per commit; foreign
-    keys are off in SQLite unless asked for, and the files cascade
-    depends on them.
+    process crash in WAL mode and skips an fsync per commit (a
+    ``runBatched`` write that must survive a power cut too asks for
+    ``FULL``); foreign keys are off in SQLite unless asked for, and the
+    files cascade depends on them.
     """
     connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
     # Switching a new file to WAL needs an exclusive lock, and SQLite
@@ -174,7 +182,7 @@ class Database:
         self._reactor = reactor
         self._migrations = tuple(tuple(step) for step in migrations)
         self._pool: Optional[adbapi.ConnectionPool] = None
-        self._queued: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Deferred[Any]]] = []
+        self._queued: list[tuple[Callable[..., Any], tuple[Any, ...], bool, Deferred[Any]]] = []
         self._batches = 0  # batches running now
 
     @classmethod
@@ -330,17 +338,18 @@ class Database:
 
         return self.runInteraction(transaction)
 
-    def runBatched(self, interaction: Callable[..., T], *args: Any, **kw: Any) -> Deferred[T]:
+    def runBatched(self, interaction: Callable[..., T], *args: Any, durable: bool = False) -> Deferred[T]:
         """
         ``runTransaction`` for the message path's short writes, group
-        committed (module docstring): ``interaction`` runs in the next
-        batch, after the ones queued before it, and sees their writes.
-        Its Deferred fires once the batch is committed; with its own
-        exception when it raised (its writes undone, the others' kept),
-        with the batch's failure when the batch could not commit.
+        committed (module docstring): ``interaction(cursor, *args)`` runs
+        in the next batch, after the ones queued before it, and sees
+        their writes.  Its Deferred fires once the batch is committed,
+        and with ``durable`` once it would survive a power cut; with its
+        own exception when it raised (its writes undone, the others'
+        kept), with the batch's failure when the batch could not commit.
         """
         done: Deferred[T] = Deferred()
-        self._queued.append((interaction, args, kw, done))
+        self._queued.append((interaction, args, durable, done))
         self._nextBatch()
         return done
 
@@ -351,16 +360,20 @@ class Database:
         batch, self._queued = self._queued, []
         self._batches += 1
 
+        durable = any(d for _, _, d, _ in batch)
+
         def run(txn: _Cursor) -> list[Any]:
+            if txn.dialect is SQLITE:
+                txn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             txn.execute(txn.dialect.beginWrite)
             if len(batch) == 1:
-                interaction, args, kw, _ = batch[0]
-                return [interaction(txn, *args, **kw)]
+                interaction, args, _, _ = batch[0]
+                return [interaction(txn, *args)]
             results = []
-            for interaction, args, kw, _ in batch:
+            for interaction, args, _, _ in batch:
                 txn.execute("SAVEPOINT write")
                 try:
-                    results.append(interaction(txn, *args, **kw))
+                    results.append(interaction(txn, *args))
                 except Exception:
                     results.append(Failure())
                     txn.execute("ROLLBACK TO SAVEPOINT write")

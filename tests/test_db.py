@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from twisted.internet import defer
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 import attrs
 import psycopg
@@ -421,7 +421,7 @@ class SQLiteGroupCommitTests(TestCase):
                             (address,))  # the primary key: a database error, not only ours
 
         first = db.runBatched(insert, "a@example.test")
-        batch = [db.runBatched(insert, "b@example.test"), db.runBatched(insert, "c@example.test", fail=True),
+        batch = [db.runBatched(insert, "b@example.test"), db.runBatched(insert, "c@example.test", True),
                  db.runBatched(insert, "d@example.test")]
         yield first
         yield batch[0]
@@ -429,6 +429,27 @@ class SQLiteGroupCommitTests(TestCase):
         yield batch[2]
         rows = yield db.runQuery("SELECT address FROM users ORDER BY address")
         self.assertEqual(rows, [("a@example.test",), ("b@example.test",), ("d@example.test",)])
+
+    @defer.inlineCallbacks
+    def test_durable(self) -> Any:
+        """
+        On SQLite a batch holding a ``durable`` write commits with
+        ``synchronous=FULL`` (an fsync of the log), the others with NORMAL.
+        """
+        if self.postgresql:
+            raise SkipTest("every PostgreSQL commit is durable: the pragma is SQLite's")
+        db = yield self.batchDatabase()
+
+        def mode(txn: Any) -> int:
+            txn.execute("PRAGMA synchronous")
+            return int(txn.fetchone()[0])
+
+        first = db.runBatched(mode)
+        together = [db.runBatched(mode), db.runBatched(mode, durable=True)]
+        self.assertEqual((yield first), 1)
+        modes = yield defer.gatherResults(together)
+        self.assertEqual(modes, [2, 2])
+        self.assertEqual((yield db.runBatched(mode)), 1)
 
     @defer.inlineCallbacks
     def test_closed(self) -> Any:

@@ -64,8 +64,11 @@ class TransferStore(UserRecords, DedupRecords, EventRecords, TraceRecords, SendR
         self.inflightTimeout = inflightTimeout
 
     def createTransfer(self, transfer: Transfer) -> Deferred[None]:
-        """Store ``transfer`` and its files, all or nothing."""
-        return self._db.runBatched(insertTransfer, transfer)
+        """
+        Store ``transfer`` and its files, all or nothing, durable before
+        this fires: the message that carries its link is relayed next.
+        """
+        return self._db.runBatched(insertTransfer, transfer, durable=True)
 
     def lookup(self, tokenHash: str) -> Deferred[Optional[Transfer]]:
         """
