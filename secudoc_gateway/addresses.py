@@ -84,11 +84,13 @@ def addressKey(address: str) -> str:
     return f"{local.lower()}@{domain}"
 
 
+@functools.lru_cache(maxsize=1024)
 def parseIP(ip: str) -> Optional[IPAddress]:
     """
     An IP address from a transport, IPv4-mapped IPv6 addresses (a
     dual-stack listener's view of an IPv4 client) as IPv4; ``None`` if
-    ``ip`` is not an address.
+    ``ip`` is not an address.  Remembered for the last thousand peers:
+    every connection asks, and mail comes from few addresses (EXO's).
     """
     try:
         address = ipaddress.ip_address(ip)

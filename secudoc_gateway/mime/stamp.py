@@ -9,6 +9,8 @@ carries exactly one ``X-SecuDoc``.
 from __future__ import annotations
 
 import email.utils
+import functools
+import time
 from typing import Optional
 
 from secudoc_gateway.envelope import Envelope
@@ -18,6 +20,12 @@ from secudoc_gateway.mime.headers import Headers, fieldName, lineEnding, splitFi
 def withoutGatewayFields(headers: Headers) -> bytes:
     """The header block as received minus incoming X-SecuDoc, -Status and -Transfer."""
     return b"".join(f for f in headers.raw if fieldName(f) not in GATEWAY_HEADERS)
+
+
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322 date of a whole second: every message received within it shares one formatting."""
+    return email.utils.formatdate(second, localtime=False, usegmt=True)
 
 
 def _addressLiteral(peer: str) -> str:
@@ -37,7 +45,7 @@ def received(envelope: Envelope, hostname: str, queueId: str, date: Optional[flo
     return (
         f"Received: from {helo} ([{_addressLiteral(envelope.peer)}])\r\n"
         f"\tby {hostname} (secudoc-gateway) with {protocol} id {queueId}{forPart};\r\n"
-        f"\t{email.utils.formatdate(date, localtime=False, usegmt=True)}"
+        f"\t{_date(int(time.time() if date is None else date))}"
     )
 
 
