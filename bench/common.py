@@ -85,9 +85,12 @@ class Gateway(Process):
             scan=scan,
         )
         env = dict(os.environ, PYTHONPATH=root, **(env or {}))
-        # The log on standard output, where the workers write theirs too.
+        # The log on standard output, where the workers write theirs too.  In
+        # ``root``: a worker starts with ``python -m``, which imports from the
+        # current folder before PYTHONPATH, so elsewhere an earlier revision's
+        # workers would run this checkout's code.
         super().__init__([TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", config,
-                          "--workers", str(workers)], env=env)
+                          "--workers", str(workers)], env=env, cwd=root)
         try:
             waitForPort(self.smtpPort)
             # Every worker adopts the listener before the load starts.
