@@ -71,6 +71,37 @@ def tokens(folder: str) -> list[str]:
     return found
 
 
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUSplit:
+    """CPU seconds that moto, the gateway and this client spend on each side of a comparison."""
+
+    def __init__(self, moto: int, gateway: int) -> None:
+        self._pids = {"moto": moto, "gateway": gateway, "client": os.getpid()}
+        self.totals: dict[str, dict[str, float]] = {}
+        self.wall: dict[str, float] = {}
+
+    def measure(self, side: str, step):  # type: ignore[no-untyped-def]
+        before = {name: cpuSeconds(pid) for name, pid in self._pids.items()}
+        started = time.monotonic()
+        result = step()
+        self.wall[side] = self.wall.get(side, 0.0) + time.monotonic() - started
+        spent = self.totals.setdefault(side, dict.fromkeys(self._pids, 0.0))
+        for name, pid in self._pids.items():
+            spent[name] += cpuSeconds(pid) - before[name]
+        return result
+
+    def line(self, side: str) -> str:
+        spent = self.totals[side]
+        return (f"{side}: wall {self.wall[side]:.1f} s, CPU s " +
+                ", ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items()))
+
+
 def download(port: int, token: str) -> int:
     size = 0
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/t/{token}/0") as response:
@@ -113,32 +144,37 @@ def main() -> int:
         gateway = Gateway("maildir:../outbox/example", storage=storage("gateway"), env=env)
         print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs,"
               f" load average {os.getloadavg()[0]:.1f}")
+        cpu = CPUSplit(moto.popen.pid, gateway.pid)
         ours, theirs = [], []
         for _ in range(args.runs):
-            seconds, reply = sendOne(gateway.smtpPort, chunks)
+            seconds, reply = cpu.measure("gateway up", lambda: sendOne(gateway.smtpPort, chunks))
             if not reply.startswith(b"250"):
                 raise refused(gateway, reply)
             ours.append(seconds)
             started = time.monotonic()
-            s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor", Config=transfer)
+            cpu.measure("boto3 up", lambda: s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor",
+                                                              Config=transfer))
             theirs.append(time.monotonic() - started)
         mine, anchor = statistics.median(ours), statistics.median(theirs)
         row(f"upload: SMTP in, S3 out ({args.size} MiB file)", f"{args.size / mine:6.1f} MiB/s",
             f"boto3 upload_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 1.2); runs "
             f"{', '.join(f'{args.size / s:.0f}' for s in ours)} / {', '.join(f'{args.size / s:.0f}' for s in theirs)}")
+        print("   " + cpu.line("gateway up") + "\n   " + cpu.line("boto3 up"))
         token = tokens(gateway.folder)[0]
         ours, theirs = [], []
         for _ in range(args.runs):
             started = time.monotonic()
-            if download(gateway.webPort, token) != len(data):
+            if cpu.measure("gateway down", lambda: download(gateway.webPort, token)) != len(data):
                 raise RuntimeError("short download")
             ours.append(time.monotonic() - started)
             started = time.monotonic()
-            s3.download_fileobj("gateway", "boto3-anchor", NullSink(), Config=transfer)
+            cpu.measure("boto3 down", lambda: s3.download_fileobj("gateway", "boto3-anchor", NullSink(),
+                                                                  Config=transfer))
             theirs.append(time.monotonic() - started)
         mine, anchor = statistics.median(ours), statistics.median(theirs)
         row(f"download: S3 ranged GET, decrypted ({args.size} MiB)", f"{args.size / mine:6.1f} MiB/s",
             f"boto3 download_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 3)")
+        print("   " + cpu.line("gateway down") + "\n   " + cpu.line("boto3 down"))
         gateway.stop()
         if args.no_concurrent:
             return 0
