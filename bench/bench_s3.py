@@ -4,7 +4,10 @@ in server mode with signature checking, its own process), and the
 gateway's memory under concurrent uploads:
 
 - one 100 MiB attachment over SMTP into S3, against boto3's
-  ``upload_fileobj`` of the same bytes (target: at least 0.8x boto3);
+  ``upload_fileobj`` of the same bytes (target: at least 1.2x boto3),
+  with the CPU seconds moto, the gateway and this client spend on each
+  side, and the gateway's S3 writer alone on bytes already in memory
+  (what the S3 client costs without the SMTP path before it);
 - its download through the link, against boto3's ``download_fileobj``;
 - peak RSS during 20 concurrent 50 MB uploads (target: within
   ``memory_budget`` + 32 MB).
@@ -22,6 +25,7 @@ import io
 import os
 import re
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -71,6 +75,37 @@ def tokens(folder: str) -> list[str]:
     return found
 
 
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUSplit:
+    """CPU seconds that moto, the gateway and this client spend on each side of a comparison."""
+
+    def __init__(self, moto: int, gateway: int) -> None:
+        self._pids = {"moto": moto, "gateway": gateway, "client": os.getpid()}
+        self.totals: dict[str, dict[str, float]] = {}
+        self.wall: dict[str, float] = {}
+
+    def measure(self, side: str, step):  # type: ignore[no-untyped-def]
+        before = {name: cpuSeconds(pid) for name, pid in self._pids.items()}
+        started = time.monotonic()
+        result = step()
+        self.wall[side] = self.wall.get(side, 0.0) + time.monotonic() - started
+        spent = self.totals.setdefault(side, dict.fromkeys(self._pids, 0.0))
+        for name, pid in self._pids.items():
+            spent[name] += cpuSeconds(pid) - before[name]
+        return result
+
+    def line(self, side: str) -> str:
+        spent = self.totals[side]
+        return (f"{side}: wall {self.wall[side]:.1f} s, CPU s " +
+                ", ".join(f"{name} {seconds:.1f}" for name, seconds in spent.items()))
+
+
 def download(port: int, token: str) -> int:
     size = 0
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/t/{token}/0") as response:
@@ -81,6 +116,42 @@ def download(port: int, token: str) -> int:
             size += len(piece)
 
 
+def storeAlone(endpoint: str, key: str, secret: str, bucket: str, size: int, runs: int) -> list[float]:
+    """
+    Seconds the gateway's S3 writer takes for ``size`` MiB already in
+    memory, 1 MiB writes (no SMTP, MIME, decoding or sealing): what the
+    S3 client itself costs.  Runs a reactor, so in a process of its own.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    from secudoc_gateway.spool import MemoryBudget
+    from secudoc_gateway.storage.s3 import S3Store
+    from secudoc_gateway.storage.s3client import S3Settings
+
+    store = S3Store(S3Settings(endpoint=endpoint, bucket=bucket, region=REGION, access_key=key, secret_key=secret,
+                               part_size=PART_SIZE), reactor, MemoryBudget(256 * MiB))
+    data = os.urandom(size * MiB)
+    seconds: list[float] = []
+
+    async def upload() -> None:
+        try:
+            for run in range(runs):
+                started = time.monotonic()
+                writer = store.writer(f"alone-{run}")
+                for at in range(0, len(data), MiB):
+                    await writer.write(data[at:at + MiB])
+                await writer.finish()
+                seconds.append(time.monotonic() - started)
+        finally:
+            await store.close()
+            reactor.stop()
+
+    reactor.callWhenRunning(lambda: ensureDeferred(upload()))
+    reactor.run()
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=100, help="MiB of the single attachment")
@@ -89,7 +160,12 @@ def main() -> int:
     parser.add_argument("--each", type=int, default=50, help="MB of each concurrent attachment")
     parser.add_argument("--budget", type=int, default=64, help="memory_budget in MiB for the RSS run")
     parser.add_argument("--no-concurrent", action="store_true", help="skip the RSS run of --sessions uploads at once")
+    parser.add_argument("--store-alone", nargs=4, metavar=("ENDPOINT", "KEY", "SECRET", "BUCKET"),
+                        help="(internal) time the S3 writer alone, print its seconds")
     args = parser.parse_args()
+    if args.store_alone:
+        print(" ".join(str(s) for s in storeAlone(*args.store_alone, size=args.size, runs=args.runs)))
+        return 0
 
     import boto3
     from boto3.s3.transfer import TransferConfig
@@ -113,32 +189,44 @@ def main() -> int:
         gateway = Gateway("maildir:../outbox/example", storage=storage("gateway"), env=env)
         print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs,"
               f" load average {os.getloadavg()[0]:.1f}")
+        cpu = CPUSplit(moto.popen.pid, gateway.pid)
         ours, theirs = [], []
         for _ in range(args.runs):
-            seconds, reply = sendOne(gateway.smtpPort, chunks)
+            seconds, reply = cpu.measure("gateway up", lambda: sendOne(gateway.smtpPort, chunks))
             if not reply.startswith(b"250"):
                 raise refused(gateway, reply)
             ours.append(seconds)
             started = time.monotonic()
-            s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor", Config=transfer)
+            cpu.measure("boto3 up", lambda: s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor",
+                                                              Config=transfer))
             theirs.append(time.monotonic() - started)
         mine, anchor = statistics.median(ours), statistics.median(theirs)
         row(f"upload: SMTP in, S3 out ({args.size} MiB file)", f"{args.size / mine:6.1f} MiB/s",
             f"boto3 upload_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 1.2); runs "
             f"{', '.join(f'{args.size / s:.0f}' for s in ours)} / {', '.join(f'{args.size / s:.0f}' for s in theirs)}")
+        print("   " + cpu.line("gateway up") + "\n   " + cpu.line("boto3 up"))
+        alone = subprocess.run(
+            [sys.executable, __file__, "--store-alone", server.endpoint, server.key, server.secret, "gateway",
+             "--size", str(args.size), "--runs", str(args.runs)], check=True, capture_output=True, text=True)
+        seconds = [float(s) for s in alone.stdout.split()]
+        row(f"  the S3 writer alone ({args.size} MiB in memory)", f"{args.size / statistics.median(seconds):6.1f} MiB/s",
+            f"x{anchor / statistics.median(seconds):4.2f} boto3 (no SMTP, MIME, decoding or sealing); runs "
+            f"{', '.join(f'{args.size / s:.0f}' for s in seconds)}")
         token = tokens(gateway.folder)[0]
         ours, theirs = [], []
         for _ in range(args.runs):
             started = time.monotonic()
-            if download(gateway.webPort, token) != len(data):
+            if cpu.measure("gateway down", lambda: download(gateway.webPort, token)) != len(data):
                 raise RuntimeError("short download")
             ours.append(time.monotonic() - started)
             started = time.monotonic()
-            s3.download_fileobj("gateway", "boto3-anchor", NullSink(), Config=transfer)
+            cpu.measure("boto3 down", lambda: s3.download_fileobj("gateway", "boto3-anchor", NullSink(),
+                                                                  Config=transfer))
             theirs.append(time.monotonic() - started)
         mine, anchor = statistics.median(ours), statistics.median(theirs)
         row(f"download: S3 ranged GET, decrypted ({args.size} MiB)", f"{args.size / mine:6.1f} MiB/s",
             f"boto3 download_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 3)")
+        print("   " + cpu.line("gateway down") + "\n   " + cpu.line("boto3 down"))
         gateway.stop()
         if args.no_concurrent:
             return 0

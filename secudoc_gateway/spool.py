@@ -74,6 +74,7 @@ class Spool:
         self._memory: Optional[bytearray] = bytearray()
         self._file: Optional[BinaryIO] = None
         self._reserved = 0
+        self._hole = 0
         self.size = 0
 
     @property
@@ -90,6 +91,11 @@ class Spool:
                 return
             self._moveToDisk()
         assert self._file is not None
+        if not data:
+            return
+        if self._hole:
+            self._file.seek(self._hole, os.SEEK_CUR)
+            self._hole = 0
         self._file.write(data)
         self.size += len(data)
 
@@ -97,11 +103,14 @@ class Spool:
         """
         Leave ``n`` bytes out (a hole on disk): for ranges nobody will
         read.  In memory the spool has no holes, so it writes zeros there.
+        On disk the next write seeks past the hole: a big attachment is
+        skipped a chunk at a time, and a seek each flushed and cost a
+        system call.
         """
         if self._file is None:
             self.write(bytes(n))
             return
-        self._file.seek(n, os.SEEK_CUR)
+        self._hole += n
         self.size += n
 
     def _moveToDisk(self) -> None:

@@ -53,6 +53,23 @@ class SpoolTests(SynchronousTestCase):
         self.assertEqual(b"".join(spool.read(1004, 1008)), b"tail")
         spool.close()
 
+    def test_runsOfSkipsAndEmptyWrites(self) -> None:
+        """As a skipped attachment comes, a chunk at a time: the holes add up, whatever is read meanwhile."""
+        spool = Spool(MemoryBudget(0), memoryLimit=0)
+        spool.write(b"head")
+        for n in (10, 20, 5):
+            spool.skip(n)
+            spool.write(b"")
+            self.assertEqual(b"".join(spool.read(0, 4)), b"head")
+        spool.write(b"mid")
+        spool.skip(5)
+        spool.skip(7)
+        spool.write(b"tail")
+        self.assertEqual(spool.size, 4 + 35 + 3 + 12 + 4)
+        self.assertEqual(b"".join(spool.read(39, 42)), b"mid")
+        self.assertEqual(b"".join(spool.read(54, 58)), b"tail")
+        spool.close()
+
     def test_skipInMemoryWritesZeros(self) -> None:
         spool = Spool(MemoryBudget(100), memoryLimit=100)
         spool.write(b"a")

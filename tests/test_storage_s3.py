@@ -170,6 +170,39 @@ class RoundTrips(S3TestCase):
                          base64.b64encode(zlib.crc32(b"".join(crcs)).to_bytes(4, "big")).decode())
 
     @asyncTest
+    async def test_objectBytesSignTheirCRC32NotTheirSHA256(self) -> None:
+        """
+        A part and a single PUT say UNSIGNED-PAYLOAD and sign their CRC32
+        header instead (the server accepts the signature); the
+        completion's XML keeps its SHA-256.
+        """
+        proxy = self.proxy()
+        store = self.viaProxy(proxy)
+        data = os.urandom(PART + 10)
+        await self.put(store, "us/multi", data)
+        await self.put(store, "us/single", data[:1000])
+        self.assertEqual(self.objects(store), {"us/multi": data, "us/single": data[:1000]})
+
+        def signed(headers: Any) -> tuple[bytes, bytes, list[str]]:
+            authorization = headers.getRawHeaders(b"authorization")[0].decode()
+            names = re.search(r"SignedHeaders=([^,]+)", authorization).group(1).split(";")  # type: ignore[union-attr]
+            return (headers.getRawHeaders(b"x-amz-content-sha256")[0],
+                    (headers.getRawHeaders(b"x-amz-checksum-crc32") or [b""])[0], names)
+
+        seen = dict(zip(proxy.requests, proxy.headers))
+        objectBytes = [(uri, signed(h)) for (method, uri), h in seen.items() if method == "PUT"]
+        self.assertEqual(len(objectBytes), 3)  # two parts, one single PUT
+        for uri, (sha256, crc32, names) in objectBytes:
+            self.assertEqual(sha256, b"UNSIGNED-PAYLOAD", uri)
+            self.assertIn("x-amz-checksum-crc32", names)
+            self.assertIn("x-amz-content-sha256", names)
+        crcs = sorted(crc32 for _, (_, crc32, _) in objectBytes)
+        self.assertEqual(crcs, sorted(base64.b64encode(zlib.crc32(piece).to_bytes(4, "big"))
+                                      for piece in (data[:PART], data[PART:], data[:1000])))
+        [completion] = [h for (method, uri), h in seen.items() if method == "POST" and "uploadId=" in uri]
+        self.assertRegex(signed(completion)[0], rb"^[0-9a-f]{64}$")
+
+    @asyncTest
     async def test_prefixAndQueryEncodedAsSigned(self) -> None:
         """A prefix with blanks, reserved and non-ASCII characters: signed and sent alike."""
         store = self.store(self.settings(prefix="gw dir/ü+=&;/"))

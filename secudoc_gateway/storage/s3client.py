@@ -9,14 +9,19 @@ Version 4); nothing here computes a signature itself.  The request line
 is built once, percent-encoded the way SigV4's canonical request wants
 it (the key with ``/`` kept, query names and values with only
 ``-_.~`` unescaped, pairs sorted), and that very string is both signed
-and sent, so the two can never differ.  A payload's SHA-256 is part of
-the signature: for a body of any size the signing runs in the reactor's
-thread pool, so hashing a part of several MiB never stalls the reactor.
-An object's bytes (a part, a single PUT) also carry their CRC32
-(``x-amz-checksum-crc32``, computed in the same pass), as the AWS SDKs
-send by default: S3 checks each part against it and keeps the object's
-checksum, and a server then completes the upload from the parts'
-checksums without working one out over the whole object.
+and sent, so the two can never differ.  An object's bytes (a part, a
+single PUT) carry their CRC32 (``x-amz-checksum-crc32``), as the AWS
+SDKs send by default: S3 checks each part against it and keeps the
+object's checksum, and a server then completes the upload from the
+parts' checksums without working one out over the whole object.  That
+header is signed; the bytes' SHA-256 is not worked out at all
+(``x-amz-content-sha256: UNSIGNED-PAYLOAD``, what the AWS SDKs send for
+an upload with a checksum over TLS; botocore's ``payload_signing_enabled``
+switch): a second hash pass over every part bought nothing the CRC32
+and the files' own AES-GCM tags do not give already.  The CRC32 of a
+body of more than a few KiB is worked out in the reactor's thread pool,
+so a part of several MiB never stalls the reactor.  Other bodies (the
+completion's XML) keep their SHA-256 in the signature.
 
 Idempotent requests (a part, a single PUT, GET, HEAD, DELETE, abort)
 are retried with exponential backoff on a 5xx answer or a connection
@@ -38,6 +43,7 @@ from xml.etree import ElementTree
 import attrs
 import treq
 from botocore.auth import S3SigV4Auth
+from botocore.config import Config
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from twisted.internet import error as netError
@@ -59,9 +65,11 @@ TIMEOUT = 120.0
 CLOSE_GRACE = 10.0
 """Seconds shutdown waits for S3 requests in flight (a transfer being discarded)."""
 SIGN_INLINE = 4096
-"""Bodies up to this size are hashed on the reactor thread; longer ones in the pool."""
+"""Bodies up to this size are signed (hashed) on the reactor thread; longer ones in the pool."""
 CHECKSUM_HEADER = "x-amz-checksum-crc32"
 _UNRESERVED = "-_.~"
+_UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
+"""botocore's own switch: ``x-amz-content-sha256: UNSIGNED-PAYLOAD``, even over http."""
 S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 _CONNECTION_ERRORS = (
@@ -118,7 +126,7 @@ class Payload:
 
 
 class _PayloadReader:
-    """A file-like view of a ``Payload`` for botocore's hashing and twisted's ``FileBodyProducer``."""
+    """A file-like view of a ``Payload`` for twisted's ``FileBodyProducer``."""
 
     def __init__(self, payload: Payload) -> None:
         self._chunks = payload.chunks
@@ -235,11 +243,13 @@ class S3Client:
         return f"{self._scheme}://{self._host}{path}" + (f"?{encoded}" if encoded else "")
 
     def _sign(self, method: str, url: str, headers: dict[str, str], body: Optional[Body]) -> Headers:
-        data: Any = body or b""
         if isinstance(body, Payload):
-            headers = dict(headers, **{CHECKSUM_HEADER: body.crc32()})
-            data = body.reader()
-        request = AWSRequest(method=method, url=url, headers=dict(headers, Host=self._host), data=data)
+            # An object's bytes: their CRC32 is signed, not their SHA-256.
+            request = AWSRequest(method=method, url=url,
+                                 headers=dict(headers, Host=self._host, **{CHECKSUM_HEADER: body.crc32()}))
+            request.context["client_config"] = _UNSIGNED_PAYLOAD
+        else:
+            request = AWSRequest(method=method, url=url, headers=dict(headers, Host=self._host), data=body or b"")
         self._auth.add_auth(request)
         return Headers({name.encode("latin-1"): [value.encode("latin-1") if isinstance(value, str) else value]
                         for name, value in request.headers.items()})

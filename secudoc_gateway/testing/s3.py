@@ -143,6 +143,7 @@ class FaultProxy:
     def __init__(self, target: str, reactor: Any, contextFactory: Any = None) -> None:
         self.target = target
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[Headers] = []  # of each request, in the same order
         self.faults: list[tuple[Callable[[str, str], bool], int, bytes]] = []
         self.watches: list[tuple[Callable[[str, str], bool], Deferred]] = []
         self.downOn: Optional[Callable[[str, str], bool]] = None
@@ -185,6 +186,7 @@ class FaultProxy:
     def answer(self, request: Any) -> Any:
         method, uri = request.method.decode(), request.uri.decode()
         self.requests.append((method, uri))
+        self.headers.append(request.requestHeaders.copy())
         for watch in [w for w in self.watches if w[0](method, uri)]:
             self.watches.remove(watch)
             watch[1].callback((method, uri))
