@@ -159,6 +159,32 @@ class SettingsPage(PortalTestCase):
                                                     "0f1e2d3c-0000-4000-8000-000000000002"))
 
     @asyncTest
+    async def test_removedAdminLosesTheRoleAtOnce(self) -> None:
+        """
+        An admin signed in by e-mail link whom another admin takes out of
+        ``admins`` is an admin no more from the next request: a user if
+        the tenant knows the address, else signed out.
+        """
+        await self.start(admins=["admin@example.test", "alice@example.test", "bob@example.test"])
+        browser, page = await self.admin()
+        alice, bob = await self.signIn("alice@example.test"), await self.signIn("bob@example.test")
+        for other in (alice, bob):
+            code, _, _ = await other.request("GET", "/portal/settings")
+            self.assertEqual(code, 200)
+        code, _, _ = await browser.request("POST", "/portal/settings", {
+            "admins": "admin@example.test", "csrf": browser.csrf()})
+        self.assertEqual(code, 303)
+        code, _, _ = await alice.request("GET", "/portal/settings")
+        self.assertEqual(code, 404)
+        code, page, _ = await alice.request("GET", "/portal/")
+        self.assertEqual(code, 200, page)  # alice is one of the tenant's users
+        code, _, response = await bob.request("GET", "/portal/")
+        self.assertEqual(code, 303)  # bob is nobody here now
+        self.assertEqual(response.headers.getRawHeaders("location"), ["/portal/login"])
+        code, _, _ = await browser.request("GET", "/portal/settings")
+        self.assertEqual(code, 200)
+
+    @asyncTest
     async def test_operatorKeysRefused(self) -> None:
         """Posted by hand, never hidden only: the store refuses them and nothing changes."""
         await self.start()

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import attrs
+
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -32,7 +34,7 @@ from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.pages import Visit, message, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import PUBLIC, SIGNED_IN, Route
 from secudoc_gateway.portal.sessions import (
-    ADMIN, EMAIL_LINK, USER, clearSessionCookie, setSessionCookie,
+    ADMIN, EMAIL_LINK, USER, Session, clearSessionCookie, setSessionCookie,
 )
 from secudoc_gateway.transfers.events import LOGIN
 from secudoc_gateway.web.pages import csrfToken, formValue, pageLanguage
@@ -66,6 +68,21 @@ async def emailRole(portal: PortalContext, tenant: Tenant, address: str) -> Opti
     if isConfiguredUser(tenant, key) or await portal.web.transfers.isKnownUser(tenant.id, key):
         return USER
     return None
+
+
+async def currentRole(portal: PortalContext, tenant: Tenant, session: Session) -> Optional[Session]:
+    """
+    ``session`` under the tenant's settings as they are now: an admin
+    signed in by e-mail link whom ``admins`` no longer names is one no
+    more from the next request on (a user if the tenant still knows the
+    address, else signed out), not only once the session ends.  A SAML
+    session keeps the role its groups gave it at sign-in.
+    """
+    if (session.how != EMAIL_LINK or not session.isAdmin
+            or addressKey(session.address) in {addressKey(a) for a in tenant.admins}):
+        return session
+    role = await emailRole(portal, tenant, session.address)
+    return attrs.evolve(session, role=role) if role is not None else None
 
 
 def _emailLinkAllowed(tenant: Tenant) -> bool:

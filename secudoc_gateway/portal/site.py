@@ -61,8 +61,10 @@ class PortalResource(Resource):
         segments = [s.decode("utf-8", "replace") for s in raw]
         session = await self._session(request)
         tenant = portal.web.tenantOf(session.tenant) if session is not None else None
-        if tenant is None:
+        if tenant is None or session is None:
             session = None
+        else:
+            session = await login.currentRole(portal, tenant, session)
         language = pageLanguage(request, tenant.language if tenant is not None else portal.web.language,
                                 portal.base, portal.secure)
         visit = Visit(portal, request, language, session, tenant, await portal.web.access.formKey())
