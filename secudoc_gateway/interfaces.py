@@ -43,6 +43,13 @@ class IIngress(Interface):
         the tenant is ``None`` for the null sender.
         """
 
+    def refused(envelope, reply, reason: str) -> None:
+        """
+        The session refused a message at its end with no transaction to
+        answer it (over ``max_message_size``: drained, never held): its
+        trace row, when ``envelope`` has a tenant.
+        """
+
     def begin(envelope, producer) -> ITransaction:
         """
         Start receiving a message for ``envelope``.  ``producer`` is the

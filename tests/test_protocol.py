@@ -527,6 +527,11 @@ class ClockTests(SynchronousTestCase):
         self.assertTrue(tx.aborted)
         self.assertIsNone(tx.finished)
         self.assertEqual(self.lines(transport)[-1], b"552 5.3.4 Message size exceeds fixed maximum message size")
+        # Refused at its end with no transaction left to answer: the ingress is told, for the trace.
+        [(envelope, reply, reason)] = self.ingress.refusedMessages
+        self.assertEqual((envelope.sender, envelope.recipients, envelope.tenant, reply.code, reason),
+                         (tx.envelope.sender, tx.envelope.recipients, tx.envelope.tenant, 552,
+                          "over max_message_size 10"))
 
     def test_rsetMidBdatAborts(self) -> None:
         protocol, transport = self.connect()

@@ -189,6 +189,20 @@ class TraceCommandTests(TestCase):
         self.assertEqual(await self.trace("--sender", "eve@nowhere.test"), [])
 
     @asyncTest
+    async def test_overSize(self) -> None:
+        """A message refused 552 for its size, drained and never held, has its row too."""
+        self.folder = os.path.abspath(self.mktemp())
+        self.config = writeConfig(self.folder, [DEMO_TENANT], smtp={"max_message_size": 4096})
+        self.gateway = await startGateway(self.config, reactor)
+        self.addCleanup(self.gateway.stop)
+        await self.send(mail("big", attachment=True), code=552)
+        [record] = await self.trace()
+        self.assertEqual((record["tenant"], record["sender"], record["recipients"], record["decision"],
+                          record["reply_code"], record["reason"]),
+                         ("example", "alice@example.test", ["bob@external.test"], "rejected", 552,
+                          "over max_message_size 4096"))
+
+    @asyncTest
     async def test_follow(self) -> None:
         """``trace --follow`` prints a message answered after it started, and stops cleanly on Ctrl-C."""
         await self.start()

@@ -17,11 +17,11 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from secudoc_gateway import replies
+from secudoc_gateway import policy, replies
 from secudoc_gateway.config.values import Tenant
 from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.ingress.tracer import Tracer
-from secudoc_gateway.ingress.transaction import Transaction
+from secudoc_gateway.ingress.transaction import Transaction, newQueueId
 from secudoc_gateway.interfaces import IIngress, IRelay
 from secudoc_gateway.metrics import Metrics
 from secudoc_gateway.relay.smtp import relayFor
@@ -107,6 +107,11 @@ class Gateway:
         if tenant is None or not tenant.allowsSource(peer):
             return replies.RELAY_DENIED, None
         return None, tenant
+
+    def refused(self, envelope: Envelope, reply: Reply, reason: str) -> None:
+        if envelope.tenant is not None:
+            self.tracer.record(self.tracer.entry(envelope.tenant, newQueueId(), envelope, None, envelope.size or 0,
+                                                 policy.REJECT, reason, reply))
 
     def begin(self, envelope: Envelope, producer: IPushProducer) -> Transaction:
         return Transaction(self, envelope, producer)

@@ -179,6 +179,10 @@ class SMTPProtocol(Pacing):
             logReject(self._log, _STAGES[event.command], self.peer, event.reply, event.reason,
                       sender=event.sender, recipients=event.recipients, proto="ESMTP" if event.esmtp else "SMTP",
                       helo=event.helo)
+            if _STAGES[event.command] == END_OF_MESSAGE:
+                self.factory.ingress.refused(Envelope(
+                    sender=event.sender, recipients=event.recipients, peer=self.peer, helo=event.helo,
+                    tls=session.tlsActive, tenant=self._tenant), event.reply, event.reason)
         elif isinstance(event, StartTLS):
             self.transport.startTLS(self.factory.tlsOptions)
         elif isinstance(event, Close):

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from secudoc_gateway import replies
 from secudoc_gateway.config import Tenant
+from secudoc_gateway.envelope import Envelope
 from secudoc_gateway.interfaces import IIngress, IMessageSource, IObjectStore, IObjectWriter, IRelay, ITransaction
 from secudoc_gateway.replies import Reply
 
@@ -66,10 +67,14 @@ class FakeIngress:
         self.refusedSenders: set[str] = set()
         self.senders: list[str] = []
         self.transactions: list[FakeTransaction] = []
+        self.refusedMessages: list[tuple[Envelope, Reply, str]] = []
         self.reply: Optional[Reply] = OK_REPLY
 
     def checkConnection(self, peer: str) -> Optional[Reply]:
         return replies.ACCESS_DENIED if peer in self.refusedPeers else None
+
+    def refused(self, envelope: Envelope, reply: Reply, reason: str) -> None:
+        self.refusedMessages.append((envelope, reply, reason))
 
     def checkSender(self, peer: str, sender: str) -> tuple[Optional[Reply], Any]:
         self.senders.append(sender)
