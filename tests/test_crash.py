@@ -90,8 +90,9 @@ class Load:
         with self.lock:
             self.acceptedEvent.wait_for(lambda: self.accepted >= killAfter or not any(t.is_alive() for t in threads),
                                         timeout=60)
+        kill()  # while the clients go on sending: the kill finds messages in flight
+        with self.lock:
             self.dead = True
-        kill()
         for thread in threads:
             thread.join(60)
 
@@ -112,8 +113,8 @@ class SigkillUnderLoadTests(SynchronousTestCase):
             load = Load(gateway.smtpPort, payloads, replies, todo)
 
             def kill() -> None:
-                # A random moment: a few milliseconds to a few hundred after the n-th 250.
-                threading.Event().wait(rng.uniform(0.001, 0.3))
+                # A random moment: a millisecond to a tenth of a second after the n-th 250.
+                threading.Event().wait(rng.uniform(0.001, 0.1))
                 os.killpg(gateway.process.pid, signal.SIGKILL)
                 gateway.process.wait(30)
 

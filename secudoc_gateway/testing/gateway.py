@@ -248,6 +248,7 @@ class GatewayProcess:
         self.stderrPath = f"{self.configPath}.{smtpPort}.stderr"
         self.logPath = self._configuredLog()
         self.process: Any = None
+        self._readyBefore = 0
 
     @classmethod
     def inFolder(cls, folder: str, tenant: Optional[dict[str, Any]] = None, workers: int = 1,
@@ -284,6 +285,8 @@ class GatewayProcess:
     def launch(self) -> "GatewayProcess":
         """Start the process, without waiting (several nodes start at once; a start that must fail)."""
         limit = self.fileLimit
+        # The log is appended to: an earlier start's ready line is no answer.
+        self._readyBefore = len(self.readyLines()) if os.path.exists(self.stdoutPath) else 0
         with open(self.stdoutPath, "ab") as out, open(self.stderrPath, "ab") as err:
             self.process = subprocess.Popen(
                 [TWISTD, "--nodaemon", "--pidfile=", "secudoc-gateway", "--config", self.configPath,
@@ -295,7 +298,7 @@ class GatewayProcess:
 
     def ready(self, timeout: float = 60) -> "GatewayProcess":
         """Wait for the ready line: every listener serves in every worker."""
-        self.waitFor(lambda: len(self.readyLines()) >= 1, timeout, "the ready line")
+        self.waitFor(lambda: len(self.readyLines()) > self._readyBefore, timeout, "the ready line")
         return self
 
     def readyLines(self) -> list[str]:
