@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import urllib.request
+from typing import Optional
 
 from common import Gateway, peakRSS, resetPeakRSS, row, sendOne
 
@@ -152,6 +153,56 @@ def storeAlone(endpoint: str, key: str, secret: str, bucket: str, size: int, run
     return seconds
 
 
+def sampleRSS(pid: int, timeline: list[tuple[float, int]], stop: threading.Event) -> None:
+    """The process's resident set every 0.1 s until ``stop``."""
+    while not stop.wait(0.1):
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    timeline.append((time.monotonic(), int(line.split()[1]) * 1024))
+
+
+def concurrent(args: argparse.Namespace, storage: Optional[dict], env: dict) -> None:
+    """The RSS row: ``--sessions`` uploads of ``--each`` MB at once into ``storage`` (None: the fs store)."""
+    budget = args.budget * MiB
+    gateway = Gateway("maildir:../outbox/example", storage=storage, env=env, smtp={"memory_budget": budget})
+    try:
+        each = messageChunks(os.urandom(args.each * 1000 * 1000))
+        sendOne(gateway.smtpPort, messageChunks(os.urandom(65536)))  # warm up
+        idle = peakRSS(gateway.pid)
+        resetPeakRSS(gateway.pid)
+        replies: list[bytes] = []
+
+        def one() -> None:
+            replies.append(sendOne(gateway.smtpPort, each)[1])
+
+        threads = [threading.Thread(target=one) for _ in range(args.sessions)]
+        timeline: list[tuple[float, int]] = []
+        sampling = threading.Event()
+        sampler = threading.Thread(target=sampleRSS, args=(gateway.pid, timeline, sampling))
+        started = time.monotonic()
+        sampler.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        sampling.set()
+        sampler.join()
+        if args.timeline:
+            print("   RSS above idle over time (s: MiB): " + ", ".join(
+                f"{at - started:.1f}: {(rss - idle) / MiB:.0f}" for at, rss in timeline[::max(1, len(timeline) // 40)]))
+        peak = peakRSS(gateway.pid)
+        if sum(r.startswith(b"250") for r in replies) != args.sessions:
+            raise refused(gateway, b" ".join(r for r in replies if not r.startswith(b"250")))
+        row(f"peak RSS, {args.sessions} x {args.each} MB at once, {'fs' if storage is None else 's3'} store"
+            f" ({elapsed:.0f} s)",
+            f"{peak / MiB:6.0f} MiB", f"idle {idle / MiB:.0f} MiB; above idle {(peak - idle) / MiB:.0f} MiB "
+            f"against memory_budget {args.budget} MiB + 32 MB = {args.budget + 32 * 1e6 / MiB:.0f} MiB")
+    finally:
+        gateway.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=100, help="MiB of the single attachment")
@@ -160,6 +211,9 @@ def main() -> int:
     parser.add_argument("--each", type=int, default=50, help="MB of each concurrent attachment")
     parser.add_argument("--budget", type=int, default=64, help="memory_budget in MiB for the RSS run")
     parser.add_argument("--no-concurrent", action="store_true", help="skip the RSS run of --sessions uploads at once")
+    parser.add_argument("--only-concurrent", action="store_true", help="only the RSS run of --sessions uploads at once")
+    parser.add_argument("--timeline", action="store_true", help="print the RSS run's resident set over time")
+    parser.add_argument("--concurrent-store", choices=("s3", "fs"), default="s3", help="the store of the RSS run")
     parser.add_argument("--store-alone", nargs=4, metavar=("ENDPOINT", "KEY", "SECRET", "BUCKET"),
                         help="(internal) time the S3 writer alone, print its seconds")
     args = parser.parse_args()
@@ -184,78 +238,55 @@ def main() -> int:
             return {"backend": "s3", "endpoint": server.endpoint, "bucket": bucket, "region": REGION,
                     "access_key_id_env": KEY_ENV, "secret_access_key_env": SECRET_ENV, "part_size": PART_SIZE}
 
-        data = os.urandom(args.size * MiB)
-        chunks = messageChunks(data)
-        gateway = Gateway("maildir:../outbox/example", storage=storage("gateway"), env=env)
-        print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs,"
-              f" load average {os.getloadavg()[0]:.1f}")
-        cpu = CPUSplit(moto.popen.pid, gateway.pid)
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            seconds, reply = cpu.measure("gateway up", lambda: sendOne(gateway.smtpPort, chunks))
-            if not reply.startswith(b"250"):
-                raise refused(gateway, reply)
-            ours.append(seconds)
-            started = time.monotonic()
-            cpu.measure("boto3 up", lambda: s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor",
-                                                              Config=transfer))
-            theirs.append(time.monotonic() - started)
-        mine, anchor = statistics.median(ours), statistics.median(theirs)
-        row(f"upload: SMTP in, S3 out ({args.size} MiB file)", f"{args.size / mine:6.1f} MiB/s",
-            f"boto3 upload_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 1.2); runs "
-            f"{', '.join(f'{args.size / s:.0f}' for s in ours)} / {', '.join(f'{args.size / s:.0f}' for s in theirs)}")
-        print("   " + cpu.line("gateway up") + "\n   " + cpu.line("boto3 up"))
-        alone = subprocess.run(
-            [sys.executable, __file__, "--store-alone", server.endpoint, server.key, server.secret, "gateway",
-             "--size", str(args.size), "--runs", str(args.runs)], check=True, capture_output=True, text=True)
-        seconds = [float(s) for s in alone.stdout.split()]
-        row(f"  the S3 writer alone ({args.size} MiB in memory)", f"{args.size / statistics.median(seconds):6.1f} MiB/s",
-            f"x{anchor / statistics.median(seconds):4.2f} boto3 (no SMTP, MIME, decoding or sealing); runs "
-            f"{', '.join(f'{args.size / s:.0f}' for s in seconds)}")
-        token = tokens(gateway.folder)[0]
-        ours, theirs = [], []
-        for _ in range(args.runs):
-            started = time.monotonic()
-            if cpu.measure("gateway down", lambda: download(gateway.webPort, token)) != len(data):
-                raise RuntimeError("short download")
-            ours.append(time.monotonic() - started)
-            started = time.monotonic()
-            cpu.measure("boto3 down", lambda: s3.download_fileobj("gateway", "boto3-anchor", NullSink(),
+        if not args.only_concurrent:
+            data = os.urandom(args.size * MiB)
+            chunks = messageChunks(data)
+            gateway = Gateway("maildir:../outbox/example", storage=storage("gateway"), env=env)
+            print(f"S3 (moto, signature checking), one {args.size} MiB attachment, median of {args.runs} runs,"
+                  f" load average {os.getloadavg()[0]:.1f}")
+            cpu = CPUSplit(moto.popen.pid, gateway.pid)
+            ours, theirs = [], []
+            for _ in range(args.runs):
+                seconds, reply = cpu.measure("gateway up", lambda: sendOne(gateway.smtpPort, chunks))
+                if not reply.startswith(b"250"):
+                    raise refused(gateway, reply)
+                ours.append(seconds)
+                started = time.monotonic()
+                cpu.measure("boto3 up", lambda: s3.upload_fileobj(io.BytesIO(data), "gateway", "boto3-anchor",
                                                                   Config=transfer))
-            theirs.append(time.monotonic() - started)
-        mine, anchor = statistics.median(ours), statistics.median(theirs)
-        row(f"download: S3 ranged GET, decrypted ({args.size} MiB)", f"{args.size / mine:6.1f} MiB/s",
-            f"boto3 download_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 3)")
-        print("   " + cpu.line("gateway down") + "\n   " + cpu.line("boto3 down"))
-        gateway.stop()
+                theirs.append(time.monotonic() - started)
+            mine, anchor = statistics.median(ours), statistics.median(theirs)
+            row(f"upload: SMTP in, S3 out ({args.size} MiB file)", f"{args.size / mine:6.1f} MiB/s",
+                f"boto3 upload_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 1.2); runs "
+                f"{', '.join(f'{args.size / s:.0f}' for s in ours)} / {', '.join(f'{args.size / s:.0f}' for s in theirs)}")
+            print("   " + cpu.line("gateway up") + "\n   " + cpu.line("boto3 up"))
+            alone = subprocess.run(
+                [sys.executable, __file__, "--store-alone", server.endpoint, server.key, server.secret, "gateway",
+                 "--size", str(args.size), "--runs", str(args.runs)], check=True, capture_output=True, text=True)
+            seconds = [float(s) for s in alone.stdout.split()]
+            row(f"  the S3 writer alone ({args.size} MiB in memory)", f"{args.size / statistics.median(seconds):6.1f} MiB/s",
+                f"x{anchor / statistics.median(seconds):4.2f} boto3 (no SMTP, MIME, decoding or sealing); runs "
+                f"{', '.join(f'{args.size / s:.0f}' for s in seconds)}")
+            token = tokens(gateway.folder)[0]
+            ours, theirs = [], []
+            for _ in range(args.runs):
+                started = time.monotonic()
+                if cpu.measure("gateway down", lambda: download(gateway.webPort, token)) != len(data):
+                    raise RuntimeError("short download")
+                ours.append(time.monotonic() - started)
+                started = time.monotonic()
+                cpu.measure("boto3 down", lambda: s3.download_fileobj("gateway", "boto3-anchor", NullSink(),
+                                                                      Config=transfer))
+                theirs.append(time.monotonic() - started)
+            mine, anchor = statistics.median(ours), statistics.median(theirs)
+            row(f"download: S3 ranged GET, decrypted ({args.size} MiB)", f"{args.size / mine:6.1f} MiB/s",
+                f"boto3 download_fileobj here: {args.size / anchor:6.1f} MiB/s -> x{anchor / mine:4.2f} (target 3)")
+            print("   " + cpu.line("gateway down") + "\n   " + cpu.line("boto3 down"))
+            gateway.stop()
         if args.no_concurrent:
             return 0
 
-        budget = args.budget * MiB
-        gateway = Gateway("maildir:../outbox/example", storage=storage("concurrent"), env=env,
-                          smtp={"memory_budget": budget})
-        each = messageChunks(os.urandom(args.each * 1000 * 1000))
-        sendOne(gateway.smtpPort, messageChunks(os.urandom(65536)))  # warm up
-        idle = peakRSS(gateway.pid)
-        resetPeakRSS(gateway.pid)
-        replies: list[bytes] = []
-
-        def one() -> None:
-            replies.append(sendOne(gateway.smtpPort, each)[1])
-
-        threads = [threading.Thread(target=one) for _ in range(args.sessions)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-        peak = peakRSS(gateway.pid)
-        if sum(r.startswith(b"250") for r in replies) != args.sessions:
-            raise refused(gateway, b" ".join(r for r in replies if not r.startswith(b"250")))
-        row(f"peak RSS, {args.sessions} x {args.each} MB at once ({elapsed:.0f} s)",
-            f"{peak / MiB:6.0f} MiB", f"idle {idle / MiB:.0f} MiB; above idle {(peak - idle) / MiB:.0f} MiB "
-            f"against memory_budget {args.budget} MiB + 32 MB = {args.budget + 32 * 1e6 / MiB:.0f} MiB")
+        concurrent(args, storage("concurrent") if args.concurrent_store == "s3" else None, env)
     finally:
         if gateway is not None:
             gateway.stop()

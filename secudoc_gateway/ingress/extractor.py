@@ -194,7 +194,9 @@ class Extractor:
                 case Drop(slot=slot):
                     # Its sealed bytes so far stay in the object, unlisted
                     # and under a key no other file has; nothing more goes in.
-                    self.sinks.pop(slot, None)
+                    dropped = self.sinks.pop(slot, None)
+                    if dropped is not None:
+                        dropped.drop()
                     if self.scans is not None:
                         self.scans.drop(slot)
                 case _:
@@ -235,8 +237,10 @@ class Extractor:
     # -- state ---------------------------------------------------------------
 
     def stop(self) -> None:
-        """No protection after all: abort open sinks (and their scans)."""
+        """No protection after all: abort open sinks (and their scans); the budget they hold goes back."""
         self.planner.stop()
+        for sink in self.sinks.values():
+            sink.drop()
         if self.scans is not None:
             self.scans.abort()
 

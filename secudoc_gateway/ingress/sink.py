@@ -16,9 +16,11 @@ OpenSSL let go of the GIL on big buffers).  One step at a time per part,
 in order; each step takes its place in the object when it is made (an
 ``exclusive`` turn, so the next file's bytes wait behind it) and its
 sealed bytes are appended in the reactor thread.  A step holds three
-times its raw size of the memory budget while it is out (raw, plain and
-sealed bytes); when the budget has none to spare the step runs inline,
-as small parts always do (a thread hop costs more than 64 KiB of work).
+times its raw size of the memory budget from the moment it starts to
+gather until its sealed bytes are handed to the store (raw, plain and
+sealed bytes); when the budget has none to spare the bytes are worked
+inline, as small parts always are (a thread hop costs more than 64 KiB
+of work), behind any steps still out.
 The Deferred ``feed`` returns for a step fires once it is written, so
 the extractor's count of writes outstanding paces the client as before.
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable, Optional
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from secudoc_gateway.crypto import Encryptor
@@ -41,6 +43,8 @@ INLINE_BYTES = 512 * 1024
 """Raw bytes of a part worked inline before its steps go to the worker thread."""
 STEP_BYTES = 1024 * 1024
 """Raw bytes of one step in the worker thread (anchors.md: 1 MiB steps reach the ceiling)."""
+STEP_RESERVE = 3 * STEP_BYTES
+"""Of the memory budget while a step gathers and is worked: its raw, plain and sealed bytes."""
 
 Worker = Callable[..., Deferred]
 """Runs ``f(*args)`` in a thread; fires with its result in the reactor thread."""
@@ -65,6 +69,7 @@ class AttachmentSink:
         self._raw = 0  # raw bytes fed
         self._gathered: list[bytes] = []  # raw bytes of the next step
         self._gatheredSize = 0
+        self._reserved = 0  # of the budget, for the step gathering now
         self._steps: Deferred = succeed(None)  # the steps' work, in order
         self._stepsOut = 0
         self._failure: Optional[Failure] = None
@@ -78,44 +83,67 @@ class AttachmentSink:
         self.length = 0
 
     def feed(self, raw: bytes) -> Optional[Deferred]:
+        if self._failure is not None:
+            return fail(self._failure)
         if self._worker is None or (not self._gathered and self._raw + len(raw) < INLINE_BYTES):
             self._raw += len(raw)
             return self._plain(self._decoder.feed(raw))
+        assert self._budget is not None
+        if not self._gathered:
+            # A step's memory (raw, plain and sealed bytes) is reserved
+            # before it gathers: twenty sessions gathering a MiB each, out
+            # of the budget, were 20 MiB no one counted.
+            if not self._budget.reserve(STEP_RESERVE):
+                self._raw += len(raw)
+                return self._inOrder(raw)
+            self._reserved = STEP_RESERVE
         self._gathered.append(raw)
         self._gatheredSize += len(raw)
         if self._gatheredSize < STEP_BYTES:
             return None
         return self._step()
 
+    def _inOrder(self, raw: bytes) -> Optional[Deferred]:
+        """
+        Raw bytes the budget has no room to gather, worked in the reactor
+        thread: now, or behind the steps still out (order first).  Held
+        meanwhile, unreserved, but only as many as the extractor lets
+        wait for their writes.
+        """
+        if not self._stepsOut:
+            return self._plain(self._decoder.feed(raw))
+        return self._dispatch(raw, 0, lambda: maybeDeferred(self._seal, raw))
+
     def _step(self) -> Optional[Deferred]:
-        """
-        The gathered bytes as one step: in the worker when the budget
-        allows (or steps are out already: order first; the extractor's
-        limit on writes outstanding bounds them), else inline.
-        """
+        """The gathered bytes as one step, in the worker, under the budget reserved for them."""
         raw = b"".join(self._gathered)
         self._gathered, self._gatheredSize = [], 0
         self._raw += len(raw)
-        assert self._worker is not None and self._budget is not None
-        worker, budget = self._worker, self._budget
-        reserved = 3 * len(raw)  # the raw step, its plain and its sealed bytes
-        if not budget.reserve(reserved):
-            if not self._stepsOut:
-                return self._plain(self._decoder.feed(raw))
-            reserved = 0
+        reserved, self._reserved = self._reserved, 0
+        assert self._worker is not None
+        worker = self._worker
+        return self._dispatch(raw, reserved, lambda: worker(self._seal, raw))
+
+    def _dispatch(self, raw: bytes, reserved: int, run: Callable[[], Deferred]) -> Deferred:
+        """
+        ``run`` (the step's pass) once the steps before it are done; its
+        bytes appended in the object's turn, taken when the step is made.
+        ``reserved`` goes back to the budget once they are handed over.
+        """
+        assert self._budget is not None
+        budget = self._budget
         self._stepsOut += 1
-        sealed: Deferred = Deferred()  # the step's (plain, sealed), once the worker did it
+        sealed: Deferred = Deferred()  # the step's (plain, sealed), once it was worked
 
         def work(_: Any) -> Deferred:
-            return worker(self._seal, raw)
+            return run()
 
         def settled(result: Any) -> None:
             self._stepsOut -= 1
-            if reserved:
-                budget.release(reserved)
             if isinstance(result, Failure):
                 if self._failure is None:
                     self._failure = result
+                self.drop()  # the part failed: no step gathers any more
                 sealed.errback(result)
             else:
                 sealed.callback(result)
@@ -125,9 +153,15 @@ class AttachmentSink:
 
         def append(result: Any) -> None:
             if isinstance(result, Failure):
-                done.errback(result)
+                written: Deferred = fail(result)
             else:
-                self._written(*result).chainDeferred(done)
+                try:
+                    written = self._written(*result)
+                except BaseException:
+                    written = fail()
+            if reserved:  # handed over (or lost): before anyone waiting on ``done`` runs
+                budget.release(reserved)
+            written.chainDeferred(done)
 
         if self._exclusive:
             sealed.addBoth(append)  # inside the object's exclusive work already: its turn
@@ -135,6 +169,15 @@ class AttachmentSink:
             # The step's place in the object is taken now: the next file's bytes wait behind it.
             self._target.exclusive(lambda: sealed.addBoth(append))
         return done
+
+    def drop(self) -> None:
+        """No more bytes come (the file was dropped, or the message is over): a step's reservation goes back."""
+        self._worker = None
+        self._gathered, self._gatheredSize = [], 0
+        if self._reserved:
+            assert self._budget is not None
+            self._budget.release(self._reserved)
+            self._reserved = 0
 
     def _seal(self, raw: bytes) -> tuple[bytes, bytes]:
         """One step's pass (in the worker thread): decode, hash, seal."""

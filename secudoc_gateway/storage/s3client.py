@@ -35,9 +35,10 @@ system trust or the configured CA bundle.
 from __future__ import annotations
 
 import base64
+import os
 import urllib.parse
 import zlib
-from typing import Any, Optional, Sequence, Union
+from typing import Any, BinaryIO, Optional, Sequence, Union
 from xml.etree import ElementTree
 
 import attrs
@@ -67,6 +68,8 @@ CLOSE_GRACE = 10.0
 SIGN_INLINE = 4096
 """Bodies up to this size are signed (hashed) on the reactor thread; longer ones in the pool."""
 CHECKSUM_HEADER = "x-amz-checksum-crc32"
+READ_PIECE = 1024 * 1024
+"""Bytes of a part buffer on disk read at a time for its CRC32."""
 _UNRESERVED = "-_.~"
 _UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
 """botocore's own switch: ``x-amz-content-sha256: UNSIGNED-PAYLOAD``, even over http."""
@@ -121,8 +124,69 @@ class Payload:
             self._crc32 = base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
         return self._crc32
 
-    def reader(self) -> "_PayloadReader":
+    def reader(self) -> Any:
         return _PayloadReader(self)
+
+    def close(self) -> None:
+        """The body is stored or dropped (no retry will read it again)."""
+
+
+class FilePayload(Payload):
+    """
+    A request body in a temporary file (a part buffer the memory budget
+    had no room for): hashed and sent from the file a piece at a time.
+    """
+
+    def __init__(self, file: BinaryIO, length: int) -> None:
+        super().__init__(())
+        file.flush()
+        self._file = file
+        self.length = length
+
+    def crc32(self) -> str:
+        if self._crc32 is None:
+            value, at = 0, 0
+            while at < self.length:
+                piece = os.pread(self._file.fileno(), min(READ_PIECE, self.length - at), at)
+                if not piece:
+                    raise StorageError(f"part buffer truncated at byte {at} of {self.length}")
+                value = zlib.crc32(piece, value)
+                at += len(piece)
+            self._crc32 = base64.b64encode(value.to_bytes(4, "big")).decode("ascii")
+        return self._crc32
+
+    def reader(self) -> Any:
+        return _FileReader(self._file.fileno(), self.length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _FileReader:
+    """A file-like view of a ``FilePayload`` with its own position, left open by ``FileBodyProducer``."""
+
+    def __init__(self, fd: int, length: int) -> None:
+        self._fd = fd
+        self._length = length
+        self._position = 0
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = {0: offset, 1: self._position + offset, 2: self._length + offset}[whence]
+        self._position = max(0, min(target, self._length))
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._length - self._position
+        piece = os.pread(self._fd, min(size, self._length - self._position), self._position)
+        self._position += len(piece)
+        return piece
+
+    def close(self) -> None:
+        """The file stays for a retry; the writer closes it once the part is stored."""
 
 
 class _PayloadReader:
