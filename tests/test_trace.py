@@ -196,6 +196,7 @@ class TraceCommandTests(TestCase):
         self.gateway = await startGateway(self.config, reactor)
         self.addCleanup(self.gateway.stop)
         await self.send(mail("big", attachment=True), code=552)
+        await until(self.trace, lambda records: len(records) == 1)  # written as the 552 goes out, not before it
         [record] = await self.trace()
         self.assertEqual((record["tenant"], record["sender"], record["recipients"], record["decision"],
                           record["reply_code"], record["reason"]),
