@@ -23,21 +23,20 @@ The message path's writes (a dedup claim, a transfer, a trace row) go
 through ``runBatched``: group commit.  While a batch of them runs, the
 next ones queue; the queue then goes as one transaction, each write in
 a savepoint of its own, so one that fails is undone alone and the
-others commit.  A commit is made durable once for the whole batch, the
-pages a batch touches twice are written once, and the batch takes one
-trip to the database thread: with two workers on one SQLite file the
-writes of a 2 KB message cost a third of its time before.  No write's
-Deferred fires before the commit that holds it, so the contract does
-not move: rows are durable before the relay is asked to take the
-message that needs them: a write that must survive a power cut, not
-only a crash of the process (a transfer, before its link is relayed),
-says ``durable`` and its batch is committed with ``synchronous=FULL``
-on SQLite, one fsync of the log for all of it (PostgreSQL commits so
-always).  The others (dedup records, trace rows) stay at ``NORMAL``:
-losing the last of them to a power cut costs a trace row, or a resend
-EXO makes only when it never got the reply.  SQLite runs one batch at a
-time (it has one connection); PostgreSQL as many as the pool has
-connections.
+others commit.  The batch takes one trip to the database thread, one
+commit, and writes the pages its writes share once (with two workers on
+one SQLite file a 2 KB message spent a quarter of its time on these
+writes before).  No write's Deferred fires before the commit that holds
+it, so the contract does not move: rows are in before the relay is
+asked to take the message that needs them.  A write that must survive
+a power cut, not only a crash of the process (a transfer, before its
+link is relayed), says ``durable``: its batch commits with
+``synchronous=FULL`` on SQLite, one fsync of the log for all of it
+(PostgreSQL commits so always).  The others (dedup records, trace rows)
+stay at ``NORMAL``: a power cut may cost the last trace rows, or a
+duplicate when EXO resends a message whose reply it never got.  SQLite
+runs one batch at a time (it has one connection), PostgreSQL as many as
+the pool has connections.
 
 The schema is an ordered list of steps; ``schema_version`` holds one row
 per step applied.  ``open()`` applies the missing ones, each in its own

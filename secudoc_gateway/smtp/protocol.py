@@ -180,9 +180,12 @@ class SMTPProtocol(Pacing):
                       sender=event.sender, recipients=event.recipients, proto="ESMTP" if event.esmtp else "SMTP",
                       helo=event.helo)
             if _STAGES[event.command] == END_OF_MESSAGE:
-                self.factory.ingress.refused(Envelope(
-                    sender=event.sender, recipients=event.recipients, peer=self.peer, helo=event.helo,
-                    tls=session.tlsActive, tenant=self._tenant), event.reply, event.reason)
+                try:
+                    self.factory.ingress.refused(Envelope(
+                        sender=event.sender, recipients=event.recipients, peer=self.peer, helo=event.helo,
+                        tls=session.tlsActive, tenant=self._tenant), event.reply, event.reason)
+                except Exception:
+                    self._log.failure("tracing the refused message from {peer} failed", peer=self.peer)
         elif isinstance(event, StartTLS):
             self.transport.startTLS(self.factory.tlsOptions)
         elif isinstance(event, Close):
