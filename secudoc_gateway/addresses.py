@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from typing import Optional, Union
 
 import idna
@@ -56,6 +57,25 @@ def domainKey(domain: str) -> str:
         return idna.encode(domain, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
         return domain.lower()
+
+
+# RFC 5322 3.4.1's addr-spec without quoting or comments (what a person types), RFC 6531's UTF-8 allowed.
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
+                    r"\u0080-\U0010ffff]+)*")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)")
+
+
+def isMailbox(address: str) -> bool:
+    """
+    Whether ``address`` is one plain mailbox a person may type or an
+    IdP may name (no quoting, no comments, no display name; a dotted
+    domain): the one check of every address the portal takes in.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or len(address) > 254 or len(local) > 64 or not _LOCAL.fullmatch(local):
+        return False
+    labels = domain.split(".")
+    return len(labels) >= 2 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def splitAddress(address: str) -> tuple[str, str]:

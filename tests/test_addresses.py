@@ -5,7 +5,7 @@ giving the same IDNA 2008 form.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from secudoc_gateway.addresses import addressKey, configDomain, domainKey, parseIP, splitAddress
+from secudoc_gateway.addresses import addressKey, configDomain, domainKey, isMailbox, parseIP, splitAddress
 
 
 class DomainTests(SynchronousTestCase):
@@ -55,3 +55,11 @@ class IPTests(SynchronousTestCase):
         self.assertEqual(str(parseIP("::ffff:192.0.2.1")), "192.0.2.1")
         self.assertEqual(str(parseIP("2001:db8::1")), "2001:db8::1")
         self.assertIsNone(parseIP("unix"))
+
+    def test_isMailbox(self) -> None:
+        """The one check of an address the portal takes in: a plain mailbox, a dotted domain."""
+        for good in ("alice@example.test", "o'brien+tag@sub.example.test", "jörg@bücher.example", "a@xn--bcher-kva.test"):
+            self.assertTrue(isMailbox(good), good)
+        for bad in ("", "alice", "alice@localhost", "a@@b.test", '"a b"@x.test', "Alice <a@x.test>", "a b@x.test",
+                    "a@-x.test", "a..b@x.test", "a@x.test,b@x.test", "a" * 65 + "@x.test", "a@" + "b" * 250 + ".test"):
+            self.assertFalse(isMailbox(bad), bad)

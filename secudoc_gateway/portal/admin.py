@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from twisted.logger import Logger
 
-from secudoc_gateway.addresses import addressKey, splitAddress
+from secudoc_gateway.addresses import addressKey, isMailbox
 from secudoc_gateway.display import shown
 from secudoc_gateway.errors import RelayError
 from secudoc_gateway.notices.texts import formatMoment
@@ -45,16 +45,10 @@ def _inDomains(visit: Visit, address: str) -> Optional[str]:
     """``address`` normalised when it is one address in the tenant's domains, else ``None``."""
     assert visit.tenant is not None
     address = address.strip()
-    if address.count("@") != 1 or any(c.isspace() or c in "<>,;\"()" for c in address):
+    if not isMailbox(address):
         return None
-    try:
-        local, domain = splitAddress(address)
-        key = addressKey(address)
-    except ValueError:
-        return None
-    if not local or key.rpartition("@")[2] not in visit.tenant.domains:
-        return None
-    return key
+    key = addressKey(address)
+    return key if key.rpartition("@")[2] in visit.tenant.domains else None
 
 
 # --- users -------------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from secudoc_gateway import links
-from secudoc_gateway.addresses import addressKey
+from secudoc_gateway.addresses import addressKey, isMailbox
 from secudoc_gateway.config import PortalLogin, Tenant
 from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.notices.portal import loginMail
@@ -49,11 +49,6 @@ _USE = "portal-link"
 def _client(request: Request) -> str:
     client = request.getClientAddress()
     return str(getattr(client, "host", client))
-
-
-def isAddress(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain and len(address) <= 320)
 
 
 async def emailRole(portal: PortalContext, tenant: Tenant, address: str) -> Optional[str]:
@@ -141,7 +136,7 @@ async def askLink(visit: Visit) -> None:
         await _askForm(visit, 403, t["form_expired"])
         return
     address = addressKey(formValue(visit.request, "address") or "")
-    if not isAddress(address):
+    if not isMailbox(address):
         await _askForm(visit, 400, t["bad_address"], address)
         return
     access = portal.web.access

@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from secudoc_gateway import crypto
+from secudoc_gateway.addresses import isMailbox
 from secudoc_gateway.config import Tenant
 from secudoc_gateway.errors import StorageError
 from secudoc_gateway.ingress.context import Context
@@ -65,19 +66,7 @@ FIELDS = frozenset(["csrf", "recipients", "subject", "message", "expiry_days"])
 MAX_SUBJECT = 500
 MAX_MESSAGE = 20000
 
-# RFC 5322 3.4.1's addr-spec without quoting or comments (what a person types), RFC 6531's UTF-8 allowed.
-_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
-                    r"\u0080-\U0010ffff]+)*")
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9\-\u0080-\U0010ffff]{1,63}(?<!-)")
 _SPLIT = re.compile(r"[,;\r\n]+")
-
-
-def validAddress(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    if not at or len(address) > 254 or len(local) > 64 or not _LOCAL.fullmatch(local):
-        return False
-    labels = domain.split(".")
-    return len(labels) >= 2 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def parseRecipients(text: str) -> tuple[list[str], list[str]]:
@@ -90,7 +79,7 @@ def parseRecipients(text: str) -> tuple[list[str], list[str]]:
             continue
         if item.endswith(">") and "<" in item:
             item = item[item.rindex("<") + 1:-1].strip()
-        if validAddress(item):
+        if isMailbox(item):
             if item.lower() not in (g.lower() for g in good):
                 good.append(item)
         else:

@@ -28,7 +28,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from secudoc_gateway import links
-from secudoc_gateway.addresses import addressKey
+from secudoc_gateway.addresses import addressKey, isMailbox
 from secudoc_gateway.config import PortalLogin, Tenant
 from secudoc_gateway.crypto import newToken
 from secudoc_gateway.display import shown
@@ -196,7 +196,7 @@ class SAMLResource(Resource):
             message(visit, 403, t["saml_no_group_title"], t["saml_no_group"].format(**needs))
             return
         address = addressKey(person.address)
-        if not login.isAddress(address):
+        if not isMailbox(address):
             message(visit, 403, t["saml_refused_title"], t["saml_no_address"])
             return
         log.info("SAML login to tenant {tenant}: {address} ({role}, object id {objectId}, Entra tenant {entra})",
