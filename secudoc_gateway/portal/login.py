@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import attrs
-
 from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -29,12 +27,11 @@ from secudoc_gateway.addresses import addressKey, isMailbox
 from secudoc_gateway.config import PortalLogin, Tenant
 from secudoc_gateway.crypto import secretHash
 from secudoc_gateway.notices.portal import loginMail
-from secudoc_gateway.policy import isConfiguredUser
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.pages import Visit, message, page, redirect, refusedForm
 from secudoc_gateway.portal.routes import PUBLIC, SIGNED_IN, Route
 from secudoc_gateway.portal.sessions import (
-    ADMIN, EMAIL_LINK, USER, Session, clearSessionCookie, setSessionCookie,
+    EMAIL_LINK, clearSessionCookie, emailRole, setSessionCookie,
 )
 from secudoc_gateway.transfers.events import LOGIN
 from secudoc_gateway.web.pages import csrfToken, formValue, pageLanguage
@@ -49,35 +46,6 @@ _USE = "portal-link"
 def _client(request: Request) -> str:
     client = request.getClientAddress()
     return str(getattr(client, "host", client))
-
-
-async def emailRole(portal: PortalContext, tenant: Tenant, address: str) -> Optional[str]:
-    """
-    The role of ``address`` in ``tenant`` for an e-mail link: admin if
-    ``admins`` names it, user if ``users`` matches it or the users table
-    holds it, else ``None`` (no access).
-    """
-    key = addressKey(address)
-    if key in {addressKey(a) for a in tenant.admins}:
-        return ADMIN
-    if isConfiguredUser(tenant, key) or await portal.web.transfers.isKnownUser(tenant.id, key):
-        return USER
-    return None
-
-
-async def currentRole(portal: PortalContext, tenant: Tenant, session: Session) -> Optional[Session]:
-    """
-    ``session`` under the tenant's settings as they are now: an admin
-    signed in by e-mail link whom ``admins`` no longer names is one no
-    more from the next request on (a user if the tenant still knows the
-    address, else signed out), not only once the session ends.  A SAML
-    session keeps the role its groups gave it at sign-in.
-    """
-    if (session.how != EMAIL_LINK or not session.isAdmin
-            or addressKey(session.address) in {addressKey(a) for a in tenant.admins}):
-        return session
-    role = await emailRole(portal, tenant, session.address)
-    return attrs.evolve(session, role=role) if role is not None else None
 
 
 def _emailLinkAllowed(tenant: Tenant) -> bool:
@@ -155,7 +123,7 @@ def _mailLater(portal: PortalContext, address: str, language: str) -> None:
 
 async def _mailLink(portal: PortalContext, address: str, language: str) -> None:
     tenant = portal.tenantForAddress(address)
-    if tenant is None or not _emailLinkAllowed(tenant) or await emailRole(portal, tenant, address) is None:
+    if tenant is None or not _emailLinkAllowed(tenant) or await emailRole(portal.web, tenant, address) is None:
         return
     secret, expires = await portal.logins.create(tenant.id, address)
     web = portal.web
@@ -191,7 +159,7 @@ async def useLink(visit: Visit, secret: str) -> None:
     if used is None or tenant is None or not _emailLinkAllowed(tenant):
         _invalid(visit)
         return
-    role = await emailRole(portal, tenant, used.address)
+    role = await emailRole(portal.web, tenant, used.address)
     if role is None:
         _invalid(visit)
         return

@@ -21,15 +21,20 @@ nor make one for a session it does not hold.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.web.server import Request
 
-from secudoc_gateway.config import PortalConfig
+from secudoc_gateway.addresses import addressKey
+from secudoc_gateway.config import PortalConfig, Tenant
 from secudoc_gateway.crypto import formToken, formTokenValid, newToken, secretHash
 from secudoc_gateway.db import Database
+from secudoc_gateway.policy import isConfiguredUser
+
+if TYPE_CHECKING:
+    from secudoc_gateway.web.context import WebContext
 
 # A session's role and how it began (the table's CHECKs name the same).
 USER = "user"
@@ -164,3 +169,41 @@ def sessionFormToken(key: bytes, session: Session) -> str:
 def sessionFormValid(key: bytes, session: Session, token: str) -> bool:
     """Whether ``token`` was made for this very session (another session's token is refused)."""
     return formTokenValid(key, _FORM_PURPOSE, session.key, _FORM_NONCE, token)
+
+
+async def emailRole(web: "WebContext", tenant: Tenant, address: str) -> Optional[str]:
+    """
+    The role of ``address`` in ``tenant`` for an e-mail link: admin if
+    ``admins`` names it, user if ``users`` matches it or the users table
+    holds it, else ``None`` (no access).
+    """
+    key = addressKey(address)
+    if key in {addressKey(a) for a in tenant.admins}:
+        return ADMIN
+    if isConfiguredUser(tenant, key) or await web.transfers.isKnownUser(tenant.id, key):
+        return USER
+    return None
+
+
+async def signedIn(web: "WebContext", sessions: SessionStore, request: Request,
+                   secure: bool) -> tuple[Optional[Session], Optional[Tenant]]:
+    """
+    The request's session and its tenant (``None, None`` without one),
+    under the tenant's settings as they are now: an admin signed in by
+    e-mail link whom ``admins`` no longer names is one no more from the
+    next request on (a user if the tenant still knows the address, else
+    signed out), not only once the session ends.  A SAML session keeps
+    the role its groups gave it at sign-in.  Pages and uploads alike.
+    """
+    secret = sessionSecret(request, secure)
+    session = await sessions.find(secret) if secret else None
+    tenant = web.tenantOf(session.tenant) if session is not None else None
+    if session is None or tenant is None:
+        return None, None
+    if (session.how == EMAIL_LINK and session.isAdmin
+            and addressKey(session.address) not in {addressKey(a) for a in tenant.admins}):
+        role = await emailRole(web, tenant, session.address)
+        if role is None:
+            return None, None
+        session = attrs.evolve(session, role=role)
+    return session, tenant

@@ -11,7 +11,7 @@ routes nowhere.  The routes are the page modules' ``ROUTES``.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from twisted.internet.defer import ensureDeferred
 from twisted.web.resource import Resource
@@ -21,7 +21,7 @@ from secudoc_gateway.portal import admin, events, login, send, settings, sso, tr
 from secudoc_gateway.portal.context import PortalContext
 from secudoc_gateway.portal.pages import Visit, notFound, redirect
 from secudoc_gateway.portal.routes import ADMIN_ONLY, PUBLIC, Route, resolve
-from secudoc_gateway.portal.sessions import Session, sessionSecret
+from secudoc_gateway.portal.sessions import signedIn
 from secudoc_gateway.web.context import failed
 from secudoc_gateway.web.pages import pageLanguage
 from secudoc_gateway.web.site import Streamed
@@ -46,10 +46,6 @@ class PortalResource(Resource):
         ensureDeferred(self._serve(request)).addErrback(failed, request)
         return NOT_DONE_YET
 
-    async def _session(self, request: Request) -> Optional[Session]:
-        secret = sessionSecret(request, self.portal.secure)
-        return await self.portal.sessions.find(secret) if secret else None
-
     async def _serve(self, request: Request) -> None:
         portal = self.portal
         raw = list(request.postpath or [])
@@ -59,12 +55,7 @@ class PortalResource(Resource):
         if raw[-1] == b"":
             raw.pop()
         segments = [s.decode("utf-8", "replace") for s in raw]
-        session = await self._session(request)
-        tenant = portal.web.tenantOf(session.tenant) if session is not None else None
-        if tenant is None or session is None:
-            session = None
-        else:
-            session = await login.currentRole(portal, tenant, session)
+        session, tenant = await signedIn(portal.web, portal.sessions, request, portal.secure)
         language = pageLanguage(request, tenant.language if tenant is not None else portal.web.language,
                                 portal.base, portal.secure)
         visit = Visit(portal, request, language, session, tenant, await portal.web.access.formKey())

@@ -47,7 +47,7 @@ from secudoc_gateway.notices.texts import texts
 from secudoc_gateway.portal.formdata import (
     End, Field, FileData, FileEnd, FileStart, FormDataParser, FormError, boundaryOf, safeFileName,
 )
-from secudoc_gateway.portal.sessions import Session, SessionStore, sessionFormValid, sessionSecret
+from secudoc_gateway.portal.sessions import Session, SessionStore, sessionFormValid, signedIn
 from secudoc_gateway.scan import MessageScans
 from secudoc_gateway.storage.objects import TransferObject, objectKey
 from secudoc_gateway.web.context import WebContext
@@ -216,9 +216,7 @@ class Upload:
         if self.gone:
             self._releaseBudget()
             return
-        secret = sessionSecret(self.request, uploads.web.secureCookies)
-        session = await uploads.sessions.find(secret) if secret else None
-        tenant = uploads.web.tenantOf(session.tenant) if session is not None else None
+        session, tenant = await signedIn(uploads.web, uploads.sessions, self.request, uploads.web.secureCookies)
         self._formKey = await uploads.web.access.formKey()
         if session is None or tenant is None:
             self._refuse(403)
