@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from twisted.internet import defer
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import attrs
 import psycopg
@@ -376,7 +376,7 @@ class PostgreSQLTests(TestCase):
         yield db.check()
 
 
-class SQLiteGroupCommitTests(TestCase):
+class GroupCommit:
     """``runBatched``: writes queued while a batch runs share the next transaction, each undone alone."""
 
     postgresql = False
@@ -431,13 +431,21 @@ class SQLiteGroupCommitTests(TestCase):
         self.assertEqual(rows, [("a@example.test",), ("b@example.test",), ("d@example.test",)])
 
     @defer.inlineCallbacks
+    def test_closed(self) -> Any:
+        """A batch that cannot run fails every write in it."""
+        db = yield self.batchDatabase()
+        db.close()
+        for d in [db.runBatched(lambda txn: None) for _ in range(3)]:
+            yield self.assertFailure(d, GatewayError)
+
+
+class SQLiteGroupCommitTests(GroupCommit, TestCase):
+    @defer.inlineCallbacks
     def test_durable(self) -> Any:
         """
         On SQLite a batch holding a ``durable`` write commits with
         ``synchronous=FULL`` (an fsync of the log), the others with NORMAL.
         """
-        if self.postgresql:
-            raise SkipTest("every PostgreSQL commit is durable: the pragma is SQLite's")
         db = yield self.batchDatabase()
 
         def mode(txn: Any) -> int:
@@ -451,14 +459,8 @@ class SQLiteGroupCommitTests(TestCase):
         self.assertEqual(modes, [2, 2])
         self.assertEqual((yield db.runBatched(mode)), 1)
 
-    @defer.inlineCallbacks
-    def test_closed(self) -> Any:
-        """A batch that cannot run fails every write in it."""
-        db = yield self.batchDatabase()
-        db.close()
-        for d in [db.runBatched(lambda txn: None) for _ in range(3)]:
-            yield self.assertFailure(d, GatewayError)
 
+class PostgreSQLGroupCommitTests(GroupCommit, TestCase):
+    """Every PostgreSQL commit is durable: ``durable`` (a SQLite pragma) has nothing to show here."""
 
-class PostgreSQLGroupCommitTests(SQLiteGroupCommitTests):
     postgresql = True
